@@ -1,0 +1,92 @@
+"""The `prunelab` command line.
+
+    prunelab sweep configs/default.yaml                      # local Ray on this machine
+    prunelab sweep configs/default.yaml tasks.0.limit=16     # `a.b=value` overrides, validated like the YAML
+    prunelab sweep configs/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
+    prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab models                                          # the built-in models
+
+Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2.
+"""
+
+import argparse
+import logging
+import sys
+
+from prunelab.errors import PrunelabError
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise PrunelabError(f"--layers {text!r} is not a comma-separated list of integers") from None
+
+
+def cmd_sweep(args) -> int:
+    from prunelab.config import load_config
+    from prunelab.sweep.run import run_sweep
+
+    config = load_config(args.config, args.overrides)
+    paths = run_sweep(config, address=args.address, progress=not args.no_progress)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if "markdown" in paths:
+        print(paths["markdown"].read_text())
+    return 0
+
+
+def cmd_drop(args) -> int:
+    from prunelab.models import load_model, resolve_model_path
+    from prunelab.surgery import check_layers, drop_layers, num_layers, save_pruned
+
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    layers = check_layers(_parse_layers(args.layers), num_layers(model))
+    drop_layers(model, layers)
+    manifest = {"base_model": args.model, "base_model_path": resolve_model_path(args.model),
+                "removed_layers": layers, "strategy": "manual"}
+    print(save_pruned(model, tokenizer, args.out, manifest))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from prunelab.models import BUILTIN_MODELS
+
+    for m in BUILTIN_MODELS.values():
+        print(f"{m.name:32s} {m.description}  [pip: {' '.join(m.packages)}]")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prunelab", description="Depth pruning of LLMs, on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="single-layer ablation sweep with a retention report")
+    p.add_argument("config", help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="a.b=value overrides")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("drop", help="remove given layers and export a Hugging Face checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--layers", required=True, help="comma-separated layer indices, e.g. 20,21")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.set_defaults(func=cmd_drop)
+
+    p = sub.add_parser("models", help="list the built-in models")
+    p.set_defaults(func=cmd_models)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except PrunelabError as exc:
+        print(f"prunelab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

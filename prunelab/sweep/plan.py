@@ -1,0 +1,80 @@
+"""Plan a sweep without loading weights: candidates, units of items, and what the store already holds."""
+
+from dataclasses import dataclass
+
+from transformers import AutoConfig, AutoTokenizer
+
+from prunelab.config import SweepConfig
+from prunelab.errors import ConfigError, ModelError
+from prunelab.models import resolve_model_path
+from prunelab.scoring.engine import Batch, plan_batches
+from prunelab.scoring.requests import Request
+from prunelab.surgery import SUPPORTED_MODEL_TYPES
+from prunelab.sweep.store import candidate_name
+from prunelab.tasks import Item, Task, build_task
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One engine batch of one task: the worker records its layer inputs once and scores every candidate on it."""
+
+    task: str
+    items: tuple[Item, ...]
+    batch: Batch  # indices into `requests`
+    candidates: tuple[tuple[int, ...], ...]  # still to compute; () is the base model
+
+    @property
+    def requests(self) -> list[Request]:
+        return [item.request for item in self.items]
+
+
+@dataclass
+class SweepPlan:
+    model_path: str
+    num_layers: int
+    tasks: dict[str, Task]
+    candidates: list[tuple[int, ...]]
+    units: list[Unit]
+
+    @property
+    def pending(self) -> int:
+        return sum(len(u.candidates) for u in self.units)
+
+
+def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[tuple[int, ...]]:
+    if layers is None:
+        layers = list(range(num_layers))
+    bad = [l for l in layers if not 0 <= l < num_layers]
+    if bad:
+        raise ConfigError(f"sweep.layers has {bad} out of range; the model has {num_layers} layers (0..{num_layers - 1})")
+    repeated = sorted({l for l in layers if layers.count(l) > 1})
+    if repeated:
+        raise ConfigError(f"sweep.layers repeats {repeated}; give each layer once")
+    return [()] + [(l,) for l in sorted(layers)]
+
+
+def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPlan:
+    path = resolve_model_path(config.model.name)
+    model_config = AutoConfig.from_pretrained(path, revision=config.model.revision)
+    model_type = getattr(model_config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    num_layers = model_config.num_hidden_layers
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=config.model.revision)
+    candidates = sweep_candidates(config.sweep.layers, num_layers)
+    types = getattr(model_config, "layer_types", None) or []
+    window = model_config.sliding_window if getattr(model_config, "sliding_window", None) and "sliding_attention" in types else None
+
+    tasks, units = {}, []
+    for spec in config.tasks:
+        task = build_task(spec.name, limit=spec.limit, seed=spec.seed, num_fewshot=spec.num_fewshot)
+        tasks[spec.name] = task
+        items = task.items(tokenizer)
+        requests = [it.request for it in items]
+        for batch in plan_batches(requests, config.sweep.batch_tokens, window):
+            unit_items = tuple(items[i] for i in batch.indices)
+            todo = tuple(c for c in candidates
+                         if any((spec.name, candidate_name(c), it.id) not in done for it in unit_items))
+            if todo:
+                units.append(Unit(spec.name, unit_items, Batch(tuple(range(len(unit_items))), batch.prefix), todo))
+    return SweepPlan(path, num_layers, tasks, candidates, units)

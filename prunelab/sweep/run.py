@@ -1,0 +1,44 @@
+"""`prunelab sweep`: single-layer ablation of every layer, on Ray actors, resumable, with a retention report."""
+
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from prunelab.config import SweepConfig
+from prunelab.report import write_report
+from prunelab.scoring.requests import Scores
+from prunelab.sweep.plan import Unit, plan_sweep
+from prunelab.sweep.store import ResultsStore
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = True) -> dict[str, Path]:
+    """Runs (or resumes) the sweep of `config` and writes its report; returns the report's paths."""
+    store = ResultsStore(config.output_dir)
+    store.claim(config.identity(), config.model_dump())
+    plan = plan_sweep(config, store.done())
+    primary = {name: task.primary_metric for name, task in plan.tasks.items()}
+    total = len(plan.candidates) * len(plan.tasks)
+    log.info("%s: %d layers, %d candidates x %d tasks, %d (unit, candidate) pairs to compute",
+             config.name, plan.num_layers, len(plan.candidates), len(plan.tasks), plan.pending)
+
+    if plan.units:
+        from prunelab.sweep.ray_runner import init_ray, run_units
+
+        init_ray(address or config.ray.address)
+        bar = tqdm(total=plan.pending, desc=f"sweep {config.name}", unit="cand", disable=not progress)
+
+        def on_result(unit: Unit, removed: tuple[int, ...], scores: list[Scores]) -> None:
+            task = plan.tasks[unit.task]
+            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, scores)]
+            store.write(unit.task, removed, rows)
+            bar.update(1)
+
+        try:
+            run_units(plan.units, config.model, config.ray.actors, config.sweep.batch_tokens, on_result)
+        finally:
+            bar.close()
+    log.info("all %d (candidate, task) results present", total)
+    return write_report(config.output_dir, primary, title=f"{config.name} ({config.model.name})")

@@ -1,0 +1,100 @@
+"""The results store: one parquet file per (task, candidate, unit of items), written atomically.
+
+Rows are long-form (task, candidate, removed, item_id, metric, value), so tasks with different metrics share one
+table. A file appears complete or not at all (written beside its final name, then renamed), so a stopped sweep loses
+at most the units in flight, and a rerun skips every (task, candidate, item) already present.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from prunelab.errors import ResultsError
+
+SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("candidate", pa.string()),
+        ("removed", pa.list_(pa.int32())),
+        ("item_id", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+EXPERIMENT_FILE = "experiment.json"
+
+
+def candidate_name(removed: tuple[int, ...]) -> str:
+    return "base" if not removed else "drop-" + "+".join(str(i) for i in sorted(removed))
+
+
+def write_json_atomic(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class ResultsStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.results = self.root / "results"
+
+    def claim(self, identity: dict, resolved_config: dict) -> None:
+        """Binds the directory to an experiment, or refuses one that belongs to another."""
+        marker = self.root / EXPERIMENT_FILE
+        if marker.exists():
+            existing = json.loads(marker.read_text())
+            if existing != json.loads(json.dumps(identity)):
+                diff = sorted(k for k in set(existing) | set(identity) if existing.get(k) != identity.get(k))
+                raise ResultsError(
+                    f"results directory {str(self.root)!r} belongs to another experiment (differs in: "
+                    f"{', '.join(diff)}); choose another output_dir or delete that directory"
+                )
+        else:
+            write_json_atomic(marker, identity)
+        write_json_atomic(self.root / "config.json", resolved_config)
+
+    def write(self, task: str, removed: tuple[int, ...], rows: list[tuple[str, dict[str, float]]]) -> Path:
+        """Writes the metrics of some items of one (task, candidate) atomically; returns the file."""
+        candidate = candidate_name(removed)
+        ids = [item_id for item_id, _ in rows]
+        unit = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        table = pa.table(
+            {
+                "task": [task] * sum(len(m) for _, m in rows),
+                "candidate": [candidate] * sum(len(m) for _, m in rows),
+                "removed": [list(removed)] * sum(len(m) for _, m in rows),
+                "item_id": [item_id for item_id, m in rows for _ in m],
+                "metric": [k for _, m in rows for k in m],
+                "value": [float(v) for _, m in rows for v in m.values()],
+            },
+            schema=SCHEMA,
+        )
+        folder = self.results / task / candidate
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{unit}.parquet"
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-", suffix=".parquet")
+        os.close(fd)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def read(self) -> pa.Table:
+        files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            return SCHEMA.empty_table()
+        return ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet").to_table()
+
+    def done(self) -> set[tuple[str, str, str]]:
+        """(task, candidate, item_id) triples already stored."""
+        t = self.read()
+        return set(zip(t["task"].to_pylist(), t["candidate"].to_pylist(), t["item_id"].to_pylist()))

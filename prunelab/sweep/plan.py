@@ -55,12 +55,15 @@ def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[tuple[in
 
 def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPlan:
     path = resolve_model_path(config.model.name)
-    model_config = AutoConfig.from_pretrained(path, revision=config.model.revision)
+    try:
+        model_config = AutoConfig.from_pretrained(path, revision=config.model.revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=config.model.revision)
+    except OSError as exc:
+        raise ModelError(f"could not load model {config.model.name!r}: {exc}") from exc
     model_type = getattr(model_config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelError(f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     num_layers = model_config.num_hidden_layers
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=config.model.revision)
     candidates = sweep_candidates(config.sweep.layers, num_layers)
     types = getattr(model_config, "layer_types", None) or []
     window = model_config.sliding_window if getattr(model_config, "sliding_window", None) and "sliding_attention" in types else None

@@ -17,6 +17,9 @@ class SweepWorker:
                  batch_tokens: int = 2048, num_threads: int | None = None, device: str | None = None):
         if num_threads:
             torch.set_num_threads(num_threads)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar per actor per load is noise in the driver's log
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, _ = load_model(model, dtype=dtype, device=device, revision=revision)
         self.scorer = Scorer(self.model, batch_tokens=batch_tokens)

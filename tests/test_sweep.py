@@ -1,0 +1,124 @@
+"""The sweep: worker results equal plain scoring; a Ray run with two actors writes every result, then resumes."""
+
+import pyarrow.parquet as pq
+import pytest
+
+import tiny
+from prunelab.cli import main
+from prunelab.config import parse_config
+from prunelab.errors import ResultsError
+from prunelab.scoring.engine import Scorer
+from prunelab.sweep.plan import plan_sweep
+from prunelab.sweep.store import ResultsStore
+from prunelab.sweep.worker import SweepWorker
+from prunelab.tasks import build_task
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny-gemma3"
+    tiny.model("gemma3", 4).save_pretrained(path)
+    tiny.tokenizer().save_pretrained(path)
+    return path
+
+
+def sweep_config(model_dir, out, **extra):
+    data = {
+        "name": "tiny",
+        "model": {"name": str(model_dir), "dtype": "float32"},
+        "tasks": [{"name": "arithmetic", "limit": 6}, {"name": "arc_easy", "limit": 3}],
+        "sweep": {"batch_tokens": 256},
+        "ray": {"actors": {"num_actors": 2, "num_cpus": 1}},
+        "output_dir": str(out),
+        **extra,
+    }
+    return parse_config(data)
+
+
+def test_worker_equals_plain_scoring(tiny_dir, tok):
+    worker = SweepWorker(str(tiny_dir), dtype="float32")
+    task = build_task("arithmetic", limit=8)
+    items = task.items(tok)
+    reqs = [it.request for it in items]
+    plain = Scorer(worker.model, batch_tokens=4096)
+    for batch in plain.plan(reqs):
+        unit = [reqs[i] for i in batch.indices]
+        from prunelab.scoring.engine import Batch
+
+        local = Batch(tuple(range(len(unit))), batch.prefix)
+        base = worker.prepare(unit, local)
+        assert [s.logprobs for s in base] == [s.logprobs for s in plain.run(unit, local)[0]]
+        for removed in [(0,), (2,), (3,), (1, 2)]:
+            got = worker.score(removed)
+            want = plain.score(unit, removed=removed)
+            for g, w in zip(got, want):
+                assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
+    import ray
+
+    out = tmp_path / "run"
+    config = sweep_config(tiny_dir, out)
+    try:
+        assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 0
+        store = ResultsStore(out)
+        table = store.read().to_pandas()
+        # 5 candidates (base + 4 layers) x (6 probe items x 2 metrics + 3 ARC items x 2 metrics)
+        assert len(table) == 5 * (6 * 2 + 3 * 2)
+        assert (out / "retention.csv").exists() and (out / "layer_sensitivity.png").exists()
+        assert "drop-3" in (out / "retention.md").read_text()
+
+        # results equal plain scoring with the layer removed
+        worker = SweepWorker(str(tiny_dir), dtype="float32")
+        task = build_task("arithmetic", limit=6)
+        items = task.items(tiny.tokenizer())
+        scores = Scorer(worker.model).score([it.request for it in items], removed=(2,))
+        want = {it.id: task.score_item(it, s)["logprob"] for it, s in zip(items, scores)}
+        got = table[(table.candidate == "drop-2") & (table.metric == "logprob")].set_index("item_id")["value"]
+        assert got.to_dict() == pytest.approx(want, abs=1e-4)
+
+        # a rerun has nothing to do; a lost file is recomputed alone, to the same values
+        assert plan_sweep(config, store.done()).units == []
+        victim = sorted((out / "results" / "arc_easy" / "drop-1").glob("*.parquet"))[0]
+        before = pq.read_table(victim).to_pandas()
+        victim.unlink()
+        plan = plan_sweep(config, store.done())
+        assert [(u.task, u.candidates) for u in plan.units] == [("arc_easy", ((1,),))]
+        assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 0
+        after = pq.read_table(victim).to_pandas()
+        assert after.drop(columns="value").equals(before.drop(columns="value"))
+        assert after["value"].tolist() == pytest.approx(before["value"].tolist(), abs=1e-6)
+    finally:
+        ray.shutdown()
+
+
+def test_results_dir_of_another_experiment_is_refused(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    ResultsStore(out).claim(sweep_config(tiny_dir, out).identity(), {})
+    other = sweep_config(tiny_dir, out, tasks=[{"name": "arithmetic", "limit": 7}])
+    with pytest.raises(ResultsError, match="belongs to another experiment.*tasks"):
+        ResultsStore(out).claim(other.identity(), {})
+    assert main(["sweep", str(_write(other, tmp_path)), "--no-progress"]) == 2
+    assert "belongs to another experiment" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_layers_with_exit_2(tiny_dir, tmp_path, capsys):
+    config = sweep_config(tiny_dir, tmp_path / "r", sweep={"layers": [1, 9]})
+    assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 2
+    assert "sweep.layers has [9] out of range; the model has 4 layers" in capsys.readouterr().err
+    assert main(["sweep", str(_write(config, tmp_path)), "ray.actors.num_actorz=3"]) == 2
+    assert "ray.actors.num_actorz: unknown key" in capsys.readouterr().err
+    assert main(["drop", "--model", str(tiny_dir), "--layers", "0,1,2,3", "--out", str(tmp_path / "x")]) == 2
+    assert "cannot remove all 4 layers" in capsys.readouterr().err
+    assert main(["sweep", str(_write(sweep_config("no/such-model-xyz", tmp_path / "q"), tmp_path))]) == 2
+    assert "unknown model 'no/such-model-xyz'" in capsys.readouterr().err
+
+
+def _write(config, tmp_path):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump()))
+    return path

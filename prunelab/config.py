@@ -40,7 +40,7 @@ class TaskSpec(Frozen):
 
 class SweepSpec(Frozen):
     layers: list[int] | None = Field(default=None, description="layers to ablate one at a time; all if unset")
-    batch_tokens: int = Field(default=2048, ge=16, description="padded tokens per scoring batch (bounds memory)")
+    batch_tokens: int = Field(default=4096, ge=16, description="tokens per scoring unit (bounds the memory of recorded layer inputs)")
 
 
 class ActorSpec(Frozen):

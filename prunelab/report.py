@@ -7,57 +7,84 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab.stats import paired_p_value, retention_ci
 from prunelab.sweep.store import ResultsStore
 
 
 def metric_means(table) -> pd.DataFrame:
     """Mean of each (task, candidate, metric) over the items the base model also has."""
-    df = table.to_pandas()
+    # an item can be stored twice if a resumed run cut units differently (another batch_tokens); count it once
+    df = table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
     if df.empty:
         return pd.DataFrame(columns=["task", "candidate", "metric", "value", "n"])
-    base_items = df[df.candidate == "base"][["task", "item_id"]].drop_duplicates()
-    df = df.merge(base_items, on=["task", "item_id"])
+    if (df.candidate == "base").any():
+        base_items = df[df.candidate == "base"][["task", "item_id"]].drop_duplicates()
+        df = df.merge(base_items, on=["task", "item_id"])
     df["first_removed"] = df["removed"].map(lambda r: min(r) if len(r) else -1)
     grouped = df.groupby(["task", "candidate", "first_removed", "metric"], as_index=False)
     return grouped.agg(value=("value", "mean"), n=("value", "size"))
 
 
 def retention_table(table, primary: dict[str, str]) -> pd.DataFrame:
-    """Rows: candidates (base first, then by removed layer); columns: `<task>` retention of its primary metric,
-    plus `<task>:<metric>` raw means of every metric."""
+    """Rows: candidates (base first, then by removed layer). Columns per task: `<task>` retention of its primary
+    metric with `<task>:ci_low` / `<task>:ci_high` (paired bootstrap, 95%) and `<task>:p_value` (paired test against
+    the base model); then `<task>:<metric>` raw means of every metric."""
     means = metric_means(table)
     if means.empty:
         return pd.DataFrame()
     means["column"] = means["task"] + ":" + means["metric"]
     wide = means.pivot_table(index=["first_removed", "candidate"], columns="column", values="value")
     wide = wide.sort_index(level="first_removed")
+    wide.index = wide.index.droplevel("first_removed")
+    items = table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
     out = pd.DataFrame(index=wide.index)
     for task, metric in primary.items():
-        col = f"{task}:{metric}"
-        if col not in wide or (-1, "base") not in wide.index:
+        per_item = items[(items.task == task) & (items.metric == metric)].pivot(
+            index="item_id", columns="candidate", values="value")
+        if "base" not in per_item:
             continue
-        base = wide.loc[(-1, "base"), col]
-        out[task] = wide[col] / base if base else float("nan")
-    out = out.join(wide)
-    out.index = out.index.droplevel("first_removed")
-    return out
+        cols = {task: [], f"{task}:ci_low": [], f"{task}:ci_high": [], f"{task}:p_value": []}
+        for cand in out.index:
+            if cand not in per_item:
+                for v in cols.values():
+                    v.append(float("nan"))
+                continue
+            pair = per_item[["base", cand]].dropna().to_numpy().T if cand != "base" else [per_item["base"].dropna()] * 2
+            point, low, high = retention_ci(pair[0], pair[1])
+            for key, v in zip(cols, (point, low, high, paired_p_value(pair[0], pair[1]))):
+                cols[key].append(v)
+        for key, v in cols.items():
+            out[key] = v
+    return out.join(wide)
 
 
 def write_report(root: str | Path, primary: dict[str, str], title: str = "") -> dict[str, Path]:
-    """Writes retention.csv, retention.md and layer_sensitivity.png under `root`; returns their paths."""
+    """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths."""
     root = Path(root)
-    table = ResultsStore(root).read()
-    retention = retention_table(table, primary)
-    paths = {"csv": root / "retention.csv", "markdown": root / "retention.md", "plot": root / "layer_sensitivity.png"}
+    retention = retention_table(ResultsStore(root).read(), primary)
     if retention.empty:
         return {}
+    paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
     _atomic_text(paths["csv"], retention.to_csv(float_format="%.4f"))
-    tasks = [t for t in primary if t in retention]
-    md = retention[tasks].rename(columns={t: f"{t} ({primary[t]})" for t in tasks})
-    header = f"# Layer sensitivity: {title}\n\nRetention = metric with the layer removed / base metric.\n\n"
-    base_line = ", ".join(f"{t} {primary[t]} = {retention.loc['base', f'{t}:{primary[t]}']:.4f}" for t in tasks)
-    _atomic_text(paths["markdown"], header + f"Base model: {base_line}\n\n" + md.to_markdown(floatfmt=".3f") + "\n")
-    _plot(retention, tasks, primary, paths["plot"], title)
+    tasks = [t for t in primary if t in retention]  # tasks with a base model to compare with
+    md = pd.DataFrame(index=retention.index)
+    for t, metric in primary.items():
+        if f"{t}:{metric}" in retention:
+            md[f"{t} {metric}"] = retention[f"{t}:{metric}"].map("{:.4f}".format)
+        if t in tasks:
+            md[f"{t} retention"] = [
+                f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
+                for r, lo, hi, p in zip(retention[t], retention[f"{t}:ci_low"], retention[f"{t}:ci_high"],
+                                        retention[f"{t}:p_value"])
+            ]
+    header = f"# {title}\n\n"
+    if tasks:
+        header += ("Retention = metric / base model's metric, with a 95% paired bootstrap interval over items; "
+                   "* = differs from the base model (paired sign-flip test, p < 0.05).\n\n")
+    _atomic_text(paths["markdown"], header + md.to_markdown() + "\n")
+    if tasks and any(c.startswith("drop-") and "+" not in c for c in retention.index):
+        paths["plot"] = root / "layer_sensitivity.png"
+        _plot(retention, tasks, primary, paths["plot"], title)
     return paths
 
 
@@ -77,7 +104,9 @@ def _plot(retention: pd.DataFrame, tasks: list[str], primary: dict[str, str], pa
     layers = [int(c.split("-")[1]) for c in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
     for task in tasks:
-        ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=f"{task} ({primary[task]})")
+        line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=f"{task} ({primary[task]})")
+        ax.fill_between(layers, retention.loc[rows, f"{task}:ci_low"], retention.loc[rows, f"{task}:ci_high"],
+                        color=line.get_color(), alpha=0.15, lw=0)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("removed layer")
     ax.set_ylabel("retention (pruned / base)")

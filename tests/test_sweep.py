@@ -4,6 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import tiny
+from transformers import AutoTokenizer
 from prunelab.cli import main
 from prunelab.config import parse_config
 from prunelab.errors import ResultsError
@@ -73,7 +74,7 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         # results equal plain scoring with the layer removed
         worker = SweepWorker(str(tiny_dir), dtype="float32")
         task = build_task("arithmetic", limit=6)
-        items = task.items(tiny.tokenizer())
+        items = task.items(AutoTokenizer.from_pretrained(tiny_dir))
         scores = Scorer(worker.model).score([it.request for it in items], removed=(2,))
         want = {it.id: task.score_item(it, s)["logprob"] for it, s in zip(items, scores)}
         got = table[(table.candidate == "drop-2") & (table.metric == "logprob")].set_index("item_id")["value"]

@@ -70,3 +70,27 @@ def test_packaged_mc_data_and_disjoint_fewshot(tok):
 def test_unknown_task_lists_the_names():
     with pytest.raises(ConfigError, match="unknown task 'hellaswagg'.*arithmetic, arc_easy"):
         build_task("hellaswagg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, n_choices", [("hellaswag", 4), ("openbookqa", 4), ("arc_challenge", None)])
+def test_more_packaged_mc_tasks(tok, name, n_choices):
+    task = build_task(name, limit=6)
+    items = task.items(tok)
+    assert len(items) == 6
+    if n_choices:
+        assert all(len(it.request.continuations) == n_choices for it in items)
+    assert all(0 <= it.gold < len(it.request.continuations) for it in items)
+
+
+@pytest.mark.slow
+def test_mmlu_prompt_and_shared_subject_prefix(tok):
+    from prunelab.tasks.mmlu import description, format_question
+
+    task = build_task("mmlu", limit=30, num_fewshot=2)
+    items = task.items(tok)
+    assert len(items) == 30 and len({it.id for it in items}) == 30
+    assert all(it.request.prefix_len > 0 for it in items)
+    row = {"question": " What is 2+2? ", "choices": ["1", "2", "3", "4"]}
+    assert format_question(row) == "What is 2+2?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:"
+    assert description("high_school_physics").startswith("The following are multiple choice questions (with answers) about high school physics.")

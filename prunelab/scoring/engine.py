@@ -31,15 +31,22 @@ class Batch:
 
 
 @dataclass
+class ContextChunkCapture:
+    context: list[torch.Tensor]  # input of each decoder layer, for the chunk's contexts
+    continuation: list[list[torch.Tensor]]  # the same for each chunk of its continuations
+
+
+@dataclass
 class Capture:
-    """Inputs of every decoder layer (plus the final hidden state, index L) for each segment of one batch."""
+    """Inputs of every decoder layer for each segment of one batch: what a sweep resumes from."""
 
     prefix: list[torch.Tensor] | None
-    context: list[torch.Tensor]
-    continuation: list[torch.Tensor] | None
+    chunks: list[ContextChunkCapture]
 
     def nbytes(self) -> int:
-        tensors = [*(self.prefix or []), *self.context, *(self.continuation or [])]
+        tensors = [*(self.prefix or [])]
+        for chunk in self.chunks:
+            tensors += chunk.context + [t for cont in chunk.continuation for t in cont]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -54,7 +61,8 @@ def sliding_window(model: nn.Module) -> int | None:
 
 
 def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | None = None) -> list[Batch]:
-    """Groups requests by shared prefix, sorts them longest first and packs batches within `batch_tokens` padded tokens.
+    """Groups requests by shared prefix, sorts them by context length and packs batches of at most `batch_tokens`
+    tokens (contexts padded to the longest; continuations counted as they are, since they run in length chunks).
 
     Requests longer than the model's sliding window run alone: padding inside a batched cache would shift the
     window's token distances, which only matters beyond the window.
@@ -64,34 +72,44 @@ def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | N
         groups[r.context[: r.prefix_len]].append(i)
     batches = []
     for prefix, members in groups.items():
-        members.sort(key=lambda i: (-_suffix_len(requests[i]), i))
+        members.sort(key=lambda i: (-(len(requests[i].context) - requests[i].prefix_len), i))
         current: list[int] = []
-        ctx_max = cont_max = rows = 0
+        ctx_max = cont_tokens = 0
         for i in members:
             r = requests[i]
             too_long = window is not None and len(r.context) + max(map(len, r.continuations)) > window
-            new_ctx = max(ctx_max, len(r.context) - r.prefix_len)
-            new_cont = max(cont_max, max(map(len, r.continuations)) - 1)
-            new_rows = rows + sum(len(c) > 1 for c in r.continuations)
-            cost = (len(current) + 1) * new_ctx + new_rows * new_cont
-            if current and (cost > batch_tokens or too_long):
+            ctx = len(r.context) - r.prefix_len
+            cont = sum(len(c) - 1 for c in r.continuations)
+            if current and (too_long or (len(current) + 1) * max(ctx_max, ctx) + cont_tokens + cont > batch_tokens):
                 batches.append(Batch(tuple(current), prefix))
-                current, ctx_max, cont_max, rows = [], 0, 0, 0
-                new_ctx = len(r.context) - r.prefix_len
-                new_cont = max(map(len, r.continuations)) - 1
-                new_rows = sum(len(c) > 1 for c in r.continuations)
+                current, ctx_max, cont_tokens = [], 0, 0
             current.append(i)
-            ctx_max, cont_max, rows = new_ctx, new_cont, new_rows
+            ctx_max, cont_tokens = max(ctx_max, ctx), cont_tokens + cont
             if too_long:
                 batches.append(Batch(tuple(current), prefix))
-                current, ctx_max, cont_max, rows = [], 0, 0, 0
+                current, ctx_max, cont_tokens = [], 0, 0
         if current:
             batches.append(Batch(tuple(current), prefix))
     return batches
 
 
-def _suffix_len(r: Request) -> int:
-    return len(r.context) - r.prefix_len + max(map(len, r.continuations))
+def _length_chunks(lengths: list[int], slack: float = 1.25, min_tokens: int = 512) -> list[list[int]]:
+    """Indices of `lengths` grouped by similar length: a group grows while padding wastes at most `slack` - 1 of its
+    tokens, or while it is below `min_tokens` padded tokens (a forward of few tokens is bound by reading the weights,
+    so small forwards cost more than the padding they save)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    chunks: list[list[int]] = []
+    total = 0
+    for i in order:
+        if chunks:
+            padded = lengths[i] * (len(chunks[-1]) + 1)
+            if padded <= slack * (total + lengths[i]) or lengths[i] * len(chunks[-1]) < min_tokens:
+                chunks[-1].append(i)
+                total += lengths[i]
+                continue
+        chunks.append([i])
+        total = lengths[i]
+    return chunks
 
 
 def _select_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
@@ -115,7 +133,7 @@ class Scorer:
     model, the run begins from layer s's recorded input, so `keep` must only hold layers after s.
     """
 
-    def __init__(self, model: nn.Module, batch_tokens: int = 2048):
+    def __init__(self, model: nn.Module, batch_tokens: int = 4096):
         self.model = model
         self.base = decoder(model)
         self.num_layers = len(self.base.layers)
@@ -152,74 +170,72 @@ class Scorer:
         start, saved = resume if resume is not None else (None, None)
         if start is not None and keep and keep[0] <= start:
             raise ValueError(f"resuming at layer {start} can only run later layers, got {keep}")
+        run = _Segments(self, keep, start, capture)
         items = [requests[i] for i in batch.indices]
         P = len(batch.prefix)
-        dev = self.device
-        captured: dict[str, list[torch.Tensor]] = {}
 
-        # 1. shared prefix, once
-        cache = None
+        # 1. the shared prefix, once
+        prefix_cache, prefix_rec = None, None
         if P:
-            ids = torch.tensor([batch.prefix], device=dev)
-            hidden_in = saved.prefix[start] if saved is not None else None
-            _, cache, captured["prefix"] = self._forward(keep, ids, hidden_in, None, None, None, capture)
+            ids = torch.tensor([batch.prefix], device=self.device)
+            _, prefix_cache, prefix_rec = run(ids, saved.prefix if saved else None, None, None, None)
 
-        # 2. contexts after the prefix, right-padded; pads are masked and never read
+        # 2. contexts in chunks of similar length, each followed by its items' continuations
+        scores: list[Scores | None] = [None] * len(items)
+        chunks = []
+        ctx_chunks = _length_chunks([len(r.context) - P for r in items])
+        for n, members in enumerate(ctx_chunks):
+            chunk_saved = saved.chunks[n] if saved else None
+            chunk_scores, recorded = self._context_chunk(run, [items[b] for b in members], P, prefix_cache, chunk_saved)
+            for b, sc in zip(members, chunk_scores):
+                scores[b] = sc
+            chunks.append(recorded)
+        return scores, (Capture(prefix_rec, chunks) if capture else None)
+
+    def _context_chunk(self, run, items, P, prefix_cache, saved):
+        """Contexts (right-padded; pads are masked and never read), then every continuation longer than one token
+        on top of its item's context cache, in chunks of similar length."""
+        dev = self.device
+        B = len(items)
         ctx_rows = [r.context[P:] for r in items]
         ctx_lens = torch.tensor([len(c) for c in ctx_rows], device=dev)
         Tc = int(ctx_lens.max())
         ids, ctx_mask = _pad(ctx_rows, Tc, dev)
-        B = len(items)
         mask = torch.cat([torch.ones(B, P, dtype=torch.long, device=dev), ctx_mask], 1)
         positions = (P + torch.arange(Tc, device=dev)).expand(B, Tc)
-        if cache is not None:
-            cache = _select_cache(cache, torch.zeros(B, dtype=torch.long, device=dev))
-        hidden_in = saved.context[start] if saved is not None else None
-        hidden, cache, captured["context"] = self._forward(keep, ids, hidden_in, mask, positions, cache, capture)
-        last = hidden[torch.arange(B, device=dev), ctx_lens - 1]
-        first_logp = self._logprobs(last)  # [B, V]: distribution of every continuation's first token
-
-        logprobs = [[0.0] * len(r.continuations) for r in items]
-        greedy = [[True] * len(r.continuations) for r in items]
+        cache = _select_cache(prefix_cache, torch.zeros(B, dtype=torch.long, device=dev)) if prefix_cache else None
+        hidden, cache, ctx_rec = run(ids, saved.context if saved else None, mask, positions, cache)
+        first_logp = self._logprobs(hidden[torch.arange(B, device=dev), ctx_lens - 1])  # every first token's dist.
         first_argmax = first_logp.argmax(-1).tolist()
-        for b, r in enumerate(items):
-            for j, cont in enumerate(r.continuations):
-                logprobs[b][j] = float(first_logp[b, cont[0]])
-                greedy[b][j] = first_argmax[b] == cont[0]
+        logprobs = [[float(first_logp[b, c[0]]) for c in r.continuations] for b, r in enumerate(items)]
+        greedy = [[first_argmax[b] == c[0] for c in r.continuations] for b, r in enumerate(items)]
 
-        # 3. continuations longer than one token, on top of their item's context cache
         rows = [(b, j) for b, r in enumerate(items) for j, c in enumerate(r.continuations) if len(c) > 1]
-        if rows:
-            cont_in = [items[b].continuations[j][:-1] for b, j in rows]
+        cont_rec = []
+        for n, members in enumerate(_length_chunks([len(items[b].continuations[j]) - 1 for b, j in rows])):
+            chunk_rows = [rows[m] for m in members]
+            cont_in = [items[b].continuations[j][:-1] for b, j in chunk_rows]
             Tk = max(map(len, cont_in))
             ids, cont_mask = _pad(cont_in, Tk, dev)
-            owner = torch.tensor([b for b, _ in rows], device=dev)
-            R = len(rows)
-            mask = torch.cat([torch.ones(R, P, dtype=torch.long, device=dev), ctx_mask[owner], cont_mask], 1)
+            owner = torch.tensor([b for b, _ in chunk_rows], device=dev)
+            mask = torch.cat([torch.ones(len(chunk_rows), P, dtype=torch.long, device=dev), ctx_mask[owner], cont_mask], 1)
             positions = P + ctx_lens[owner, None] + torch.arange(Tk, device=dev)
-            cache = _select_cache(cache, owner) if cache is not None else None
-            hidden_in = saved.continuation[start] if saved is not None else None
-            hidden, _, captured["continuation"] = self._forward(keep, ids, hidden_in, mask, positions, cache, capture)
-            flat_rows, flat_pos, targets = [], [], []
-            for n, (b, j) in enumerate(rows):
-                cont = items[b].continuations[j]
-                for t in range(1, len(cont)):
-                    flat_rows.append(n)
-                    flat_pos.append(t - 1)
-                    targets.append(cont[t])
-            logp = self._logprobs(hidden[torch.tensor(flat_rows, device=dev), torch.tensor(flat_pos, device=dev)])
-            targets_t = torch.tensor(targets, device=dev)
-            token_logp = logp.gather(1, targets_t[:, None])[:, 0].tolist()
-            token_greedy = (logp.argmax(-1) == targets_t).tolist()
-            for n_flat, n in enumerate(flat_rows):
-                b, j = rows[n]
-                logprobs[b][j] += token_logp[n_flat]
-                greedy[b][j] = greedy[b][j] and token_greedy[n_flat]
-
+            hidden, _, rec = run(ids, saved.continuation[n] if saved else None, mask, positions,
+                                 _select_cache(cache, owner))
+            cont_rec.append(rec)
+            # position t-1 of a continuation row predicts its token t
+            where = [(m, t) for m, (b, j) in enumerate(chunk_rows) for t in range(1, len(items[b].continuations[j]))]
+            targets = torch.tensor([items[chunk_rows[m][0]].continuations[chunk_rows[m][1]][t] for m, t in where], device=dev)
+            logp = self._logprobs(hidden[torch.tensor([m for m, _ in where], device=dev),
+                                         torch.tensor([t - 1 for _, t in where], device=dev)])
+            token_logp = logp.gather(1, targets[:, None])[:, 0].tolist()
+            token_greedy = (logp.argmax(-1) == targets).tolist()
+            for (m, _), lp, g in zip(where, token_logp, token_greedy):
+                b, j = chunk_rows[m]
+                logprobs[b][j] += lp
+                greedy[b][j] = greedy[b][j] and g
         scores = [Scores(tuple(lp), tuple(g)) for lp, g in zip(logprobs, greedy)]
-        if not capture:
-            return scores, None
-        return scores, Capture(captured.get("prefix"), captured["context"], captured.get("continuation"))
+        return scores, (ContextChunkCapture(ctx_rec, cont_rec) if run.capture else None)
 
     def _forward(self, keep, ids, hidden_in, mask, positions, cache, capture):
         """Runs the layers `keep` on one segment. Returns (final normed hidden, KV cache, recorded layer inputs)."""
@@ -253,6 +269,18 @@ class Scorer:
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return torch.log_softmax(logits, dim=-1)
+
+
+class _Segments:
+    """Runs segments with fixed layers: `run(ids, recorded_inputs, mask, positions, cache)`. When resuming, the
+    segment starts from `recorded_inputs[start]` (the input of the first removed layer) instead of token ids."""
+
+    def __init__(self, scorer: Scorer, keep: list[int], start: int | None, capture: bool):
+        self.scorer, self.keep, self.start, self.capture = scorer, keep, start, capture
+
+    def __call__(self, ids, recorded, mask, positions, cache):
+        hidden_in = recorded[self.start] if recorded is not None and self.start is not None else None
+        return self.scorer._forward(self.keep, ids, hidden_in, mask, positions, cache, self.capture)
 
 
 class _nullcontext:

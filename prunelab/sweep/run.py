@@ -9,16 +9,17 @@ from prunelab.config import SweepConfig
 from prunelab.report import write_report
 from prunelab.scoring.requests import Scores
 from prunelab.sweep.plan import Unit, plan_sweep
-from prunelab.sweep.store import ResultsStore
+from prunelab.sweep.store import ResultsStore, candidate_name
 
 log = logging.getLogger(__name__)
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = True) -> dict[str, Path]:
     """Runs (or resumes) the sweep of `config` and writes its report; returns the report's paths."""
-    store = ResultsStore(config.output_dir)
+    store = ResultsStore(config.output_dir, model=config.model.name)
     store.claim(config.identity(), config.model_dump())
-    plan = plan_sweep(config, store.done())
+    done = store.done()
+    plan = plan_sweep(config, done)
     primary = {name: task.primary_metric for name, task in plan.tasks.items()}
     total = len(plan.candidates) * len(plan.tasks)
     log.info("%s: %d layers, %d candidates x %d tasks, %d (unit, candidate) pairs to compute",
@@ -32,8 +33,11 @@ def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = 
 
         def on_result(unit: Unit, removed: tuple[int, ...], scores: list[Scores]) -> None:
             task = plan.tasks[unit.task]
-            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, scores)]
-            store.write(unit.task, removed, rows)
+            name = candidate_name(removed)
+            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, scores)
+                    if (unit.task, name, item.id) not in done]
+            if rows:
+                store.write(unit.task, removed, rows)
             bar.update(1)
 
         try:
@@ -41,4 +45,4 @@ def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = 
         finally:
             bar.close()
     log.info("all %d (candidate, task) results present", total)
-    return write_report(config.output_dir, primary, title=f"{config.name} ({config.model.name})")
+    return write_report(config.output_dir, primary, title=f"Layer sensitivity: {config.name} ({config.model.name})")

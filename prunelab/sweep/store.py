@@ -1,6 +1,6 @@
 """The results store: one parquet file per (task, candidate, unit of items), written atomically.
 
-Rows are long-form (task, candidate, removed, item_id, metric, value), so tasks with different metrics share one
+Rows are long-form (model, task, candidate, removed, item_id, metric, value), so tasks with different metrics share one
 table. A file appears complete or not at all (written beside its final name, then renamed), so a stopped sweep loses
 at most the units in flight, and a rerun skips every (task, candidate, item) already present.
 """
@@ -19,6 +19,7 @@ from prunelab.errors import ResultsError
 
 SCHEMA = pa.schema(
     [
+        ("model", pa.string()),
         ("task", pa.string()),
         ("candidate", pa.string()),
         ("removed", pa.list_(pa.int32())),
@@ -44,8 +45,9 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 class ResultsStore:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, model: str = ""):
         self.root = Path(root)
+        self.model = model
         self.results = self.root / "results"
 
     def claim(self, identity: dict, resolved_config: dict) -> None:
@@ -63,16 +65,20 @@ class ResultsStore:
             write_json_atomic(marker, identity)
         write_json_atomic(self.root / "config.json", resolved_config)
 
-    def write(self, task: str, removed: tuple[int, ...], rows: list[tuple[str, dict[str, float]]]) -> Path:
-        """Writes the metrics of some items of one (task, candidate) atomically; returns the file."""
-        candidate = candidate_name(removed)
+    def write(self, task: str, removed: tuple[int, ...], rows: list[tuple[str, dict[str, float]]],
+              candidate: str | None = None) -> Path:
+        """Writes the metrics of some items of one (task, candidate) atomically; returns the file. The candidate is
+        named after the removed layers unless `candidate` names it."""
+        candidate = candidate or candidate_name(removed)
         ids = [item_id for item_id, _ in rows]
         unit = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        n = sum(len(m) for _, m in rows)
         table = pa.table(
             {
-                "task": [task] * sum(len(m) for _, m in rows),
-                "candidate": [candidate] * sum(len(m) for _, m in rows),
-                "removed": [list(removed)] * sum(len(m) for _, m in rows),
+                "model": [self.model] * n,
+                "task": [task] * n,
+                "candidate": [candidate] * n,
+                "removed": [list(removed)] * n,
                 "item_id": [item_id for item_id, m in rows for _ in m],
                 "metric": [k for _, m in rows for k in m],
                 "value": [float(v) for _, m in rows for v in m.values()],

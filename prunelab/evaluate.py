@@ -16,7 +16,7 @@ from prunelab.models import load_model
 from prunelab.report import write_report
 from prunelab.scoring.engine import Scorer
 from prunelab.sweep.store import ResultsStore
-from prunelab.tasks import build_task
+from prunelab.tasks import build_task, flatten, regroup
 
 
 class EvalConfig(Frozen):
@@ -50,7 +50,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Path]:
         for name in tqdm(todo, desc=f"eval {label} ({spec.name})", disable=not progress):
             task = tasks[name]
             items = task.items(tokenizer)
-            scores = scorer.score([it.request for it in items])
+            scores = regroup(items, scorer.score(flatten(items)))
             store.write(name, (), [(it.id, task.score_item(it, s)) for it, s in zip(items, scores)], candidate=label)
         del model
     primary = {name: task.primary_metric for name, task in tasks.items()}

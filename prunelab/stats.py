@@ -4,6 +4,8 @@ Both are paired: the pruned and the base model answer the same items, so resampl
 which keeps the strong item-to-item correlation that an unpaired test would throw away.
 """
 
+import warnings
+
 import numpy as np
 from scipy import stats
 
@@ -27,8 +29,10 @@ def retention_ci(base, cand, confidence: float = 0.95, n_resamples: int = 2000, 
         return point, float("nan"), float("nan")
     if np.ptp(base) == 0 and np.ptp(cand) == 0:  # every resample gives the same ratio
         return point, point, point
-    res = stats.bootstrap((base, cand), _ratio, paired=True, vectorized=True, confidence_level=confidence,
-                          n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    with warnings.catch_warnings():  # a degenerate resample distribution still gives a valid percentile interval
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        res = stats.bootstrap((base, cand), _ratio, paired=True, vectorized=True, confidence_level=confidence,
+                              n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

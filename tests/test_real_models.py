@@ -5,7 +5,7 @@ import torch
 
 from prunelab.cli import main
 from prunelab.models import load_model
-from prunelab.scoring.engine import Batch, Scorer
+from prunelab.scoring.engine import Scorer
 from prunelab.sweep.store import ResultsStore
 from prunelab.sweep.worker import SweepWorker
 from prunelab.tasks import build_task
@@ -36,12 +36,10 @@ def test_qwen_sweep_cache_equals_plain_removal(qwen):
     task = build_task("arithmetic", limit=6)
     items = task.items(tok)
     reqs = [it.request for it in items]
-    (batch,) = worker.scorer.plan(reqs)
-    unit = [reqs[i] for i in batch.indices]
-    worker.prepare(unit, Batch(tuple(range(len(unit))), batch.prefix))
+    worker.prepare(reqs)
     for removed in [(3,), (12,), (23,)]:
         got = worker.score(removed)
-        want = worker.scorer.score(unit, removed=removed)
+        want = worker.scorer.score(reqs, removed=removed)
         for g, w in zip(got, want):
             assert g.logprobs == pytest.approx(w.logprobs, abs=2e-3)
 

@@ -42,18 +42,13 @@ def test_worker_equals_plain_scoring(tiny_dir, tok):
     items = task.items(tok)
     reqs = [it.request for it in items]
     plain = Scorer(worker.model, batch_tokens=4096)
-    for batch in plain.plan(reqs):
-        unit = [reqs[i] for i in batch.indices]
-        from prunelab.scoring.engine import Batch
-
-        local = Batch(tuple(range(len(unit))), batch.prefix)
-        base = worker.prepare(unit, local)
-        assert [s.logprobs for s in base] == [s.logprobs for s in plain.run(unit, local)[0]]
-        for removed in [(0,), (2,), (3,), (1, 2)]:
-            got = worker.score(removed)
-            want = plain.score(unit, removed=removed)
-            for g, w in zip(got, want):
-                assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
+    base = worker.prepare(reqs)
+    assert [s.logprobs for s in base] == [s.logprobs for s in plain.score(reqs)]
+    for removed in [(0,), (2,), (3,), (1, 2)]:
+        got = worker.score(removed)
+        want = plain.score(reqs, removed=removed)
+        for g, w in zip(got, want):
+            assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
 
 
 @pytest.mark.slow
@@ -76,7 +71,7 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         task = build_task("arithmetic", limit=6)
         items = task.items(AutoTokenizer.from_pretrained(tiny_dir))
         scores = Scorer(worker.model).score([it.request for it in items], removed=(2,))
-        want = {it.id: task.score_item(it, s)["logprob"] for it, s in zip(items, scores)}
+        want = {it.id: task.score_item(it, [s])["logprob"] for it, s in zip(items, scores)}
         got = table[(table.candidate == "drop-2") & (table.metric == "logprob")].set_index("item_id")["value"]
         assert got.to_dict() == pytest.approx(want, abs=1e-4)
 

@@ -84,6 +84,15 @@ def test_more_packaged_mc_tasks(tok, name, n_choices):
 
 
 @pytest.mark.slow
+def test_winogrande_items_are_two_contexts_one_continuation(tok):
+    items = build_task("winogrande", limit=5).items(tok)
+    for it in items:
+        assert len(it.requests) == 2 and it.gold in (0, 1)
+        assert it.requests[0].continuations == it.requests[1].continuations
+        assert it.requests[0].context != it.requests[1].context
+
+
+@pytest.mark.slow
 def test_mmlu_prompt_and_shared_subject_prefix(tok):
     from prunelab.tasks.mmlu import description, format_question
 

@@ -7,25 +7,25 @@ from transformers import AutoConfig, AutoTokenizer
 from prunelab.config import SweepConfig
 from prunelab.errors import ConfigError, ModelError
 from prunelab.models import resolve_model_path
-from prunelab.scoring.engine import Batch, plan_batches
+from prunelab.scoring.engine import plan_batches
 from prunelab.scoring.requests import Request
 from prunelab.surgery import SUPPORTED_MODEL_TYPES
 from prunelab.sweep.store import candidate_name
-from prunelab.tasks import Item, Task, build_task
+from prunelab.tasks import Item, Task, build_task, flatten
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One engine batch of one task: the worker records its layer inputs once and scores every candidate on it."""
+    """Items of one task, about one engine batch: a worker records their layer inputs once and scores every
+    candidate on them."""
 
     task: str
     items: tuple[Item, ...]
-    batch: Batch  # indices into `requests`
     candidates: tuple[tuple[int, ...], ...]  # still to compute; () is the base model
 
     @property
     def requests(self) -> list[Request]:
-        return [item.request for item in self.items]
+        return flatten(self.items)
 
 
 @dataclass
@@ -39,6 +39,12 @@ class SweepPlan:
     @property
     def pending(self) -> int:
         return sum(len(u.candidates) for u in self.units)
+
+
+def _representative(item: Item) -> Request:
+    """One request standing for an item when units are packed: its first context, all its continuations' tokens."""
+    first = item.requests[0]
+    return Request(first.context, tuple(c for r in item.requests for c in r.continuations), first.prefix_len)
 
 
 def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[tuple[int, ...]]:
@@ -73,11 +79,10 @@ def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPla
         task = build_task(spec.name, limit=spec.limit, seed=spec.seed, num_fewshot=spec.num_fewshot)
         tasks[spec.name] = task
         items = task.items(tokenizer)
-        requests = [it.request for it in items]
-        for batch in plan_batches(requests, config.sweep.batch_tokens, window):
+        for batch in plan_batches([_representative(it) for it in items], config.sweep.batch_tokens, window):
             unit_items = tuple(items[i] for i in batch.indices)
             todo = tuple(c for c in candidates
                          if any((spec.name, candidate_name(c), it.id) not in done for it in unit_items))
             if todo:
-                units.append(Unit(spec.name, unit_items, Batch(tuple(range(len(unit_items))), batch.prefix), todo))
+                units.append(Unit(spec.name, unit_items, todo))
     return SweepPlan(path, num_layers, tasks, candidates, units)

@@ -46,7 +46,7 @@ def run_units(
 
     def feed(w: int) -> None:
         unit = queue.pop(0)
-        base = workers[w].prepare.remote(unit.requests, unit.batch)
+        base = workers[w].prepare.remote(unit.requests)
         if () in unit.candidates:
             in_flight[base] = (w, unit, ())
             outstanding[w] += 1

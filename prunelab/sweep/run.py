@@ -10,6 +10,7 @@ from prunelab.report import write_report
 from prunelab.scoring.requests import Scores
 from prunelab.sweep.plan import Unit, plan_sweep
 from prunelab.sweep.store import ResultsStore, candidate_name
+from prunelab.tasks import regroup
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = 
         def on_result(unit: Unit, removed: tuple[int, ...], scores: list[Scores]) -> None:
             task = plan.tasks[unit.task]
             name = candidate_name(removed)
-            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, scores)
+            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, regroup(unit.items, scores))
                     if (unit.task, name, item.id) not in done]
             if rows:
                 store.write(unit.task, removed, rows)

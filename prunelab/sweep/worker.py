@@ -23,23 +23,35 @@ class SweepWorker:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, _ = load_model(model, dtype=dtype, device=device, revision=revision)
         self.scorer = Scorer(self.model, batch_tokens=batch_tokens)
-        self._unit: tuple[list[Request], Batch, Capture] | None = None
+        self._unit: tuple[list[Request], list[tuple[Batch, Capture]]] | None = None
 
-    def prepare(self, requests: list[Request], batch: Batch) -> list[Scores]:
-        """Runs the full model on one unit, keeps its layer inputs, and returns the base scores."""
+    def prepare(self, requests: list[Request]) -> list[Scores]:
+        """Runs the full model on one unit of requests, keeps its layer inputs, and returns the base scores."""
         self._unit = None
-        scores, capture = self.scorer.run(requests, batch, capture=True)
-        self._unit = (requests, batch, capture)
+        scores: list[Scores | None] = [None] * len(requests)
+        captured = []
+        for batch in self.scorer.plan(requests):
+            batch_scores, capture = self.scorer.run(requests, batch, capture=True)
+            for i, s in zip(batch.indices, batch_scores):
+                scores[i] = s
+            captured.append((batch, capture))
+        self._unit = (requests, captured)
         return scores
 
     def score(self, removed: tuple[int, ...]) -> list[Scores]:
         """Scores the prepared unit with layers `removed` dropped, resuming from the first removed layer."""
         if self._unit is None:
             raise RuntimeError("score() called before prepare()")
-        requests, batch, capture = self._unit
+        requests, captured = self._unit
         removed = tuple(check_layers(removed, self.scorer.num_layers))
-        if not removed:
-            return self.scorer.run(requests, batch)[0]
-        start = removed[0]
-        keep = [l for l in range(start + 1, self.scorer.num_layers) if l not in removed]
-        return self.scorer.run(requests, batch, keep=keep, resume=(start, capture))[0]
+        scores: list[Scores | None] = [None] * len(requests)
+        for batch, capture in captured:
+            if removed:
+                start = removed[0]
+                keep = [l for l in range(start + 1, self.scorer.num_layers) if l not in removed]
+                batch_scores = self.scorer.run(requests, batch, keep=keep, resume=(start, capture))[0]
+            else:
+                batch_scores = self.scorer.run(requests, batch)[0]
+            for i, s in zip(batch.indices, batch_scores):
+                scores[i] = s
+        return scores

@@ -82,9 +82,10 @@ class ArithmeticProbe:
         out = []
         for p in problems(self.limit, self.seed):
             a, op1, b, op2, c = p
-            out.append(Item(f"({a}{op1}{b}){op2}{c}", digit_request(tokenizer, prompt(p)), int(str(abs(answer(p)))[0])))
+            out.append(Item(f"({a}{op1}{b}){op2}{c}", (digit_request(tokenizer, prompt(p)),), int(str(abs(answer(p)))[0])))
         return out
 
-    def score_item(self, item: Item, scores: Scores) -> dict[str, float]:
-        best = max(range(10), key=lambda d: scores.logprobs[d])
-        return {"acc": float(best == item.gold), "logprob": scores.logprobs[item.gold]}
+    def score_item(self, item: Item, scores: list[Scores]) -> dict[str, float]:
+        (s,) = scores
+        best = max(range(10), key=lambda d: s.logprobs[d])
+        return {"acc": float(best == item.gold), "logprob": s.logprobs[item.gold]}

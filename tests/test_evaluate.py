@@ -13,10 +13,7 @@ from prunelab.tasks import build_task
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "tiny-qwen2"
-    tiny.model("qwen2", 4).save_pretrained(path)
-    tiny.tokenizer().save_pretrained(path)
-    return path
+    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
 
 
 def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):

@@ -17,10 +17,7 @@ from prunelab.tasks import build_task
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "tiny-gemma3"
-    tiny.model("gemma3", 4).save_pretrained(path)
-    tiny.tokenizer().save_pretrained(path)
-    return path
+    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-gemma3", "gemma3")
 
 
 def sweep_config(model_dir, out, **extra):

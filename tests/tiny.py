@@ -82,3 +82,10 @@ def model(family: str, num_layers: int = 4, seed: int = 0, dtype=torch.float32):
             if p.dim() == 2:
                 p.normal_(0, 0.2)
     return m.eval()
+
+
+def save(path, family: str, num_layers: int = 4):
+    """Writes a tiny model of `family` with the test tokenizer as a Hugging Face directory; returns the path."""
+    model(family, num_layers).save_pretrained(path)
+    tokenizer().save_pretrained(path)
+    return path

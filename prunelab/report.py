@@ -11,10 +11,14 @@ from prunelab.stats import paired_p_value, retention_ci
 from prunelab.sweep.store import ResultsStore
 
 
-def metric_means(table) -> pd.DataFrame:
-    """Mean of each (task, candidate, metric) over the items the base model also has."""
-    # an item can be stored twice if a resumed run cut units differently (another batch_tokens); count it once
-    df = table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
+def item_rows(table) -> pd.DataFrame:
+    """The store's rows as a DataFrame, each (task, candidate, item, metric) once: an item can be stored twice if a
+    resumed run cut units differently (another batch_tokens)."""
+    return table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
+
+
+def metric_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each (task, candidate, metric) of `item_rows` over the items the base model also has."""
     if df.empty:
         return pd.DataFrame(columns=["task", "candidate", "metric", "value", "n"])
     if (df.candidate == "base").any():
@@ -29,14 +33,14 @@ def retention_table(table, primary: dict[str, str]) -> pd.DataFrame:
     """Rows: candidates (base first, then by removed layer). Columns per task: `<task>` retention of its primary
     metric with `<task>:ci_low` / `<task>:ci_high` (paired bootstrap, 95%) and `<task>:p_value` (paired test against
     the base model); then `<task>:<metric>` raw means of every metric."""
-    means = metric_means(table)
+    items = item_rows(table)
+    means = metric_means(items)
     if means.empty:
         return pd.DataFrame()
     means["column"] = means["task"] + ":" + means["metric"]
     wide = means.pivot_table(index=["first_removed", "candidate"], columns="column", values="value")
     wide = wide.sort_index(level="first_removed")
     wide.index = wide.index.droplevel("first_removed")
-    items = table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
     out = pd.DataFrame(index=wide.index)
     for task, metric in primary.items():
         per_item = items[(items.task == task) & (items.metric == metric)].pivot(

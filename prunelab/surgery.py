@@ -23,14 +23,19 @@ SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral", "gemma2", "gemma3_text")
 MANIFEST_NAME = "prunelab_manifest.json"
 
 
-def decoder(model: nn.Module) -> nn.Module:
-    """The base model holding `.layers` and `.norm`, for a supported causal LM; a clear error otherwise."""
-    model_type = getattr(model.config, "model_type", None)
+def check_supported(config, what: str = "") -> None:
+    """A clear error unless `config` (a model's config) is of an architecture layer surgery supports."""
+    model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ModelError(
-            f"unsupported architecture {model_type!r} ({type(model).__name__}); "
+            f"unsupported architecture {model_type!r}{f' ({what})' if what else ''}; "
             f"layer surgery supports: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
+
+
+def decoder(model: nn.Module) -> nn.Module:
+    """The base model holding `.layers` and `.norm`, for a supported causal LM; a clear error otherwise."""
+    check_supported(model.config, type(model).__name__)
     return model.model
 
 

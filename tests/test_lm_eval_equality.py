@@ -10,44 +10,57 @@ from prunelab.scoring.engine import Scorer
 from prunelab.tasks import flatten, regroup
 from prunelab.tasks.multiple_choice import MultipleChoiceTask
 
-TASK_YAML = """
-task: arc_easy_local
+LOCAL_TASK_HEADER = """
+task: {name}
 dataset_path: json
 dataset_kwargs:
   data_files:
     test: {data}
 output_type: multiple_choice
 test_split: test
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_target: "{{{{choices.label.index(answerKey)}}}}"
-doc_to_choice: "{{{{choices.text}}}}"
+"""
+ARC_YAML = """
+doc_to_text: "Question: {{question}}\\nAnswer:"
+doc_to_target: "{{choices.label.index(answerKey)}}"
+doc_to_choice: "{{choices.text}}"
 metric_list:
   - metric: acc
   - metric: acc_norm
 """
+WINO_YAML = """
+doc_to_text: !function preprocess_winogrande.doc_to_text
+doc_to_target: !function preprocess_winogrande.doc_to_target
+doc_to_choice: !function preprocess_winogrande.doc_to_choice
+metric_list:
+  - metric: acc
+"""
+
+
+def lm_eval_samples(model, tok, tmp_path, name: str, rows: list[dict], body: str) -> list[dict]:
+    """Runs lm-eval itself (HF backend on the in-memory model) on `rows` as a local json task; samples by doc."""
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    data = tmp_path / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / f"{name}.yaml").write_text(LOCAL_TASK_HEADER.format(name=name, data=data) + body)
+    out = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4),
+        tasks=[name], task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True,
+    )
+    return sorted(out["samples"][name], key=lambda s: s["doc_id"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 def test_arc_easy_matches_lm_eval(family, tok, tmp_path):
-    lm_eval = pytest.importorskip("lm_eval")
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
     task = MultipleChoiceTask("arc_easy", limit=12, seed=7)
     _, docs = task.fewshot_and_eval(task.docs())
     rows = [{"question": d.text[len("Question: "):-len("\nAnswer:")], "answerKey": "ABCDE"[d.gold],
              "choices": {"text": list(d.choices), "label": list("ABCDE"[: len(d.choices)])}} for d in docs]
-    data = tmp_path / "arc.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "arc_easy_local.yaml").write_text(TASK_YAML.format(data=data))
-
     model = tiny.model(family, 4)
-    out = lm_eval.simple_evaluate(
-        model=HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4),
-        tasks=["arc_easy_local"], task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True,
-    )
-    samples = sorted(out["samples"]["arc_easy_local"], key=lambda s: s["doc_id"])
+    samples = lm_eval_samples(model, tok, tmp_path, "arc_easy_local", rows, ARC_YAML)
 
     items = task.items(tok)
     scores = Scorer(model, batch_tokens=512).score([it.request for it in items])
@@ -64,44 +77,20 @@ def test_arc_easy_matches_lm_eval(family, tok, tmp_path):
 def test_winogrande_matches_lm_eval_partial_scoring(tok, tmp_path):
     """WinoGrande: lm-eval's own preprocessing functions build the choices; scores agree item by item."""
     lm_eval = pytest.importorskip("lm_eval")
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
     from prunelab.data.packaged import load_olmo_dataset
     from prunelab.tasks import build_task
     from prunelab.tasks.base import sample_indices
 
     task = build_task("winogrande", limit=10, seed=3)
     rows = load_olmo_dataset("winogrande/winogrande_xl/validation")
-    data = tmp_path / "wino.jsonl"
-    data.write_text("".join(json.dumps(rows[i]) + "\n" for i in sample_indices(len(rows), 10, 3)))
     src = Path(lm_eval.__file__).parent / "tasks" / "winogrande" / "preprocess_winogrande.py"
     (tmp_path / "preprocess_winogrande.py").write_text(src.read_text())
-    (tmp_path / "wino_local.yaml").write_text(WINO_YAML.format(data=data))
-
     model = tiny.model("qwen2", 4)
-    out = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=4),
-                                  tasks=["wino_local"], task_manager=TaskManager(include_path=str(tmp_path)),
-                                  log_samples=True)
-    samples = sorted(out["samples"]["wino_local"], key=lambda s: s["doc_id"])
+    rows = [rows[i] for i in sample_indices(len(rows), 10, 3)]
+    samples = lm_eval_samples(model, tok, tmp_path, "wino_local", rows, WINO_YAML)
     items = task.items(tok)
     scores = regroup(items, Scorer(model).score(flatten(items)))
     for sample, item, s in zip(samples, items, scores):
         assert [x.logprobs[0] for x in s] == pytest.approx([float(r[0][0]) for r in sample["resps"]], abs=1e-4)
         assert task.score_item(item, s)["acc"] == sample["acc"]
 
-
-WINO_YAML = """
-task: wino_local
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: multiple_choice
-test_split: test
-doc_to_text: !function preprocess_winogrande.doc_to_text
-doc_to_target: !function preprocess_winogrande.doc_to_target
-doc_to_choice: !function preprocess_winogrande.doc_to_choice
-metric_list:
-  - metric: acc
-"""

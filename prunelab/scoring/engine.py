@@ -52,9 +52,8 @@ class Capture:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def sliding_window(model: nn.Module) -> int | None:
-    """The smallest attention window of a model that has sliding-window layers, else None."""
-    config = model.config
+def sliding_window(config) -> int | None:
+    """The attention window of a model (by its config) that has sliding-window layers, else None."""
     types = getattr(config, "layer_types", None) or []
     window = getattr(config, "sliding_window", None)
     if window and "sliding_attention" in types:
@@ -144,7 +143,7 @@ class Scorer:
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        return plan_batches(requests, self.batch_tokens, sliding_window(self.model))
+        return plan_batches(requests, self.batch_tokens, sliding_window(self.model.config))
 
     @torch.inference_mode()
     def score(self, requests: Sequence[Request], removed: Sequence[int] = ()) -> list[Scores]:

@@ -7,9 +7,9 @@ from transformers import AutoConfig, AutoTokenizer
 from prunelab.config import SweepConfig
 from prunelab.errors import ConfigError, ModelError
 from prunelab.models import resolve_model_path
-from prunelab.scoring.engine import plan_batches
+from prunelab.scoring.engine import plan_batches, sliding_window
 from prunelab.scoring.requests import Request
-from prunelab.surgery import SUPPORTED_MODEL_TYPES
+from prunelab.surgery import check_supported
 from prunelab.sweep.store import candidate_name
 from prunelab.tasks import Item, Task, build_task, flatten
 
@@ -66,13 +66,10 @@ def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPla
         tokenizer = AutoTokenizer.from_pretrained(path, revision=config.model.revision)
     except OSError as exc:
         raise ModelError(f"could not load model {config.model.name!r}: {exc}") from exc
-    model_type = getattr(model_config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelError(f"unsupported architecture {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    check_supported(model_config, config.model.name)
     num_layers = model_config.num_hidden_layers
     candidates = sweep_candidates(config.sweep.layers, num_layers)
-    types = getattr(model_config, "layer_types", None) or []
-    window = model_config.sliding_window if getattr(model_config, "sliding_window", None) and "sliding_attention" in types else None
+    window = sliding_window(model_config)
 
     tasks, units = {}, []
     for spec in config.tasks:

@@ -42,18 +42,15 @@ def run_units(
                for _ in range(n)]
     queue = list(units)
     in_flight: dict[ray.ObjectRef, tuple[int, Unit, tuple[int, ...]]] = {}
-    outstanding = [0] * n
 
     def feed(w: int) -> None:
         unit = queue.pop(0)
         base = workers[w].prepare.remote(unit.requests)
         if () in unit.candidates:
             in_flight[base] = (w, unit, ())
-            outstanding[w] += 1
         for removed in unit.candidates:
             if removed:
                 in_flight[workers[w].score.remote(removed)] = (w, unit, removed)
-                outstanding[w] += 1
 
     for w in range(n):
         if queue:
@@ -65,8 +62,7 @@ def run_units(
             w, unit, removed = in_flight.pop(ref)
             scores = ray.get(ref)
             on_result(unit, removed, scores)
-            outstanding[w] -= 1
-            if outstanding[w] == 0 and queue:
+            if queue and all(owner != w for owner, _, _ in in_flight.values()):  # actor w is idle
                 feed(w)
     finally:
         for worker in workers:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunelab.errors import ConfigError
-from prunelab.tasks import TASK_NAMES
+from prunelab.tasks import GENERATIVE, TASK_NAMES, build_task
 
 
 class Frozen(BaseModel):
@@ -24,11 +24,21 @@ class ModelSpec(Frozen):
     revision: str | None = None
 
 
+GENERATION_FIELDS = ("chat", "max_new_tokens", "temperature", "top_p", "dataset")
+
+
 class TaskSpec(Frozen):
     name: str
     limit: int | None = Field(default=None, ge=1, description="items to evaluate (seeded subsample); all if unset")
-    seed: int = 1234
+    seed: int = Field(default=1234, description="subsampling, few-shot choice and sampled decoding")
     num_fewshot: int = Field(default=0, ge=0)
+    # generative tasks only
+    chat: Literal["auto", "on", "off"] = Field(default="auto", description="chat template if the tokenizer has one")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="the task's default if unset")
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy; the paper samples at 0.9")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    dataset: str | None = Field(default=None, description="hub id 'org/name[:config]' or a saved dataset directory "
+                                                          "instead of the packaged copy")
 
     @field_validator("name")
     @classmethod
@@ -37,10 +47,44 @@ class TaskSpec(Frozen):
             raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
         return name
 
+    @model_validator(mode="after")
+    def _generation_fields(self):
+        given = sorted(f for f in GENERATION_FIELDS if getattr(self, f) != type(self).model_fields[f].default)
+        if given and self.name not in GENERATIVE:
+            raise ValueError(f"{', '.join(given)} only apply to generative tasks ({', '.join(GENERATIVE)}); "
+                             f"{self.name!r} is scored by log-likelihood")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What results depend on (generation fields only for generative tasks, so classification results written
+        before those fields existed still belong to the same experiment)."""
+        return self.model_dump(exclude=None if self.name in GENERATIVE else set(GENERATION_FIELDS))
+
+    def build(self, generation: "GenerationSpec | None" = None):
+        """The task this spec describes."""
+        options = {}
+        if self.name in GENERATIVE:
+            options = {f: getattr(self, f) for f in GENERATION_FIELDS}
+            if self.name in ("humaneval", "mbpp") and generation is not None:
+                options |= {"timeout_s": generation.sandbox_timeout_s, "memory_mb": generation.sandbox_memory_mb,
+                            "workers": generation.sandbox_workers}
+        return build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
+
+
+class GenerationSpec(Frozen):
+    """How generative tasks run (not what they compute)."""
+
+    backend: Literal["hf", "vllm"] = Field(default="hf", description="vllm: exported checkpoints only, not sweeps")
+    batch_size: int = Field(default=8, ge=1)
+    sandbox_workers: int | None = Field(default=None, ge=1, description="programs run at once; one per core if unset")
+    sandbox_timeout_s: float = Field(default=10.0, gt=0)
+    sandbox_memory_mb: int = Field(default=1024, ge=64)
+
 
 class SweepSpec(Frozen):
     layers: list[int] | None = Field(default=None, description="layers to ablate one at a time; all if unset")
     batch_tokens: int = Field(default=4096, ge=16, description="tokens per scoring unit (bounds the memory of recorded layer inputs)")
+    generation_unit: int = Field(default=16, ge=1, description="items of a generative task per unit of work")
 
 
 class ActorSpec(Frozen):
@@ -59,6 +103,7 @@ class SweepConfig(Frozen):
     model: ModelSpec
     tasks: list[TaskSpec] = Field(min_length=1)
     sweep: SweepSpec = SweepSpec()
+    generation: GenerationSpec = GenerationSpec()
     ray: RaySpec = RaySpec()
     output_dir: str
 
@@ -68,11 +113,14 @@ class SweepConfig(Frozen):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"tasks repeated: {repeated}; list each task once")
+        if self.generation.backend != "hf" and any(t.name in GENERATIVE for t in self.tasks):
+            raise ValueError("generation.backend: a sweep generates with layers removed in memory, which only the hf "
+                             "backend can do; use vllm with `prunelab eval` on exported checkpoints")
         return self
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on; a results directory made for another identity is refused."""
-        return {"model": self.model.model_dump(), "tasks": [t.model_dump() for t in self.tasks]}
+        return {"model": self.model.model_dump(), "tasks": [t.identity() for t in self.tasks]}
 
 
 def _apply_override(data: dict, override: str) -> None:

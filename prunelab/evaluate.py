@@ -3,20 +3,23 @@ base model when one is given. Runs in this process (no cluster needed); results 
 sweep's, so a stopped evaluation resumes and the report has the same intervals and paired tests.
 
 In the store the base model's rows are candidate "base" (as in a sweep) and the evaluated model's are "model".
+Generative tasks are written in chunks of items as they finish, with every generation recorded.
 """
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import Field
 from tqdm import tqdm
 
-from prunelab.config import Frozen, ModelSpec, TaskSpec
-from prunelab.models import load_model
+from prunelab.config import Frozen, GenerationSpec, ModelSpec, TaskSpec
+from prunelab.generation import HFBackend
+from prunelab.models import load_model, load_tokenizer, resolve_model_path
 from prunelab.report import write_report
 from prunelab.scoring.engine import Scorer
 from prunelab.sweep.store import ResultsStore
-from prunelab.tasks import build_task, flatten, regroup
+from prunelab.tasks import GenerativeTask, flatten, regroup
 
 
 class EvalConfig(Frozen):
@@ -25,12 +28,40 @@ class EvalConfig(Frozen):
     base_model: ModelSpec | None = Field(default=None, description="retention is model / base_model per task")
     tasks: list[TaskSpec] = Field(min_length=1)
     batch_tokens: int = Field(default=4096, ge=16)
+    backend: Literal["prunelab", "lm-eval"] = Field(
+        default="prunelab", description="classification scorer: prunelab's engine, or lm-eval's HF backend itself")
+    generation: GenerationSpec = GenerationSpec()
     threads: int | None = Field(default=None, ge=1)
     output_dir: str
 
     def identity(self):
         base = self.base_model.model_dump() if self.base_model else None
-        return {"model": self.model.model_dump(), "base_model": base, "tasks": [t.model_dump() for t in self.tasks]}
+        return {"model": self.model.model_dump(), "base_model": base, "tasks": [t.identity() for t in self.tasks]}
+
+
+def generate_and_score(task: GenerativeTask, items, backend, store: ResultsStore, candidate: str,
+                       removed: tuple[int, ...] = (), chunk: int = 32, progress: bool = True) -> None:
+    """Generates for `items` in chunks, scores each chunk and writes its metrics and generations."""
+    if not items:
+        return
+    sampling = task.sampling(items[0].reference["chat"])
+    bar = tqdm(total=len(items), desc=f"{task.name} ({candidate})", unit="item", disable=not progress)
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        generations = backend.generate([it.request for it in part], sampling)
+        metrics = task.score(part, generations)
+        store.write_generations(task.name, candidate, [g.record() for g in generations])
+        store.write(task.name, removed, [(it.id, m) for it, m in zip(part, metrics)], candidate=candidate)
+        bar.update(len(part))
+    bar.close()
+
+
+def _make_generator(config: EvalConfig, spec: ModelSpec, model, tokenizer):
+    if config.generation.backend == "vllm":
+        from prunelab.generation.vllm import VLLMBackend
+
+        return VLLMBackend(resolve_model_path(spec.name), dtype="auto" if spec.dtype == "auto" else spec.dtype)
+    return HFBackend(model, tokenizer, batch_size=config.generation.batch_size)
 
 
 def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Path]:
@@ -38,20 +69,40 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Path]:
         torch.set_num_threads(config.threads)
     store = ResultsStore(config.output_dir, model=config.model.name)
     store.claim(config.identity(), config.model_dump())
-    done = {(task, candidate) for task, candidate, _ in store.done()}
-    tasks = {spec.name: build_task(spec.name, limit=spec.limit, seed=spec.seed, num_fewshot=spec.num_fewshot)
-             for spec in config.tasks}
+    done = store.done()
+    tasks = {spec.name: spec.build(config.generation) for spec in config.tasks}
     for label, spec in [("model", config.model), ("base", config.base_model)]:
-        todo = [name for name in tasks if spec is not None and (name, label) not in done]
+        if spec is None:
+            continue
+        todo = [name for name in tasks if not any(t == name and c == label for t, c, _ in done)
+                or getattr(tasks[name], "kind", "") == "generative"]
         if not todo:
             continue
-        model, tokenizer = load_model(spec.name, dtype=spec.dtype, revision=spec.revision)
-        scorer = Scorer(model, batch_tokens=config.batch_tokens)
-        for name in tqdm(todo, desc=f"eval {label} ({spec.name})", disable=not progress):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        needs_hf = config.generation.backend == "hf" or any(not isinstance(tasks[n], GenerativeTask) for n in todo)
+        if needs_hf:
+            model, tokenizer = load_model(spec.name, dtype=spec.dtype, device=device, revision=spec.revision)
+        else:  # vLLM loads the weights itself; prompts need only the tokenizer
+            model, tokenizer = None, load_tokenizer(spec.name, revision=spec.revision)
+        scorer = None
+        if model is not None and config.backend == "lm-eval":
+            from prunelab.scoring.lm_eval_backend import LMEvalScorer
+
+            scorer = LMEvalScorer(model, tokenizer)
+        elif model is not None:
+            scorer = Scorer(model, batch_tokens=config.batch_tokens)
+        generator = None
+        for name in todo:
             task = tasks[name]
+            if isinstance(task, GenerativeTask):
+                items = [it for it in task.items(tokenizer) if (name, label, it.id) not in done]
+                if items and generator is None:
+                    generator = _make_generator(config, spec, model, tokenizer)
+                generate_and_score(task, items, generator, store, label, chunk=4 * config.generation.batch_size,
+                                   progress=progress)
+                continue
             items = task.items(tokenizer)
             scores = regroup(items, scorer.score(flatten(items)))
             store.write(name, (), [(it.id, task.score_item(it, s)) for it, s in zip(items, scores)], candidate=label)
-        del model
-    primary = {name: task.primary_metric for name, task in tasks.items()}
-    return write_report(config.output_dir, primary, title=f"{config.name} ({config.model.name})")
+        del model, scorer, generator
+    return write_report(config.output_dir, tasks, title=f"{config.name} ({config.model.name})")

@@ -1,13 +1,15 @@
 """Retention tables and the layer-sensitivity plot from a results store.
 
 Retention of a candidate on a task = its mean metric / the base model's mean metric, over the items both have.
+The classification mean and the generative mean are the means of their tasks' retentions, each with a bootstrap
+interval and a paired test against the base model.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from prunelab.stats import paired_p_value, retention_ci
+from prunelab.stats import mean_paired_p_value, mean_retention_ci, paired_p_value, retention_ci
 from prunelab.sweep.store import ResultsStore
 
 
@@ -29,10 +31,19 @@ def metric_means(df: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(value=("value", "mean"), n=("value", "size"))
 
 
-def retention_table(table, primary: dict[str, str]) -> pd.DataFrame:
+GROUPS = ("classification", "generative")
+
+
+def task_kind(task) -> str:
+    return getattr(task, "kind", "classification")
+
+
+def retention_table(table, tasks: dict) -> pd.DataFrame:
     """Rows: candidates (base first, then by removed layer). Columns per task: `<task>` retention of its primary
     metric with `<task>:ci_low` / `<task>:ci_high` (paired bootstrap, 95%) and `<task>:p_value` (paired test against
-    the base model); then `<task>:<metric>` raw means of every metric."""
+    the base model); `<group>_mean` (and its interval and p-value) for the classification and generative groups;
+    then `<task>:<metric>` raw means of every metric. `tasks`: name -> task (its primary_metric and kind)."""
+    primary = {name: task.primary_metric for name, task in tasks.items()}
     items = item_rows(table)
     means = metric_means(items)
     if means.empty:
@@ -59,37 +70,66 @@ def retention_table(table, primary: dict[str, str]) -> pd.DataFrame:
                 cols[key].append(v)
         for key, v in cols.items():
             out[key] = v
+    for group in GROUPS:
+        members = [t for t in tasks if task_kind(tasks[t]) == group and t in out]
+        if members:
+            _group_columns(out, items, {t: primary[t] for t in members}, f"{group}_mean")
     return out.join(wide)
 
 
-def write_report(root: str | Path, primary: dict[str, str], title: str = "") -> dict[str, Path]:
-    """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths."""
+def _group_columns(out: pd.DataFrame, items: pd.DataFrame, primary: dict[str, str], column: str) -> None:
+    per_task = {t: items[(items.task == t) & (items.metric == m)].pivot(index="item_id", columns="candidate",
+                                                                      values="value") for t, m in primary.items()}
+    cols = {column: [], f"{column}:ci_low": [], f"{column}:ci_high": [], f"{column}:p_value": []}
+    for cand in out.index:
+        pairs = []
+        for table in per_task.values():
+            if "base" in table and cand in table:
+                pair = table[["base", cand]].dropna().to_numpy().T if cand != "base" else [table["base"].dropna()] * 2
+                pairs.append((pair[0], pair[1]))
+        point, low, high = mean_retention_ci(pairs)
+        for key, v in zip(cols, (point, low, high, mean_paired_p_value(pairs) if pairs else float("nan"))):
+            cols[key].append(v)
+    for key, v in cols.items():
+        out[key] = v
+
+
+def write_report(root: str | Path, tasks: dict, title: str = "") -> dict[str, Path]:
+    """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths.
+    `tasks`: name -> task (primary_metric, and optionally kind and label)."""
     root = Path(root)
-    retention = retention_table(ResultsStore(root).read(), primary)
+    primary = {name: task.primary_metric for name, task in tasks.items()}
+    labels = {name: getattr(task, "label", name) for name, task in tasks.items()}
+    retention = retention_table(ResultsStore(root).read(), tasks)
     if retention.empty:
         return {}
     paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
     _atomic_text(paths["csv"], retention.to_csv(float_format="%.4f"))
-    tasks = [t for t in primary if t in retention]  # tasks with a base model to compare with
+    compared = [t for t in primary if t in retention]  # tasks with a base model to compare with
     md = pd.DataFrame(index=retention.index)
     for t, metric in primary.items():
         if f"{t}:{metric}" in retention:
-            md[f"{t} {metric}"] = retention[f"{t}:{metric}"].map("{:.4f}".format)
-        if t in tasks:
-            md[f"{t} retention"] = [
-                f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
-                for r, lo, hi, p in zip(retention[t], retention[f"{t}:ci_low"], retention[f"{t}:ci_high"],
-                                        retention[f"{t}:p_value"])
-            ]
+            md[f"{labels[t]} {metric}"] = retention[f"{t}:{metric}"].map("{:.4f}".format)
+        if t in compared:
+            md[f"{labels[t]} retention"] = _with_interval(retention, t)
+    for group in GROUPS:
+        if f"{group}_mean" in retention:
+            md[f"{group} mean retention"] = _with_interval(retention, f"{group}_mean")
     header = f"# {title}\n\n"
-    if tasks:
+    if compared:
         header += ("Retention = metric / base model's metric, with a 95% paired bootstrap interval over items; "
                    "* = differs from the base model (paired sign-flip test, p < 0.05).\n\n")
     _atomic_text(paths["markdown"], header + md.to_markdown() + "\n")
-    if tasks and any(c.startswith("drop-") and "+" not in c for c in retention.index):
+    if compared and any(c.startswith("drop-") and "+" not in c for c in retention.index):
         paths["plot"] = root / "layer_sensitivity.png"
-        _plot(retention, tasks, primary, paths["plot"], title)
+        _plot(retention, compared, {t: f"{labels[t]} ({primary[t]})" for t in compared}, paths["plot"], title)
     return paths
+
+
+def _with_interval(retention: pd.DataFrame, column: str) -> list[str]:
+    return [f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
+            for r, lo, hi, p in zip(retention[column], retention[f"{column}:ci_low"], retention[f"{column}:ci_high"],
+                                    retention[f"{column}:p_value"])]
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -98,7 +138,7 @@ def _atomic_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _plot(retention: pd.DataFrame, tasks: list[str], primary: dict[str, str], path: Path, title: str) -> None:
+def _plot(retention: pd.DataFrame, tasks: list[str], legend: dict[str, str], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +148,7 @@ def _plot(retention: pd.DataFrame, tasks: list[str], primary: dict[str, str], pa
     layers = [int(c.split("-")[1]) for c in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
     for task in tasks:
-        line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=f"{task} ({primary[task]})")
+        line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=legend[task])
         ax.fill_between(layers, retention.loc[rows, f"{task}:ci_low"], retention.loc[rows, f"{task}:ci_high"],
                         color=line.get_color(), alpha=0.15, lw=0)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")

@@ -48,3 +48,50 @@ def paired_p_value(base, cand, n_resamples: int = 5000, seed: int = 0) -> float:
     res = stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
                                  n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
     return float(res.pvalue)
+
+
+def mean_retention_ci(pairs, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0, block: int = 250):
+    """(mean retention, low, high) over several tasks: the mean of per-task retentions, with a percentile bootstrap
+    that resamples items within each task (paired, independently across tasks). `pairs`: [(base, cand)] per task;
+    tasks whose base mean is 0 are left out (their retention is undefined)."""
+    pairs = [(np.asarray(b, float), np.asarray(c, float)) for b, c in pairs]
+    pairs = [(b, c) for b, c in pairs if len(b) and b.mean() != 0]
+    if not pairs:
+        return float("nan"), float("nan"), float("nan")
+    point = float(np.mean([c.mean() / b.mean() for b, c in pairs]))
+    if min(len(b) for b, _ in pairs) < 2:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples)
+    for b, c in pairs:
+        for start in range(0, n_resamples, block):  # bounded memory for large tasks (MMLU: 14k items)
+            idx = rng.integers(0, len(b), size=(min(block, n_resamples - start), len(b)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                total[start : start + len(idx)] += c[idx].mean(1) / b[idx].mean(1)
+    total /= len(pairs)
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(total, [alpha, 1 - alpha])
+    return point, float(low), float(high)
+
+
+def mean_paired_p_value(pairs, n_resamples: int = 5000, seed: int = 0) -> float:
+    """Two-sided p-value that several tasks' candidates match the base model on average: a paired sign-flip test of
+    the mean over tasks of mean(cand - base) / mean((cand + base) / 2). The denominator does not change when an
+    item's pair is swapped, so under "no difference" every sign pattern is equally likely."""
+    diffs, scales = [], []
+    for b, c in pairs:
+        b, c = np.asarray(b, float), np.asarray(c, float)
+        scale = np.mean((b + c) / 2)
+        if len(b) and scale != 0:
+            diffs.append(c - b)
+            scales.append(scale)
+    if not diffs or all(not d.any() for d in diffs):
+        return 1.0
+    observed = np.mean([d.mean() / s for d, s in zip(diffs, scales)])
+    rng = np.random.default_rng(seed)
+    null = np.zeros(n_resamples)
+    for d, s in zip(diffs, scales):
+        signs = rng.choice((-1.0, 1.0), size=(n_resamples, len(d)))
+        null += (signs * d).mean(1) / s
+    null /= len(diffs)
+    return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + n_resamples))

@@ -47,3 +47,41 @@ def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):
     assert main(args) == 0
     assert sorted(p.name for p in (out / "results").rglob("*.parquet")) == before
     assert main([*args[:6], "arithmetic,piqa", *args[7:]]) == 2
+
+
+def test_eval_of_generative_and_classification_tasks_resumes_and_reports_group_means(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "gen"
+    args = ["eval", "--model", str(tiny_dir), "--base", str(tiny_dir), "--tasks", "arithmetic,gsm8k,xsum",
+            "--limit", "3", "--out", str(out), "--dtype", "float32", "--no-progress",
+            "tasks.1.max_new_tokens=6", "tasks.2.max_new_tokens=4", "tasks.2.num_fewshot=0", "generation.batch_size=2"]
+    assert main(args) == 0
+    report = capsys.readouterr().out
+    assert "generative mean retention" in report and "classification mean retention" in report
+    store = ResultsStore(out)
+    records = store.generations().to_pandas()
+    assert len(records) == 2 * 2 * 3  # (model, base) x (gsm8k, xsum) x 3 items
+    assert {"prompt", "output", "finish_reason", "prompt_tokens", "output_tokens", "latency_s"} <= set(records)
+    assert set(records.finish_reason) <= {"stop", "length"}
+    # the same model as its own base: identical generations, retention exactly 1
+    gsm = records[records.task == "gsm8k"].pivot(index="item_id", columns="candidate", values="output")
+    assert (gsm["model"] == gsm["base"]).all()
+    retention = pd.read_csv(out / "retention.csv", index_col=0)
+    for column in ("arithmetic", "gsm8k", "xsum", "classification_mean", "generative_mean"):
+        assert retention.loc["model", f"{column}:p_value"] == 1.0  # (a random tiny model may score 0: no ratio)
+    assert retention.loc["model", "xsum:rouge1"] == retention.loc["base", "xsum:rouge1"]
+
+    # a stopped run resumes: remove one generative chunk, and only it is computed again
+    victim = sorted((out / "results" / "xsum" / "base").glob("*.parquet"))[0]
+    victim.unlink()
+    assert main(args) == 0
+    assert victim.exists()
+    assert len(ResultsStore(out).generations().to_pandas()) == 12  # rewritten in place, not duplicated
+
+
+def test_generation_options_are_rejected_on_classification_tasks(tiny_dir, tmp_path, capsys):
+    args = ["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "--out", str(tmp_path / "x"),
+            "tasks.0.temperature=0.9"]
+    assert main(args) == 2
+    assert "temperature only apply to generative tasks" in capsys.readouterr().err
+    assert main([*args[:-1], "tasks.0.name=gsm8q"]) == 2
+    assert "unknown task 'gsm8q'" in capsys.readouterr().err

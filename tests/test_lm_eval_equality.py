@@ -94,3 +94,40 @@ def test_winogrande_matches_lm_eval_partial_scoring(tok, tmp_path):
         assert [x.logprobs[0] for x in s] == pytest.approx([float(r[0][0]) for r in sample["resps"]], abs=1e-4)
         assert task.score_item(item, s)["acc"] == sample["acc"]
 
+
+
+@pytest.mark.slow
+def test_lm_eval_backend_chooses_the_same_answers(tiny_dir_llama, tmp_path):
+    """`backend: lm-eval` (lm-eval's HFLM on the in-memory model) and the fast engine: the same answer on every item
+    of every classification task kind, and log-probs equal within float noise."""
+    pytest.importorskip("lm_eval")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prunelab.cli import main
+    from prunelab.scoring.lm_eval_backend import LMEvalScorer
+    from prunelab.sweep.store import ResultsStore
+    from prunelab.tasks import build_task
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir_llama).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_dir_llama)
+    reference = LMEvalScorer(model, tok, batch_size=4)
+    fast = Scorer(model, batch_tokens=512)
+    for name, fewshot in [("arithmetic", 0), ("arc_easy", 2), ("winogrande", 0), ("hellaswag", 0)]:
+        task = build_task(name, limit=8, seed=2, num_fewshot=fewshot)
+        items = task.items(tok)
+        ours = regroup(items, fast.score(flatten(items)))
+        theirs = regroup(items, reference.score(flatten(items)))
+        for item, a, b in zip(items, ours, theirs):
+            assert task.score_item(item, a) == pytest.approx(task.score_item(item, b), abs=1e-4), (name, item.id)
+            assert [x for s in a for x in s.logprobs] == pytest.approx([x for s in b for x in s.logprobs], rel=1e-5, abs=1e-4)
+
+    out = tmp_path / "run"
+    args = ["eval", "--model", str(tiny_dir_llama), "--tasks", "arc_easy", "--limit", "6", "--out", str(out),
+            "--dtype", "float32", "--no-progress", "backend=lm-eval"]
+    assert main(args) == 0
+    assert len(ResultsStore(out).read()) == 6 * 2
+
+
+@pytest.fixture(scope="module")
+def tiny_dir_llama(tmp_path_factory):
+    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-llama", "llama")

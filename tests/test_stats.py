@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prunelab.stats import paired_p_value, retention_ci
+from prunelab.stats import mean_paired_p_value, mean_retention_ci, paired_p_value, retention_ci
 
 
 def test_retention_point_and_interval():
@@ -28,3 +28,31 @@ def test_degenerate_inputs():
     assert np.isnan(retention_ci([0, 0, 0], [1, 0, 1])[0])  # base mean 0: retention undefined
     point, low, high = retention_ci([1.0], [0.5])
     assert point == 0.5 and np.isnan(low) and np.isnan(high)
+
+
+def test_mean_retention_over_tasks():
+    rng = np.random.default_rng(0)
+    a_base = rng.integers(0, 2, 200).astype(float)
+    a_cand = a_base * (rng.random(200) > 0.3)  # loses ~30% of the correct answers
+    b_base = rng.random(150) + 0.5
+    b_cand = b_base * 0.9  # a continuous metric, 90% kept on every item
+    point, low, high = mean_retention_ci([(a_base, a_cand), (b_base, b_cand)])
+    assert point == pytest.approx((a_cand.mean() / a_base.mean() + 0.9) / 2)
+    assert low < point < high
+    # the interval of a mean of two tasks is narrower than the noisier task's own
+    _, a_low, a_high = retention_ci(a_base, a_cand)
+    assert high - low < a_high - a_low
+    assert mean_paired_p_value([(a_base, a_cand), (b_base, b_cand)]) < 0.001
+    assert mean_paired_p_value([(a_base, a_base), (b_base, b_base)]) == 1.0
+    # tasks whose base model scores 0 have no retention and are left out
+    assert mean_retention_ci([(np.zeros(5), np.ones(5)), (b_base, b_cand)])[0] == pytest.approx(0.9)
+
+
+def test_mean_paired_p_value_has_no_signal_under_the_null():
+    rng = np.random.default_rng(1)
+    ps = []
+    for seed in range(40):
+        base = rng.integers(0, 2, 60).astype(float)
+        cand = rng.integers(0, 2, 60).astype(float)  # the same distribution: no true difference
+        ps.append(mean_paired_p_value([(base, cand)], n_resamples=400, seed=seed))
+    assert 0.25 < np.mean(ps) < 0.75  # roughly uniform p-values

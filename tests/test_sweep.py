@@ -1,5 +1,6 @@
 """The sweep: worker results equal plain scoring; a Ray run with two actors writes every result, then resumes."""
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,7 +25,8 @@ def sweep_config(model_dir, out, **extra):
     data = {
         "name": "tiny",
         "model": {"name": str(model_dir), "dtype": "float32"},
-        "tasks": [{"name": "arithmetic", "limit": 6}, {"name": "arc_easy", "limit": 3}],
+        "tasks": [{"name": "arithmetic", "limit": 6}, {"name": "arc_easy", "limit": 3},
+                  {"name": "gsm8k", "limit": 2, "max_new_tokens": 5}],
         "sweep": {"batch_tokens": 256},
         "ray": {"actors": {"num_actors": 2, "num_cpus": 1}},
         "output_dir": str(out),
@@ -58,8 +60,8 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 0
         store = ResultsStore(out)
         table = store.read().to_pandas()
-        # 5 candidates (base + 4 layers) x (6 probe items x 2 metrics + 3 ARC items x 2 metrics)
-        assert len(table) == 5 * (6 * 2 + 3 * 2)
+        # 5 candidates (base + 4 layers) x (6 probe items x 2 metrics + 3 ARC items x 2 metrics + 2 GSM8K items x 7)
+        assert len(table) == 5 * (6 * 2 + 3 * 2 + 2 * 7)
         assert (out / "retention.csv").exists() and (out / "layer_sensitivity.png").exists()
         assert "drop-3" in (out / "retention.md").read_text()
 
@@ -71,6 +73,17 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         want = {it.id: task.score_item(it, [s])["logprob"] for it, s in zip(items, scores)}
         got = table[(table.candidate == "drop-2") & (table.metric == "logprob")].set_index("item_id")["value"]
         assert got.to_dict() == pytest.approx(want, abs=1e-4)
+
+        # generations on the actors equal generating with the layer removed; every one is recorded
+        gsm8k = build_task("gsm8k", limit=2, max_new_tokens=5)
+        gen_items = gsm8k.items(AutoTokenizer.from_pretrained(tiny_dir))
+        want = worker.generate([it.request for it in gen_items], (2,), gsm8k.sampling(False))
+        records = store.generations().to_pandas()
+        assert len(records) == 5 * 2
+        got = records[records.candidate == "drop-2"].set_index("item_id")
+        assert got["output"].to_dict() == {g.id: g.text for g in want}
+        assert got["output_tokens"].to_dict() == {g.id: g.output_tokens for g in want}
+        assert {"classification_mean", "generative_mean"} <= set(pd.read_csv(out / "retention.csv", index_col=0))
 
         # a rerun has nothing to do; a lost file is recomputed alone, to the same values
         assert plan_sweep(config, store.done()).units == []

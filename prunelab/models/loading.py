@@ -61,3 +61,13 @@ def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: st
         raise ModelError(f"could not load model {name!r} from {path!r}: {exc}") from exc
     model.to(device).eval()
     return model, tokenizer
+
+
+def load_tokenizer(name: str, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision)
+    except OSError as exc:
+        raise ModelError(f"could not load the tokenizer of {name!r} from {path!r}: {exc}") from exc

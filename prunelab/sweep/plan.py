@@ -6,26 +6,36 @@ from transformers import AutoConfig, AutoTokenizer
 
 from prunelab.config import SweepConfig
 from prunelab.errors import ConfigError, ModelError
+from prunelab.generation import GenerationRequest, Sampling
 from prunelab.models import resolve_model_path
 from prunelab.scoring.engine import plan_batches, sliding_window
 from prunelab.scoring.requests import Request
 from prunelab.surgery import check_supported
 from prunelab.sweep.store import candidate_name
-from prunelab.tasks import Item, Task, build_task, flatten
+from prunelab.tasks import GenerativeTask, GenItem, Item, Task, flatten
 
 
 @dataclass(frozen=True)
 class Unit:
-    """Items of one task, about one engine batch: a worker records their layer inputs once and scores every
-    candidate on them."""
+    """Items of one task. Classification: about one engine batch; a worker records their layer inputs once and
+    scores every candidate on them. Generative (`sampling` set): a chunk of items each candidate generates for."""
 
     task: str
-    items: tuple[Item, ...]
+    items: tuple[Item, ...] | tuple[GenItem, ...]
     candidates: tuple[tuple[int, ...], ...]  # still to compute; () is the base model
+    sampling: Sampling | None = None
+
+    @property
+    def generative(self) -> bool:
+        return self.sampling is not None
 
     @property
     def requests(self) -> list[Request]:
         return flatten(self.items)
+
+    @property
+    def generation_requests(self) -> list[GenerationRequest]:
+        return [it.request for it in self.items]
 
 
 @dataclass
@@ -73,13 +83,20 @@ def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPla
 
     tasks, units = {}, []
     for spec in config.tasks:
-        task = build_task(spec.name, limit=spec.limit, seed=spec.seed, num_fewshot=spec.num_fewshot)
+        task = spec.build(config.generation)
         tasks[spec.name] = task
         items = task.items(tokenizer)
-        for batch in plan_batches([_representative(it) for it in items], config.sweep.batch_tokens, window):
-            unit_items = tuple(items[i] for i in batch.indices)
+        if isinstance(task, GenerativeTask):
+            size = config.sweep.generation_unit
+            chunks = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+            sampling = task.sampling(items[0].reference["chat"]) if items else None
+        else:
+            batches = plan_batches([_representative(it) for it in items], config.sweep.batch_tokens, window)
+            chunks, sampling = [b.indices for b in batches], None
+        for chunk in chunks:
+            unit_items = tuple(items[i] for i in chunk)
             todo = tuple(c for c in candidates
                          if any((spec.name, candidate_name(c), it.id) not in done for it in unit_items))
             if todo:
-                units.append(Unit(spec.name, unit_items, todo))
+                units.append(Unit(spec.name, unit_items, todo, sampling))
     return SweepPlan(path, num_layers, tasks, candidates, units)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import ray
 
 from prunelab.config import ActorSpec, ModelSpec
+from prunelab.generation import Generation
 from prunelab.scoring.requests import Scores
 from prunelab.sweep.plan import Unit
 from prunelab.sweep.worker import SweepWorker
@@ -25,12 +26,14 @@ def run_units(
     model: ModelSpec,
     actors: ActorSpec,
     batch_tokens: int,
-    on_result: Callable[[Unit, tuple[int, ...], list[Scores]], None],
+    on_result: Callable[[Unit, tuple[int, ...], list[Scores] | list[Generation]], None],
+    generation_batch_size: int = 8,
 ) -> None:
     """Runs every candidate of every unit on `actors.num_actors` actors; calls `on_result` as each one finishes.
 
-    Each actor takes a whole unit (a base pass that records layer inputs, then its candidates in order), so the
-    base pass is never repeated; units are handed out as actors free up.
+    Each actor takes a whole unit (for classification, a base pass that records layer inputs, then its candidates
+    in order, so the base pass is never repeated; for generation, each candidate generates); units are handed out
+    as actors free up.
     """
     if not units:
         return
@@ -38,13 +41,17 @@ def run_units(
     n = min(actors.num_actors, len(units))
     threads = max(1, int(actors.num_cpus))
     device = "cuda" if actors.num_gpus > 0 else "cpu"
-    workers = [worker_cls.remote(model.name, model.dtype, model.revision, batch_tokens, threads, device)
-               for _ in range(n)]
+    workers = [worker_cls.remote(model.name, model.dtype, model.revision, batch_tokens, threads, device,
+                                 generation_batch_size) for _ in range(n)]
     queue = list(units)
     in_flight: dict[ray.ObjectRef, tuple[int, Unit, tuple[int, ...]]] = {}
 
     def feed(w: int) -> None:
         unit = queue.pop(0)
+        if unit.generative:
+            for removed in unit.candidates:
+                in_flight[workers[w].generate.remote(unit.generation_requests, removed, unit.sampling)] = (w, unit, removed)
+            return
         base = workers[w].prepare.remote(unit.requests)
         if () in unit.candidates:
             in_flight[base] = (w, unit, ())

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from prunelab.config import SweepConfig
 from prunelab.report import write_report
+from prunelab.generation import Generation
 from prunelab.scoring.requests import Scores
 from prunelab.sweep.plan import Unit, plan_sweep
 from prunelab.sweep.store import ResultsStore, candidate_name
@@ -21,7 +22,6 @@ def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = 
     store.claim(config.identity(), config.model_dump())
     done = store.done()
     plan = plan_sweep(config, done)
-    primary = {name: task.primary_metric for name, task in plan.tasks.items()}
     total = len(plan.candidates) * len(plan.tasks)
     log.info("%s: %d layers, %d candidates x %d tasks, %d (unit, candidate) pairs to compute",
              config.name, plan.num_layers, len(plan.candidates), len(plan.tasks), plan.pending)
@@ -32,18 +32,23 @@ def run_sweep(config: SweepConfig, address: str | None = None, progress: bool = 
         init_ray(address or config.ray.address)
         bar = tqdm(total=plan.pending, desc=f"sweep {config.name}", unit="cand", disable=not progress)
 
-        def on_result(unit: Unit, removed: tuple[int, ...], scores: list[Scores]) -> None:
+        def on_result(unit: Unit, removed: tuple[int, ...], scores: list[Scores] | list[Generation]) -> None:
             task = plan.tasks[unit.task]
             name = candidate_name(removed)
-            rows = [(item.id, task.score_item(item, s)) for item, s in zip(unit.items, regroup(unit.items, scores))
-                    if (unit.task, name, item.id) not in done]
+            if unit.generative:  # scored here: code tasks run their programs in this process's sandbox pool
+                metrics = task.score(unit.items, scores)
+                store.write_generations(unit.task, name, [g.record() for g in scores])
+            else:
+                metrics = [task.score_item(item, s) for item, s in zip(unit.items, regroup(unit.items, scores))]
+            rows = [(item.id, m) for item, m in zip(unit.items, metrics) if (unit.task, name, item.id) not in done]
             if rows:
                 store.write(unit.task, removed, rows)
             bar.update(1)
 
         try:
-            run_units(plan.units, config.model, config.ray.actors, config.sweep.batch_tokens, on_result)
+            run_units(plan.units, config.model, config.ray.actors, config.sweep.batch_tokens, on_result,
+                      config.generation.batch_size)
         finally:
             bar.close()
     log.info("all %d (candidate, task) results present", total)
-    return write_report(config.output_dir, primary, title=f"Layer sensitivity: {config.name} ({config.model.name})")
+    return write_report(config.output_dir, plan.tasks, title=f"Layer sensitivity: {config.name} ({config.model.name})")

@@ -44,6 +44,16 @@ def write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def _write_table(table: pa.Table, path: Path) -> Path:
+    """Writes beside the final name, then renames: the file is complete or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".parquet")
+    os.close(fd)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 class ResultsStore:
     def __init__(self, root: str | Path, model: str = ""):
         self.root = Path(root)
@@ -85,14 +95,18 @@ class ResultsStore:
             },
             schema=SCHEMA,
         )
-        folder = self.results / task / candidate
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{unit}.parquet"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-", suffix=".parquet")
-        os.close(fd)
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-        return path
+        return _write_table(table, self.results / task / candidate / f"{unit}.parquet")
+
+    def write_generations(self, task: str, candidate: str, records: list[dict]) -> Path:
+        """Records every generation of some items (prompt, output, finish reason, token counts, latency) beside
+        their metrics, under generations/<task>/<candidate>/."""
+        unit = hashlib.sha1("\n".join(r["item_id"] for r in records).encode()).hexdigest()[:16]
+        table = pa.Table.from_pylist([{"model": self.model, "task": task, "candidate": candidate, **r} for r in records])
+        return _write_table(table, self.root / "generations" / task / candidate / f"{unit}.parquet")
+
+    def generations(self) -> pa.Table | None:
+        files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
+        return pa.concat_tables(pq.read_table(p) for p in files) if files else None
 
     def read(self) -> pa.Table:
         files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))

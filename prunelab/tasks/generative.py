@@ -1,0 +1,122 @@
+"""What a generative task is: items with a tokenized prompt, decoding settings, and a scorer over generations.
+
+Every generative task also reports, per item, degeneration (Rep-2/3/4, intra-response Self-BLEU-4), whether the
+output was cut at the token limit (`truncated`), and its length in tokens.
+
+Prompts: for a tokenizer with a chat template (instruct models) the prompt is a user turn (few-shot examples as
+earlier turns) rendered by the template, unless `chat="off"`; otherwise a plain completion prompt with the
+tokenizer's default special tokens, as lm-eval builds it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prunelab.data.benchmarks import load_benchmark
+from prunelab.errors import ConfigError, DataError
+from prunelab.generation import Generation, GenerationRequest, Sampling
+from prunelab.metrics.degeneration import degeneration
+from prunelab.tasks.base import sample_indices
+
+CHAT_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class GenItem:
+    id: str
+    request: GenerationRequest
+    reference: dict[str, Any] = field(compare=False, hash=False)
+
+
+def uses_chat(tokenizer, chat: str) -> bool:
+    if chat not in CHAT_MODES:
+        raise ConfigError(f"chat is {chat!r}; allowed: {', '.join(CHAT_MODES)}")
+    has_template = getattr(tokenizer, "chat_template", None) is not None
+    if chat == "on" and not has_template:
+        raise ConfigError("chat is 'on' but the model's tokenizer has no chat template; use chat: auto or off")
+    return has_template and chat != "off"
+
+
+def render(tokenizer, turns: Sequence[tuple[str, str]], completion_prompt: str, chat: bool) -> tuple[str, list[int]]:
+    """The prompt text and its token ids: the chat template over `turns` (role, text), or `completion_prompt`."""
+    if chat:
+        messages = [{"role": role, "content": text} for role, text in turns]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return text, tokenizer(text, add_special_tokens=False)["input_ids"]
+    return completion_prompt, tokenizer(completion_prompt)["input_ids"]
+
+
+class GenerativeTask:
+    """Shared by the generative tasks: data, seeded subsampling with disjoint few-shot examples, decoding settings,
+    and the per-item metrics every generative task reports. Subclasses define `benchmark`, `primary_metric`,
+    `task_metrics`, `default_max_new_tokens`, `prompt()` and `score_outputs()`."""
+
+    kind = "generative"
+    benchmark: str
+    primary_metric: str
+    task_metrics: tuple[str, ...]
+    default_max_new_tokens: int
+    label_suffix = ""
+
+    def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, chat: str = "auto",
+                 max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
+                 dataset: str | None = None):
+        self.name = self.benchmark
+        self.limit, self.seed, self.num_fewshot, self.chat = limit, seed, num_fewshot, chat
+        self.dataset = dataset
+        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        self.temperature, self.top_p = temperature, top_p
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (*self.task_metrics, "truncated", "output_tokens", "rep2", "rep3", "rep4", "self_bleu4")
+
+    @property
+    def label(self) -> str:
+        """The task's name in tables (e.g. which tests a code benchmark ran)."""
+        return self.name + self.label_suffix
+
+    def stop(self, chat: bool) -> tuple[str, ...]:
+        return ()
+
+    def sampling(self, chat: bool) -> Sampling:
+        return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+                        seed=self.seed, stop=self.stop(chat))
+
+    def rows(self) -> tuple[list[dict], list[dict]]:
+        """(evaluated rows, few-shot rows): a seeded sample, and few-shot examples never evaluated."""
+        rows = load_benchmark(self.benchmark, self.dataset)
+        shots = sample_indices(len(rows), self.num_fewshot, self.seed + 1) if self.num_fewshot else []
+        if len(shots) < self.num_fewshot or len(shots) >= len(rows):
+            raise DataError(f"{self.name}: {len(rows)} rows cannot give {self.num_fewshot} few-shot examples and "
+                            "leave items to evaluate")
+        chosen = sample_indices(len(rows), self.limit, self.seed, exclude=shots)
+        return [rows[i] for i in chosen], [rows[i] for i in shots]
+
+    def items(self, tokenizer) -> list[GenItem]:
+        chat = uses_chat(tokenizer, self.chat)
+        evaluated, shots = self.rows()
+        out = []
+        for row in evaluated:
+            turns, completion = self.prompt(row, shots)
+            text, ids = render(tokenizer, turns, completion, chat)
+            out.append(GenItem(f"{self.name}-{row['id']}", GenerationRequest(f"{self.name}-{row['id']}", text,
+                                                                             tuple(ids)), {**row, "chat": chat}))
+        return out
+
+    def score(self, items: Sequence[GenItem], generations: Sequence[Generation],
+              progress: bool = False) -> list[dict[str, float]]:
+        """Per-item metrics, in the order of `items`."""
+        task_scores = self.score_outputs(items, generations, progress)
+        out = []
+        for gen, scores in zip(generations, task_scores):
+            common = {"truncated": float(gen.finish_reason == "length"), "output_tokens": float(gen.output_tokens)}
+            out.append({**scores, **common, **degeneration(gen.text)})
+        return out
+
+    def prompt(self, row: dict, shots: list[dict]) -> tuple[list[tuple[str, str]], str]:
+        """(chat turns, completion prompt) for one row, with `shots` as few-shot examples."""
+        raise NotImplementedError
+
+    def score_outputs(self, items, generations, progress: bool) -> list[dict[str, float]]:
+        raise NotImplementedError

@@ -1,0 +1,82 @@
+"""The HF generation backend: batched output equals one-at-a-time generation and transformers' own generate;
+finish reasons and stop strings; seeded sampling; generation on a pruned view equals the exported checkpoint."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import tiny
+from prunelab.generation import GenerationRequest, HFBackend, Sampling
+from prunelab.surgery import drop_layers, save_pruned
+from prunelab.sweep.worker import SweepWorker
+
+PROMPTS = ["Question: What is (4 * 4) * 1? Answer:", "def add(a, b):", "The quick brown fox", "7 + 5 =",
+           "Which gas do plants take in? Answer: carbon", "A cat"]
+
+
+def requests(tok, prompts=PROMPTS):
+    return [GenerationRequest(f"p{i}", p, tuple(tok(p)["input_ids"])) for i, p in enumerate(prompts)]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_batched_equals_one_at_a_time_and_raw_generate(family, tok):
+    model = tiny.model(family)
+    reqs = requests(tok)
+    greedy = Sampling(max_new_tokens=12)
+    batched = HFBackend(model, tok, batch_size=4).generate(reqs, greedy)
+    single = HFBackend(model, tok, batch_size=1).generate(reqs, greedy)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.id for g in batched] == [r.id for r in reqs]  # results come back in request order
+    for req, gen in zip(reqs, single):
+        raw = model.generate(torch.tensor([req.prompt_ids]), max_new_tokens=12, do_sample=False, pad_token_id=0,
+                             eos_token_id=2)
+        new = raw[0, len(req.prompt_ids):].tolist()
+        new = new[: new.index(2)] if 2 in new else new
+        assert gen.text == tok.decode(new, skip_special_tokens=True)
+        assert gen.output_tokens == len(new)
+        assert gen.prompt_tokens == len(req.prompt_ids) and gen.prompt == req.prompt
+        assert gen.finish_reason == ("length" if len(new) == 12 else "stop")
+        assert gen.latency_s > 0
+
+
+def test_stop_strings_cut_the_output_and_end_generation(tok):
+    model = tiny.model("llama")
+    reqs = requests(tok)
+    free = HFBackend(model, tok).generate(reqs, Sampling(max_new_tokens=16))
+    # stop at the second character of each free output: every output must be cut there, with reason "stop"
+    for req, gen in zip(reqs, free):
+        if len(gen.text) < 3:
+            continue
+        stop = gen.text[1:3]
+        cut = HFBackend(model, tok).generate([req], Sampling(max_new_tokens=16, stop=(stop,)))[0]
+        assert cut.text == gen.text[: gen.text.find(stop)]
+        assert cut.finish_reason == "stop"
+
+
+def test_sampling_is_seeded(tok):
+    model = tiny.model("qwen2")
+    reqs = requests(tok)
+    backend = HFBackend(model, tok, batch_size=3)
+    a = backend.generate(reqs, Sampling(max_new_tokens=10, temperature=0.9, seed=1))
+    b = backend.generate(reqs, Sampling(max_new_tokens=10, temperature=0.9, seed=1))
+    c = backend.generate(reqs, Sampling(max_new_tokens=10, temperature=0.9, seed=2))
+    greedy = backend.generate(reqs, Sampling(max_new_tokens=10))
+    assert [g.text for g in a] == [g.text for g in b]
+    assert [g.text for g in a] != [g.text for g in c]
+    assert [g.text for g in a] != [g.text for g in greedy]
+
+
+def test_pruned_view_generates_as_the_exported_checkpoint(tmp_path, tok):
+    model_dir = tiny.save(tmp_path / "tiny", "gemma3", num_layers=4)
+    reqs = requests(tok)
+    greedy = Sampling(max_new_tokens=10)
+    worker = SweepWorker(str(model_dir), dtype="float32")
+    view = worker.generate(reqs, (1,), greedy)
+    base_again = worker.generate(reqs, (), greedy)  # the view is undone
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    assert [g.text for g in base_again] == [g.text for g in HFBackend(model, tok).generate(reqs, greedy)]
+    exported = save_pruned(drop_layers(model, [1]), tok, tmp_path / "pruned", {"removed_layers": [1]})
+    reloaded = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32).eval()
+    assert [g.text for g in view] == [g.text for g in HFBackend(reloaded, tok).generate(reqs, greedy)]
+    assert [g.text for g in view] != [g.text for g in base_again]

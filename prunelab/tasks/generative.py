@@ -56,7 +56,6 @@ class GenerativeTask:
     primary_metric: str
     task_metrics: tuple[str, ...]
     default_max_new_tokens: int
-    label_suffix = ""
 
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, chat: str = "auto",
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
@@ -73,8 +72,8 @@ class GenerativeTask:
 
     @property
     def label(self) -> str:
-        """The task's name in tables (e.g. which tests a code benchmark ran)."""
-        return self.name + self.label_suffix
+        """The task's name in tables (code tasks add which tests they ran)."""
+        return self.name
 
     def stop(self, chat: bool) -> tuple[str, ...]:
         return ()
@@ -83,9 +82,12 @@ class GenerativeTask:
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                         seed=self.seed, stop=self.stop(chat))
 
+    def load_rows(self) -> list[dict]:
+        return load_benchmark(self.benchmark, self.dataset)
+
     def rows(self) -> tuple[list[dict], list[dict]]:
         """(evaluated rows, few-shot rows): a seeded sample, and few-shot examples never evaluated."""
-        rows = load_benchmark(self.benchmark, self.dataset)
+        rows = self.load_rows()
         shots = sample_indices(len(rows), self.num_fewshot, self.seed + 1) if self.num_fewshot else []
         if len(shots) < self.num_fewshot or len(shots) >= len(rows):
             raise DataError(f"{self.name}: {len(rows)} rows cannot give {self.num_fewshot} few-shot examples and "

@@ -51,6 +51,11 @@ def test_stop_strings_cut_the_output_and_end_generation(tok):
         cut = HFBackend(model, tok).generate([req], Sampling(max_new_tokens=16, stop=(stop,)))[0]
         assert cut.text == gen.text[: gen.text.find(stop)]
         assert cut.finish_reason == "stop"
+    # in a batch, a row that stopped early is padded while the others go on: its token count must not grow
+    sampling = Sampling(max_new_tokens=16, stop=(" ",))
+    alone = [HFBackend(model, tok).generate([r], sampling)[0] for r in reqs]
+    together = HFBackend(model, tok, batch_size=len(reqs)).generate(reqs, sampling)
+    assert [(g.text, g.output_tokens) for g in together] == [(g.text, g.output_tokens) for g in alone]
 
 
 def test_sampling_is_seeded(tok):

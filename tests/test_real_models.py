@@ -68,3 +68,23 @@ def test_gemma_sweep_end_to_end(tmp_path):
     assert logprob["drop-5"] < logprob["base"] - 1.0
     assert logprob["drop-5"] < logprob["drop-17"]
     assert set(df.candidate) == {"base", "drop-5", "drop-17"}
+
+
+def test_qwen_writes_working_code_and_collapses_without_layer_0(qwen):
+    """Real generation end to end: prompt, batched HF backend with stop strings, sandbox. The base model solves some
+    HumanEval problems and stops where a function ends; without layer 0 (the sweep's most critical layer) it
+    solves none and runs to the token limit."""
+    from prunelab.generation import HFBackend
+    from prunelab.surgery import keep_layers
+
+    model, tok = qwen
+    task = build_task("humaneval", limit=4, seed=1, max_new_tokens=96, chat="off")  # completion: short outputs
+    items = task.items(tok)
+    backend = HFBackend(model, tok, batch_size=4)
+    sampling = task.sampling(chat=False)
+    base = task.score(items, backend.generate([it.request for it in items], sampling))
+    with keep_layers(model, list(range(1, 24))):
+        pruned = task.score(items, backend.generate([it.request for it in items], sampling))
+    assert sum(m["pass@1"] for m in base) >= 1
+    assert sum(m["pass@1"] for m in pruned) == 0
+    assert sum(m["truncated"] for m in pruned) > sum(m["truncated"] for m in base)

@@ -61,7 +61,8 @@ class HFBackend:
         return out
 
     def _finish(self, request: GenerationRequest, tokens: list[int], sampling: Sampling, latency: float) -> Generation:
-        end = next((k for k, t in enumerate(tokens) if t in self.eos_ids), None)
+        # a row that ended (EOS, or a stop string) is padded while the rest of its batch goes on
+        end = next((k for k, t in enumerate(tokens) if t in self.eos_ids or t == self.pad_id), None)
         kept = tokens if end is None else tokens[:end]
         text, stopped = apply_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
         if end is not None or stopped or len(kept) < sampling.max_new_tokens:

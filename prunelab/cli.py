@@ -96,7 +96,8 @@ def cmd_prune(args) -> int:
         layers=_parse_layers(args.layers) if args.layers else None, calibration=args.calibration,
         calibration_samples=args.calibration_samples, max_length=args.max_length, keep_last=args.keep_last,
         sweep_dir=args.from_sweep, sweep_tasks=[t for t in (args.sweep_tasks or "").split(",") if t] or None,
-        test_tasks=[t for t in (args.test_tasks or "").split(",") if t], dtype=args.dtype, device=device)
+        test_tasks=[t for t in (args.test_tasks or "").split(",") if t], selection_task=args.selection_task,
+        selection_limit=args.selection_limit, selection_seed=args.selection_seed, dtype=args.dtype, device=device)
     print(json.dumps({"out": str(path), "strategy": selection.strategy, "removed_layers": selection.removed}))
     return 0
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("prune", help="choose layers with a strategy, remove them, export a checkpoint + manifest")
     p.add_argument("--model", required=True)
-    p.add_argument("--strategy", help="block_influence, angular, reverse, sweep_score")
+    p.add_argument("--strategy", help="block_influence, angular, reverse, sweep_score, iterative")
     p.add_argument("--ratio", type=float, help="fraction of layers to remove, e.g. 0.25")
     p.add_argument("--layers", help="remove exactly these layers instead (comma-separated)")
     p.add_argument("--out", required=True)
@@ -160,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-sweep", help="sweep_score: a finished sweep's output directory")
     p.add_argument("--sweep-tasks", help="sweep_score: tasks whose retention ranks layers (default: all)")
     p.add_argument("--test-tasks", help="tasks you will evaluate on: calibration data overlapping them is refused")
+    p.add_argument("--selection-task", help="iterative: the task each greedy round is scored on (e.g. arithmetic)")
+    p.add_argument("--selection-limit", type=int, default=32)
+    p.add_argument("--selection-seed", type=int, default=7, help="iterative: seed of the selection split")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_prune)

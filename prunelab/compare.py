@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from prunelab.config import Frozen, GenerationSpec, ModelSpec, RaySpec, SweepSpec, TaskSpec
 from prunelab.data.corpora import load_corpus, texts_hash
@@ -41,6 +41,8 @@ class CompareConfig(Frozen):
     keep_last: bool = Field(default=False, description="reverse: keep the final layer")
     sweep_dir: str | None = Field(default=None, description="sweep_score: a finished sweep's output directory")
     sweep_tasks: list[str] | None = None
+    selection: TaskSpec | None = Field(default=None, description="iterative: the task (and seeded split) each "
+                                                                 "greedy round is scored on; disjoint from the tests")
     calibration: CalibrationSpec = CalibrationSpec()
     sweep: SweepSpec = SweepSpec()
     generation: GenerationSpec = GenerationSpec()
@@ -55,6 +57,13 @@ class CompareConfig(Frozen):
             raise ValueError(f"unknown strategies {unknown}; allowed: {', '.join(STRATEGIES)}")
         return names
 
+    @model_validator(mode="after")
+    def _selection(self):
+        if "iterative" in self.strategies and self.selection is None:
+            raise ValueError("strategy iterative needs `selection` (a task spec, e.g. {name: arithmetic, limit: 32, "
+                             "seed: 7})")
+        return self
+
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, ratios: list[float]) -> list[float]:
@@ -67,7 +76,8 @@ class CompareConfig(Frozen):
         # what selections.json and the results depend on; more strategies or ratios only add candidates
         return {"model": self.model.model_dump(), "tasks": [t.identity() for t in self.tasks],
                 "calibration": self.calibration.model_dump(), "keep_last": self.keep_last,
-                "sweep_dir": self.sweep_dir, "sweep_tasks": self.sweep_tasks}
+                "sweep_dir": self.sweep_dir, "sweep_tasks": self.sweep_tasks,
+                "selection": self.selection.identity() if self.selection else None}
 
 
 def choose(config: CompareConfig, root: Path) -> dict:
@@ -94,6 +104,14 @@ def choose(config: CompareConfig, root: Path) -> dict:
         check_disjoint(texts, [t.name for t in config.tasks])
         saved["data"] = {"calibration": cal.source, "samples": len(texts), "seed": cal.seed,
                          "calibration_sha256": texts_hash(texts), "max_length": cal.max_length}
+    if "iterative" in config.strategies:
+        greedy = _greedy(config, root, max(counts.values()), tokenizer)
+        for ratio in config.ratios:
+            order = greedy.details["order"][: counts[ratio]]
+            saved["selections"][f"iterative@{ratio:g}"] = {
+                "strategy": "iterative", "ratio": ratio, "removed": sorted(order),
+                "scores": {str(l): greedy.scores[str(l)] for l in order}, "details": {"order": order}}
+        saved["greedy_rounds"] = greedy.details["rounds"]
     cache = {}
     for strategy in config.strategies:
         for ratio in config.ratios:
@@ -109,6 +127,22 @@ def choose(config: CompareConfig, root: Path) -> dict:
     saved["num_layers"] = total
     write_json_atomic(path, saved)
     return saved
+
+
+def _greedy(config: CompareConfig, root: Path, n: int, tokenizer):
+    """The iterative strategy's path for the largest ratio (smaller ratios are its first rounds)."""
+    from prunelab.config import SweepConfig, parse_config
+    from prunelab.strategies.greedy import check_selection_disjoint, iterative_greedy
+
+    spec = config.selection
+    test_ids = {t.name: {it.id for it in t.build(config.generation).items(tokenizer)}
+                for t in config.tasks if t.name == spec.name}
+    check_selection_disjoint(spec.build(config.generation).items(tokenizer), test_ids, spec.name)
+    greedy_config = parse_config({
+        "name": f"{config.name}-greedy", "model": config.model.model_dump(), "tasks": [spec.model_dump()],
+        "sweep": config.sweep.model_dump(), "generation": config.generation.model_dump(),
+        "ray": config.ray.model_dump(), "output_dir": str(root / "greedy")}, cls=SweepConfig)
+    return iterative_greedy(greedy_config, n, root / "greedy")
 
 
 def compare_strategies(config: CompareConfig, address: str | None = None, progress: bool = True) -> dict[str, Path]:

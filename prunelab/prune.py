@@ -14,6 +14,7 @@ def prune(model_name: str, out: str | Path, strategy: str | None = None, ratio: 
           layers: list[int] | None = None, calibration: str = "sharegpt", calibration_samples: int = 64,
           calibration_seed: int = 0, max_length: int = 512, batch_size: int = 8, keep_last: bool = False,
           sweep_dir: str | None = None, sweep_tasks: list[str] | None = None, test_tasks: list[str] = (),
+          selection_task: str | None = None, selection_limit: int | None = 32, selection_seed: int = 7,
           dtype: str = "auto", device: str = "cpu") -> tuple[Path, Selection]:
     from prunelab.errors import ConfigError
 
@@ -36,12 +37,34 @@ def prune(model_name: str, out: str | Path, strategy: str | None = None, ratio: 
             check_disjoint(texts, list(test_tasks))
             data = {"calibration": calibration, "calibration_samples": len(texts), "calibration_seed": calibration_seed,
                     "calibration_sha256": texts_hash(texts), "max_length": max_length}
-        selection = select_layers(strategy, n, total, model=model, tokenizer=tokenizer, texts=texts,
-                                  keep_last=keep_last, sweep_dir=sweep_dir, tasks=sweep_tasks,
-                                  max_length=max_length, batch_size=batch_size)
+        if strategy == "iterative":
+            selection = _iterative(model_name, dtype, out, n, tokenizer, selection_task, selection_limit,
+                                   selection_seed, list(test_tasks))
+        else:
+            selection = select_layers(strategy, n, total, model=model, tokenizer=tokenizer, texts=texts,
+                                      keep_last=keep_last, sweep_dir=sweep_dir, tasks=sweep_tasks,
+                                      max_length=max_length, batch_size=batch_size)
     drop_layers(model, selection.removed)
     manifest = {"base_model": model_name, "base_model_path": resolve_model_path(model_name),
                 "base_num_hidden_layers": total, "strategy": selection.strategy, "ratio": ratio,
                 "removed_layers": selection.removed, "scores": selection.scores, "details": selection.details,
                 "data": data}
     return save_pruned(model, tokenizer, out, manifest), selection
+
+
+def _iterative(model_name, dtype, out, n, tokenizer, task, limit, seed, test_tasks) -> Selection:
+    """Greedy rounds on Ray actors; their results (and so the resume point) live in `<out>-greedy/`."""
+    from prunelab.config import SweepConfig, TaskSpec, parse_config
+    from prunelab.errors import ConfigError
+    from prunelab.strategies.greedy import check_selection_disjoint, iterative_greedy
+
+    if not task:
+        raise ConfigError("--strategy iterative needs --selection-task (e.g. arithmetic), scored every round")
+    spec = TaskSpec(name=task, limit=limit, seed=seed)
+    if task in test_tasks:
+        test_ids = {task: {it.id for it in TaskSpec(name=task).build().items(tokenizer)}}
+        check_selection_disjoint(spec.build().items(tokenizer), test_ids, task)
+    root = Path(f"{out}-greedy")
+    config = parse_config({"name": f"{Path(out).name}-greedy", "model": {"name": model_name, "dtype": dtype},
+                           "tasks": [spec.model_dump()], "output_dir": str(root)}, cls=SweepConfig)
+    return iterative_greedy(config, n, root)

@@ -124,8 +124,11 @@ def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
         (["--strategy", "reverse", "--ratio", "1.5"], "outside (0, 1)"),
         (["--strategy", "reverse", "--ratio", "0.1"], "rounds to 0 layers"),
         (["--strategy", "reverse", "--ratio", "0.9"], "rounds to all 4"),
-        (["--strategy", "shortgpt", "--ratio", "0.25"], "allowed: block_influence, angular, reverse, sweep_score"),
+        (["--strategy", "shortgpt", "--ratio", "0.25"], "allowed: block_influence, angular, reverse, sweep_score, iterative"),
         (["--strategy", "sweep_score", "--ratio", "0.25", "--from-sweep", str(tmp_path)], "run `prunelab sweep` first"),
+        (["--strategy", "iterative", "--ratio", "0.25"], "needs --selection-task"),
+        (["--strategy", "iterative", "--ratio", "0.25", "--selection-task", "arithmetic", "--selection-limit", "64",
+          "--selection-seed", "1234", "--test-tasks", "arithmetic"], "selection split overlaps the test split"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 2, extra
@@ -156,7 +159,9 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
 
     out = tmp_path / "cmp"
     data = {"name": "tiny-cmp", "model": {"name": str(tiny_dir), "dtype": "float32"},
-            "tasks": [{"name": "arithmetic", "limit": 6}], "strategies": ["block_influence", "angular", "reverse"],
+            "tasks": [{"name": "arithmetic", "limit": 6}],
+            "strategies": ["block_influence", "angular", "reverse", "iterative"],
+            "selection": {"name": "arithmetic", "limit": 5, "seed": 99},
             "ratios": [0.25, 0.5], "calibration": {"samples": 6, "max_length": 48},
             "ray": {"actors": {"num_actors": 2, "num_cpus": 1}}, "output_dir": str(out)}
     path = tmp_path / "cmp.yaml"
@@ -164,7 +169,7 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
     try:
         assert main(["compare-strategies", str(path), "--no-progress"]) == 0
         table = pd.read_csv(out / "strategies.csv")
-        assert len(table) == 6 and set(table.strategy) == {"block_influence", "angular", "reverse"}
+        assert len(table) == 8 and set(table.strategy) == {"block_influence", "angular", "reverse", "iterative"}
         assert (out / "strategies.md").exists() and (out / "strategies.png").exists()
         reverse = table[(table.strategy == "reverse") & (table.ratio == 0.5)].iloc[0]
         assert reverse["removed"] == "2 3"
@@ -178,6 +183,19 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
         df = ResultsStore(out).read().to_pandas()
         got = df[(df.candidate == "drop-2+3") & (df.metric == "logprob")].set_index("item_id")["value"]
         assert got.to_dict() == pytest.approx(want, abs=1e-4)
+
+        # greedy round 1 removed the layer whose removal kept the most probe accuracy on the selection split
+        selection_task = build_task("arithmetic", limit=5, seed=99)
+        sel_items = selection_task.items(AutoTokenizer.from_pretrained(tiny_dir))
+        acc = {}
+        for layer in range(4):
+            s = Scorer(model).score([it.request for it in sel_items], removed=(layer,))
+            acc[layer] = sum(selection_task.score_item(it, [x])["acc"] for it, x in zip(sel_items, s)) / 5
+        rounds = json.loads((out / "selections.json").read_text())["greedy_rounds"]
+        assert rounds[0]["scores"] == pytest.approx({str(k): v for k, v in acc.items()})
+        assert rounds[0]["chosen"] == max(acc, key=lambda l: (acc[l], l))
+        iterative = table[(table.strategy == "iterative") & (table.ratio == 0.25)].iloc[0]
+        assert iterative["removed"] == str(rounds[0]["chosen"])
 
         # a rerun reuses the selections and has nothing left to compute
         config = parse_config(data, cls=CompareConfig)

@@ -7,6 +7,8 @@
     reverse          the last n layers (Gromov et al.'s and many others' baseline); `keep_last` keeps the final layer
     sweep_score      the n layers whose single-layer removal kept the most (mean retention over chosen tasks) in a
                      finished `prunelab sweep`
+    iterative        greedy: n rounds, each removing the layer whose removal (on top of those already removed)
+                     keeps the most of a selection task's metric            (prunelab.strategies.greedy; needs Ray)
 """
 
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from prunelab.errors import ConfigError, DataError
 
-STRATEGIES = ("block_influence", "angular", "reverse", "sweep_score")
+STRATEGIES = ("block_influence", "angular", "reverse", "sweep_score", "iterative")
 
 
 @dataclass
@@ -49,6 +51,8 @@ def select_layers(strategy: str, n: int, num_layers: int, *, model=None, tokeniz
     """The `n` layers `strategy` removes from a model of `num_layers` layers, with the scores behind the choice.
     `cache` (a dict kept by the caller) holds the calibration pass, so several ratios cost one pass."""
     _check_name(strategy)
+    if strategy == "iterative":
+        raise ConfigError("strategy iterative runs rounds of evaluations: use prunelab.strategies.greedy")
     if strategy == "reverse":
         last = num_layers - 1 if keep_last else num_layers
         removed = list(range(last - n, last))

@@ -27,30 +27,30 @@ def _parse_layers(text: str) -> list[int]:
         raise PrunelabError(f"--layers {text!r} is not a comma-separated list of integers") from None
 
 
-def cmd_sweep(args) -> int:
+def _run_config(args, cls, run, table: str) -> int:
+    """Loads a YAML experiment of type `cls`, runs it, prints the written paths and the table `paths[table]`."""
     from prunelab.config import load_config
-    from prunelab.sweep.run import run_sweep
 
-    config = load_config(args.config, args.overrides)
-    paths = run_sweep(config, address=args.address, progress=not args.no_progress)
+    config = load_config(args.config, args.overrides, cls=cls)
+    paths = run(config, address=args.address, progress=not args.no_progress)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
-    if "markdown" in paths:
-        print(paths["markdown"].read_text())
+    if table in paths:
+        print(paths[table].read_text())
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from prunelab.config import SweepConfig
+    from prunelab.sweep.run import run_sweep
+
+    return _run_config(args, SweepConfig, run_sweep, "markdown")
 
 
 def cmd_compare(args) -> int:
     from prunelab.compare import CompareConfig, compare_strategies
-    from prunelab.config import load_config
 
-    config = load_config(args.config, args.overrides, cls=CompareConfig)
-    paths = compare_strategies(config, address=args.address, progress=not args.no_progress)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    if "strategies_markdown" in paths:
-        print(paths["strategies_markdown"].read_text())
-    return 0
+    return _run_config(args, CompareConfig, compare_strategies, "strategies_markdown")
 
 
 def cmd_eval(args) -> int:
@@ -115,19 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sweep", help="single-layer ablation sweep with a retention report")
-    p.add_argument("config", help="experiment YAML (see configs/)")
-    p.add_argument("overrides", nargs="*", help="a.b=value overrides")
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_sweep)
-
-    p = sub.add_parser("compare-strategies", help="retention by strategy x ratio, with intervals, table and plot")
-    p.add_argument("config", help="experiment YAML (see configs/compare-strategies.yaml)")
-    p.add_argument("overrides", nargs="*", help="a.b=value overrides")
-    p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_compare)
+    for name, func, help_text, example in [
+        ("sweep", cmd_sweep, "single-layer ablation sweep with a retention report", "configs/default.yaml"),
+        ("compare-strategies", cmd_compare, "retention by strategy x ratio, with intervals, table and plot",
+         "configs/compare-strategies.yaml"),
+    ]:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", help=f"experiment YAML (e.g. {example})")
+        p.add_argument("overrides", nargs="*", help="a.b=value overrides")
+        p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("eval", help="score a model (and its retention against a base model) on tasks")
     p.add_argument("--model", required=True, help="built-in name, HF directory (e.g. a pruned checkpoint) or hub id")

@@ -112,6 +112,7 @@ def choose(config: CompareConfig, root: Path) -> dict:
                 "strategy": "iterative", "ratio": ratio, "removed": sorted(order),
                 "scores": {str(l): greedy.scores[str(l)] for l in order}, "details": {"order": order}}
         saved["greedy_rounds"] = greedy.details["rounds"]
+        saved.setdefault("data", {})["selection_sha256"] = greedy.details["selection_sha256"]
     cache = {}
     for strategy in config.strategies:
         for ratio in config.ratios:

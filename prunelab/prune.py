@@ -44,6 +44,9 @@ def prune(model_name: str, out: str | Path, strategy: str | None = None, ratio: 
             selection = select_layers(strategy, n, total, model=model, tokenizer=tokenizer, texts=texts,
                                       keep_last=keep_last, sweep_dir=sweep_dir, tasks=sweep_tasks,
                                       max_length=max_length, batch_size=batch_size)
+    if "selection_sha256" in selection.details:
+        data = {"selection_task": selection.details["selection_task"],
+                "selection_sha256": selection.details["selection_sha256"]}
     drop_layers(model, selection.removed)
     manifest = {"base_model": model_name, "base_model_path": resolve_model_path(model_name),
                 "base_num_hidden_layers": total, "strategy": selection.strategy, "ratio": ratio,

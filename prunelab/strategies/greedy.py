@@ -11,6 +11,7 @@ and the layers chosen so far are re-derived from stored results, never recompute
 import logging
 from pathlib import Path
 
+from prunelab.data.corpora import texts_hash
 from prunelab.errors import DataError
 from prunelab.strategies import Selection
 
@@ -55,7 +56,14 @@ def iterative_greedy(config, n: int, root: Path, address: str | None = None, pro
                  means["base"])
     final = {str(l): r["scores"][str(l)] for r, l in zip(rounds, removed)}
     return Selection("iterative", sorted(removed), final,
-                     {"order": removed, "rounds": rounds, "selection_task": spec.model_dump()})
+                     {"order": removed, "rounds": rounds, "selection_task": spec.model_dump(),
+                      "selection_sha256": texts_hash(sorted(_selection_ids(config)))})
+
+
+def _selection_ids(config) -> list[str]:
+    from prunelab.models import load_tokenizer
+
+    return [it.id for it in config.tasks[0].build(config.generation).items(load_tokenizer(config.model.name))]
 
 
 def _num_layers(config) -> int:

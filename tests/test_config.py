@@ -12,14 +12,20 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 BASE = {"name": "t", "model": {"name": "m"}, "tasks": [{"name": "arithmetic", "limit": 4}], "output_dir": "out"}
 
 
+def config_class(path: Path):
+    from prunelab.compare import CompareConfig
+
+    return CompareConfig if path.name.startswith("compare-") else SweepConfig
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    config = load_config(path)
-    assert isinstance(config, SweepConfig)
+    cls = config_class(path)
+    assert isinstance(load_config(path, cls=cls), cls)
 
 
 def test_configs_cover_the_papers_models():
-    names = {load_config(p).model.name for p in CONFIGS}
+    names = {load_config(p, cls=config_class(p)).model.name for p in CONFIGS}
     assert {"qwen2.5-coder-0.5b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
             "mistralai/Mistral-7B-Instruct-v0.3", "google/gemma-2-2b-it"} <= names
 
@@ -61,3 +67,15 @@ def test_repeated_tasks_and_malformed_yaml(tmp_path):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(tmp_path / "list.yaml")
+
+
+def test_compare_config_rejects_bad_strategies_and_ratios():
+    from prunelab.compare import CompareConfig
+
+    base = {**BASE, "strategies": ["reverse"]}
+    with pytest.raises(ConfigError, match=r"strategies: .*unknown strategies \['shortgpt'\]; allowed: block_influence"):
+        parse_config({**base, "strategies": ["shortgpt"]}, cls=CompareConfig)
+    with pytest.raises(ConfigError, match=r"ratios: .*\[1.5\] are outside \(0, 1\)"):
+        parse_config({**base, "ratios": [0.1, 1.5]}, cls=CompareConfig)
+    with pytest.raises(ConfigError, match="strategy iterative needs `selection`"):
+        parse_config({**base, "strategies": ["iterative"]}, cls=CompareConfig)

@@ -4,36 +4,50 @@ Both are paired: the pruned and the base model answer the same items, so resampl
 which keeps the strong item-to-item correlation that an unpaired test would throw away.
 """
 
-import warnings
-
 import numpy as np
 from scipy import stats
 
 
-def _ratio(base, cand, axis=-1):
-    b = np.mean(base, axis=axis)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.mean(cand, axis=axis) / b
+def _resampled_retention(pairs, n_resamples: int, seed: int, block: int = 250) -> np.ndarray:
+    """Per bootstrap resample, the mean over tasks of mean(cand) / mean(base), items resampled within each task
+    (paired). A resample whose base mean is 0 has no retention: NaN (inf ratios included), dropped by the caller."""
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples)
+    for b, c in pairs:
+        for start in range(0, n_resamples, block):  # bounded memory for large tasks (MMLU: 14k items)
+            idx = rng.integers(0, len(b), size=(min(block, n_resamples - start), len(b)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = c[idx].mean(1) / b[idx].mean(1)
+            total[start : start + len(idx)] += np.where(np.isfinite(ratio), ratio, np.nan)
+    return total / len(pairs)
+
+
+def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval over the resamples where retention is defined; NaN if fewer than 90% of them are (few
+    items and a rare success: the interval would describe only the lucky resamples)."""
+    defined = samples[np.isfinite(samples)]
+    if len(defined) < 0.9 * len(samples):
+        return float("nan"), float("nan")
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(defined, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def retention_ci(base, cand, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0):
     """(retention, low, high): mean(cand) / mean(base) and its percentile-bootstrap interval over paired items.
 
-    NaN where the base mean is 0, or the interval where there are fewer than 2 items.
+    NaN where the base mean is 0; the interval NaN with fewer than 2 items, or when the base mean is 0 in more than
+    10% of resamples (see `_interval`).
     """
     base, cand = np.asarray(base, float), np.asarray(cand, float)
     if len(base) == 0 or base.mean() == 0:
         return float("nan"), float("nan"), float("nan")
-    point = float(_ratio(base, cand))
+    point = float(cand.mean() / base.mean())
     if len(base) < 2:
         return point, float("nan"), float("nan")
-    if np.ptp(base) == 0 and np.ptp(cand) == 0:  # every resample gives the same ratio
+    if (np.ptp(base) == 0 and np.ptp(cand) == 0) or np.array_equal(base, cand):  # every resample: the same ratio
         return point, point, point
-    with warnings.catch_warnings():  # a degenerate resample distribution still gives a valid percentile interval
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap((base, cand), _ratio, paired=True, vectorized=True, confidence_level=confidence,
-                              n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
-    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (point, *_interval(_resampled_retention([(base, cand)], n_resamples, seed), confidence))
 
 
 def paired_p_value(base, cand, n_resamples: int = 5000, seed: int = 0) -> float:
@@ -50,7 +64,7 @@ def paired_p_value(base, cand, n_resamples: int = 5000, seed: int = 0) -> float:
     return float(res.pvalue)
 
 
-def mean_retention_ci(pairs, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0, block: int = 250):
+def mean_retention_ci(pairs, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0):
     """(mean retention, low, high) over several tasks: the mean of per-task retentions, with a percentile bootstrap
     that resamples items within each task (paired, independently across tasks). `pairs`: [(base, cand)] per task;
     tasks whose base mean is 0 are left out (their retention is undefined)."""
@@ -61,17 +75,7 @@ def mean_retention_ci(pairs, confidence: float = 0.95, n_resamples: int = 2000, 
     point = float(np.mean([c.mean() / b.mean() for b, c in pairs]))
     if min(len(b) for b, _ in pairs) < 2:
         return point, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    total = np.zeros(n_resamples)
-    for b, c in pairs:
-        for start in range(0, n_resamples, block):  # bounded memory for large tasks (MMLU: 14k items)
-            idx = rng.integers(0, len(b), size=(min(block, n_resamples - start), len(b)))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                total[start : start + len(idx)] += c[idx].mean(1) / b[idx].mean(1)
-    total /= len(pairs)
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(total, [alpha, 1 - alpha])
-    return point, float(low), float(high)
+    return (point, *_interval(_resampled_retention(pairs, n_resamples, seed), confidence))
 
 
 def mean_paired_p_value(pairs, n_resamples: int = 5000, seed: int = 0) -> float:

@@ -56,3 +56,18 @@ def test_mean_paired_p_value_has_no_signal_under_the_null():
         cand = rng.integers(0, 2, 60).astype(float)  # the same distribution: no true difference
         ps.append(mean_paired_p_value([(base, cand)], n_resamples=400, seed=seed))
     assert 0.25 < np.mean(ps) < 0.75  # roughly uniform p-values
+
+
+def test_rare_successes_give_an_interval_or_none_never_inf():
+    # 16 items, the base model right on 2: a resample often has no success, so retention is often undefined
+    base = np.array([1, 1] + [0] * 14, float)
+    cand = np.array([1, 0, 1] + [0] * 13, float)
+    point, low, high = retention_ci(base, cand)
+    assert point == 1.0 and np.isnan(low) and np.isnan(high)
+    # enough successes: a finite interval around the point
+    base = np.array([1] * 10 + [0] * 6, float)
+    cand = np.array([1] * 8 + [0] * 8, float)
+    point, low, high = retention_ci(base, cand)
+    assert np.isfinite([low, high]).all() and low <= point <= high
+    point, low, high = mean_retention_ci([(base, cand), (np.array([1, 1] + [0] * 14, float), np.zeros(16))])
+    assert point == pytest.approx(0.4) and np.isnan(low) and np.isnan(high)  # the rare task leaves it undefined

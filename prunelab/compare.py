@@ -13,14 +13,15 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from prunelab.atomic import write_json, write_text
 from prunelab.config import Frozen, GenerationSpec, ModelSpec, RaySpec, SweepSpec, TaskSpec
 from prunelab.data.corpora import load_corpus, texts_hash
 from prunelab.data.overlap import check_disjoint
-from prunelab.report import GROUPS, _atomic_text, write_report
+from prunelab.report import GROUPS, write_report
 from prunelab.strategies import STRATEGIES, count_to_remove, select_layers
 from prunelab.sweep.plan import plan_sweep
 from prunelab.sweep.run import compute
-from prunelab.sweep.store import ResultsStore, candidate_name, write_json_atomic
+from prunelab.sweep.store import ResultsStore, candidate_name
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,19 @@ def choose(config: CompareConfig, root: Path) -> dict:
     saved = json.loads(path.read_text()) if path.exists() else {"selections": {}}
     if wanted <= set(saved["selections"]):
         return saved
-    from prunelab.models import load_model
-    from prunelab.surgery import num_layers
-
     import torch
+    from transformers import AutoConfig
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model(config.model.name, dtype=config.model.dtype, device=device,
-                                  revision=config.model.revision)
-    total = num_layers(model)
+    from prunelab.models import load_model, load_tokenizer, resolve_model_path
+
+    m = config.model
+    total = AutoConfig.from_pretrained(resolve_model_path(m.name), revision=m.revision).num_hidden_layers
     counts = {r: count_to_remove(r, total) for r in config.ratios}  # a ratio that rounds to 0 or all: error now
-    texts = None
-    if {"block_influence", "angular"} & set(config.strategies):
+    model, texts = None, None
+    tokenizer = load_tokenizer(m.name, revision=m.revision)
+    if {"block_influence", "angular"} & set(config.strategies):  # only these read hidden states here
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
         cal = config.calibration
         texts = load_corpus(cal.source, limit=cal.samples, seed=cal.seed)
         check_disjoint(texts, [t.name for t in config.tasks])
@@ -126,7 +128,7 @@ def choose(config: CompareConfig, root: Path) -> dict:
                                         "scores": sel.scores, "details": sel.details}
             log.info("%s removes %s", key, sel.removed)
     saved["num_layers"] = total
-    write_json_atomic(path, saved)
+    write_json(path, saved)
     return saved
 
 
@@ -174,13 +176,13 @@ def _strategy_table(root: Path, tasks: dict, selections: dict, title: str) -> di
         rows.append(row)
     table = pd.DataFrame(rows).sort_values(["strategy", "ratio"])
     paths = {"strategies_csv": root / "strategies.csv", "strategies_markdown": root / "strategies.md"}
-    _atomic_text(paths["strategies_csv"], table.to_csv(index=False, float_format="%.4f"))
+    write_text(paths["strategies_csv"], table.to_csv(index=False, float_format="%.4f"))
     md = table[["strategy", "ratio", "removed"]].copy()
     for c in columns:
         md[f"{c} retention"] = [f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
                                 for r, lo, hi, p in zip(table[c], table[f"{c}:ci_low"], table[f"{c}:ci_high"],
                                                         table[f"{c}:p_value"])]
-    _atomic_text(paths["strategies_markdown"],
+    write_text(paths["strategies_markdown"],
                  f"# Retention by strategy and ratio: {title}\n\nRetention = pruned / base, 95% paired bootstrap "
                  "interval over items; * = differs from the base model (paired sign-flip test, p < 0.05).\n\n"
                  + md.to_markdown(index=False) + "\n")

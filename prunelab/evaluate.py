@@ -60,7 +60,7 @@ def _make_generator(config: EvalConfig, spec: ModelSpec, model, tokenizer):
     if config.generation.backend == "vllm":
         from prunelab.generation.vllm import VLLMBackend
 
-        return VLLMBackend(resolve_model_path(spec.name), dtype="auto" if spec.dtype == "auto" else spec.dtype)
+        return VLLMBackend(resolve_model_path(spec.name), dtype=spec.dtype)
     return HFBackend(model, tokenizer, batch_size=config.generation.batch_size)
 
 
@@ -74,34 +74,34 @@ def evaluate(config: EvalConfig, progress: bool = True) -> dict[str, Path]:
     for label, spec in [("model", config.model), ("base", config.base_model)]:
         if spec is None:
             continue
-        todo = [name for name in tasks if not any(t == name and c == label for t, c, _ in done)
-                or getattr(tasks[name], "kind", "") == "generative"]
-        if not todo:
+        # what is left to compute, known from the tokenizer alone: a finished run loads no weights
+        tokenizer = load_tokenizer(spec.name, revision=spec.revision)
+        pending = {}
+        for name, task in tasks.items():
+            if isinstance(task, GenerativeTask):  # stored in chunks: resume item by item
+                items = [it for it in task.items(tokenizer) if (name, label, it.id) not in done]
+            else:  # stored whole
+                items = [] if any(t == name and c == label for t, c, _ in done) else task.items(tokenizer)
+            if items:
+                pending[name] = items
+        if not pending:
             continue
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        needs_hf = config.generation.backend == "hf" or any(not isinstance(tasks[n], GenerativeTask) for n in todo)
-        if needs_hf:
+        model = scorer = generator = None
+        if config.generation.backend == "hf" or any(not isinstance(tasks[n], GenerativeTask) for n in pending):
             model, tokenizer = load_model(spec.name, dtype=spec.dtype, device=device, revision=spec.revision)
-        else:  # vLLM loads the weights itself; prompts need only the tokenizer
-            model, tokenizer = None, load_tokenizer(spec.name, revision=spec.revision)
-        scorer = None
-        if model is not None and config.backend == "lm-eval":
-            from prunelab.scoring.lm_eval_backend import LMEvalScorer
-
-            scorer = LMEvalScorer(model, tokenizer)
-        elif model is not None:
-            scorer = Scorer(model, batch_tokens=config.batch_tokens)
-        generator = None
-        for name in todo:
+        for name, items in pending.items():
             task = tasks[name]
             if isinstance(task, GenerativeTask):
-                items = [it for it in task.items(tokenizer) if (name, label, it.id) not in done]
-                if items and generator is None:
-                    generator = _make_generator(config, spec, model, tokenizer)
+                generator = generator or _make_generator(config, spec, model, tokenizer)
                 generate_and_score(task, items, generator, store, label, chunk=4 * config.generation.batch_size,
                                    progress=progress)
                 continue
-            items = task.items(tokenizer)
+            if scorer is None and config.backend == "lm-eval":
+                from prunelab.scoring.lm_eval_backend import LMEvalScorer
+
+                scorer = LMEvalScorer(model, tokenizer)
+            scorer = scorer or Scorer(model, batch_tokens=config.batch_tokens)
             scores = regroup(items, scorer.score(flatten(items)))
             store.write(name, (), [(it.id, task.score_item(it, s)) for it, s in zip(items, scores)], candidate=label)
         del model, scorer, generator

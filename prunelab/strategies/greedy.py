@@ -71,5 +71,5 @@ def _num_layers(config) -> int:
 
     from prunelab.models import resolve_model_path
 
-    return AutoConfig.from_pretrained(resolve_model_path(config.model.name), revision=config.model.revision) \
-        .num_hidden_layers
+    m = config.model
+    return AutoConfig.from_pretrained(resolve_model_path(m.name), revision=m.revision).num_hidden_layers

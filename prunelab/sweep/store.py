@@ -7,14 +7,13 @@ at most the units in flight, and a rerun skips every (task, candidate, item) alr
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from prunelab.atomic import write_json, write_parquet
 from prunelab.errors import ResultsError
 
 SCHEMA = pa.schema(
@@ -35,25 +34,6 @@ def candidate_name(removed: tuple[int, ...]) -> str:
     return "base" if not removed else "drop-" + "+".join(str(i) for i in sorted(removed))
 
 
-def write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _write_table(table: pa.Table, path: Path) -> Path:
-    """Writes beside the final name, then renames: the file is complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".parquet")
-    os.close(fd)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
-
-
 class ResultsStore:
     def __init__(self, root: str | Path, model: str = ""):
         self.root = Path(root)
@@ -72,8 +52,8 @@ class ResultsStore:
                     f"{', '.join(diff)}); choose another output_dir or delete that directory"
                 )
         else:
-            write_json_atomic(marker, identity)
-        write_json_atomic(self.root / "config.json", resolved_config)
+            write_json(marker, identity)
+        write_json(self.root / "config.json", resolved_config)
 
     def write(self, task: str, removed: tuple[int, ...], rows: list[tuple[str, dict[str, float]]],
               candidate: str | None = None) -> Path:
@@ -95,14 +75,14 @@ class ResultsStore:
             },
             schema=SCHEMA,
         )
-        return _write_table(table, self.results / task / candidate / f"{unit}.parquet")
+        return write_parquet(self.results / task / candidate / f"{unit}.parquet", table)
 
     def write_generations(self, task: str, candidate: str, records: list[dict]) -> Path:
         """Records every generation of some items (prompt, output, finish reason, token counts, latency) beside
         their metrics, under generations/<task>/<candidate>/."""
         unit = hashlib.sha1("\n".join(r["item_id"] for r in records).encode()).hexdigest()[:16]
         table = pa.Table.from_pylist([{"model": self.model, "task": task, "candidate": candidate, **r} for r in records])
-        return _write_table(table, self.root / "generations" / task / candidate / f"{unit}.parquet")
+        return write_parquet(self.root / "generations" / task / candidate / f"{unit}.parquet", table)
 
     def generations(self) -> pa.Table | None:
         files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))

@@ -13,7 +13,6 @@ same scores and prints the speed-up (goal >= 10x). Both sides compute both metri
 """
 
 import argparse
-import math
 import sys
 import time
 import warnings

@@ -25,10 +25,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prunelab.execution.worker import Worker, WorkerSpec  # noqa: E402
 from prunelab.models import load_model  # noqa: E402
-from prunelab.scoring.engine import Scorer  # noqa: E402
 from prunelab.surgery import drop_layers, keep_layers, save_pruned  # noqa: E402
-from prunelab.sweep.worker import SweepWorker  # noqa: E402
 from prunelab.tasks import build_task  # noqa: E402
 
 
@@ -67,8 +66,7 @@ def metrics(task, items, scores):
 
 
 def run_prunelab(model, tasks, candidates, batch_tokens):
-    worker = SweepWorker.__new__(SweepWorker)
-    worker.model, worker.scorer, worker._unit = model, Scorer(model, batch_tokens=batch_tokens), None
+    worker = Worker.around(model, None, WorkerSpec(model="in-memory", batch_tokens=batch_tokens))
     out = {}
     for name, (task, items) in tasks.items():
         reqs = [it.request for it in items]
@@ -107,7 +105,7 @@ def lm_eval_style_scores(model, items, batch_size=16):
         for r, (_, _, s) in enumerate(chunk):
             ids[r, : len(s)], mask[r, : len(s)] = torch.tensor(s), 1
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        for r, (n, j, s) in enumerate(chunk):
+        for r, (n, j, _) in enumerate(chunk):
             ctx = len(items[n].request.context)
             conts = items[n].request.continuations
             for jj in ([j] if j is not None else range(len(conts))):

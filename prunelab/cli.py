@@ -1,73 +1,142 @@
-"""The `prunelab` command line.
+"""The `prunelab` command line (also `python -m prunelab`). Every stage is `config -> artifact directory`: a YAML
+config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcuts for config keys.
 
-    prunelab sweep configs/default.yaml                      # local Ray on this machine
-    prunelab sweep configs/default.yaml tasks.0.limit=16     # `a.b=value` overrides, validated like the YAML
-    prunelab sweep configs/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
-    prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab sweep configs/sweep/default.yaml                      # local Ray on this machine
+    prunelab sweep configs/sweep/default.yaml tasks.0.limit=16     # overrides, validated like the YAML
+    prunelab sweep configs/sweep/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
+    prunelab sweep configs/sweep/default.yaml --local              # no Ray: one worker in this process
+    prunelab eval --model pruned/g-minus2 --base gemma3-270m --tasks arithmetic,piqa --limit 200 --out runs/e1
+    prunelab eval configs/eval/qwen-generative.yaml model.name=pruned/q-bi25
     prunelab prune --model qwen2.5-coder-0.5b-instruct --strategy block_influence --ratio 0.25 --out pruned/q-bi25
-    prunelab eval --model pruned/gemma3-270m-minus2 --base gemma3-270m --tasks arithmetic,piqa --limit 200 --out runs/e1
-    prunelab compare-strategies configs/compare-strategies.yaml   # retention by strategy x ratio
-    prunelab models                                          # the built-in models
+    prunelab prune configs/prune/qwen-block-influence.yaml ratio=0.15
+    prunelab compare-strategies configs/compare/qwen-strategies.yaml
+    prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
+    prunelab models                                                # the built-in models
 
-Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2.
+Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2,
+before anything is written.
 """
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-from prunelab.errors import PrunelabError
+from prunelab.errors import ConfigError, PrunelabError
 
 
 def _parse_layers(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise PrunelabError(f"--layers {text!r} is not a comma-separated list of integers") from None
+        raise ConfigError(f"--layers {text!r} is not a comma-separated list of integers") from None
 
 
-def _run_config(args, cls, run, table: str) -> int:
-    """Loads a YAML experiment of type `cls`, runs it, prints the written paths and the table `paths[table]`."""
-    from prunelab.config import load_config
+def _config(args, cls, shortcuts: dict):
+    """The stage config from an optional file, flag shortcuts (config keys) and `a.b=value` overrides, in that
+    order of precedence from weakest to strongest."""
+    from prunelab.config import load_config, parse_config, read_config_file
 
-    config = load_config(args.config, args.overrides, cls=cls)
-    paths = run(config, address=args.address, progress=not args.no_progress)
+    positional = list(args.positional)
+    path = positional.pop(0) if positional and "=" not in positional[0] else None
+    data = read_config_file(path) if path else {}
+    for key, value in shortcuts.items():
+        if value is not None:
+            data[key] = value
+    if path:
+        return load_config(path, positional, cls=cls, data=data)
+    return parse_config({"kind": cls.model_fields["kind"].default, **data}, positional, source="(command line)",
+                        cls=cls)
+
+
+def _executor(args, ray_spec):
+    """The executor of a stage that evaluates many candidates: Ray actors, or this process with --local."""
+    if getattr(args, "local", False):
+        from prunelab.execution.run import InProcessExecutor
+
+        return InProcessExecutor()
+    from prunelab.distributed import connect, ray_executor
+
+    connect(args.address or ray_spec.address)
+    return ray_executor(ray_spec)
+
+
+def _print_paths(paths: dict, table: str) -> None:
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     if table in paths:
         print(paths[table].read_text())
-    return 0
 
 
 def cmd_sweep(args) -> int:
     from prunelab.config import SweepConfig
-    from prunelab.sweep.run import run_sweep
+    from prunelab.stages.sweep import run_sweep
 
-    return _run_config(args, SweepConfig, run_sweep, "markdown")
+    config = _config(args, SweepConfig, {})
+    with _executor(args, config.ray) as executor:
+        _print_paths(run_sweep(config, executor, progress=not args.no_progress), "markdown")
+    return 0
 
 
 def cmd_compare(args) -> int:
-    from prunelab.compare import CompareConfig, compare_strategies
+    from prunelab.config import CompareConfig
+    from prunelab.stages.compare import compare_strategies
 
-    return _run_config(args, CompareConfig, compare_strategies, "strategies_markdown")
+    config = _config(args, CompareConfig, {})
+    with _executor(args, config.ray) as executor:
+        _print_paths(compare_strategies(config, executor, progress=not args.no_progress), "strategies_markdown")
+    return 0
 
 
 def cmd_eval(args) -> int:
-    from prunelab.config import parse_config
-    from prunelab.evaluate import EvalConfig, evaluate
+    from pathlib import Path
 
-    data = {
-        "name": args.name or Path(args.out).name,
-        "model": {"name": args.model, "dtype": args.dtype},
+    from prunelab.config import EvalConfig
+    from prunelab.stages.evaluate import evaluate
+
+    tasks = [{"name": t, "limit": args.limit} for t in args.tasks.split(",") if t] if args.tasks else None
+    shortcuts = {
+        "model": {"name": args.model, "dtype": args.dtype} if args.model else None,
         "base_model": {"name": args.base, "dtype": args.dtype} if args.base else None,
-        "tasks": [{"name": t, "limit": args.limit} for t in args.tasks.split(",") if t],
+        "tasks": tasks,
         "output_dir": args.out,
+        "name": args.name or (Path(args.out).name if args.out else None),
     }
-    config = parse_config(data, args.overrides, source="(command line)", cls=EvalConfig)
+    config = _config(args, EvalConfig, shortcuts)
     paths = evaluate(config, progress=not args.no_progress)
     if "markdown" in paths:
         print(paths["markdown"].read_text())
+    return 0
+
+
+def cmd_prune(args) -> int:
+    import json
+
+    from prunelab.config import PruneConfig
+    from prunelab.execution.run import InProcessExecutor
+    from prunelab.stages.prune import prune
+
+    calibration = {k: v for k, v in {"source": args.calibration, "samples": args.calibration_samples,
+                                     "max_length": args.max_length}.items() if v is not None}
+    selection = ({"name": args.selection_task, "limit": args.selection_limit, "seed": args.selection_seed}
+                 if args.selection_task else None)
+    shortcuts = {
+        "model": {"name": args.model, "dtype": args.dtype} if args.model else None,
+        "strategy": args.strategy, "ratio": args.ratio,
+        "layers": _parse_layers(args.layers) if args.layers else None,
+        "output_dir": args.out, "keep_last": True if args.keep_last else None,
+        "calibration": calibration or None, "sweep_dir": args.from_sweep,
+        "sweep_tasks": [t for t in args.sweep_tasks.split(",") if t] if args.sweep_tasks else None,
+        "test_tasks": [t for t in args.test_tasks.split(",") if t] if args.test_tasks else None,
+        "selection": selection, "device": args.device,
+    }
+    config = _config(args, PruneConfig, shortcuts)
+    from prunelab.strategies import STRATEGIES
+
+    needs_workers = config.strategy is not None and STRATEGIES.entry(config.strategy).kind == "selection"
+    with (_executor(args, config.ray) if needs_workers else InProcessExecutor()) as executor:
+        path, selection = prune(config, executor, progress=not args.no_progress)
+    print(json.dumps({"out": str(path), "strategy": selection.strategy, "removed_layers": selection.removed}))
     return 0
 
 
@@ -84,21 +153,11 @@ def cmd_drop(args) -> int:
     return 0
 
 
-def cmd_prune(args) -> int:
-    import json
+def cmd_report(args) -> int:
+    from prunelab.report import write_report
 
-    from prunelab.prune import prune
-
-    device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else \
-        ("cpu" if args.device == "auto" else args.device)
-    path, selection = prune(
-        args.model, args.out, strategy=args.strategy, ratio=args.ratio,
-        layers=_parse_layers(args.layers) if args.layers else None, calibration=args.calibration,
-        calibration_samples=args.calibration_samples, max_length=args.max_length, keep_last=args.keep_last,
-        sweep_dir=args.from_sweep, sweep_tasks=[t for t in (args.sweep_tasks or "").split(",") if t] or None,
-        test_tasks=[t for t in (args.test_tasks or "").split(",") if t], selection_task=args.selection_task,
-        selection_limit=args.selection_limit, selection_seed=args.selection_seed, dtype=args.dtype, device=device)
-    print(json.dumps({"out": str(path), "strategy": selection.strategy, "removed_layers": selection.removed}))
+    paths = write_report(args.dir)
+    _print_paths(paths, "strategies_markdown" if "strategies_markdown" in paths else "markdown")
     return 0
 
 
@@ -110,34 +169,58 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _stage_arguments(p, example: str, ray: bool = True) -> None:
+    p.add_argument("positional", nargs="*", metavar="[CONFIG] [a.b=value ...]",
+                   help=f"stage config YAML (e.g. {example}), then overrides")
+    if ray:
+        p.add_argument("--address", help="Ray cluster address (default: ray.address, $RAY_ADDRESS, else a local Ray)")
+        p.add_argument("--local", action="store_true", help="no Ray: one worker in this process")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prunelab", description="Depth pruning of LLMs, on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for name, func, help_text, example in [
-        ("sweep", cmd_sweep, "single-layer ablation sweep with a retention report", "configs/default.yaml"),
-        ("compare-strategies", cmd_compare, "retention by strategy x ratio, with intervals, table and plot",
-         "configs/compare-strategies.yaml"),
-    ]:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("config", help=f"experiment YAML (e.g. {example})")
-        p.add_argument("overrides", nargs="*", help="a.b=value overrides")
-        p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-        p.add_argument("--no-progress", action="store_true")
-        p.set_defaults(func=func)
+    p = sub.add_parser("sweep", help="single-layer ablation sweep with a retention report")
+    _stage_arguments(p, "configs/sweep/default.yaml")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("compare-strategies", help="retention by strategy x ratio, with intervals, table and plot")
+    _stage_arguments(p, "configs/compare/qwen-strategies.yaml")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("eval", help="score a model (and its retention against a base model) on tasks")
-    p.add_argument("--model", required=True, help="built-in name, HF directory (e.g. a pruned checkpoint) or hub id")
-    p.add_argument("--base", help="base model for retention (e.g. the unpruned model)")
-    p.add_argument("--tasks", required=True, help="comma-separated task names")
-    p.add_argument("--limit", type=int, default=None, help="items per task (seeded sample); all if unset")
-    p.add_argument("--out", required=True, help="output directory (results store and report)")
-    p.add_argument("--name", default=None)
+    _stage_arguments(p, "configs/eval/qwen-generative.yaml", ray=False)
+    p.add_argument("--model", help="model.name: built-in name, HF directory (e.g. a pruned checkpoint) or hub id")
+    p.add_argument("--base", help="base_model.name: base model for retention (e.g. the unpruned model)")
+    p.add_argument("--tasks", help="tasks: comma-separated task names")
+    p.add_argument("--limit", type=int, default=None, help="tasks.N.limit: items per task (seeded sample)")
+    p.add_argument("--out", help="output_dir: results store and report")
+    p.add_argument("--name", default=None, help="name (default: the output directory's name)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("overrides", nargs="*", help="a.b=value overrides of the eval config (e.g. batch_tokens=4096)")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prune", help="choose layers with a strategy, remove them, export a checkpoint + manifest")
+    _stage_arguments(p, "configs/prune/qwen-block-influence.yaml")
+    p.add_argument("--model", help="model.name")
+    p.add_argument("--strategy", help="strategy: block_influence, angular, reverse, sweep_score, iterative")
+    p.add_argument("--ratio", type=float, help="ratio: fraction of layers to remove, e.g. 0.25")
+    p.add_argument("--layers", help="layers: remove exactly these layers instead (comma-separated)")
+    p.add_argument("--out", help="output_dir")
+    p.add_argument("--calibration", help="calibration.source: packaged corpus (sharegpt) or hub dataset id")
+    p.add_argument("--calibration-samples", type=int, help="calibration.samples")
+    p.add_argument("--max-length", type=int, help="calibration.max_length: tokens per calibration text")
+    p.add_argument("--keep-last", action="store_true", help="keep_last: reverse keeps the final layer")
+    p.add_argument("--from-sweep", help="sweep_dir: a finished sweep's output directory (sweep_score)")
+    p.add_argument("--sweep-tasks", help="sweep_tasks: tasks whose retention ranks layers (default: all)")
+    p.add_argument("--test-tasks", help="test_tasks: calibration/selection data overlapping them is refused")
+    p.add_argument("--selection-task", help="selection.name: the task each greedy round is scored on (iterative)")
+    p.add_argument("--selection-limit", type=int, default=32, help="selection.limit")
+    p.add_argument("--selection-seed", type=int, default=7, help="selection.seed")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", default=None, help="device: auto, cpu, cuda")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("drop", help="remove given layers and export a Hugging Face checkpoint")
     p.add_argument("--model", required=True)
@@ -146,25 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_drop)
 
-    p = sub.add_parser("prune", help="choose layers with a strategy, remove them, export a checkpoint + manifest")
-    p.add_argument("--model", required=True)
-    p.add_argument("--strategy", help="block_influence, angular, reverse, sweep_score, iterative")
-    p.add_argument("--ratio", type=float, help="fraction of layers to remove, e.g. 0.25")
-    p.add_argument("--layers", help="remove exactly these layers instead (comma-separated)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--calibration", default="sharegpt", help="packaged corpus (sharegpt) or hub dataset id with 'text'")
-    p.add_argument("--calibration-samples", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=512, help="tokens per calibration text")
-    p.add_argument("--keep-last", action="store_true", help="reverse: keep the final layer")
-    p.add_argument("--from-sweep", help="sweep_score: a finished sweep's output directory")
-    p.add_argument("--sweep-tasks", help="sweep_score: tasks whose retention ranks layers (default: all)")
-    p.add_argument("--test-tasks", help="tasks you will evaluate on: calibration data overlapping them is refused")
-    p.add_argument("--selection-task", help="iterative: the task each greedy round is scored on (e.g. arithmetic)")
-    p.add_argument("--selection-limit", type=int, default=32)
-    p.add_argument("--selection-seed", type=int, default=7, help="iterative: seed of the selection split")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_prune)
+    p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)

@@ -1,7 +1,12 @@
-"""Experiment configs: frozen pydantic models loaded from YAML, with `a.b=value` overrides from the command line.
+"""Stage configs: frozen pydantic models loaded from YAML, with `a.b=value` overrides from the command line.
 
-What to compute (model, tasks) is separate from how to run it (batch size, Ray actors): only the former decides
-whether an existing results directory belongs to this experiment.
+Every stage (sweep, eval, prune, compare-strategies) is `config -> artifact directory`. A config file says which
+stage it is for (`kind:`), and may start from another file (`extends: ../base/paper-models.yaml`, a path relative to
+it: mappings merge key by key, anything else is replaced). What to compute (model, tasks) is separate from how to
+run it (batch size, Ray actors): only the former (`identity()`) decides whether an existing results directory
+belongs to this experiment.
+
+This module imports no torch, transformers, ray or task code: names are checked against lazy registries.
 """
 
 from pathlib import Path
@@ -11,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunelab.errors import ConfigError
-from prunelab.tasks import GENERATIVE, TASK_NAMES, build_task
+from prunelab.generation import GENERATION_BACKENDS, IN_MEMORY
+from prunelab.strategies.registry import STRATEGIES
+from prunelab.tasks import GENERATIVE, TASKS, build_task
 
 
 class Frozen(BaseModel):
@@ -43,8 +50,8 @@ class TaskSpec(Frozen):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in TASK_NAMES:
-            raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS.names())}")
         return name
 
     @model_validator(mode="after")
@@ -74,11 +81,19 @@ class TaskSpec(Frozen):
 class GenerationSpec(Frozen):
     """How generative tasks run (not what they compute)."""
 
-    backend: Literal["hf", "vllm"] = Field(default="hf", description="vllm: exported checkpoints only, not sweeps")
+    backend: str = Field(default="hf", description="a generation backend (hf, vllm); vllm: exported checkpoints "
+                                                   "only, not sweeps")
     batch_size: int = Field(default=8, ge=1)
     sandbox_workers: int | None = Field(default=None, ge=1, description="programs run at once; one per core if unset")
     sandbox_timeout_s: float = Field(default=10.0, gt=0)
     sandbox_memory_mb: int = Field(default=1024, ge=64)
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in GENERATION_BACKENDS:
+            raise ValueError(f"unknown generation backend {name!r}; allowed: {', '.join(GENERATION_BACKENDS.names())}")
+        return name
 
 
 class SweepSpec(Frozen):
@@ -96,9 +111,37 @@ class ActorSpec(Frozen):
 class RaySpec(Frozen):
     address: str | None = Field(default=None, description="cluster to attach to; a local Ray starts if unset")
     actors: ActorSpec = ActorSpec()
+    max_restarts: int = Field(default=3, ge=0, description="times Ray restarts a dead actor before a fresh one "
+                                                           "replaces it")
+    max_attempts: int = Field(default=3, ge=1, description="a unit whose candidate kills its worker this many "
+                                                           "times is given up (the rest still finishes)")
+
+
+class CalibrationSpec(Frozen):
+    source: str = Field(default="sharegpt", description="packaged corpus (sharegpt) or a hub dataset id with 'text'")
+    samples: int = Field(default=64, ge=1)
+    seed: int = 0
+    max_length: int = Field(default=512, ge=8)
+
+
+def _check_sweepable(tasks: list[TaskSpec], generation: GenerationSpec) -> None:
+    if GENERATION_BACKENDS.entry(generation.backend).kind != IN_MEMORY and any(t.name in GENERATIVE for t in tasks):
+        raise ValueError(f"generation.backend: a sweep generates with layers removed in memory, which only the "
+                         f"{', '.join(GENERATION_BACKENDS.names_of_kind(IN_MEMORY))} backend can do; use "
+                         f"{generation.backend} with `prunelab eval` on exported checkpoints")
+
+
+def _unique(tasks: list[TaskSpec]) -> None:
+    names = [t.name for t in tasks]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"tasks repeated: {repeated}; list each task once")
 
 
 class SweepConfig(Frozen):
+    """`prunelab sweep`: the base model and each single layer removed, on every task."""
+
+    kind: Literal["sweep"] = "sweep"
     name: str
     model: ModelSpec
     tasks: list[TaskSpec] = Field(min_length=1)
@@ -108,19 +151,161 @@ class SweepConfig(Frozen):
     output_dir: str
 
     @model_validator(mode="after")
-    def _unique_tasks(self):
-        names = [t.name for t in self.tasks]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"tasks repeated: {repeated}; list each task once")
-        if self.generation.backend != "hf" and any(t.name in GENERATIVE for t in self.tasks):
-            raise ValueError("generation.backend: a sweep generates with layers removed in memory, which only the hf "
-                             "backend can do; use vllm with `prunelab eval` on exported checkpoints")
+    def _tasks(self):
+        _unique(self.tasks)
+        _check_sweepable(self.tasks, self.generation)
         return self
 
     def identity(self) -> dict[str, Any]:
         """What the results depend on; a results directory made for another identity is refused."""
         return {"model": self.model.model_dump(), "tasks": [t.identity() for t in self.tasks]}
+
+
+class EvalConfig(Frozen):
+    """`prunelab eval`: one model (pruned, recovered, any checkpoint) on tasks, with retention against a base."""
+
+    kind: Literal["eval"] = "eval"
+    name: str
+    model: ModelSpec
+    base_model: ModelSpec | None = Field(default=None, description="retention is model / base_model per task")
+    tasks: list[TaskSpec] = Field(min_length=1)
+    batch_tokens: int = Field(default=4096, ge=16)
+    backend: Literal["prunelab", "lm-eval"] = Field(
+        default="prunelab", description="classification scorer: prunelab's engine, or lm-eval's HF backend itself")
+    generation: GenerationSpec = GenerationSpec()
+    threads: int | None = Field(default=None, ge=1)
+    output_dir: str
+
+    @model_validator(mode="after")
+    def _tasks(self):
+        _unique(self.tasks)
+        return self
+
+    def identity(self):
+        base = self.base_model.model_dump() if self.base_model else None
+        return {"model": self.model.model_dump(), "base_model": base, "tasks": [t.identity() for t in self.tasks]}
+
+
+def _check_ratios(ratios: list[float]) -> None:
+    bad = [r for r in ratios if not 0 < r < 1]
+    if bad:
+        raise ValueError(f"ratio {bad if len(bad) > 1 else bad[0]} outside (0, 1): each is the fraction of layers "
+                         "to remove")
+
+
+class StrategyOptions(Frozen):
+    """What the strategies read besides the model: the fields prune and compare-strategies share."""
+
+    keep_last: bool = Field(default=False, description="reverse: keep the final layer")
+    sweep_dir: str | None = Field(default=None, description="sweep_score: a finished sweep's output directory")
+    sweep_tasks: list[str] | None = Field(default=None, description="sweep_score: tasks whose retention ranks "
+                                                                    "layers (all if unset)")
+    selection: TaskSpec | None = Field(default=None, description="iterative: the task (and seeded split) each "
+                                                                 "greedy round is scored on; disjoint from the tests")
+    calibration: CalibrationSpec = CalibrationSpec()
+
+
+def _check_strategy_needs(strategies: list[str], options: StrategyOptions) -> None:
+    for name in strategies:
+        needs = STRATEGIES.entry(name).kind
+        if needs == "selection" and options.selection is None:
+            raise ValueError(f"strategy {name} needs `selection` (a task spec, e.g. {{name: arithmetic, limit: 32, "
+                             "seed: 7}): each greedy round is scored on it")
+        if needs == "sweep" and not options.sweep_dir:
+            raise ValueError(f"strategy {name} needs `sweep_dir`: a finished `prunelab sweep` output directory")
+
+
+class PruneConfig(StrategyOptions):
+    """`prunelab prune`: choose layers with a strategy (or take them as given), remove them, write a checkpoint."""
+
+    kind: Literal["prune"] = "prune"
+    name: str = ""
+    model: ModelSpec
+    strategy: str | None = Field(default=None, description=f"one of {', '.join(STRATEGIES.names())}")
+    ratio: float | None = Field(default=None, description="fraction of layers to remove, e.g. 0.25")
+    layers: list[int] | None = Field(default=None, description="remove exactly these layers instead")
+    test_tasks: list[str] = Field(default=[], description="tasks you will evaluate on: calibration or selection "
+                                                          "data overlapping them is refused")
+    device: str = Field(default="auto", description="auto: cuda if available, else cpu")
+    sweep: SweepSpec = SweepSpec()
+    generation: GenerationSpec = GenerationSpec()
+    ray: RaySpec = RaySpec()
+    output_dir: str
+
+    @field_validator("strategy")
+    @classmethod
+    def _known(cls, name: str | None) -> str | None:
+        if name is not None and name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGIES.names())}")
+        return name
+
+    @field_validator("test_tasks")
+    @classmethod
+    def _tasks_known(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in TASKS:
+                raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS.names())}")
+        return names
+
+    @model_validator(mode="after")
+    def _what(self):
+        if (self.layers is None) == (self.ratio is None):
+            raise ValueError("give either ratio (with strategy) or layers")
+        if self.ratio is not None:
+            if self.strategy is None:
+                raise ValueError(f"ratio needs a strategy ({', '.join(STRATEGIES.names())})")
+            _check_ratios([self.ratio])
+            _check_strategy_needs([self.strategy], self)
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"kind", "name", "device", "sweep", "generation", "ray", "output_dir"})
+
+
+class CompareConfig(StrategyOptions):
+    """`prunelab compare-strategies`: retention by strategy x ratio, with intervals."""
+
+    kind: Literal["compare-strategies"] = "compare-strategies"
+    name: str
+    model: ModelSpec
+    tasks: list[TaskSpec] = Field(min_length=1)
+    strategies: list[str] = Field(default=["block_influence", "angular", "reverse"], min_length=1)
+    ratios: list[float] = Field(default=[0.10, 0.15, 0.25], min_length=1)
+    sweep: SweepSpec = SweepSpec()
+    generation: GenerationSpec = GenerationSpec()
+    ray: RaySpec = RaySpec()
+    output_dir: str
+
+    @field_validator("strategies")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; allowed: {', '.join(STRATEGIES.names())}")
+        return names
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, ratios: list[float]) -> list[float]:
+        _check_ratios(ratios)
+        return ratios
+
+    @model_validator(mode="after")
+    def _needs(self):
+        _unique(self.tasks)
+        _check_sweepable(self.tasks, self.generation)
+        _check_strategy_needs(self.strategies, self)
+        return self
+
+    def identity(self) -> dict:
+        # what selections.json and the results depend on; more strategies or ratios only add candidates
+        return {"model": self.model.model_dump(), "tasks": [t.identity() for t in self.tasks],
+                "calibration": self.calibration.model_dump(), "keep_last": self.keep_last,
+                "sweep_dir": self.sweep_dir, "sweep_tasks": self.sweep_tasks,
+                "selection": self.selection.identity() if self.selection else None}
+
+
+STAGE_CONFIGS = {c.model_fields["kind"].default: c for c in (SweepConfig, EvalConfig, PruneConfig, CompareConfig)}
 
 
 def _apply_override(data: dict, override: str) -> None:
@@ -176,12 +361,50 @@ def parse_config(data: Any, overrides: list[str] = (), source: str = "<dict>", c
         raise ConfigError(_format_errors(exc, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] = (), cls=SweepConfig):
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path: str | Path, _seen: tuple = ()) -> dict:
+    """A config file's mapping, with what it `extends` merged in."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {str(path)!r} extends itself (through {', '.join(map(str, _seen))})")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
-    return parse_config(data, overrides, source=repr(str(path)), cls=cls)
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {str(path)!r}: the top level must be a mapping, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"invalid config {str(path)!r}: extends must be a path to another config file")
+    return _merge(read_config_file(path.parent / parent, (*_seen, path.resolve())), data)
+
+
+def config_kind(data: dict, source: str) -> str:
+    kind = data.get("kind")
+    if kind not in STAGE_CONFIGS:
+        raise ConfigError(f"invalid config {source}: kind is {kind!r}; allowed: {', '.join(STAGE_CONFIGS)} (the "
+                          "stage the file is for)")
+    return kind
+
+
+def load_config(path: str | Path, overrides: list[str] = (), cls=None, data: dict | None = None):
+    """A stage config from a YAML file (its `kind` picks the class; `cls`, if given, must match it)."""
+    data = read_config_file(path) if data is None else data
+    source = repr(str(path))
+    if cls is not None and "kind" not in data:
+        data = {**data, "kind": cls.model_fields["kind"].default}
+    kind = config_kind(data, source)
+    if cls is not None and STAGE_CONFIGS[kind] is not cls:
+        wanted = cls.model_fields["kind"].default
+        raise ConfigError(f"config {source} is a {kind} config (kind: {kind}); this command needs kind: {wanted}")
+    return parse_config(data, overrides, source=source, cls=STAGE_CONFIGS[kind])

@@ -114,8 +114,10 @@ def keep_layers(model: nn.Module, keep: list[int]) -> Iterator[nn.Module]:
         config.num_hidden_layers = saved_num
 
 
-def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict) -> Path:
-    """Writes a pruned model as a stock Hugging Face checkpoint plus `prunelab_manifest.json`, atomically.
+def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict,
+                files: dict[str, str] | None = None) -> Path:
+    """Writes a pruned model as a stock Hugging Face checkpoint plus `prunelab_manifest.json` (and `files`, name ->
+    text, e.g. meta.json), atomically.
 
     The manifest says which layers of which base model were removed and why (strategy, scores); the directory
     appears complete or not at all.
@@ -129,6 +131,8 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
             tokenizer.save_pretrained(tmp)
         manifest = {**manifest, "num_hidden_layers": model.config.num_hidden_layers}
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -23,3 +23,19 @@ def tok():
     import tiny
 
     return tiny.tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """tiny_model_dir(family, num_layers=4) -> a saved tiny random model directory, built once per session."""
+    import tiny
+
+    made = {}
+
+    def make(family: str, num_layers: int = 4):
+        key = (family, num_layers)
+        if key not in made:
+            made[key] = tiny.save(tmp_path_factory.mktemp("models") / f"tiny-{family}-{num_layers}", family, num_layers)
+        return made[key]
+
+    return make

@@ -1,31 +1,84 @@
-"""Every shipped config validates; bad configs and overrides get errors that name the field."""
+"""Every shipped config validates as the stage its file names; bad configs and overrides get errors that name the
+field; `prunelab.config` stays light."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from prunelab.config import SweepConfig, load_config, parse_config
+from prunelab.config import (
+    STAGE_CONFIGS,
+    CompareConfig,
+    EvalConfig,
+    PruneConfig,
+    load_config,
+    parse_config,
+    read_config_file,
+)
 from prunelab.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parent.parent
+CONFIG_DIR = ROOT / "configs"
+BASES = sorted((CONFIG_DIR / "base").glob("*.yaml"))  # partial configs that others extend
+CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in BASES)
 BASE = {"name": "t", "model": {"name": "m"}, "tasks": [{"name": "arithmetic", "limit": 4}], "output_dir": "out"}
 
 
-def config_class(path: Path):
-    from prunelab.compare import CompareConfig
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_shipped_configs_validate_as_the_stage_they_name(path):
+    kind = read_config_file(path)["kind"]  # from the file, not its name
+    config = load_config(path)
+    assert type(config) is STAGE_CONFIGS[kind] and config.kind == kind
+    assert path.parent.name == {"sweep": "sweep", "eval": "eval", "prune": "prune",
+                                "compare-strategies": "compare"}[kind]  # configs/ is laid out by stage
 
-    return CompareConfig if path.name.startswith("compare-") else SweepConfig
+
+def test_every_base_is_extended_and_inherited():
+    for base in BASES:
+        users = [p for p in CONFIGS if f"extends: ../base/{base.name}" in p.read_text()]
+        assert users, f"{base.name} is extended by no config"
+        inherited = [t["name"] for t in read_config_file(base)["tasks"]]
+        for path in users:
+            assert [t.name for t in load_config(path).tasks] == inherited, path
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_validate(path):
-    cls = config_class(path)
-    assert isinstance(load_config(path, cls=cls), cls)
+def test_a_config_for_another_stage_is_refused_with_its_kind():
+    with pytest.raises(ConfigError, match="is a sweep config .*needs kind: eval"):
+        load_config(CONFIG_DIR / "sweep" / "default.yaml", cls=EvalConfig)
+    with pytest.raises(ConfigError, match="kind is 'sweeep'; allowed: sweep, eval, prune, compare-strategies"):
+        load_config(CONFIG_DIR / "sweep" / "default.yaml", ["kind=sweeep"], data={"kind": "sweeep"})
+
+
+def test_extends_merges_mappings_and_replaces_the_rest(tmp_path):
+    (tmp_path / "base.yaml").write_text("kind: sweep\ntasks: [{name: arithmetic}, {name: piqa}]\n"
+                                        "ray: {actors: {num_actors: 4, num_cpus: 2}}\n")
+    (tmp_path / "top.yaml").write_text("extends: base.yaml\nname: x\nmodel: {name: m}\noutput_dir: o\n"
+                                       "tasks: [{name: gsm8k}]\nray: {actors: {num_actors: 1}}\n")
+    config = load_config(tmp_path / "top.yaml")
+    assert [t.name for t in config.tasks] == ["gsm8k"]
+    assert (config.ray.actors.num_actors, config.ray.actors.num_cpus) == (1, 2)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_importing_the_config_imports_no_heavy_library():
+    code = ("import sys, prunelab.config, prunelab.tasks, prunelab.strategies, prunelab.generation\n"
+            "print(sorted(m for m in ('torch', 'ray', 'vllm', 'trl', 'transformers', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "prunelab", "eval", "--tasks", "arithmetic", "--out", "x",
+                          "model.dtype=int8"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "model.name: Field required" in out.stderr and "got 'int8'" in out.stderr
 
 
 def test_configs_cover_the_papers_models():
-    names = {load_config(p, cls=config_class(p)).model.name for p in CONFIGS}
+    names = {load_config(p).model.name for p in CONFIGS}
     assert {"qwen2.5-coder-0.5b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
             "mistralai/Mistral-7B-Instruct-v0.3", "google/gemma-2-2b-it"} <= names
 
@@ -58,6 +111,8 @@ def test_bad_config_names_the_field(overrides, message):
 def test_repeated_tasks_and_malformed_yaml(tmp_path):
     with pytest.raises(ConfigError, match="tasks repeated"):
         parse_config({**BASE, "tasks": [{"name": "arithmetic"}, {"name": "arithmetic"}]})
+    with pytest.raises(ConfigError, match="tasks repeated"):
+        parse_config({**BASE, "tasks": [{"name": "piqa"}, {"name": "piqa"}]}, cls=EvalConfig)
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
@@ -69,13 +124,23 @@ def test_repeated_tasks_and_malformed_yaml(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
-def test_compare_config_rejects_bad_strategies_and_ratios():
-    from prunelab.compare import CompareConfig
+def test_prune_config_needs_one_of_ratio_or_layers_and_what_the_strategy_needs():
+    base = {"model": {"name": "m"}, "output_dir": "o"}
+    assert parse_config({**base, "layers": [1, 2]}, cls=PruneConfig).layers == [1, 2]
+    for extra, message in [({}, "either ratio .with strategy. or layers"),
+                           ({"ratio": 0.25}, "ratio needs a strategy"),
+                           ({"ratio": 0.25, "strategy": "sweep_score"}, "needs `sweep_dir`"),
+                           ({"ratio": 1.25, "strategy": "reverse"}, r"ratio 1.25 outside \(0, 1\)"),
+                           ({"layers": [1], "test_tasks": ["gsm8q"]}, "test_tasks: .*unknown task 'gsm8q'")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_config({**base, **extra}, cls=PruneConfig)
 
+
+def test_compare_config_rejects_bad_strategies_and_ratios():
     base = {**BASE, "strategies": ["reverse"]}
     with pytest.raises(ConfigError, match=r"strategies: .*unknown strategies \['shortgpt'\]; allowed: block_influence"):
         parse_config({**base, "strategies": ["shortgpt"]}, cls=CompareConfig)
-    with pytest.raises(ConfigError, match=r"ratios: .*\[1.5\] are outside \(0, 1\)"):
+    with pytest.raises(ConfigError, match=r"ratios: .*ratio 1.5 outside \(0, 1\)"):
         parse_config({**base, "ratios": [0.1, 1.5]}, cls=CompareConfig)
     with pytest.raises(ConfigError, match="strategy iterative needs `selection`"):
         parse_config({**base, "strategies": ["iterative"]}, cls=CompareConfig)

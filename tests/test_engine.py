@@ -5,9 +5,9 @@ prefix, context and continuation, so the sums differ from a one-sequence forward
 """
 
 import pytest
+import tiny
 import torch
 
-import tiny
 from prunelab.scoring.engine import Scorer, plan_batches
 from prunelab.scoring.requests import Request, choice_request, encode_pair, next_token_request
 from prunelab.surgery import keep_layers

@@ -2,18 +2,18 @@
 
 import pandas as pd
 import pytest
-
 import tiny
 from transformers import AutoTokenizer
+
 from prunelab.cli import main
+from prunelab.results import ResultsStore
 from prunelab.scoring.engine import Scorer
-from prunelab.sweep.store import ResultsStore
 from prunelab.tasks import build_task
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-qwen2", "qwen2")
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir("qwen2")
 
 
 def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):

@@ -2,13 +2,13 @@
 finish reasons and stop strings; seeded sampling; generation on a pruned view equals the exported checkpoint."""
 
 import pytest
+import tiny
 import torch
 from transformers import AutoModelForCausalLM
 
-import tiny
+from prunelab.execution.worker import Worker, WorkerSpec
 from prunelab.generation import GenerationRequest, HFBackend, Sampling
 from prunelab.surgery import drop_layers, save_pruned
-from prunelab.sweep.worker import SweepWorker
 
 PROMPTS = ["Question: What is (4 * 4) * 1? Answer:", "def add(a, b):", "The quick brown fox", "7 + 5 =",
            "Which gas do plants take in? Answer: carbon", "A cat"]
@@ -71,11 +71,11 @@ def test_sampling_is_seeded(tok):
     assert [g.text for g in a] != [g.text for g in greedy]
 
 
-def test_pruned_view_generates_as_the_exported_checkpoint(tmp_path, tok):
-    model_dir = tiny.save(tmp_path / "tiny", "gemma3", num_layers=4)
+def test_pruned_view_generates_as_the_exported_checkpoint(tmp_path, tok, tiny_model_dir):
+    model_dir = tiny_model_dir("gemma3")
     reqs = requests(tok)
     greedy = Sampling(max_new_tokens=10)
-    worker = SweepWorker(str(model_dir), dtype="float32")
+    worker = Worker(WorkerSpec(str(model_dir), dtype="float32"))
     view = worker.generate(reqs, (1,), greedy)
     base_again = worker.generate(reqs, (), greedy)  # the view is undone
 

@@ -94,9 +94,8 @@ def test_fewshot_examples_are_never_evaluated_and_prompts_are_rendered(tok):
 
 
 def test_chat_template_renders_user_turns():
-    from transformers import PreTrainedTokenizerFast
-
     import tiny
+    from transformers import PreTrainedTokenizerFast
 
     chat_tok = PreTrainedTokenizerFast(tokenizer_object=tiny.tokenizer().backend_tokenizer, eos_token="<eos>")
     chat_tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

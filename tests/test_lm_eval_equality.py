@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 import tiny
+
 from prunelab.scoring.engine import Scorer
 from prunelab.tasks import flatten, regroup
 from prunelab.tasks.multiple_choice import MultipleChoiceTask
@@ -104,8 +104,8 @@ def test_lm_eval_backend_chooses_the_same_answers(tiny_dir_llama, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prunelab.cli import main
+    from prunelab.results import ResultsStore
     from prunelab.scoring.lm_eval_backend import LMEvalScorer
-    from prunelab.sweep.store import ResultsStore
     from prunelab.tasks import build_task
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir_llama).eval()
@@ -129,5 +129,5 @@ def test_lm_eval_backend_chooses_the_same_answers(tiny_dir_llama, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir_llama(tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-llama", "llama")
+def tiny_dir_llama(tiny_model_dir):
+    return tiny_model_dir("llama")

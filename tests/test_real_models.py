@@ -1,13 +1,11 @@
 """Integration on the real models that PyPI packages ship (converted once into the cache, then ~1 s per load)."""
 
 import pytest
-import torch
 
 from prunelab.cli import main
+from prunelab.execution.worker import Worker
 from prunelab.models import load_model
-from prunelab.scoring.engine import Scorer
-from prunelab.sweep.store import ResultsStore
-from prunelab.sweep.worker import SweepWorker
+from prunelab.results import ResultsStore
 from prunelab.tasks import build_task
 
 pytestmark = pytest.mark.slow
@@ -31,8 +29,7 @@ def test_qwen_converted_from_gguf_answers(qwen):
 
 def test_qwen_sweep_cache_equals_plain_removal(qwen):
     model, tok = qwen
-    worker = SweepWorker.__new__(SweepWorker)  # reuse the loaded model instead of loading it again
-    worker.model, worker.scorer, worker._unit = model, Scorer(model, batch_tokens=4096), None
+    worker = Worker.around(model, tok)  # reuse the loaded model instead of loading it again
     task = build_task("arithmetic", limit=6)
     items = task.items(tok)
     reqs = [it.request for it in items]
@@ -49,6 +46,7 @@ def test_gemma_sweep_end_to_end(tmp_path):
     import yaml
 
     config = {
+        "kind": "sweep",
         "name": "gemma-smoke",
         "model": {"name": "gemma3-270m"},
         "tasks": [{"name": "arithmetic", "limit": 8}, {"name": "piqa", "limit": 4}],

@@ -5,14 +5,16 @@ import json
 import math
 
 import pytest
+import tiny
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-import tiny
 from prunelab.cli import main
-from prunelab.strategies import count_to_remove, select_layers
-from prunelab.strategies.similarity import angular_distances, block_influence, last_token_states
+from prunelab.config import StrategyOptions
+from prunelab.errors import ConfigError
+from prunelab.strategies import STRATEGIES, Context, count_to_remove
+from prunelab.strategies.similarity import angular_distances, block_influence, calibration_pass, last_token_states
 from prunelab.surgery import drop_layers
 
 TEXTS = ["Question: What is (4 * 4) * 1? Answer: 16", "The quick brown fox jumps over the lazy dog.",
@@ -53,6 +55,13 @@ def test_block_influence_and_angular_equal_a_one_text_reference(family, tok):
         assert angular_distances(got, n) == pytest.approx(want, abs=1e-5)
 
 
+def select_layers(strategy, n, num_layers, model=None, tokenizer=None, texts=None, **options):
+    """A strategy through the registry, as prune and compare-strategies call it."""
+    ctx = Context(num_layers, StrategyOptions(**options),
+                  calibration=lambda: calibration_pass(model, tokenizer, texts))
+    return STRATEGIES.load(strategy)(n, ctx)
+
+
 def test_choices_follow_the_scores(tok):
     model = tiny.model("qwen2", num_layers=6)
     bi = select_layers("block_influence", 2, 6, model=model, tokenizer=tok, texts=TEXTS)
@@ -73,21 +82,21 @@ def test_sweep_score_ranks_layers_by_retention(tmp_path):
         "drop-0,0.1,0,0.5,0,0.3,0\ndrop-1,0.9,0,1.0,0,0.95,0\ndrop-2,0.95,0,0.2,0,0.6,0\ndrop-3,0.8,0,0.9,0,0.85,0\n")
     both = select_layers("sweep_score", 2, 4, sweep_dir=str(tmp_path))
     assert both.removed == [1, 3] and both.scores["1"] == pytest.approx(0.95)
-    assert select_layers("sweep_score", 2, 4, sweep_dir=str(tmp_path), tasks=["arithmetic"]).removed == [1, 2]
-    with pytest.raises(Exception, match="not in the sweep"):
-        select_layers("sweep_score", 1, 4, sweep_dir=str(tmp_path), tasks=["piqa"])
+    assert select_layers("sweep_score", 2, 4, sweep_dir=str(tmp_path), sweep_tasks=["arithmetic"]).removed == [1, 2]
+    with pytest.raises(ConfigError, match="not in the sweep"):
+        select_layers("sweep_score", 1, 4, sweep_dir=str(tmp_path), sweep_tasks=["piqa"])
 
 
 def test_ratio_rules():
     assert count_to_remove(0.25, 24) == 6 and count_to_remove(0.1, 24) == 2
     for ratio, message in [(0.0, "outside"), (1.0, "outside"), (0.01, "rounds to 0"), (0.99, "rounds to all")]:
-        with pytest.raises(Exception, match=message):
+        with pytest.raises(ConfigError, match=message):
             count_to_remove(ratio, 24)
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-llama", "llama", num_layers=4)
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir("llama")
 
 
 def test_prune_writes_a_checkpoint_equal_to_the_in_memory_model(tiny_dir, tmp_path, tok):
@@ -126,7 +135,7 @@ def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
         (["--strategy", "reverse", "--ratio", "0.9"], "rounds to all 4"),
         (["--strategy", "shortgpt", "--ratio", "0.25"], "allowed: block_influence, angular, reverse, sweep_score, iterative"),
         (["--strategy", "sweep_score", "--ratio", "0.25", "--from-sweep", str(tmp_path)], "run `prunelab sweep` first"),
-        (["--strategy", "iterative", "--ratio", "0.25"], "needs --selection-task"),
+        (["--strategy", "iterative", "--ratio", "0.25"], "strategy iterative needs `selection`"),
         (["--strategy", "iterative", "--ratio", "0.25", "--selection-task", "arithmetic", "--selection-limit", "64",
           "--selection-seed", "1234", "--test-tasks", "arithmetic"], "selection split overlaps the test split"),
     ]
@@ -150,15 +159,15 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
     import yaml
     from transformers import AutoTokenizer
 
-    from prunelab.compare import CompareConfig
-    from prunelab.config import parse_config
+    from prunelab.config import CompareConfig, parse_config
+    from prunelab.execution.plan import plan_units
+    from prunelab.models import inspect_model
+    from prunelab.results import BASE, Candidate, ResultsStore
     from prunelab.scoring.engine import Scorer
-    from prunelab.sweep.plan import plan_sweep
-    from prunelab.sweep.store import ResultsStore
     from prunelab.tasks import build_task
 
     out = tmp_path / "cmp"
-    data = {"name": "tiny-cmp", "model": {"name": str(tiny_dir), "dtype": "float32"},
+    data = {"kind": "compare-strategies", "name": "tiny-cmp", "model": {"name": str(tiny_dir), "dtype": "float32"},
             "tasks": [{"name": "arithmetic", "limit": 6}],
             "strategies": ["block_influence", "angular", "reverse", "iterative"],
             "selection": {"name": "arithmetic", "limit": 5, "seed": 99},
@@ -201,7 +210,10 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
         config = parse_config(data, cls=CompareConfig)
         selections = json.loads((out / "selections.json").read_text())["selections"]
         sets = sorted({tuple(s["removed"]) for s in selections.values()})
-        assert plan_sweep(config, ResultsStore(out).done(), candidates=[(), *sets]).units == []
+        tasks = {t.name: t.build() for t in config.tasks}
+        plan = plan_units(tasks, inspect_model(config.model).tokenizer, [BASE, *map(Candidate, sets)],
+                          ResultsStore(out).done(), batch_tokens=4096, generation_unit=16)
+        assert plan.units == []
         assert main(["compare-strategies", str(path), "ratios=[0.25, 0.99]", "--no-progress"]) == 2  # all 4 layers
     finally:
         ray.shutdown()

@@ -3,10 +3,10 @@
 import json
 
 import pytest
+import tiny
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
-import tiny
 from prunelab.errors import ModelError
 from prunelab.surgery import MANIFEST_NAME, check_layers, drop_layers, keep_layers, save_pruned
 

@@ -1,28 +1,29 @@
-"""The sweep: worker results equal plain scoring; a Ray run with two actors writes every result, then resumes."""
+"""The sweep: worker results equal plain scoring; a Ray run with two actors writes every result, then resumes;
+bad input is refused before the output directory is touched."""
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-import tiny
 from transformers import AutoTokenizer
+
 from prunelab.cli import main
 from prunelab.config import parse_config
 from prunelab.errors import ResultsError
+from prunelab.execution.worker import Worker, WorkerSpec
+from prunelab.results import Candidate, ResultsStore
 from prunelab.scoring.engine import Scorer
-from prunelab.sweep.plan import plan_sweep
-from prunelab.sweep.store import ResultsStore
-from prunelab.sweep.worker import SweepWorker
+from prunelab.stages.sweep import plan_sweep
 from prunelab.tasks import build_task
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-gemma3", "gemma3")
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir("gemma3")
 
 
 def sweep_config(model_dir, out, **extra):
     data = {
+        "kind": "sweep",
         "name": "tiny",
         "model": {"name": str(model_dir), "dtype": "float32"},
         "tasks": [{"name": "arithmetic", "limit": 6}, {"name": "arc_easy", "limit": 3},
@@ -36,7 +37,7 @@ def sweep_config(model_dir, out, **extra):
 
 
 def test_worker_equals_plain_scoring(tiny_dir, tok):
-    worker = SweepWorker(str(tiny_dir), dtype="float32")
+    worker = Worker(WorkerSpec(str(tiny_dir), dtype="float32"))
     task = build_task("arithmetic", limit=8)
     items = task.items(tok)
     reqs = [it.request for it in items]
@@ -66,7 +67,7 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         assert "drop-3" in (out / "retention.md").read_text()
 
         # results equal plain scoring with the layer removed
-        worker = SweepWorker(str(tiny_dir), dtype="float32")
+        worker = Worker(WorkerSpec(str(tiny_dir), dtype="float32"))
         task = build_task("arithmetic", limit=6)
         items = task.items(AutoTokenizer.from_pretrained(tiny_dir))
         scores = Scorer(worker.model).score([it.request for it in items], removed=(2,))
@@ -91,7 +92,7 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         before = pq.read_table(victim).to_pandas()
         victim.unlink()
         plan = plan_sweep(config, store.done())
-        assert [(u.task, u.candidates) for u in plan.units] == [("arc_easy", ((1,),))]
+        assert [(u.task, u.candidates) for u in plan.units] == [("arc_easy", (Candidate((1,)),))]
         assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 0
         after = pq.read_table(victim).to_pandas()
         assert after.drop(columns="value").equals(before.drop(columns="value"))
@@ -102,10 +103,10 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
 
 def test_results_dir_of_another_experiment_is_refused(tiny_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    ResultsStore(out).claim(sweep_config(tiny_dir, out).identity(), {})
+    ResultsStore(out).claim(sweep_config(tiny_dir, out).identity())
     other = sweep_config(tiny_dir, out, tasks=[{"name": "arithmetic", "limit": 7}])
-    with pytest.raises(ResultsError, match="belongs to another experiment.*tasks"):
-        ResultsStore(out).claim(other.identity(), {})
+    with pytest.raises(ResultsError, match=r"belongs to another experiment \(differs in: tasks\)"):
+        ResultsStore(out).claim(other.identity())
     assert main(["sweep", str(_write(other, tmp_path)), "--no-progress"]) == 2
     assert "belongs to another experiment" in capsys.readouterr().err
 
@@ -128,3 +129,27 @@ def _write(config, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config.model_dump()))
     return path
+
+
+def test_bad_input_is_refused_before_the_output_directory_is_touched(tiny_dir, tmp_path, capsys):
+    # a misspelt model leaves nothing behind, so the corrected command then runs
+    out = tmp_path / "run"
+    config = sweep_config("no/such-model-xyz", out, tasks=[{"name": "arithmetic", "limit": 2}])
+    assert main(["sweep", str(_write(config, tmp_path)), "--local", "--no-progress"]) == 2
+    assert not out.exists()
+    good = sweep_config(tiny_dir, out, tasks=[{"name": "arithmetic", "limit": 2}], sweep={"layers": [0]})
+    assert main(["sweep", str(_write(good, tmp_path)), "--local", "--no-progress"]) == 0
+    capsys.readouterr()
+    # an out-of-range or repeated layer pointed at that finished directory changes none of its files
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for layers, message in [([0, 9], "out of range"), ([0, 0], "repeats [0]")]:
+        bad = sweep_config(tiny_dir, out, tasks=[{"name": "arithmetic", "limit": 2}], sweep={"layers": layers})
+        assert main(["sweep", str(_write(bad, tmp_path)), "--local", "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # `prunelab eval` pointed at the sweep's directory says what differs and which stage the directory holds
+    assert main(["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "--limit", "2", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to another experiment (differs in: base_model, model.dtype; it holds a sweep run)" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

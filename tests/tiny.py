@@ -44,11 +44,11 @@ def tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def config(family: str, num_layers: int = 4):
+def config(family: str, num_layers: int = 4, hidden: int = 32):
     common = dict(
         vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -73,19 +73,19 @@ def config(family: str, num_layers: int = 4):
     raise ValueError(family)
 
 
-def model(family: str, num_layers: int = 4, seed: int = 0, dtype=torch.float32):
+def model(family: str, num_layers: int = 4, seed: int = 0, dtype=torch.float32, hidden: int = 32):
     torch.manual_seed(seed)
-    m = AutoModelForCausalLM.from_config(config(family, num_layers), dtype=dtype)
+    m = AutoModelForCausalLM.from_config(config(family, num_layers, hidden), dtype=dtype)
     # Random init gives near-uniform predictions; larger weights make layers matter, so errors show up in logits.
     with torch.no_grad():
-        for name, p in m.named_parameters():
+        for p in m.parameters():
             if p.dim() == 2:
                 p.normal_(0, 0.2)
     return m.eval()
 
 
-def save(path, family: str, num_layers: int = 4):
+def save(path, family: str, num_layers: int = 4, hidden: int = 32):
     """Writes a tiny model of `family` with the test tokenizer as a Hugging Face directory; returns the path."""
-    model(family, num_layers).save_pretrained(path)
+    model(family, num_layers, hidden=hidden).save_pretrained(path)
     tokenizer().save_pretrained(path)
     return path

@@ -8,10 +8,10 @@ MIN_CHARS = 40  # shorter test texts ("Question: Which is a mammal?") match by c
 
 def test_texts(task_name: str) -> list[str]:
     """The identifying text of every item of a task's test split (all of it, not only a sample)."""
-    from prunelab.tasks import GENERATIVE, build_task
+    from prunelab.tasks import build_task, is_generative
     from prunelab.tasks.multiple_choice import SOURCES, MultipleChoiceTask
 
-    if task_name in GENERATIVE:
+    if is_generative(task_name):
         from prunelab.data.benchmarks import load_benchmark
 
         field = {"gsm8k": "question", "humaneval": "prompt", "mbpp": "text", "xsum": "document"}[task_name]

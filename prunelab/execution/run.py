@@ -1,0 +1,96 @@
+"""One path from a plan to stored results: `run_plan(plan, store, executor, worker)`.
+
+An executor computes every (unit, candidate) of a plan on workers and hands each result to a callback as it lands:
+`InProcessExecutor` (here: eval, tests, small runs) or `prunelab.distributed.RayExecutor` (actors that may die).
+The callback scores the result (generative tasks: here, code in this process's sandbox pool) and writes it; every
+(task, candidate, item) is written once, whatever the executor retried.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from tqdm import tqdm
+
+from prunelab.execution.plan import Plan, Unit
+from prunelab.execution.worker import Worker, WorkerSpec
+from prunelab.results import Candidate, ResultsStore
+from prunelab.tasks import regroup
+
+log = logging.getLogger(__name__)
+
+OnResult = Callable[[Unit, Candidate, list], None]
+
+
+class Executor(Protocol):
+    def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
+        """Computes every candidate of every unit with workers of `worker`; calls `on_result` once per
+        (unit, candidate), as each finishes."""
+
+    def close(self) -> None:
+        """Releases the workers (the executor can be used again)."""
+
+
+def run_unit(worker: Worker, unit: Unit, on_result: OnResult) -> None:
+    """A unit's candidates on one worker, in order: one base pass, then each candidate resumes from it."""
+    if unit.generative:
+        for candidate in unit.candidates:
+            on_result(unit, candidate, worker.generate(unit.generation_requests, candidate.removed, unit.sampling))
+        return
+    base = worker.prepare(unit.requests)
+    for candidate in unit.candidates:
+        on_result(unit, candidate, base if not candidate.removed else worker.score(candidate.removed))
+
+
+class InProcessExecutor:
+    """Runs units one after another on workers in this process; each model is loaded once and kept."""
+
+    def __init__(self):
+        self.workers: dict[WorkerSpec, Worker] = {}
+
+    def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
+        if not units:
+            return
+        if worker not in self.workers:
+            self.workers[worker] = Worker(worker)
+        for unit in units:
+            run_unit(self.workers[worker], unit, on_result)
+
+    def close(self) -> None:
+        self.workers.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: WorkerSpec, progress: bool = True,
+             desc: str = "") -> None:
+    """Computes every (unit, candidate) of `plan` and writes the results as they land."""
+    if not plan.units:
+        return
+    done = store.done()
+    log.info("%s: %d candidates x %d tasks, %d (unit, candidate) pairs to compute", desc, len(plan.candidates),
+             len(plan.tasks), plan.pending)
+    bar = tqdm(total=plan.pending, desc=desc, unit="cand", disable=not progress)
+
+    def on_result(unit: Unit, candidate: Candidate, results: list) -> None:
+        task = plan.tasks[unit.task]
+        if unit.generative:
+            metrics = task.score(unit.items, results)
+        else:
+            metrics = [task.score_item(item, s) for item, s in zip(unit.items, regroup(unit.items, results))]
+        rows = [(item.id, m) for item, m in zip(unit.items, metrics) if (unit.task, candidate, item.id) not in done]
+        if rows:
+            if unit.generative:
+                store.write_generations(unit.task, candidate, [g.record() for g in results])
+            store.write(unit.task, candidate, rows)
+            done.update((unit.task, candidate, item_id) for item_id, _ in rows)
+        bar.update(1)
+
+    try:
+        executor.execute(worker, plan.units, on_result)
+    finally:
+        bar.close()

@@ -1,0 +1,152 @@
+"""A worker holds one loaded model and computes units of work for many candidates.
+
+Plain Python: `prunelab.execution.local` runs one in this process, `prunelab.distributed` wraps it as a Ray actor.
+`prepare` runs the full model on a unit and records every layer's input; `score` then evaluates "these layers
+removed" from those records; `generate` generates with layers removed from the loaded model (a temporary view).
+The model loads on first use, so a worker that only generates with a checkpoint backend (vLLM) never loads it twice.
+"""
+
+import os
+from dataclasses import dataclass
+
+from prunelab.generation.base import Generation, GenerationRequest, Sampling
+from prunelab.scoring.requests import Request, Scores
+
+SCORERS = ("prunelab", "lm-eval")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Which model a worker loads and how it computes (not what: that is the unit)."""
+
+    model: str
+    dtype: str = "auto"
+    revision: str | None = None
+    batch_tokens: int = 4096
+    generation_batch_size: int = 8
+    scorer: str = "prunelab"  # or "lm-eval": lm-eval's own HF backend (the model as loaded, no layer removal)
+    generator: str = "hf"  # a name in prunelab.generation.GENERATION_BACKENDS
+    device: str | None = None  # cuda if available, else cpu
+    threads: int | None = None
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec):
+        import torch
+
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        self.spec = spec
+        self.device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model = self._tokenizer = self._scorer = self._generator = None
+        self._unit: tuple[list[Request], list] | None = None
+
+    @classmethod
+    def around(cls, model, tokenizer, spec: WorkerSpec | None = None) -> "Worker":
+        """A worker on an already loaded (model, tokenizer): benchmarks and tests that hold one already."""
+        worker = cls(spec or WorkerSpec(model=getattr(model.config, "_name_or_path", "") or "in-memory"))
+        worker._model, worker._tokenizer = model, tokenizer
+        worker.device = str(next(model.parameters()).device)
+        return worker
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _load(self):
+        if self._model is None:
+            from transformers.utils import logging as hf_logging
+
+            from prunelab.models import load_model
+
+            hf_logging.disable_progress_bar()  # one bar per actor per load is noise in the driver's log
+            s = self.spec
+            self._model, self._tokenizer = load_model(s.model, dtype=s.dtype, device=self.device, revision=s.revision)
+        return self._model, self._tokenizer
+
+    @property
+    def num_layers(self) -> int:
+        from prunelab.surgery import num_layers
+
+        return num_layers(self._load()[0])
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            model, tokenizer = self._load()
+            if self.spec.scorer == "lm-eval":
+                from prunelab.scoring.lm_eval_backend import LMEvalScorer
+
+                self._scorer = LMEvalScorer(model, tokenizer)
+            else:
+                from prunelab.scoring.engine import Scorer
+
+                self._scorer = Scorer(model, batch_tokens=self.spec.batch_tokens)
+        return self._scorer
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from prunelab.generation import CHECKPOINT, GENERATION_BACKENDS, make_backend
+            from prunelab.models import resolve_model_path
+
+            s = self.spec
+            if GENERATION_BACKENDS.entry(s.generator).kind == CHECKPOINT:
+                self._generator = make_backend(s.generator, model_path=resolve_model_path(s.model), dtype=s.dtype)
+            else:
+                model, tokenizer = self._load()
+                self._generator = make_backend(s.generator, model=model, tokenizer=tokenizer,
+                                               batch_size=s.generation_batch_size)
+        return self._generator
+
+    @property
+    def model(self):
+        return self._load()[0]
+
+    def prepare(self, requests: list[Request]) -> list[Scores]:
+        """Runs the full model on one unit of requests and returns the base scores; the prefix-cache scorer also
+        keeps every layer's input for `score`."""
+        self._unit = None
+        if self.spec.scorer != "prunelab":
+            return self.scorer.score(requests)
+        scores: list[Scores | None] = [None] * len(requests)
+        captured = []
+        for batch in self.scorer.plan(requests):
+            batch_scores, capture = self.scorer.run(requests, batch, capture=True)
+            for i, s in zip(batch.indices, batch_scores):
+                scores[i] = s
+            captured.append((batch, capture))
+        self._unit = (requests, captured)
+        return scores
+
+    def score(self, removed: tuple[int, ...]) -> list[Scores]:
+        """Scores the prepared unit with layers `removed` dropped, resuming from the first removed layer."""
+        from prunelab.surgery import check_layers
+
+        if self._unit is None:
+            raise RuntimeError("score() called before prepare() (or with a scorer that records no layer inputs)")
+        requests, captured = self._unit
+        removed = tuple(check_layers(removed, self.num_layers))
+        total = self.num_layers
+        scores: list[Scores | None] = [None] * len(requests)
+        for batch, capture in captured:
+            if removed:
+                start = removed[0]
+                keep = [layer for layer in range(start + 1, total) if layer not in removed]
+                batch_scores = self.scorer.run(requests, batch, keep=keep, resume=(start, capture))[0]
+            else:
+                batch_scores = self.scorer.run(requests, batch)[0]
+            for i, s in zip(batch.indices, batch_scores):
+                scores[i] = s
+        return scores
+
+    def generate(self, requests: list[GenerationRequest], removed: tuple[int, ...],
+                 sampling: Sampling) -> list[Generation]:
+        """Generates for `requests` with layers `removed` dropped (a temporary view of the loaded model)."""
+        if not removed:
+            return self.generator.generate(requests, sampling)
+        from prunelab.surgery import check_layers, keep_layers
+
+        removed = tuple(check_layers(removed, self.num_layers))
+        keep = [layer for layer in range(self.num_layers) if layer not in removed]
+        with keep_layers(self.model, keep):
+            return self.generator.generate(requests, sampling)

@@ -1,0 +1,75 @@
+"""Tables: retention.csv / retention.md (every stage with a base model), strategies.csv / strategies.md
+(compare-strategies). Everything is read from the results store and meta.json, never from live tasks."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from prunelab.atomic import write_text
+from prunelab.report import plots
+from prunelab.report.retention import GROUPS, retention_table
+
+NOTE = ("Retention = metric / base model's metric, with a 95% paired bootstrap interval over items; * = differs from "
+        "the base model (paired sign-flip test, p < 0.05).")
+
+
+def with_interval(table: pd.DataFrame, column: str) -> list[str]:
+    return [f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
+            for r, lo, hi, p in zip(table[column], table[f"{column}:ci_low"], table[f"{column}:ci_high"],
+                                    table[f"{column}:p_value"])]
+
+
+def retention_report(root: Path, results, tasks: dict[str, dict], title: str) -> dict[str, Path]:
+    """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths.
+    `tasks`: name -> description (kind, label, primary_metric) from meta.json."""
+    primary = {name: task["primary_metric"] for name, task in tasks.items()}
+    labels = {name: task["label"] for name, task in tasks.items()}
+    retention = retention_table(results, tasks)
+    if retention.empty:
+        return {}
+    paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
+    write_text(paths["csv"], retention.to_csv(float_format="%.4f"))
+    compared = [t for t in primary if t in retention]  # tasks with a base model to compare with
+    md = pd.DataFrame(index=retention.index)
+    for t, metric in primary.items():
+        if f"{t}:{metric}" in retention:
+            md[f"{labels[t]} {metric}"] = retention[f"{t}:{metric}"].map("{:.4f}".format)
+        if t in compared:
+            md[f"{labels[t]} retention"] = with_interval(retention, t)
+    for group in GROUPS:
+        if f"{group}_mean" in retention:
+            md[f"{group} mean retention"] = with_interval(retention, f"{group}_mean")
+    header = f"# {title}\n\n" + (NOTE + "\n\n" if compared else "")
+    write_text(paths["markdown"], header + md.to_markdown() + "\n")
+    if compared and plots.single_layer_rows(retention):
+        paths["plot"] = root / "layer_sensitivity.png"
+        plots.layer_sensitivity(retention, compared, {t: f"{labels[t]} ({primary[t]})" for t in compared},
+                                paths["plot"], title)
+    return paths
+
+
+def strategies_report(root: Path, retention: pd.DataFrame, tasks: dict[str, dict], selections: dict,
+                      title: str) -> dict[str, Path]:
+    """strategies.csv / .md / .png: retention of each (strategy, ratio)'s removed layers, from `retention`."""
+    from prunelab.results import Candidate
+
+    columns = [t for t in tasks if t in retention] + [f"{g}_mean" for g in GROUPS if f"{g}_mean" in retention]
+    rows = []
+    for sel in selections.values():
+        cand = Candidate(tuple(sel["removed"])).name
+        row = {"strategy": sel["strategy"], "ratio": sel["ratio"], "removed": " ".join(map(str, sel["removed"]))}
+        for c in columns:
+            for suffix in ("", ":ci_low", ":ci_high", ":p_value"):
+                row[c + suffix] = retention.loc[cand, c + suffix] if cand in retention.index else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(["strategy", "ratio"])
+    paths = {"strategies_csv": root / "strategies.csv", "strategies_markdown": root / "strategies.md",
+             "strategies_plot": root / "strategies.png"}
+    write_text(paths["strategies_csv"], table.to_csv(index=False, float_format="%.4f"))
+    md = table[["strategy", "ratio", "removed"]].copy()
+    for c in columns:
+        md[f"{c} retention"] = with_interval(table, c)
+    write_text(paths["strategies_markdown"], f"# Retention by strategy and ratio: {title}\n\n{NOTE}\n\n"
+               + md.to_markdown(index=False) + "\n")
+    plots.strategies(table, columns, paths["strategies_plot"], title)
+    return paths

@@ -1,0 +1,159 @@
+"""The results store: one parquet file per (task, candidate, unit of items), written atomically.
+
+A candidate is a typed removed-layer tuple (the base model is `()`), optionally with a label for a model that is
+not the base with layers removed (`prunelab eval` stores the evaluated checkpoint as "model"). Rows are long-form
+(model, task, candidate, removed, item_id, metric, value), so tasks with different metrics share one table. A file
+appears complete or not at all (written beside its final name, then renamed), so a stopped run loses at most the
+units in flight, and a rerun skips every (task, candidate, item) already present.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from prunelab.atomic import write_json, write_parquet
+from prunelab.errors import ResultsError
+
+SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("task", pa.string()),
+        ("candidate", pa.string()),
+        ("removed", pa.list_(pa.int32())),
+        ("item_id", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+EXPERIMENT_FILE = "experiment.json"
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """What is evaluated: the loaded model with `removed` layers dropped, or a `label`led model of its own."""
+
+    removed: tuple[int, ...] = ()
+    label: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "removed", tuple(sorted(int(x) for x in self.removed)))
+
+    @property
+    def name(self) -> str:
+        """How tables and directories call it: base, drop-3, drop-1+5, or the label."""
+        if self.label:
+            return self.label
+        return "base" if not self.removed else "drop-" + "+".join(str(i) for i in self.removed)
+
+    @property
+    def is_base(self) -> bool:
+        return not self.removed and self.label in (None, "base")
+
+
+BASE = Candidate()
+
+
+def candidate_name(removed: tuple[int, ...]) -> str:
+    return Candidate(tuple(removed)).name
+
+
+def _unit_key(ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def _differences(old, new, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ (a list that changed length differs as a whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                out.append(sub)
+            else:
+                out += _differences(old[key], new[key], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{path}.{i}")]
+    return [] if old == new else [path or "(the whole experiment)"]
+
+
+class ResultsStore:
+    def __init__(self, root: str | Path, model: str = ""):
+        self.root = Path(root)
+        self.model = model
+        self.results = self.root / "results"
+
+    def check_claim(self, identity: dict) -> None:
+        """Refuses a directory that belongs to another experiment; writes nothing."""
+        marker = self.root / EXPERIMENT_FILE
+        if not marker.exists():
+            return
+        existing = json.loads(marker.read_text())
+        wanted = json.loads(json.dumps(identity))
+        if existing != wanted:
+            diff = _differences(existing, wanted)
+            meta = self.root / "meta.json"
+            holds = f"; it holds a {json.loads(meta.read_text())['stage']} run" if meta.exists() else ""
+            raise ResultsError(
+                f"results directory {str(self.root)!r} belongs to another experiment (differs in: "
+                f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}{holds}); choose another output_dir or "
+                "delete that directory"
+            )
+
+    def claim(self, identity: dict) -> None:
+        """Binds the directory to an experiment, or refuses one that belongs to another. Call it only after the
+        whole input is validated: a claimed directory refuses any other experiment."""
+        self.check_claim(identity)
+        marker = self.root / EXPERIMENT_FILE
+        if not marker.exists():
+            write_json(marker, identity)
+
+    def write(self, task: str, candidate: Candidate, rows: list[tuple[str, dict[str, float]]]) -> Path:
+        """Writes the metrics of some items of one (task, candidate) atomically; returns the file."""
+        n = sum(len(m) for _, m in rows)
+        table = pa.table(
+            {
+                "model": [self.model] * n,
+                "task": [task] * n,
+                "candidate": [candidate.name] * n,
+                "removed": [list(candidate.removed)] * n,
+                "item_id": [item_id for item_id, m in rows for _ in m],
+                "metric": [k for _, m in rows for k in m],
+                "value": [float(v) for _, m in rows for v in m.values()],
+            },
+            schema=SCHEMA,
+        )
+        return write_parquet(self.results / task / candidate.name / f"{_unit_key([i for i, _ in rows])}.parquet",
+                             table)
+
+    def write_generations(self, task: str, candidate: Candidate, records: list[dict]) -> Path:
+        """Records every generation of some items (prompt, output, finish reason, token counts, latency) beside
+        their metrics, under generations/<task>/<candidate>/."""
+        table = pa.Table.from_pylist([{"model": self.model, "task": task, "candidate": candidate.name, **r}
+                                      for r in records])
+        unit = _unit_key([r["item_id"] for r in records])
+        return write_parquet(self.root / "generations" / task / candidate.name / f"{unit}.parquet", table)
+
+    def generations(self) -> pa.Table | None:
+        files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
+        return pa.concat_tables(pq.read_table(p) for p in files) if files else None
+
+    def read(self) -> pa.Table:
+        files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            return SCHEMA.empty_table()
+        return ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet").to_table()
+
+    def done(self) -> set[tuple[str, Candidate, str]]:
+        """(task, candidate, item_id) triples already stored."""
+        t = self.read().select(["task", "candidate", "removed", "item_id"]).to_pydict()
+        out = set()
+        for task, name, removed, item_id in zip(t["task"], t["candidate"], t["removed"], t["item_id"]):
+            candidate = Candidate(tuple(removed))
+            out.add((task, candidate if candidate.name == name else Candidate(tuple(removed), name), item_id))
+        return out

@@ -1,0 +1,62 @@
+"""`prunelab compare-strategies`: retention by strategy x ratio on a task set, with confidence intervals.
+
+Each (strategy, ratio) chooses its layers (`prunelab.strategies.select`, the path `prunelab prune` takes), kept in
+`selections.json`, written once and reused on a rerun; then every distinct removed-layer set is evaluated through
+`run_plan`, as a sweep's candidates are: workers that load the model once, resume from the first removed layer's
+recorded input, and write results as they land (a stopped run resumes). Two strategies that choose the same layers
+share one evaluation. The iterative strategy's rounds are stored in `greedy/`.
+"""
+
+import json
+from pathlib import Path
+
+from prunelab.atomic import write_json
+from prunelab.config import CompareConfig
+from prunelab.execution.plan import plan_units
+from prunelab.execution.run import Executor, run_plan
+from prunelab.metadata import write_meta
+from prunelab.report import write_report
+from prunelab.results import BASE, Candidate, ResultsStore
+from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.stages.prune import greedy_runner
+from prunelab.tasks import describe
+
+
+def compare_strategies(config: CompareConfig, executor: Executor | None = None,
+                       progress: bool = True) -> dict[str, Path]:
+    from prunelab.strategies.select import LayerChooser
+
+    root = Path(config.output_dir)
+    executor = default_executor(executor)
+    store = ResultsStore(root, model=config.model.name)
+    store.check_claim(config.identity())
+    tasks = build_tasks(config.tasks, config.generation)
+    path = root / "selections.json"
+    saved = json.loads(path.read_text()) if path.exists() else {"selections": {}}
+    keys = {f"{s}@{r:g}": (s, r) for s in config.strategies for r in config.ratios}
+    missing = [k for k in keys if k not in saved["selections"]]
+    # every input of what is left to choose (ratios, calibration and selection data) is checked before the
+    # directory is claimed; a rerun with every selection saved reads no calibration data
+    chooser = LayerChooser(config.model, config, sorted({keys[k][0] for k in missing}),
+                           sorted({keys[k][1] for k in missing}), config.tasks,
+                           greedy=greedy_runner(config, root / "greedy", executor, progress))
+    store.claim(config.identity())
+    write_meta(root, "compare-strategies", config, {n: describe(t) for n, t in tasks.items()},
+               num_layers=chooser.facts.num_layers)
+    for key in missing:
+        sel = chooser.choose(*keys[key])  # the greedy rounds cover the largest missing ratio
+        saved["selections"][key] = {"strategy": sel.strategy, "ratio": keys[key][1], "removed": sel.removed,
+                                    "scores": sel.scores, "details": sel.details}
+    if missing:
+        saved["num_layers"] = chooser.facts.num_layers
+        saved["data"] = {**saved.get("data", {}), **chooser.data}
+        if chooser.greedy_rounds is not None:
+            saved["greedy_rounds"] = chooser.greedy_rounds
+        write_json(path, saved)
+    sets = sorted({tuple(saved["selections"][k]["removed"]) for k in keys})
+    plan = plan_units(tasks, chooser.facts.tokenizer, [BASE, *(Candidate(s) for s in sets)], store.done(),
+                      batch_tokens=config.sweep.batch_tokens, generation_unit=config.sweep.generation_unit,
+                      window=chooser.facts.window)
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+    run_plan(plan, store, executor, worker, progress, desc=config.name)
+    return write_report(root)

@@ -1,0 +1,57 @@
+"""`prunelab prune`: choose layers with a strategy (or take them as given), remove them, and write a checkpoint
+that stock transformers and vLLM load, with a manifest that says what was removed, why, and from what, and
+meta.json beside it.
+
+The iterative strategy's rounds (evaluations on the caller's executor) are stored in `<output_dir>-greedy/`, so a
+stopped run resumes inside the round it was in.
+"""
+
+import json
+from pathlib import Path
+
+from prunelab.config import PruneConfig
+from prunelab.execution.run import Executor
+from prunelab.metadata import META_FILE, build_meta
+from prunelab.models import load_model, resolve_model_path
+from prunelab.stages.common import default_executor, worker_spec
+from prunelab.strategies import Selection
+from prunelab.surgery import check_layers, drop_layers, save_pruned
+
+
+def greedy_runner(config, root: Path, executor: Executor, progress: bool):
+    """n -> the Selection of n greedy rounds of `config` (prune or compare-strategies), stored under `root`."""
+    from prunelab.strategies.iterative import iterative_greedy
+
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+    return lambda n: iterative_greedy(config.model, config.selection, n, root, executor, worker,
+                                      config.sweep.batch_tokens, config.sweep.generation_unit, progress)
+
+
+def prune(config: PruneConfig, executor: Executor | None = None, progress: bool = True) -> tuple[Path, Selection]:
+    import torch
+
+    from prunelab.strategies.select import LayerChooser
+
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(config.output_dir)
+    if config.layers is not None:
+        from prunelab.models import inspect_model
+
+        selection = Selection("manual", check_layers(config.layers, inspect_model(config.model).num_layers), {})
+        data = {}
+    else:  # every input is checked here, before anything is computed or written
+        greedy = greedy_runner(config, Path(f"{out}-greedy"), default_executor(executor), progress)
+        chooser = LayerChooser(config.model, config, [config.strategy], [config.ratio], config.test_tasks, device,
+                               greedy=greedy)
+        selection = chooser.choose(config.strategy, config.ratio)
+        data = chooser.data
+    m = config.model
+    model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
+    total = len(model.model.layers)
+    drop_layers(model, selection.removed)
+    manifest = {"base_model": m.name, "base_model_path": resolve_model_path(m.name), "base_num_hidden_layers": total,
+                "strategy": selection.strategy, "ratio": config.ratio, "removed_layers": selection.removed,
+                "scores": selection.scores, "details": selection.details, "data": data}
+    meta = build_meta("prune", config, removed_layers=selection.removed, base_num_hidden_layers=total)
+    files = {META_FILE: json.dumps(meta, indent=2, sort_keys=True) + "\n"}
+    return save_pruned(model, tokenizer, out, manifest, files), selection

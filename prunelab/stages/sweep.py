@@ -1,0 +1,56 @@
+"""`prunelab sweep`: single-layer ablation of every layer, resumable, with a retention report.
+
+    run_sweep(config, executor)   # executor: prunelab.distributed.RayExecutor on a cluster, in-process if None
+"""
+
+from pathlib import Path
+
+from prunelab.config import SweepConfig
+from prunelab.errors import ConfigError
+from prunelab.execution.plan import Plan, plan_units
+from prunelab.execution.run import Executor, run_plan
+from prunelab.metadata import write_meta
+from prunelab.models import inspect_model
+from prunelab.report import write_report
+from prunelab.results import BASE, Candidate, ResultsStore
+from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.tasks import describe
+
+
+def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[Candidate]:
+    """The base model and each of `layers` (all if None) removed alone."""
+    if layers is None:
+        layers = list(range(num_layers))
+    bad = [layer for layer in layers if not 0 <= layer < num_layers]
+    if bad:
+        raise ConfigError(f"sweep.layers has {bad} out of range; the model has {num_layers} layers "
+                          f"(0..{num_layers - 1})")
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise ConfigError(f"sweep.layers repeats {repeated}; give each layer once")
+    return [BASE] + [Candidate((layer,)) for layer in sorted(layers)]
+
+
+def plan_sweep(config: SweepConfig, done: set, facts=None) -> Plan:
+    """What is left of the sweep of `config`, given the (task, candidate, item) triples `done`; reads no weights."""
+    facts = facts or inspect_model(config.model)
+    candidates = sweep_candidates(config.sweep.layers, facts.num_layers)
+    tasks = build_tasks(config.tasks, config.generation)
+    return plan_units(tasks, facts.tokenizer, candidates, done, batch_tokens=config.sweep.batch_tokens,
+                      generation_unit=config.sweep.generation_unit, window=facts.window)
+
+
+def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: bool = True) -> dict[str, Path]:
+    """Runs (or resumes) the sweep of `config` and writes its report; returns the report's paths."""
+    # everything is validated (model, layers, tasks, the directory's owner) before the directory is touched
+    store = ResultsStore(config.output_dir, model=config.model.name)
+    store.check_claim(config.identity())
+    facts = inspect_model(config.model)
+    plan = plan_sweep(config, store.done(), facts)
+    tasks = plan.tasks
+    store.claim(config.identity())
+    write_meta(config.output_dir, "sweep", config, {n: describe(t) for n, t in tasks.items()},
+               num_layers=facts.num_layers)
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+    run_plan(plan, store, default_executor(executor), worker, progress, desc=config.name)
+    return write_report(config.output_dir)

@@ -1,0 +1,33 @@
+"""Sweep score: the n layers whose single-layer removal kept the most (mean retention over chosen tasks) in a
+finished `prunelab sweep`."""
+
+from pathlib import Path
+
+from prunelab.errors import ConfigError, DataError
+from prunelab.strategies.base import Context, Selection
+
+
+def select(n: int, ctx: Context) -> Selection:
+    import pandas as pd
+
+    sweep_dir, tasks = ctx.options.sweep_dir, ctx.options.sweep_tasks
+    if not sweep_dir:
+        raise ConfigError("strategy sweep_score needs sweep_dir (a finished `prunelab sweep` output directory)")
+    path = Path(sweep_dir) / "retention.csv"
+    if not path.exists():
+        raise DataError(f"{str(path)!r} does not exist; run `prunelab sweep` first (it writes retention.csv)")
+    table = pd.read_csv(path, index_col=0)
+    available = [c[: -len(":ci_low")] for c in table.columns if c.endswith(":ci_low") and not c.endswith("_mean:ci_low")]
+    tasks = tasks or available
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        raise ConfigError(f"sweep_tasks {missing} are not in the sweep {sweep_dir!r}; it has: {', '.join(available)}")
+    rows = {int(c.split("-")[1]): c for c in table.index if c.startswith("drop-") and "+" not in c}
+    if len(rows) < n:
+        raise DataError(f"the sweep in {sweep_dir!r} removed {len(rows)} single layers; {n} are needed")
+    if max(rows) >= ctx.num_layers:
+        raise DataError(f"the sweep in {sweep_dir!r} has layer {max(rows)}; this model has {ctx.num_layers} layers")
+    score = {layer: float(table.loc[c, tasks].mean()) for layer, c in rows.items()}
+    removed = sorted(sorted(score, key=lambda layer: -score[layer])[:n])
+    return Selection("sweep_score", removed, {str(layer): v for layer, v in sorted(score.items())},
+                     {"tasks": tasks, "sweep_dir": str(sweep_dir)})

@@ -1,0 +1,111 @@
+"""Workers that may die: a sweep whose actor is SIGKILLed mid-run finishes with the retention table of an undisturbed
+run, every result written once; a unit that keeps killing its worker is given up by name while the rest finishes."""
+
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from prunelab.config import parse_config
+from prunelab.execution.run import InProcessExecutor
+from prunelab.execution.worker import Worker
+from prunelab.report.retention import item_rows
+from prunelab.results import ResultsStore
+from prunelab.stages.sweep import run_sweep
+
+pytestmark = pytest.mark.slow
+TESTS = str(Path(__file__).parent)
+
+
+class CrashingWorker(Worker):
+    """Dies (the whole process, as an out-of-memory kill would) whenever it scores layer 2 removed."""
+
+    def score(self, removed):
+        if tuple(removed) == (2,):
+            os._exit(1)
+        return super().score(removed)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    # the actors import this module (CrashingWorker) from the tests directory
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
+    yield
+    ray.shutdown()
+
+
+def config(model_dir, out, **extra):
+    return parse_config({"kind": "sweep", "name": "kill", "model": {"name": str(model_dir), "dtype": "float32"},
+                         "tasks": [{"name": "arithmetic", "limit": 24}], "sweep": {"batch_tokens": 768},
+                         "output_dir": str(out), **extra})
+
+
+class KillOnFirstWrite(ResultsStore):
+    """Kills actor `pid` with SIGKILL when the first result is written (the actors are mid-unit then)."""
+
+    def __init__(self, root, pid, **kw):
+        super().__init__(root, **kw)
+        self.pid, self.killed = pid, False
+
+    def write(self, *args, **kw):
+        if not self.killed:
+            os.kill(self.pid, signal.SIGKILL)
+            self.killed = True
+        return super().write(*args, **kw)
+
+
+def test_sigkilled_actor_loses_nothing(ray_cluster, tiny_model_dir, tmp_path, monkeypatch):
+    from prunelab.distributed.executor import RayExecutor
+    from prunelab.stages import sweep as sweep_stage
+    from prunelab.stages.common import worker_spec
+
+    # wide enough that a unit (base pass + 8 candidates) takes about a second per actor
+    model_dir = _wide_model(tmp_path)
+    undisturbed = config(model_dir, tmp_path / "undisturbed")
+    run_sweep(undisturbed, InProcessExecutor(), progress=False)
+
+    disturbed = config(model_dir, tmp_path / "disturbed")
+    executor = RayExecutor(num_actors=2, num_cpus=1)
+    pid = executor.pids(worker_spec(disturbed.model, disturbed.sweep.batch_tokens, disturbed.generation))[0]
+    store = KillOnFirstWrite(disturbed.output_dir, pid, model=disturbed.model.name)
+    monkeypatch.setattr(sweep_stage, "ResultsStore", lambda *a, **kw: store)
+    try:
+        run_sweep(disturbed, executor, progress=False)
+    finally:
+        executor.close()
+    assert store.killed and executor.resubmitted >= 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the killed process is gone; its restarted self or the other actor did its work
+
+    rows = ResultsStore(disturbed.output_dir).read().to_pandas()
+    assert not rows.duplicated(["task", "candidate", "item_id", "metric"]).any()  # every result written once
+    assert len(rows) == 9 * 24 * 2  # base + 8 layers, 24 items, acc and logprob
+    want = pd.read_csv(tmp_path / "undisturbed" / "retention.csv", index_col=0)
+    got = pd.read_csv(tmp_path / "disturbed" / "retention.csv", index_col=0)
+    pd.testing.assert_frame_equal(got, want, rtol=1e-4)
+
+
+def test_a_unit_that_keeps_killing_its_worker_is_given_up_by_name(ray_cluster, tiny_model_dir, tmp_path):
+    from prunelab.distributed.executor import RayExecutor, UnitsFailed
+
+    cfg = config(tiny_model_dir("llama"), tmp_path / "poison", sweep={"batch_tokens": 4096})  # one unit
+    executor = RayExecutor(num_actors=2, num_cpus=1, max_restarts=1, max_attempts=2, worker_class=CrashingWorker)
+    try:
+        with pytest.raises(UnitsFailed, match=r"task arithmetic, arithmetic items .*: drop-2 killed its worker 2 "
+                                              r"times; not computed: drop-2"):
+            run_sweep(cfg, executor, progress=False)
+    finally:
+        executor.close()
+    stored = item_rows(ResultsStore(cfg.output_dir).read())
+    assert set(stored.candidate) == {"base", "drop-0", "drop-1", "drop-3"}  # everything else finished
+    assert stored.groupby("candidate").item_id.nunique().tolist() == [24] * 4
+
+
+def _wide_model(tmp_path):
+    import tiny
+
+    return tiny.save(tmp_path / "wide-llama", "llama", num_layers=8, hidden=256)

@@ -1,0 +1,125 @@
+"""The pieces every stage shares, tested directly: the results store (typed candidates, atomic files, what is done),
+the packing of items into units, the retention table, meta.json and reports re-rendered from it."""
+
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from prunelab.cli import main
+from prunelab.errors import ResultsError
+from prunelab.execution.plan import plan_units
+from prunelab.metadata import identity_hash, read_meta
+from prunelab.report.retention import retention_table
+from prunelab.results import BASE, Candidate, ResultsStore
+from prunelab.tasks import build_task, describe
+
+
+def test_candidates_are_typed_and_named():
+    assert Candidate((3, 1)).removed == (1, 3) and Candidate((3, 1)).name == "drop-1+3"
+    assert BASE.name == "base" and BASE.is_base and Candidate((), "model").name == "model"
+    assert Candidate((1, 3)) == Candidate((3, 1)) and Candidate((), "model") != BASE
+
+
+def test_store_round_trip_and_done(tmp_path):
+    store = ResultsStore(tmp_path, model="m")
+    store.write("arithmetic", Candidate((2,)), [("a", {"acc": 1.0, "logprob": -0.5}), ("b", {"acc": 0.0})])
+    store.write("arithmetic", Candidate((), "model"), [("a", {"acc": 1.0})])
+    assert store.done() == {("arithmetic", Candidate((2,)), "a"), ("arithmetic", Candidate((2,)), "b"),
+                            ("arithmetic", Candidate((), "model"), "a")}
+    table = store.read().to_pandas()
+    assert len(table) == 4 and set(table.candidate) == {"drop-2", "model"}
+    assert table[table.candidate == "drop-2"].removed.map(list).tolist() == [[2]] * 3
+    # the same items written again replace their file (atomic rename), never add rows
+    store.write("arithmetic", Candidate((2,)), [("a", {"acc": 0.0, "logprob": -1.0}), ("b", {"acc": 1.0})])
+    assert len(store.read()) == 4
+    assert not list(tmp_path.rglob(".*tmp*")) and not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+def test_claim_refuses_another_experiment_and_names_every_difference(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.claim({"model": {"name": "a"}, "tasks": [{"name": "piqa", "limit": 4}]})
+    store.claim({"model": {"name": "a"}, "tasks": [{"name": "piqa", "limit": 4}]})  # the same: fine
+    with pytest.raises(ResultsError, match=r"differs in: base_model, model.name, tasks.0.limit\)"):
+        store.check_claim({"model": {"name": "b"}, "base_model": None, "tasks": [{"name": "piqa", "limit": 5}]})
+    with pytest.raises(ResultsError, match=r"differs in: tasks\)"):
+        store.check_claim({"model": {"name": "a"}, "tasks": [{"name": "piqa"}, {"name": "arc_easy"}]})
+
+
+def test_units_pack_items_within_the_token_budget_and_skip_what_is_done(tok):
+    task = build_task("arithmetic", limit=12)
+    items = task.items(tok)
+    cands = [BASE, Candidate((0,)), Candidate((1,))]
+    plan = plan_units({"arithmetic": task}, tok, cands, set(), batch_tokens=64, generation_unit=4)
+    packed = [it.id for u in plan.units for it in u.items]
+    assert sorted(packed) == sorted(it.id for it in items) and len(set(packed)) == len(packed)
+    assert len(plan.units) > 1 and plan.pending == 3 * len(plan.units)
+    for unit in plan.units:  # every unit fits the budget (padded contexts after the shared few-shot prefix)
+        reqs = unit.requests
+        padded = len(reqs) * max(len(r.context) - r.prefix_len for r in reqs)
+        assert padded + sum(len(c) - 1 for r in reqs for c in r.continuations) <= 64 or len(reqs) == 1
+    done = {("arithmetic", c, it.id) for c in cands for it in plan.units[0].items}
+    done |= {("arithmetic", Candidate((1,)), it.id) for it in items}
+    again = plan_units({"arithmetic": task}, tok, cands, done, batch_tokens=64, generation_unit=4)
+    assert [u.candidates for u in again.units] == [(BASE, Candidate((0,)))] * (len(plan.units) - 1)
+
+    gsm = build_task("gsm8k", limit=10, max_new_tokens=4)
+    gen = plan_units({"gsm8k": gsm}, tok, [BASE], set(), batch_tokens=256, generation_unit=4)
+    assert [len(u.items) for u in gen.units] == [4, 4, 2] and all(u.generative for u in gen.units)
+
+
+def _rows(values: dict[str, list[float]], task="t", metric="acc"):
+    rows = []
+    for cand, vals in values.items():
+        removed = [] if cand == "base" else [int(cand.split("-")[1])]
+        rows += [{"model": "m", "task": task, "candidate": cand, "removed": removed, "item_id": str(i),
+                  "metric": metric, "value": v} for i, v in enumerate(vals)]
+    return rows
+
+
+def test_retention_table_is_candidate_mean_over_base_mean_with_intervals():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2, 40).astype(float)
+    cand = base * rng.integers(0, 2, 40)
+    rows = _rows({"base": list(base), "drop-3": list(cand)}) + _rows(
+        {"base": [0.5] * 40, "drop-3": [0.25] * 40}, task="g", metric="rougeL")
+    tasks = {"t": {"kind": "classification", "primary_metric": "acc"},
+             "g": {"kind": "generative", "primary_metric": "rougeL"}}
+    table = retention_table(pa.Table.from_pylist(rows), tasks)
+    assert list(table.index) == ["base", "drop-3"]
+    assert table.loc["drop-3", "t"] == pytest.approx(cand.mean() / base.mean())
+    assert table.loc["drop-3", "t:ci_low"] < table.loc["drop-3", "t"] < table.loc["drop-3", "t:ci_high"]
+    assert table.loc["drop-3", "g"] == pytest.approx(0.5)
+    assert table.loc["drop-3", "classification_mean"] == pytest.approx(table.loc["drop-3", "t"])
+    assert table.loc["drop-3", "generative_mean"] == pytest.approx(0.5)
+    assert table.loc["base", "t"] == 1.0 and table.loc["base", "t:p_value"] == 1.0
+    assert table.loc["drop-3", "t:acc"] == pytest.approx(cand.mean())
+
+
+@pytest.mark.slow
+def test_meta_json_and_a_report_rerendered_anywhere(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tiny_model_dir("qwen2")), "--base", str(tiny_model_dir("qwen2")),
+                 "--tasks", "arithmetic,humaneval", "--limit", "3", "--out", str(out), "--dtype", "float32",
+                 "--no-progress", "tasks.1.max_new_tokens=4"]) == 0
+    meta = read_meta(out)
+    assert meta["stage"] == "eval" and meta["identity_sha256"] == identity_hash(meta["identity"])
+    assert meta["config"]["tasks"][1]["max_new_tokens"] == 4 and meta["packages"]["transformers"]
+    assert meta["tasks"]["humaneval"] == describe(build_task("humaneval", limit=3, max_new_tokens=4))
+    assert meta["tasks"]["humaneval"]["kind"] == "generative" and "base tests" in meta["tasks"]["humaneval"]["source"]
+    before = {p: (out / p).read_bytes() for p in ("retention.csv", "retention.md")}
+    # the report comes from the store and meta.json alone: moved elsewhere, re-rendered, the same files
+    moved = tmp_path / "elsewhere"
+    out.rename(moved)
+    for p in before:
+        (moved / p).unlink()
+    capsys.readouterr()
+    assert main(["report", str(moved)]) == 0
+    assert {p: (moved / p).read_bytes() for p in before} == before
+    assert "humaneval (base tests)" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 2  # not an artifact directory: a clear error
+
+
+def test_report_of_a_directory_without_meta_is_refused(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "has no meta.json" in capsys.readouterr().err

@@ -26,8 +26,8 @@ def write_text(path: Path, text: str) -> Path:
     return _replace(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def write_json(path: Path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, data, sort_keys: bool = True) -> Path:
+    return write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def write_parquet(path: Path, table: pa.Table) -> Path:

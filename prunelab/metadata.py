@@ -75,7 +75,8 @@ def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:
 
 
 def write_meta(root: str | Path, stage: str, config, tasks: dict | None = None, **extra) -> Path:
-    return write_json(Path(root) / META_FILE, build_meta(stage, config, tasks, **extra))
+    # key order kept: the tasks' order is the config's, which tables and bootstrap draws follow
+    return write_json(Path(root) / META_FILE, build_meta(stage, config, tasks, **extra), sort_keys=False)
 
 
 def read_meta(root: str | Path) -> dict:

@@ -100,11 +100,14 @@ def test_retention_table_is_candidate_mean_over_base_mean_with_intervals():
 def test_meta_json_and_a_report_rerendered_anywhere(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "--model", str(tiny_model_dir("qwen2")), "--base", str(tiny_model_dir("qwen2")),
-                 "--tasks", "arithmetic,humaneval", "--limit", "3", "--out", str(out), "--dtype", "float32",
-                 "--no-progress", "tasks.1.max_new_tokens=4"]) == 0
+                 "--tasks", "humaneval,arithmetic", "--limit", "3", "--out", str(out), "--dtype", "float32",
+                 "--no-progress", "tasks.0.max_new_tokens=4"]) == 0
     meta = read_meta(out)
     assert meta["stage"] == "eval" and meta["identity_sha256"] == identity_hash(meta["identity"])
-    assert meta["config"]["tasks"][1]["max_new_tokens"] == 4 and meta["packages"]["transformers"]
+    assert meta["config"]["tasks"][0]["max_new_tokens"] == 4 and meta["packages"]["transformers"]
+    assert list(meta["tasks"]) == ["humaneval", "arithmetic"]  # the config's order, which tables follow
+    header = (out / "retention.md").read_text().splitlines()[4]
+    assert header.index("humaneval") < header.index("arithmetic")
     assert meta["tasks"]["humaneval"] == describe(build_task("humaneval", limit=3, max_new_tokens=4))
     assert meta["tasks"]["humaneval"]["kind"] == "generative" and "base tests" in meta["tasks"]["humaneval"]["source"]
     before = {p: (out / p).read_bytes() for p in ("retention.csv", "retention.md")}

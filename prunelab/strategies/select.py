@@ -20,17 +20,15 @@ class LayerChooser:
     def __init__(self, model, options, strategies: list[str], ratios: list[float], test_tasks: list,
                  device: str = "auto", greedy: Callable[[int], Selection] | None = None):
         """`model`: a ModelSpec; `options`: the config's strategy fields; `test_tasks`: TaskSpecs of the evaluation
-        (their items are what selection data must avoid; a bare name means the task's whole test split);
+        (their items are what selection data must avoid);
         `greedy(n)`: runs n greedy rounds (the iterative strategy's evaluations, on the caller's executor)."""
-        from prunelab.config import TaskSpec
         from prunelab.data.corpora import load_corpus, texts_hash
-        from prunelab.data.overlap import check_disjoint
         from prunelab.models import inspect_model
+        from prunelab.tasks.overlap import check_disjoint
 
         for name in strategies:
             STRATEGIES.check(name)
         self.model, self.options, self.device = model, options, device
-        test_tasks = [TaskSpec(name=t) if isinstance(t, str) else t for t in test_tasks]
         self.facts = inspect_model(model)
         self.counts = {r: count_to_remove(r, self.facts.num_layers) for r in ratios}
         self.data: dict = {}

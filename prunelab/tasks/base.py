@@ -1,10 +1,10 @@
 """What a task is to the scoring engine: items, each one `Request` with a gold answer, and per-item metrics."""
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prunelab.data.sampling import sample_indices  # noqa: F401  (tasks import it from here)
 from prunelab.scoring.requests import Request, Scores
 
 
@@ -49,11 +49,3 @@ class Task(Protocol):
 
     def score_item(self, item: Item, scores: Sequence[Scores]) -> dict[str, float]:
         """Per-item metrics from the engine's scores of the item's requests; the task's value is their mean."""
-
-
-def sample_indices(n: int, limit: int | None, seed: int, exclude: Sequence[int] = ()) -> list[int]:
-    """A seeded, deterministic subsample of range(n) without `exclude`, in a shuffled but fixed order."""
-    excluded = set(exclude)
-    pool = [i for i in range(n) if i not in excluded]
-    random.Random(seed).shuffle(pool)
-    return pool if limit is None else pool[:limit]

@@ -1,6 +1,7 @@
 """Generation with transformers: batched (prompts of similar length together, left-padded), KV cache on, and
 usable on an in-memory model, e.g. inside `keep_layers` during a sweep, with no checkpoint written."""
 
+import contextlib
 import time
 from collections.abc import Sequence
 
@@ -9,6 +10,17 @@ from tqdm import tqdm
 from transformers import GenerationConfig
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+
+
+def attention_backends(device: torch.device):
+    """On CUDA, scaled-dot-product attention without the cuDNN backend: it builds a graph (~35 ms of CPU on an H200,
+    torch 2.11) for every new (batch, KV length) shape, and a decode step is a new shape each time, so it tripled the
+    step time (47 vs 16 ms, 0.5B and 8B alike). Flash and memory-efficient attention have no such setup."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 class HFBackend:
@@ -52,8 +64,9 @@ class HFBackend:
                 torch.manual_seed(sampling.seed + number)  # deterministic for a given batching
             extra = {"tokenizer": self.tokenizer} if sampling.stop else {}  # stop strings are matched on text
             start = time.perf_counter()
-            generated = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                            generation_config=config, **extra)
+            with attention_backends(device):
+                generated = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                                generation_config=config, **extra)
             latency = time.perf_counter() - start
             new = generated[:, width:].tolist()
             for row, i in enumerate(batch):

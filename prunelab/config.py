@@ -205,6 +205,14 @@ class StrategyOptions(Frozen):
     calibration: CalibrationSpec = CalibrationSpec()
 
 
+def _check_strategies(names: list[str] | str) -> None:
+    """A list names its unknown entries; a single name (prune's `strategy`) is named alone."""
+    unknown = [n for n in ([names] if isinstance(names, str) else names) if n not in STRATEGIES]
+    if unknown:
+        what = f"strategy {unknown[0]!r}" if isinstance(names, str) else f"strategies {unknown}"
+        raise ValueError(f"unknown {what}; allowed: {', '.join(STRATEGIES.names())}")
+
+
 def _check_strategy_needs(strategies: list[str], options: StrategyOptions) -> None:
     for name in strategies:
         needs = STRATEGIES.entry(name).kind
@@ -235,8 +243,8 @@ class PruneConfig(StrategyOptions):
     @field_validator("strategy")
     @classmethod
     def _known(cls, name: str | None) -> str | None:
-        if name is not None and name not in STRATEGIES:
-            raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGIES.names())}")
+        if name is not None:
+            _check_strategies(name)
         return name
 
     @field_validator("test_tasks")
@@ -279,9 +287,7 @@ class CompareConfig(StrategyOptions):
     @field_validator("strategies")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategies {unknown}; allowed: {', '.join(STRATEGIES.names())}")
+        _check_strategies(names)
         return names
 
     @field_validator("ratios")

@@ -58,10 +58,6 @@ class Candidate:
 BASE = Candidate()
 
 
-def candidate_name(removed: tuple[int, ...]) -> str:
-    return Candidate(tuple(removed)).name
-
-
 def _unit_key(ids: list[str]) -> str:
     return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
 

@@ -11,6 +11,8 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab prune configs/prune/qwen-block-influence.yaml ratio=0.15
     prunelab compare-strategies configs/compare/qwen-strategies.yaml
     prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
+    prunelab sgr configs/sgr/qwen-sharegpt.yaml                    # base model answers prompts (Ray Data)
+    prunelab recover configs/recover/qwen-bi25-sgr.yaml            # (Q)LoRA on the answers (Ray Train)
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
     prunelab models                                                # the built-in models
 
@@ -19,6 +21,7 @@ before anything is written.
 """
 
 import argparse
+import json
 import logging
 import sys
 
@@ -153,6 +156,50 @@ def cmd_drop(args) -> int:
     return 0
 
 
+def cmd_sgr(args) -> int:
+    from prunelab.config import SGRConfig
+    from prunelab.metadata import read_meta
+    from prunelab.stages.sgr import generate_corpus
+
+    config = _config(args, SGRConfig, {"output_dir": args.out})
+    runner = None
+    if args.local:
+        if config.engine.backend != "hf":
+            raise ConfigError("engine.backend vllm runs on Ray Data (vLLM engines as Ray actors); drop --local, or "
+                              "use engine.backend=hf to generate in this process")
+    else:
+        from prunelab.distributed import connect
+        from prunelab.distributed.sgr import ray_responses
+
+        connect(args.address or config.ray_address)
+        runner = ray_responses
+    root = generate_corpus(config, runner, progress=not args.no_progress)
+    print(json.dumps(read_meta(root)["counts"]))
+    print(f"corpus: {root}")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    from prunelab.config import RecoverConfig
+    from prunelab.metadata import read_meta
+    from prunelab.stages.recover import recover
+
+    config = _config(args, RecoverConfig, {"output_dir": args.out})
+    trainer = None
+    if not args.local and config.workers.num_workers > 0:
+        from prunelab.distributed import connect
+        from prunelab.distributed.train import train_on_ray
+
+        connect(args.address or config.ray_address)
+
+        def trainer(job, out):
+            return train_on_ray(job, config.workers, out)
+    root = recover(config, trainer, progress=not args.no_progress)
+    meta = read_meta(root)
+    print(json.dumps({"out": str(root), "merged": str(root / "merged"), **meta["training"]}))
+    return 0
+
+
 def cmd_report(args) -> int:
     from prunelab.report import write_report
 
@@ -228,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_drop)
+
+    p = sub.add_parser("sgr", help="the base model answers a prompt corpus: Self-Generated Responses as parquet shards")
+    _stage_arguments(p, "configs/sgr/qwen-sharegpt.yaml")
+    p.add_argument("--out", help="output_dir")
+    p.set_defaults(func=cmd_sgr)
+
+    p = sub.add_parser("recover", help="fine-tune a pruned model on an SGR corpus with (Q)LoRA; adapter + merged model")
+    _stage_arguments(p, "configs/recover/qwen-bi25-sgr.yaml")
+    p.add_argument("--out", help="output_dir")
+    p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json")
     p.add_argument("dir")

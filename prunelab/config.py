@@ -1,6 +1,6 @@
 """Stage configs: frozen pydantic models loaded from YAML, with `a.b=value` overrides from the command line.
 
-Every stage (sweep, eval, prune, compare-strategies) is `config -> artifact directory`. A config file says which
+Every stage (sweep, eval, prune, compare-strategies, sgr, recover) is `config -> artifact directory`. A config file says which
 stage it is for (`kind:`), and may start from another file (`extends: ../base/paper-models.yaml`, a path relative to
 it: mappings merge key by key, anything else is replaced). What to compute (model, tasks) is separate from how to
 run it (batch size, Ray actors): only the former (`identity()`) decides whether an existing results directory
@@ -311,7 +311,134 @@ class CompareConfig(StrategyOptions):
                 "selection": self.selection.identity() if self.selection else None}
 
 
-STAGE_CONFIGS = {c.model_fields["kind"].default: c for c in (SweepConfig, EvalConfig, PruneConfig, CompareConfig)}
+class PromptsSpec(Frozen):
+    """Which prompts the base model answers (SGR) and how they are chosen."""
+
+    source: str = Field(default="sharegpt", description="packaged corpus (sharegpt, mtbench, ifbench), a hub id "
+                                                        "'org/name[:config]', a saved dataset directory or a "
+                                                        ".jsonl/.parquet file")
+    limit: int | None = Field(default=256, ge=1, description="prompts to keep (a seeded sample); all if unset")
+    seed: int = 0
+    max_prompt_tokens: int = Field(default=1024, ge=8, description="longer prompts (under the chat template) are "
+                                                                   "left out")
+    exclude_tasks: list[str] = Field(default=list(TASKS.names()), description="prompts containing a test item of "
+                                                                              "these tasks are left out")
+
+    @field_validator("exclude_tasks")
+    @classmethod
+    def _tasks_known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; allowed: {', '.join(TASKS.names())}")
+        return names
+
+
+class ResponseSampling(Frozen):
+    max_new_tokens: int = Field(default=1024, ge=1, description="responses that reach it are truncated, and dropped")
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int = Field(default=0, description="sampled decoding: each row's seed derives from it and the row's id")
+
+
+class SGREngineSpec(Frozen):
+    """How responses are generated (not what they are)."""
+
+    backend: Literal["hf", "vllm"] = Field(default="hf", description="hf: transformers generate (CPU or GPU); "
+                                                                     "vllm: Ray Data LLM with vLLM engines (GPU)")
+    replicas: int = Field(default=1, ge=1, description="generator actors (hf) or engine replicas (vllm): a fixed "
+                                                       "pool")
+    batch_size: int = Field(default=8, ge=1, description="prompts per generate call (hf) / per Ray Data batch")
+    num_cpus: float = Field(default=1.0, gt=0, description="per hf actor")
+    num_gpus: float = Field(default=0.0, ge=0, description="per hf actor (vllm engines take one GPU each)")
+    accelerator_type: str | None = Field(default=None, description="e.g. A100, H100: where vLLM engines run")
+    engine_kwargs: dict[str, Any] = Field(default={}, description="vllm: extra vllm.AsyncEngineArgs "
+                                                                  "(gpu_memory_utilization, max_model_len, ...)")
+    shard_size: int = Field(default=64, ge=1, description="responses per parquet shard (the unit of resumption)")
+
+
+class SGRConfig(Frozen):
+    """`prunelab sgr`: the base model answers a prompt corpus (Self-Generated Responses)."""
+
+    kind: Literal["sgr"] = "sgr"
+    name: str
+    model: ModelSpec
+    chat_template: str = Field(default="auto", description="auto: the tokenizer's; plain: prunelab's '### User: / "
+                                                           "### Assistant:' template (for base models without one); "
+                                                           "or a path to a Jinja template file")
+    prompts: PromptsSpec = PromptsSpec()
+    sampling: ResponseSampling = ResponseSampling()
+    engine: SGREngineSpec = SGREngineSpec()
+    ray_address: str | None = Field(default=None, description="cluster to attach to; a local Ray starts if unset")
+    output_dir: str
+
+    def identity(self) -> dict[str, Any]:
+        # the shard size decides which prompts share a file, so a resumed run must keep it
+        return {"model": self.model.model_dump(), "chat_template": self.chat_template,
+                "prompts": self.prompts.model_dump(), "sampling": self.sampling.model_dump(),
+                "shard_size": self.engine.shard_size}
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraSpec(Frozen):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default=LORA_TARGETS, min_length=1)
+
+
+class TrainingSpec(Frozen):
+    """The paper's defaults: lr 2e-4, effective batch 8, max length 8192, one epoch, warmup then constant."""
+
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1, description="effective batch: per-device batch x workers x "
+                                                         "gradient accumulation")
+    per_device_batch_size: int = Field(default=2, ge=1)
+    max_length: int = Field(default=8192, ge=16, description="longer examples are left out, never truncated")
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimizer steps")
+    warmup_steps: float = Field(default=0.03, ge=0, description="below 1: a fraction of the steps")
+    save_steps: int = Field(default=50, ge=1, description="checkpoint every this many steps (resumption)")
+    gradient_checkpointing: bool = True
+    seed: int = 0
+
+
+class TrainWorkersSpec(Frozen):
+    num_workers: int = Field(default=1, ge=0, description="Ray Train workers (data parallel); 0 = in the driver")
+    use_gpu: bool | None = Field(default=None, description="one GPU per worker; auto: if the cluster has GPUs")
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    accelerator_type: str | None = None
+    max_failures: int = Field(default=2, ge=0, description="worker-group restarts from the last checkpoint")
+    storage_path: str | None = Field(default=None, description="where Ray Train keeps checkpoints (shared storage "
+                                                               "on a multi-node cluster); <output_dir>/train if unset")
+
+
+class RecoverConfig(Frozen):
+    """`prunelab recover`: fine-tune a pruned model on an SGR corpus (or its original answers) with (Q)LoRA."""
+
+    kind: Literal["recover"] = "recover"
+    name: str
+    model: ModelSpec = Field(description="the pruned checkpoint (from prunelab prune)")
+    corpus: str = Field(description="a `prunelab sgr` output directory")
+    responses: Literal["sgr", "reference"] = Field(default="sgr", description="sgr: the base model's answers; "
+                                                   "reference: the corpus's original answers (external data)")
+    quantization: Literal["auto", "nf4", "none"] = Field(default="auto", description="auto: QLoRA (nf4) on GPU, "
+                                                                                     "LoRA on CPU")
+    lora: LoraSpec = LoraSpec()
+    training: TrainingSpec = TrainingSpec()
+    workers: TrainWorkersSpec = TrainWorkersSpec()
+    ray_address: str | None = None
+    output_dir: str
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.model.model_dump(), "corpus": self.corpus, "responses": self.responses,
+                "quantization": self.quantization, "lora": self.lora.model_dump(),
+                "training": self.training.model_dump()}
+
+
+STAGE_CONFIGS = {c.model_fields["kind"].default: c
+                 for c in (SweepConfig, EvalConfig, PruneConfig, CompareConfig, SGRConfig, RecoverConfig)}
 
 
 def _apply_override(data: dict, override: str) -> None:

@@ -101,3 +101,19 @@ def inspect_model(spec) -> ModelFacts:
         raise ModelError(f"could not load model {spec.name!r}: {exc}") from exc
     check_supported(config, spec.name)
     return ModelFacts(path, config, tokenizer, config.num_hidden_layers, sliding_window(config))
+
+
+def eos_token_ids(facts: ModelFacts) -> list[int]:
+    """The tokens that end a generation: the generation config's end-of-sequence ids (chat models often list the
+    end-of-turn token there) and the tokenizer's."""
+    from transformers import GenerationConfig
+
+    ids: set[int] = set()
+    try:
+        eos = GenerationConfig.from_pretrained(facts.path).eos_token_id
+        ids |= {eos} if isinstance(eos, int) else set(eos or ())
+    except OSError:
+        pass  # no generation_config.json
+    if facts.tokenizer.eos_token_id is not None:
+        ids.add(facts.tokenizer.eos_token_id)
+    return sorted(ids)

@@ -1,0 +1,87 @@
+"""SGR on Ray Data: planned prompts in, corpus rows out, streamed back to the driver (which writes the shards).
+
+    hf    `map_batches` over a fixed pool of `ResponseGenerator` actors (transformers generate), CPU or GPU
+    vllm  Ray Data LLM: `vLLMEngineProcessorConfig` + `build_processor`, a fixed pool of vLLM engines (GPU)
+
+Rows come back in any order (carried by id and shard). Ray Data restarts a dead actor and retries its batch; a
+retried batch can repeat rows that already arrived, which the driver drops by id.
+"""
+
+from collections.abc import Iterator
+
+import ray
+
+from prunelab.sgr.generate import ResponseGenerator
+from prunelab.sgr.shards import drop_reason
+
+
+def _dataset(rows: list[dict], batch_size: int):
+    # blocks of about one generate batch, so the actor pool shares the work evenly from the start
+    return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+
+
+def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_class=ResponseGenerator,
+                 progress: bool = True) -> Iterator[list[dict]]:
+    """Batches of corpus rows from `engine.replicas` generator actors (an `SGREngineSpec`)."""
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    ds = _dataset(rows, engine.batch_size).map_batches(
+        generator_class, fn_constructor_kwargs=generator_kwargs, batch_size=engine.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=engine.replicas), num_cpus=engine.num_cpus,
+        num_gpus=engine.num_gpus or None, accelerator_type=engine.accelerator_type, batch_format="pandas")
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        yield batch.to_dict("records")
+
+
+def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_label: str, eos_ids: list[int],
+                   progress: bool = True) -> Iterator[list[dict]]:
+    """Batches of corpus rows from `engine.replicas` vLLM engines through Ray Data LLM.
+
+    The prompt goes in as token ids (`tokenized_prompt`): the processor's own chat and tokenize stages would add a
+    second BOS for Llama 3, Gemma and Mistral. The processor reports no finish reason, so a response is truncated
+    when it has max_new_tokens tokens and does not end on an end-of-sequence token."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    max_tokens = sampling.max_new_tokens
+    config = vLLMEngineProcessorConfig(
+        model_source=model_path,
+        engine_kwargs={"generation_config": "vllm", **engine.engine_kwargs},  # ignore the checkpoint's sampling defaults
+        batch_size=engine.batch_size,
+        concurrency=(engine.replicas, engine.replicas),  # an int would autoscale 1..n
+        accelerator_type=engine.accelerator_type,
+        chat_template_stage=False, tokenize_stage=False, detokenize_stage=True,
+    )
+
+    def preprocess(row: dict) -> dict:
+        params = {"max_tokens": max_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                  "seed": int(row["seed"])}
+        return {**row, "tokenized_prompt": list(row["prompt_ids"]), "sampling_params": params}
+
+    def postprocess(row: dict) -> dict:
+        tokens = list(row["generated_tokens"])
+        ended = bool(tokens) and tokens[-1] in eos_ids
+        finish = "length" if len(tokens) >= max_tokens and not ended else "stop"
+        text = row["generated_text"]
+        return {"id": row["id"], "shard": int(row["shard"]), "messages": row["messages"],
+                "reference": row["reference"], "response": text, "finish_reason": finish,
+                "prompt_tokens": len(row["prompt_ids"]), "output_tokens": len(tokens) - int(ended),
+                "model": model_label, "temperature": float(sampling.temperature), "top_p": float(sampling.top_p),
+                "max_new_tokens": int(max_tokens), "seed": int(row["seed"]), "dropped": drop_reason(finish, text)}
+
+    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    for batch in processor(_dataset(rows, engine.batch_size)).iter_batches(batch_size=None, batch_format="pandas"):
+        yield batch.to_dict("records")
+
+
+
+def ray_responses(config, facts, template: str, progress: bool = True):
+    """The runner `prunelab.stages.sgr.generate_corpus` takes (a factory of it), for an SGRConfig's engine on the
+    connected cluster."""
+    from prunelab.models.loading import eos_token_ids
+    from prunelab.stages.sgr import generator_kwargs
+
+    engine = config.engine
+    if engine.backend == "vllm":
+        eos = eos_token_ids(facts)
+        return lambda rows: vllm_responses(rows, engine, facts.path, config.sampling, config.model.name, eos, progress)
+    return lambda rows: hf_responses(rows, engine, generator_kwargs(config, template), progress=progress)

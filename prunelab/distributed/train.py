@@ -1,0 +1,67 @@
+"""Recovery on Ray Train (Train V2): TRL's SFTTrainer inside a `TorchTrainer`, one data-parallel worker per device.
+
+Each worker reports its Hugging Face checkpoints to Ray Train (`RayTrainReportCallback`). A worker that dies makes
+Ray Train restart the group from the last checkpoint (`max_failures`); a driver that dies resumes the same way when
+the stage is rerun, since the run's name and storage are fixed by the output directory and the config's identity.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import ray
+
+from prunelab.recovery.run import TrainJob
+
+
+def _train_loop(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    from prunelab.recovery.run import train
+
+    job = TrainJob(**loop_config["job"])
+    context = ray.train.get_context()
+    output_dir = Path(loop_config["scratch"]) / f"rank-{context.get_world_rank()}"
+    checkpoint = ray.train.get_checkpoint()
+    callbacks = [RayTrainReportCallback(), *loop_config.get("callbacks", ())]
+    if checkpoint is None:
+        train(job, ray.train.torch.get_device(), context.get_world_size(), output_dir, None, callbacks)
+        return
+    with checkpoint.as_directory() as d:
+        resume = os.path.join(d, RayTrainReportCallback.CHECKPOINT_NAME)
+        train(job, ray.train.torch.get_device(), context.get_world_size(), output_dir, resume, callbacks)
+
+
+def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
+    """Runs (or resumes) `job` on `workers.num_workers` Ray Train workers; copies the final Hugging Face checkpoint to
+    `out/final-checkpoint` and returns it. `callbacks`: extra transformers callbacks (picklable) for every worker."""
+    import tempfile
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = workers.use_gpu if workers.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    scaling = ScalingConfig(num_workers=workers.num_workers, use_gpu=use_gpu,
+                            resources_per_worker={"CPU": workers.cpus_per_worker},
+                            accelerator_type=workers.accelerator_type)
+    run = RunConfig(name=job.run_name, storage_path=job.storage_path,
+                    failure_config=FailureConfig(max_failures=workers.max_failures),
+                    checkpoint_config=CheckpointConfig(num_to_keep=2))
+    scratch = tempfile.mkdtemp(prefix=f"prunelab-{job.run_name}-")
+    trainer = TorchTrainer(_train_loop, train_loop_config={"job": job.to_dict(), "scratch": scratch,
+                                                           "callbacks": list(callbacks)},
+                           scaling_config=scaling, run_config=run)
+    try:
+        result = trainer.fit()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    final = out / "final-checkpoint"
+    with result.checkpoint.as_directory() as d:
+        tmp = out / ".final-checkpoint-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(Path(d) / "checkpoint", tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    return final

@@ -1,0 +1,64 @@
+"""One training run of recovery, as a job that a worker can run from plain data: the same in this process and on a
+Ray Train worker (`prunelab.distributed.train`), which adds its report callback and its checkpoint to resume from."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    config: dict  # RecoverConfig, as JSON
+    model_path: str  # the pruned checkpoint
+    chat_template: str  # the corpus's, so the model is trained the way the corpus was asked
+    run_name: str  # a stable name per output directory and identity: a rerun resumes it
+    storage_path: str  # Ray Train's checkpoints (shared storage on a cluster)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare(job: TrainJob):
+    """(config, tokenizer, dataset, counts) of a job: the corpus's rows as prompt-completion examples that fit."""
+    from datasets import Dataset
+
+    from prunelab.config import RecoverConfig
+    from prunelab.models import load_tokenizer
+    from prunelab.models.templates import apply_template
+    from prunelab.recovery.data import fit_length, training_examples
+    from prunelab.sgr.shards import read_corpus
+
+    config = RecoverConfig.model_validate(job.config)
+    tokenizer = apply_template(load_tokenizer(job.model_path), job.chat_template)
+    rows, _ = read_corpus(config.corpus, config.responses)
+    examples, missing = training_examples(rows, config.responses)
+    examples, too_long = fit_length(examples, tokenizer, config.training.max_length, config.corpus)
+    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    return config, tokenizer, dataset, {"examples": len(examples), "without_response": missing,
+                                        "longer_than_max_length": too_long}
+
+
+def train(job: TrainJob, device, world_size: int, output_dir: str | Path, resume_from: str | None = None,
+          callbacks=()):
+    """Trains (or resumes from `resume_from`, a Hugging Face checkpoint directory); returns the trainer."""
+    from prunelab.recovery.train import load_for_training, sft_trainer
+
+    config, tokenizer, dataset, _ = prepare(job)
+    model = load_for_training(job.model_path, config.model.dtype, config.quantization, device)
+    trainer = sft_trainer(model, tokenizer, dataset, config, output_dir, world_size, callbacks)
+    trainer.train(resume_from_checkpoint=resume_from)
+    return trainer
+
+
+def train_in_process(job: TrainJob, out: Path, callbacks=()) -> Path:
+    """Trains in this process with checkpoints under `out/checkpoints` (a rerun resumes from the last); returns the
+    final checkpoint directory."""
+    import torch
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = out / CHECKPOINTS
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train(job, device, 1, checkpoints, get_last_checkpoint(str(checkpoints)), callbacks)
+    return Path(get_last_checkpoint(str(checkpoints)))

@@ -1,0 +1,98 @@
+"""The SFT trainer of recovery, the same in this process and on a Ray Train worker: the pruned model loaded for
+(Q)LoRA on one device, TRL's SFTTrainer with the paper's settings, and the merge of the trained adapter."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from prunelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def use_nf4(quantization: str, device: torch.device) -> bool:
+    """QLoRA (4-bit NF4 base) on GPU when `auto`; plain LoRA on CPU."""
+    return quantization == "nf4" or (quantization == "auto" and device.type == "cuda")
+
+
+def load_for_training(path: str, dtype: str, quantization: str, device: torch.device):
+    """The pruned model on `device`: NF4 (double quant, bf16 compute) for QLoRA, else in `dtype` (auto: bf16 on GPU,
+    fp32 on CPUs without native bf16). `device_map={"": device}` puts one full copy on this worker's device ("auto"
+    would switch on model parallelism and silently turn data parallelism off)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from prunelab.models.loading import resolve_dtype
+
+    if use_nf4(quantization, device):
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16,
+                                                    device_map={"": device})
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, str(device)))
+    return model.to(device)
+
+
+def accumulation_steps(training, world_size: int) -> int:
+    per_step = training.per_device_batch_size * max(1, world_size)
+    if training.batch_size % per_step:
+        raise ConfigError(f"training.batch_size ({training.batch_size}) is not a multiple of per_device_batch_size "
+                          f"({training.per_device_batch_size}) x workers ({max(1, world_size)}); the effective batch "
+                          "is their product times the gradient accumulation steps")
+    return training.batch_size // per_step
+
+
+def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world_size: int, callbacks=()):
+    """TRL's SFTTrainer for a RecoverConfig: LoRA on the configured modules, loss on completions only, warmup then a
+    constant learning rate, a checkpoint every `save_steps` (and at the end) with optimizer state for resumption."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    t, lora = config.training, config.lora
+    device = next(model.parameters()).device
+    quantized = getattr(model, "is_loaded_in_4bit", False)
+    args = SFTConfig(
+        output_dir=str(output_dir), learning_rate=t.learning_rate, per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=accumulation_steps(t, world_size), num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1, lr_scheduler_type="constant_with_warmup", warmup_steps=t.warmup_steps,
+        logging_steps=1, save_strategy="steps", save_steps=t.save_steps, seed=t.seed, data_seed=t.seed,
+        bf16=device.type == "cuda" or quantized or model.dtype == torch.bfloat16, fp16=False,
+        use_cpu=device.type == "cpu", max_length=t.max_length, packing=False, completion_only_loss=True,
+        gradient_checkpointing=t.gradient_checkpointing, report_to="none", dataloader_num_workers=0,
+        ddp_find_unused_parameters=False, disable_tqdm=True, save_total_limit=2,
+    )
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config, callbacks=list(callbacks))
+
+
+def check_lora_targets(model_config, target_modules: list[str], model_name: str) -> None:
+    """LoRA targets must name linear layers of the model (q_proj ... down_proj in every supported family)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    unknown = [m for m in target_modules if m not in names]
+    if unknown:
+        raise ConfigError(f"lora.target_modules {unknown} are not linear layers of {model_name!r}; allowed: "
+                          f"{', '.join(sorted(names))}")
+
+
+def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: str | Path, dtype: str,
+                  files: dict[str, str]) -> Path:
+    """The adapter merged into the pruned model reloaded unquantized (in `dtype`), saved as a stock checkpoint that
+    `prunelab eval` (and vLLM) load; `files` (name -> text) go beside it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from prunelab.models.loading import resolve_dtype
+    from prunelab.surgery import save_pruned
+
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=resolve_dtype(dtype, "cpu"))
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    manifest_files = dict(files)
+    manifest = manifest_files.pop("prunelab_manifest.json", None)
+    return save_pruned(merged, tokenizer, out_dir, json.loads(manifest) if manifest else {}, manifest_files)

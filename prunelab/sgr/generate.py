@@ -1,0 +1,69 @@
+"""The response generator: a batch of planned prompts in, a batch of corpus rows out. The same class runs in this
+process (`prunelab sgr --local`) and as a Ray Data actor (`prunelab.distributed.sgr`), loading the model once."""
+
+import hashlib
+import json
+
+from prunelab.generation.base import GenerationRequest, Sampling
+from prunelab.sgr.shards import drop_reason
+
+
+def row_seed(seed: int, prompt_id: str) -> int:
+    """A per-row seed that depends on the config's seed and the row's id only, so it survives any batching."""
+    return (seed * 1_000_003 + int(hashlib.sha1(prompt_id.encode()).hexdigest()[:8], 16)) % 2**31
+
+
+def input_row(planned, shard: int, seed: int) -> dict:
+    p = planned.prompt
+    return {"id": p.id, "shard": shard, "messages": json.dumps(p.chat()), "reference": p.reference,
+            "prompt_ids": list(planned.prompt_ids), "seed": row_seed(seed, p.id)}
+
+
+class ResponseGenerator:
+    """Loads `model` once (transformers), answers batches of input rows with `generate`.
+
+    Sampled decoding (temperature > 0) seeds one torch generator per generate call with the seed of the batch's
+    first row (by id): transformers draws the whole batch from one generator, so per-row seeds are a vLLM-only
+    feature; the seed recorded on each row is the one its batch used."""
+
+    def __init__(self, model: str, dtype: str, chat_template: str, sampling: dict, batch_size: int,
+                 device: str | None = None, model_label: str | None = None):
+        import torch
+
+        from prunelab.generation.hf import HFBackend
+        from prunelab.models import load_model
+        from prunelab.models.templates import apply_template
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded, tokenizer = load_model(model, dtype=dtype, device=device)
+        self.backend = HFBackend(loaded, apply_template(tokenizer, chat_template), batch_size=batch_size)
+        self.sampling = sampling
+        self.model_label = model_label or model
+
+    def __call__(self, batch: dict) -> dict:
+        ids = [str(x) for x in batch["id"]]
+        order = sorted(range(len(ids)), key=lambda i: ids[i])
+        seed = int(batch["seed"][order[0]])
+        s = self.sampling
+        sampling = Sampling(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
+                            seed=seed)
+        requests = [GenerationRequest(ids[i], "", tuple(int(t) for t in batch["prompt_ids"][i])) for i in order]
+        generations = self.backend.generate(requests, sampling)
+        rows = []
+        for i, g in zip(order, generations):
+            rows.append({
+                "id": ids[i], "shard": int(batch["shard"][i]), "messages": str(batch["messages"][i]),
+                "reference": _optional(batch["reference"][i]), "response": g.text,
+                "finish_reason": g.finish_reason, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
+                "model": self.model_label, "temperature": float(s["temperature"]), "top_p": float(s["top_p"]),
+                "max_new_tokens": int(s["max_new_tokens"]), "seed": seed if s["temperature"] > 0 else 0,
+                "dropped": drop_reason(g.finish_reason, g.text),
+            })
+        return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+def _optional(value):
+    """A nullable string column as it comes out of Arrow, pandas or numpy (None, NaN) -> str | None."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)

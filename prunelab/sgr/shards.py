@@ -1,0 +1,95 @@
+"""The corpus directory: the selected prompts, and the responses as parquet shards written atomically.
+
+    <dir>/prompts.parquet            the selected prompts, in shard order (id, shard, messages, reference)
+    <dir>/shards/shard-00003.parquet one per `shard_size` prompts, complete or absent
+    <dir>/meta.json                  config, counts, hashes, chat template
+
+A shard is written once all of its prompts are answered, so a stopped run loses at most the shards in flight and a
+rerun generates only the missing ones. Every response is kept in its shard; `dropped` says why one is not used for
+training ("truncated": it reached max_new_tokens; "empty").
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prunelab.atomic import write_parquet
+from prunelab.errors import ResultsError
+
+ROW_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("shard", pa.int32()),
+    ("messages", pa.string()),  # JSON: [{"role", "content"}], the prompt turns
+    ("reference", pa.string()),  # the corpus's original answer, if any (the external-data baseline)
+    ("response", pa.string()),
+    ("finish_reason", pa.string()),  # stop | length
+    ("prompt_tokens", pa.int32()),
+    ("output_tokens", pa.int32()),
+    ("model", pa.string()),
+    ("temperature", pa.float64()),
+    ("top_p", pa.float64()),
+    ("max_new_tokens", pa.int32()),
+    ("seed", pa.int64()),
+    ("dropped", pa.string()),  # null: used for training
+])
+
+
+def drop_reason(finish_reason: str, response: str) -> str | None:
+    if finish_reason == "length":
+        return "truncated"
+    if not response.strip():
+        return "empty"
+    return None
+
+
+class CorpusShards:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.dir = self.root / "shards"
+
+    def path(self, shard: int) -> Path:
+        return self.dir / f"shard-{shard:05d}.parquet"
+
+    def done(self) -> set[int]:
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("shard-*.parquet")} if self.dir.exists() else set()
+
+    def write(self, shard: int, rows: list[dict]) -> Path:
+        rows = sorted(rows, key=lambda r: r["id"])
+        return write_parquet(self.path(shard), pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+
+    def read(self) -> pa.Table:
+        files = sorted(self.dir.glob("shard-*.parquet")) if self.dir.exists() else []
+        if not files:
+            return ROW_SCHEMA.empty_table()
+        return pa.concat_tables(pq.read_table(f, schema=ROW_SCHEMA) for f in files)
+
+
+def read_corpus(root: str | Path, responses: str = "sgr") -> tuple[list[dict], dict]:
+    """The rows of a finished corpus directory that training on `responses` uses, and its meta.json.
+
+    sgr: the responses not dropped. reference: every prompt with an original answer, whatever the base model did
+    with it (the external-data baseline is the corpus as published)."""
+    root = Path(root)
+    meta_path = root / "meta.json"
+    if not meta_path.exists():
+        raise ResultsError(f"{str(root)!r} is not an SGR corpus directory (no meta.json; make one with prunelab sgr)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("stage") != "sgr":
+        raise ResultsError(f"{str(root)!r} holds a {meta.get('stage')} run, not an SGR corpus (prunelab sgr)")
+    if not meta.get("complete"):
+        raise ResultsError(f"SGR corpus {str(root)!r} is unfinished ({meta.get('shards_done')} of "
+                           f"{meta.get('shards')} shards); rerun prunelab sgr with its config to finish it")
+    rows = CorpusShards(root).read().to_pylist()
+    rows = [r for r in rows if (r["dropped"] is None if responses == "sgr" else bool(r["reference"]))]
+    return sorted(rows, key=lambda r: (r["shard"], r["id"])), meta
+
+
+def corpus_hash(rows: list[dict]) -> str:
+    """Identifies the training data of a corpus: ids, prompts and responses of the kept rows, in order."""
+    digest = hashlib.sha256()
+    for r in sorted(rows, key=lambda r: r["id"]):
+        digest.update(json.dumps([r["id"], r["messages"], r["response"]]).encode())
+    return digest.hexdigest()

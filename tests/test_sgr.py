@@ -36,7 +36,7 @@ def sgr_config(model_dir, prompt_source, out, **extra):
             "prompts": {"source": str(prompt_source), "limit": None, "exclude_tasks": ["gsm8k"], "max_prompt_tokens": 128},
             "sampling": {"max_new_tokens": 6}, "engine": {"shard_size": 8, "batch_size": 4}}
     for key, value in extra.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_config(data, cls=SGRConfig)
 
 

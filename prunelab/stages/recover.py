@@ -98,7 +98,8 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                sort_keys=False)
 
     job = TrainJob(config=config.model_dump(mode="json"), model_path=facts.path, chat_template=template,
-                   run_name=f"recover-{identity_hash(config.identity())[:12]}", storage_path=str(out / "train"))
+                   run_name=f"recover-{identity_hash(config.identity())[:12]}",
+                   storage_path=config.workers.storage_path or str(out / "train"))
     start = time.perf_counter()
     checkpoint = trainer(job, out) if trainer is not None else train_in_process(job, out)
     train_s = time.perf_counter() - start

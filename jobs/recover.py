@@ -1,0 +1,18 @@
+"""Ray job entrypoint: recovery fine-tuning on Ray Train (see `prunelab recover`).
+
+    python jobs/recover.py configs/recover/qwen-bi25-sgr.yaml                          # laptop: a local Ray
+    ray job submit --address http://HEAD:8265 --runtime-env cluster/runtime_env.yaml --working-dir . \\
+        -- python jobs/recover.py configs/recover/qwen-bi25-sgr.yaml workers.num_workers=4 workers.use_gpu=true \\
+           workers.storage_path=s3://bucket/prunelab-train
+
+Every worker reads the corpus and the pruned model from their paths, so on a multi-node cluster both (and
+`workers.storage_path`, where Ray Train keeps checkpoints) must be shared storage. Resubmitting the same job resumes
+from the last checkpoint.
+"""
+
+import sys
+
+from prunelab.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["recover", *sys.argv[1:]]))

@@ -14,6 +14,7 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab sgr configs/sgr/qwen-sharegpt.yaml                    # base model answers prompts (Ray Data)
     prunelab recover configs/recover/qwen-bi25-sgr.yaml            # (Q)LoRA on the answers (Ray Train)
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
+    prunelab report runs/e-pruned runs/e-sgr --out runs/cmp --labels pruned,sgr   # one table of several evals
     prunelab models                                                # the built-in models
 
 Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2,
@@ -201,9 +202,16 @@ def cmd_recover(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from prunelab.report import write_report
+    from prunelab.report import combine_evals, write_report
 
-    paths = write_report(args.dir)
+    if len(args.dirs) > 1 or args.out:
+        if not args.out:
+            raise ConfigError("several directories make one combined table: give --out DIR for it")
+        labels = [x for x in args.labels.split(",")] if args.labels else None
+        paths = combine_evals(args.dirs, args.out, labels, title=args.title)
+        _print_paths(paths, "markdown")
+        return 0
+    paths = write_report(args.dirs[0])
     _print_paths(paths, "strategies_markdown" if "strategies_markdown" in paths else "markdown")
     return 0
 
@@ -286,8 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output_dir")
     p.set_defaults(func=cmd_recover)
 
-    p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json")
-    p.add_argument("dir")
+    p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json; "
+                                      "with several eval directories and --out, one table of all their models")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--out", help="where the combined table of several eval directories goes")
+    p.add_argument("--labels", help="comma-separated row labels, one per directory (default: their config names)")
+    p.add_argument("--title", default="Retention against the base model")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="list the built-in models")

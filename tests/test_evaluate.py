@@ -85,3 +85,24 @@ def test_generation_options_are_rejected_on_classification_tasks(tiny_dir, tmp_p
     assert "temperature only apply to generative tasks" in capsys.readouterr().err
     assert main([*args[:-1], "tasks.0.name=gsm8q"]) == 2
     assert "unknown task 'gsm8q'" in capsys.readouterr().err
+
+
+def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tmp_path, capsys):
+    outs = []
+    for layers in ("1", "2"):
+        pruned = tmp_path / f"pruned-{layers}"
+        assert main(["drop", "--model", str(tiny_dir), "--layers", layers, "--out", str(pruned)]) == 0
+        outs.append(tmp_path / f"eval-{layers}")
+        assert main(["eval", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic", "--limit", "8",
+                     "--out", str(outs[-1]), "--dtype", "float32", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["report", *map(str, outs), "--out", str(tmp_path / "cmp"), "--labels", "minus1,minus2"]) == 0
+    combined = pd.read_csv(tmp_path / "cmp" / "retention.csv", index_col=0)
+    assert list(combined.index) == ["base", "minus1", "minus2"]
+    for label, out in zip(("minus1", "minus2"), outs):  # each row is that eval's own retention, interval included
+        alone = pd.read_csv(out / "retention.csv", index_col=0).loc["model"]
+        for column in ("arithmetic", "arithmetic:ci_low", "arithmetic:ci_high", "arithmetic:logprob"):
+            assert combined.loc[label, column] == pytest.approx(alone[column], nan_ok=True)
+    assert combined.loc["minus1", "arithmetic:logprob"] != combined.loc["minus2", "arithmetic:logprob"]
+    assert "minus2" in capsys.readouterr().out
+    assert main(["report", *map(str, outs), "--out", str(tmp_path / "x"), "--labels", "only-one"]) == 2

@@ -1,6 +1,7 @@
 """Reports of finished (or partly finished) artifact directories, from the results store and meta.json alone:
 
     write_report("runs/qwen-sweep")     # retention.csv/.md (+ layer_sensitivity.png, + strategies.* for compare)
+    combine_evals(["runs/e-pruned", "runs/e-sgr"], "runs/cmp", labels=["pruned", "+SFT SGR"])   # one table
 
 `prunelab report DIR` calls it, so any artifact directory can be re-rendered anywhere, with the same result.
 """
@@ -34,4 +35,50 @@ def write_report(root: str | Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["write_report"]
+def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
+                  title: str = "Retention") -> dict[str, Path]:
+    """One retention table (the paper's Tables 2-3: pruned, + SFT on external data, + SFT on SGR) from several
+    `prunelab eval` directories of the same tasks and base model: each directory's model is a row, with intervals
+    and paired tests against the base model on the items both have."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from prunelab.atomic import write_text
+    from prunelab.errors import ResultsError
+    from prunelab.metadata import read_meta
+    from prunelab.report.tables import retention_report
+    from prunelab.results import ResultsStore
+
+    roots = [Path(r) for r in roots]
+    labels = labels or [read_meta(r)["config"]["name"] for r in roots]
+    if len(labels) != len(roots) or len(set(labels)) != len(labels):
+        raise ResultsError(f"labels {labels}: give one distinct label per directory ({len(roots)})")
+    metas = [read_meta(r) for r in roots]
+    for root, meta in zip(roots, metas):
+        if meta["stage"] != "eval" or not meta["config"].get("base_model"):
+            raise ResultsError(f"{str(root)!r} is not a `prunelab eval` directory with a base_model")
+        if meta["config"]["base_model"] != metas[0]["config"]["base_model"]:
+            raise ResultsError(f"{str(root)!r} has another base model ({meta['config']['base_model']['name']}) "
+                               f"than {str(roots[0])!r} ({metas[0]['config']['base_model']['name']})")
+    tables = []
+    for i, (root, label) in enumerate(zip(roots, labels)):
+        table = ResultsStore(root).read()
+        keep = pc.equal(table["candidate"], "model")
+        if i == 0:
+            keep = pc.or_(keep, pc.equal(table["candidate"], "base"))
+        table = table.filter(keep)
+        names = [label if c == "model" else c for c in table["candidate"].to_pylist()]
+        tables.append(table.set_column(table.schema.get_field_index("candidate"), "candidate", pa.array(names)))
+    tasks = {}
+    for meta in metas:
+        tasks |= meta["tasks"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = retention_report(out, pa.concat_tables(tables), tasks, title)
+    sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
+                        zip(labels, roots, metas))
+    write_text(out / "sources.md", f"# Sources\n\n{sources}\n")
+    return paths
+
+
+__all__ = ["combine_evals", "write_report"]

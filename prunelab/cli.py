@@ -202,13 +202,13 @@ def cmd_recover(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from prunelab.report import combine_evals, write_report
+    from prunelab.report import combine, write_report
 
     if len(args.dirs) > 1 or args.out:
         if not args.out:
             raise ConfigError("several directories make one combined table: give --out DIR for it")
         labels = [x for x in args.labels.split(",")] if args.labels else None
-        paths = combine_evals(args.dirs, args.out, labels, title=args.title)
+        paths = combine(args.dirs, args.out, labels, title=args.title)
         _print_paths(paths, "markdown")
         return 0
     paths = write_report(args.dirs[0])
@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json; "
-                                      "with several eval directories and --out, one table of all their models")
+                                      "with several eval (or recover) directories and --out, one table of all their "
+                                      "models (or one plot of their training curves)")
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", help="where the combined table of several eval directories goes")
     p.add_argument("--labels", help="comma-separated row labels, one per directory (default: their config names)")

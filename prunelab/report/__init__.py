@@ -81,4 +81,46 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
     return paths
 
 
-__all__ = ["combine_evals", "write_report"]
+def combine_training_curves(roots: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:
+    """The training perplexity curves of several `prunelab recover` directories in one plot (SGR against external
+    data, as the paper compares them), and their steps in one CSV."""
+    import pandas as pd
+
+    from prunelab.atomic import write_text
+    from prunelab.errors import ResultsError
+    from prunelab.metadata import read_meta
+    from prunelab.report.training import plot_curves
+
+    roots = [Path(r) for r in roots]
+    metas = [read_meta(r) for r in roots]
+    labels = labels or [f"{m['config']['name']} ({m['config']['responses']})" for m in metas]
+    if len(labels) != len(roots):
+        raise ResultsError(f"labels {labels}: give one label per directory ({len(roots)})")
+    curves = {}
+    for root, label in zip(roots, labels):
+        if not (root / "training_curve.csv").exists():
+            raise ResultsError(f"{str(root)!r} has no training_curve.csv: not a finished `prunelab recover` run")
+        curves[label] = pd.read_csv(root / "training_curve.csv")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([c.assign(run=label) for label, c in curves.items()])
+    return {"training_csv": write_text(out / "training_curves.csv", table.to_csv(index=False)),
+            "training_plot": plot_curves(curves, out / "training_curves.png")}
+
+
+def combine(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
+            title: str = "Retention") -> dict[str, Path]:
+    """One report of several directories of the same stage: eval (a retention table) or recover (training curves)."""
+    from prunelab.errors import ResultsError
+    from prunelab.metadata import read_meta
+
+    stages = {read_meta(r)["stage"] for r in roots}
+    if stages == {"eval"}:
+        return combine_evals(roots, out, labels, title)
+    if stages == {"recover"}:
+        return combine_training_curves(roots, out, labels)
+    raise ResultsError(f"directories of stages {sorted(stages)}: combine eval directories (one retention table) or "
+                       "recover directories (training curves), one stage at a time")
+
+
+__all__ = ["combine", "combine_evals", "combine_training_curves", "write_report"]

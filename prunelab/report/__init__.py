@@ -74,7 +74,7 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
         tasks |= meta["tasks"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = retention_report(out, pa.concat_tables(tables), tasks, title)
+    paths = retention_report(out, pa.concat_tables(tables), tasks, title, order=["base", *labels])
     sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
                         zip(labels, roots, metas))
     write_text(out / "sources.md", f"# Sources\n\n{sources}\n")

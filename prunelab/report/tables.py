@@ -19,14 +19,18 @@ def with_interval(table: pd.DataFrame, column: str) -> list[str]:
                                     table[f"{column}:p_value"])]
 
 
-def retention_report(root: Path, results, tasks: dict[str, dict], title: str) -> dict[str, Path]:
+def retention_report(root: Path, results, tasks: dict[str, dict], title: str,
+                     order: list[str] | None = None) -> dict[str, Path]:
     """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths.
-    `tasks`: name -> description (kind, label, primary_metric) from meta.json."""
+    `tasks`: name -> description (kind, label, primary_metric) from meta.json; `order`: rows to put first."""
     primary = {name: task["primary_metric"] for name, task in tasks.items()}
     labels = {name: task["label"] for name, task in tasks.items()}
     retention = retention_table(results, tasks)
     if retention.empty:
         return {}
+    if order:
+        first = [c for c in order if c in retention.index]
+        retention = retention.reindex(first + [c for c in retention.index if c not in first])
     paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
     write_text(paths["csv"], retention.to_csv(float_format="%.4f"))
     compared = [t for t in primary if t in retention]  # tasks with a base model to compare with

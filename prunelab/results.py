@@ -137,7 +137,8 @@ class ResultsStore:
 
     def generations(self) -> pa.Table | None:
         files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
-        return pa.concat_tables(pq.read_table(p) for p in files) if files else None
+        # files written before a column existed lack it (null there)
+        return pa.concat_tables([pq.read_table(p) for p in files], promote_options="default") if files else None
 
     def read(self) -> pa.Table:
         files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))

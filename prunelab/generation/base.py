@@ -30,7 +30,8 @@ class GenerationRequest:
 class Generation:
     """One generation, as recorded: the output text (cut at a stop string), why it ended ("stop": end-of-sequence
     token or stop string; "length": `max_new_tokens` reached), token counts, and the latency of the batch that
-    produced it."""
+    produced it. `reused_tokens`: how many leading output tokens were taken from the base model's output instead of
+    decoded (the multi-candidate engine; 0 elsewhere)."""
 
     id: str
     prompt: str
@@ -39,10 +40,12 @@ class Generation:
     prompt_tokens: int
     output_tokens: int
     latency_s: float
+    reused_tokens: int = 0
 
     def record(self) -> dict:
         return {"item_id": self.id, "prompt": self.prompt, "output": self.text, "finish_reason": self.finish_reason,
-                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens, "latency_s": self.latency_s}
+                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens, "latency_s": self.latency_s,
+                "reused_tokens": self.reused_tokens}
 
 
 def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -1,0 +1,141 @@
+"""The multi-candidate generator: every candidate gets the tokens it would get generating alone with its layers
+removed (greedy), through the first-divergence path and with rows that stop early; sampled outputs depend on the
+item and seed only; bad budgets are refused."""
+
+import pytest
+import tiny
+import torch
+
+from prunelab.errors import ConfigError
+from prunelab.generation import GenerationRequest, HFBackend, Sampling, candidates
+from prunelab.generation.candidates import CandidateGenerator
+from prunelab.surgery import keep_layers
+
+PROMPTS = ["Question: What is (4 * 4) * 1? Answer:", "def add(a, b):", "The quick brown fox", "7 + 5 =",
+           "Which gas do plants take in? Answer: carbon", "A cat"]
+LAYERS = 6
+INERT = 2  # a layer made nearly an identity, so removing it keeps the base output for a while
+
+
+def requests(tok):
+    return [GenerationRequest(f"p{i}", p, tuple(tok(p)["input_ids"])) for i, p in enumerate(PROMPTS)]
+
+
+def model_with_inert_layer(family: str, scale: float = 0.05):
+    """A tiny model whose layer INERT adds `scale` times its usual update to the residual stream."""
+    model = tiny.model(family, LAYERS)
+    layer = model.model.layers[INERT]
+    with torch.no_grad():
+        if hasattr(layer, "post_feedforward_layernorm"):  # Gemma: post-norms rescale; their gain is 1 + weight
+            layer.post_attention_layernorm.weight.fill_(scale - 1)
+            layer.post_feedforward_layernorm.weight.fill_(scale - 1)
+        else:
+            layer.self_attn.o_proj.weight.mul_(scale)
+            layer.mlp.down_proj.weight.mul_(scale)
+    return model
+
+
+def alone(model, tok, reqs, removed, sampling):
+    """Today's path: the HF backend on the model with `removed` dropped."""
+    with keep_layers(model, [layer for layer in range(LAYERS) if layer not in removed]):
+        return HFBackend(model, tok, batch_size=4).generate(reqs, sampling)
+
+
+def outcome(generations):
+    return [(g.text, g.finish_reason, g.output_tokens) for g in generations]
+
+
+CANDIDATES = [(), *[(layer,) for layer in range(LAYERS)], (1, 3), (INERT, LAYERS - 1)]
+
+
+@pytest.mark.parametrize("family", tiny.FAMILIES)
+def test_every_candidate_gets_the_tokens_it_gets_alone(family, tok, monkeypatch):
+    model = model_with_inert_layer(family)
+    reqs = requests(tok)
+    sampling = Sampling(max_new_tokens=14)
+    # a second end-of-sequence token that the base model writes early for some prompts: rows stop at different steps
+    first = HFBackend(model, tok).generate(reqs[:1], sampling)[0]
+    stop_token = tok(first.text)["input_ids"][3]
+    model.generation_config.eos_token_id = [2, stop_token]
+    expected = [outcome(alone(model, tok, reqs, removed, sampling)) for removed in CANDIDATES]
+    assert any(g[1] == "stop" for g in expected[0]) and any(g[1] == "length" for g in expected[0])
+
+    # small budgets: several prefill/trace groups, and decode batches that admit rows as others finish
+    fused = CandidateGenerator(model, tok, batch_tokens=48, decode_tokens=120)
+    got = fused.generate(reqs, CANDIDATES, sampling)
+    assert [outcome(g) for g in got] == expected
+    stats = {s.removed: s for s in fused.stats}
+    # the inert layer's candidate takes part of its output from the base output, and diverges for some items
+    inert = got[CANDIDATES.index((INERT,))]
+    assert any(g.reused_tokens < g.output_tokens for g in inert)  # diverged, then decoded
+    assert any(g.reused_tokens >= g.output_tokens for g in inert)  # never diverged: no decoding at all
+    for removed, generations in zip(CANDIDATES, got):
+        # the engine's count also holds the end token a fully reused row stopped on
+        reused = sum(g.reused_tokens for g in generations)
+        assert reused <= stats[removed].reused_tokens <= reused + len(generations)
+        assert all(g.reused_tokens <= g.output_tokens for g in generations)
+    assert stats[()].reused_tokens == 0 and stats[()].decoded_tokens > 0
+
+    # checked against the base output a few positions at a time: rows leave the check at their first difference
+    monkeypatch.setattr(candidates, "CHECK_CHUNK", 3)
+    chunked = CandidateGenerator(model, tok, batch_tokens=48, decode_tokens=120)
+    assert [outcome(g) for g in chunked.generate(reqs, CANDIDATES, sampling)] == expected
+    assert [(s.reused_tokens, s.decoded_tokens) for s in chunked.stats] == [
+        (s.reused_tokens, s.decoded_tokens) for s in fused.stats]
+
+    plain = CandidateGenerator(model, tok, batch_tokens=48, decode_tokens=120, reuse=False).generate(
+        reqs, CANDIDATES, sampling)
+    assert [outcome(g) for g in plain] == expected
+
+
+
+def test_stop_strings_end_rows_as_they_do_alone(tok):
+    model = model_with_inert_layer("qwen2")
+    reqs = requests(tok)
+    sampling = Sampling(max_new_tokens=16, stop=(" ", "\n"))
+    got = CandidateGenerator(model, tok, decode_tokens=200).generate(reqs, CANDIDATES, sampling)
+    for removed, generations in zip(CANDIDATES, got):
+        expected = alone(model, tok, reqs, removed, sampling)
+        assert [(g.text, g.finish_reason) for g in generations] == [(g.text, g.finish_reason) for g in expected]
+    assert any(g.finish_reason == "stop" for c in got for g in c)
+
+
+def test_sampled_outputs_depend_on_item_and_seed_only(tok):
+    model = model_with_inert_layer("gemma3")
+    reqs = requests(tok)
+    sampling = Sampling(max_new_tokens=12, temperature=0.9, top_p=0.95, seed=7)
+    together = CandidateGenerator(model, tok, decode_tokens=120).generate(reqs, CANDIDATES, sampling)
+    # each candidate alone, items in another order, no reuse of the base output: the same samples
+    for removed, generations in zip(CANDIDATES, together):
+        shuffled = reqs[::-1]
+        alone_ = CandidateGenerator(model, tok, reuse=False).generate(shuffled, [removed], sampling)[0][::-1]
+        assert [g.text for g in generations] == [g.text for g in alone_]
+    again = CandidateGenerator(model, tok).generate(reqs, CANDIDATES, sampling)
+    assert [[g.text for g in c] for c in again] == [[g.text for g in c] for c in together]
+    other_seed = CandidateGenerator(model, tok).generate(reqs, CANDIDATES, Sampling(12, 0.9, 0.95, seed=8))
+    assert [[g.text for g in c] for c in other_seed] != [[g.text for g in c] for c in together]
+    greedy = CandidateGenerator(model, tok).generate(reqs, CANDIDATES, Sampling(12))
+    assert [[g.text for g in c] for c in greedy] != [[g.text for g in c] for c in together]
+    # coupling: the inert layer's candidate samples the base model's tokens for a while
+    assert sum(g.reused_tokens for g in together[CANDIDATES.index((INERT,))]) > 0
+
+
+def test_sampling_follows_temperature_and_top_p():
+    from prunelab.generation.tokens import choose
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    uniforms = torch.rand(4000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(choose(logits, Sampling(temperature=1.0), uniforms), minlength=4) / 4000
+    assert torch.allclose(counts, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.03)
+    nucleus = torch.bincount(choose(logits, Sampling(temperature=1.0, top_p=0.7), uniforms), minlength=4) / 4000
+    assert nucleus[2:].sum() == 0 and torch.allclose(nucleus[:2], torch.tensor([0.625, 0.375]), atol=0.03)
+    assert (choose(logits, Sampling(), None) == 0).all()
+
+
+def test_a_budget_that_cannot_hold_one_row_is_refused(tok):
+    model = tiny.model("llama", 4)
+    reqs = requests(tok)
+    with pytest.raises(ConfigError, match=r"sweep.generation_tokens is 20, but one row needs \d+"):
+        CandidateGenerator(model, tok, decode_tokens=20).generate(reqs, [(), (1,)], Sampling(max_new_tokens=16))
+    with pytest.raises(Exception, match="out of range"):
+        CandidateGenerator(model, tok).generate(reqs, [(7,)], Sampling(max_new_tokens=4))

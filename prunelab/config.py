@@ -100,6 +100,12 @@ class SweepSpec(Frozen):
     layers: list[int] | None = Field(default=None, description="layers to ablate one at a time; all if unset")
     batch_tokens: int = Field(default=4096, ge=16, description="tokens per scoring unit (bounds the memory of recorded layer inputs)")
     generation_unit: int = Field(default=16, ge=1, description="items of a generative task per unit of work")
+    generation_engine: Literal["multi-candidate", "per-candidate"] = Field(
+        default="multi-candidate", description="multi-candidate: every candidate of a unit in one decode batch, "
+        "reusing the base output up to each candidate's first differing token; per-candidate: each candidate "
+        "generates on its own (the reference path)")
+    generation_tokens: int = Field(default=32768, ge=16, description="multi-candidate engine: KV-cache tokens of one "
+                                   "decode batch (each row counts its prompt + max_new_tokens)")
 
 
 class ActorSpec(Frozen):
@@ -124,11 +130,15 @@ class CalibrationSpec(Frozen):
     max_length: int = Field(default=512, ge=8)
 
 
-def _check_sweepable(tasks: list[TaskSpec], generation: GenerationSpec) -> None:
-    if GENERATION_BACKENDS.entry(generation.backend).kind != IN_MEMORY and any(t.name in GENERATIVE for t in tasks):
-        raise ValueError(f"generation.backend: a sweep generates with layers removed in memory, which only the "
-                         f"{', '.join(GENERATION_BACKENDS.names_of_kind(IN_MEMORY))} backend can do; use "
-                         f"{generation.backend} with `prunelab eval` on exported checkpoints")
+def _check_sweepable(tasks: list[TaskSpec], generation: GenerationSpec, sweep: SweepSpec) -> None:
+    if not any(t.name in GENERATIVE for t in tasks) or GENERATION_BACKENDS.entry(generation.backend).kind == IN_MEMORY:
+        return
+    if generation.backend == "vllm" and sweep.generation_engine == "multi-candidate":
+        return  # one engine whose layers are switched between candidates (prunelab.generation.vllm_layers)
+    raise ValueError(f"generation.backend {generation.backend!r} with sweep.generation_engine "
+                     f"{sweep.generation_engine!r}: a sweep removes layers from a loaded model, which the "
+                     f"{', '.join(GENERATION_BACKENDS.names_of_kind(IN_MEMORY))} backend does, and vllm does with "
+                     f"generation_engine multi-candidate; use {generation.backend} per checkpoint with `prunelab eval`")
 
 
 def _unique(tasks: list[TaskSpec]) -> None:
@@ -153,7 +163,7 @@ class SweepConfig(Frozen):
     @model_validator(mode="after")
     def _tasks(self):
         _unique(self.tasks)
-        _check_sweepable(self.tasks, self.generation)
+        _check_sweepable(self.tasks, self.generation, self.sweep)
         return self
 
     def identity(self) -> dict[str, Any]:
@@ -299,7 +309,7 @@ class CompareConfig(StrategyOptions):
     @model_validator(mode="after")
     def _needs(self):
         _unique(self.tasks)
-        _check_sweepable(self.tasks, self.generation)
+        _check_sweepable(self.tasks, self.generation, self.sweep)
         _check_strategy_needs(self.strategies, self)
         return self
 

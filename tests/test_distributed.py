@@ -70,7 +70,8 @@ def test_sigkilled_actor_loses_nothing(ray_cluster, tiny_model_dir, tmp_path, mo
 
     disturbed = config(model_dir, tmp_path / "disturbed")
     executor = RayExecutor(num_actors=2, num_cpus=1)
-    pid = executor.pids(worker_spec(disturbed.model, disturbed.sweep.batch_tokens, disturbed.generation))[0]
+    spec = worker_spec(disturbed.model, disturbed.sweep.batch_tokens, disturbed.generation, sweep=disturbed.sweep)
+    pid = executor.pids(spec)[0]  # the pool run_sweep will use (same spec)
     store = KillOnFirstWrite(disturbed.output_dir, pid, model=disturbed.model.name)
     monkeypatch.setattr(sweep_stage, "ResultsStore", lambda *a, **kw: store)
     try:

@@ -41,6 +41,25 @@ def test_qwen_sweep_cache_equals_plain_removal(qwen):
             assert g.logprobs == pytest.approx(w.logprobs, abs=2e-3)
 
 
+def test_qwen_multi_candidate_generation_equals_each_candidate_alone(qwen):
+    # HumanEval completions (stopping where the function ends) for candidates that diverge early (layer 0), late or
+    # never within the limit: the one-batch engine writes what each pruned model writes alone
+    model, tok = qwen
+    task = build_task("humaneval", limit=2, chat="off", max_new_tokens=24)
+    items = task.items(tok)
+    requests, sampling = [it.request for it in items], task.sampling(False)
+    candidates = [(), (0,), (12,), (23,)]
+    worker = Worker.around(model, tok)
+    want = [worker.generate(requests, removed, sampling) for removed in candidates]
+    from prunelab.generation.candidates import CandidateGenerator
+
+    engine = CandidateGenerator(model, tok)
+    got = engine.generate(requests, candidates, sampling)
+    assert [[(g.text, g.finish_reason, g.output_tokens) for g in c] for c in got] == \
+        [[(g.text, g.finish_reason, g.output_tokens) for g in c] for c in want]
+    assert {s.removed: s.reused_tokens for s in engine.stats}[(0,)] == 0  # without layer 0 it diverges at once
+
+
 def test_gemma_sweep_end_to_end(tmp_path):
     import ray
     import yaml

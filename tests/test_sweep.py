@@ -9,10 +9,11 @@ from transformers import AutoTokenizer
 from prunelab.cli import main
 from prunelab.config import parse_config
 from prunelab.errors import ResultsError
+from prunelab.execution.run import InProcessExecutor
 from prunelab.execution.worker import Worker, WorkerSpec
 from prunelab.results import Candidate, ResultsStore
 from prunelab.scoring.engine import Scorer
-from prunelab.stages.sweep import plan_sweep
+from prunelab.stages.sweep import plan_sweep, run_sweep
 from prunelab.tasks import build_task
 
 
@@ -153,3 +154,53 @@ def test_bad_input_is_refused_before_the_output_directory_is_touched(tiny_dir, t
     err = capsys.readouterr().err
     assert "belongs to another experiment (differs in: base_model, model.dtype; it holds a sweep run)" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+class _StopsAfter(InProcessExecutor):
+    """Stops the run (as a killed driver would) after `n` (unit, candidate) results were written."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def execute(self, worker, units, on_result):
+        def written(unit, candidate, result):
+            on_result(unit, candidate, result)
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+        super().execute(worker, units, written)
+
+
+def test_multi_candidate_sweep_equals_per_candidate_sweep_and_resumes(tiny_dir, tmp_path, capsys):
+    tasks = [{"name": "gsm8k", "limit": 4, "max_new_tokens": 12}, {"name": "xsum", "limit": 2, "max_new_tokens": 8}]
+    per = sweep_config(tiny_dir, tmp_path / "per", tasks=tasks,
+                       sweep={"generation_engine": "per-candidate", "generation_unit": 2})
+    run_sweep(per, progress=False)
+    multi = sweep_config(tiny_dir, tmp_path / "multi", tasks=tasks, sweep={"generation_unit": 2})
+    assert multi.sweep.generation_engine == "multi-candidate"  # the default
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(multi, _StopsAfter(7), progress=False)
+    done = ResultsStore(multi.output_dir).done()
+    total = 5 * (4 + 2)  # candidates x items
+    assert 0 < len(done) < total
+    run_sweep(multi, progress=False)
+    assert len(ResultsStore(multi.output_dir).done()) == total
+
+    def table(config):
+        t = ResultsStore(config.output_dir).read().to_pandas()
+        return t.sort_values(["task", "candidate", "item_id", "metric"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(table(multi), table(per))
+    generations = [ResultsStore(c.output_dir).generations().to_pandas().set_index(["task", "candidate", "item_id"])
+                   .sort_index() for c in (per, multi)]
+    assert generations[0]["output"].equals(generations[1]["output"])
+    assert (generations[0]["reused_tokens"] == 0).all()  # the per-candidate engine decodes everything
+    assert (generations[1].xs("base", level="candidate")["reused_tokens"] == 0).all()
+
+    # a decode budget that cannot hold one row: refused before any work, naming the setting
+    small = sweep_config(tiny_dir, tmp_path / "small", tasks=tasks, sweep={"generation_tokens": 20})
+    assert main(["sweep", str(_write(small, tmp_path)), "--local", "--no-progress"]) == 2
+    assert "sweep.generation_tokens is 20" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()

@@ -49,11 +49,16 @@ class _Job:
     prepared: bool = False
 
     def calls(self) -> list:
-        """What is left to run, in order: BASE_PASS (classification, until it lands), then candidates."""
+        """What is left to run, in order: BASE_PASS (classification, until it lands), then candidates. A
+        generative unit's candidates generate together (one call, a tuple), or one by one once it is careful."""
         left = [c for c in self.candidates if c not in self.landed]
         if self.unit.generative:
-            return left
+            return [(c,) for c in left] if self.careful else ([tuple(left)] if left else [])
         return ([] if self.prepared else [BASE_PASS]) + [c for c in left if c.removed]
+
+
+def _name(call) -> str:
+    return ", ".join(c.name for c in call) if isinstance(call, tuple) else call.name
 
 
 class RayExecutor:
@@ -108,7 +113,8 @@ class RayExecutor:
             if call is BASE_PASS:
                 ref = actor.prepare.remote(unit.requests)
             elif unit.generative:
-                ref = actor.generate.remote(unit.generation_requests, call.removed, unit.sampling)
+                ref = actor.generate_candidates.remote(unit.generation_requests, [c.removed for c in call],
+                                                       unit.sampling)
             else:
                 ref = actor.score.remote(call.removed)
             in_flight[ref] = (a, job, call)
@@ -124,9 +130,15 @@ class RayExecutor:
         def land(job: _Job, call, result) -> None:
             if call is BASE_PASS:
                 job.prepared = True
-            for c in [c for c in job.candidates if not c.removed] if call is BASE_PASS else [call]:
+            if call is BASE_PASS:
+                landed = [(c, result) for c in job.candidates if not c.removed]
+            elif isinstance(call, tuple):  # generative: one list of generations per candidate
+                landed = list(zip(call, result))
+            else:
+                landed = [(call, result)]
+            for c, r in landed:
                 job.landed.add(c)
-                on_result(job.unit, c, result)
+                on_result(job.unit, c, r)
 
         def lost(a: int, job: _Job, error: Exception) -> None:
             """Actor `a` died with `job` unfinished: keep what it finished, requeue the rest carefully (charging
@@ -148,11 +160,12 @@ class RayExecutor:
                 call = job.calls()[0]  # what has not landed, in order: the call that was running
                 key = (id(job.unit), call)
                 attempts[key] = attempts.get(key, 0) + 1
-                what = call if call is BASE_PASS else call.name
+                what = call if call is BASE_PASS else _name(call)
                 log.warning("actor %d died computing %s, %s (attempt %d of %d): %s", a, job.unit.describe(), what,
                             attempts[key], self.max_attempts, reason)
                 if attempts[key] >= self.max_attempts:
-                    dropped = rest if call is BASE_PASS else [call]  # without a base pass none of the unit runs
+                    # without a base pass none of the unit runs
+                    dropped = rest if call is BASE_PASS else list(call) if isinstance(call, tuple) else [call]
                     rest = [c for c in rest if c not in dropped]
                     given_up.append(f"task {job.unit.task}, {job.unit.describe()}: {what} killed its worker "
                                     f"{attempts[key]} times; not computed: {', '.join(c.name for c in dropped)} "

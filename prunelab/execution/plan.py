@@ -9,6 +9,7 @@ plans only what is missing.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from prunelab.errors import ConfigError
 from prunelab.generation.base import GenerationRequest, Sampling
 from prunelab.results import Candidate
 from prunelab.scoring.requests import Request
@@ -67,16 +68,30 @@ def pack_items(task, items: list, batch_tokens: int, generation_unit: int, windo
     return [list(b.indices) for b in plan_batches([_representative(it) for it in items], batch_tokens, window)]
 
 
+def check_generation_budget(task: str, items: list, sampling: Sampling, generation_tokens: int) -> None:
+    """A clear error when one row (prompt + max_new_tokens) does not fit the decode budget."""
+    longest = max(items, key=lambda it: len(it.request.prompt_ids))
+    need = len(longest.request.prompt_ids) + sampling.max_new_tokens
+    if need > generation_tokens:
+        raise ConfigError(f"sweep.generation_tokens is {generation_tokens}, but {task} item {longest.id} needs {need} "
+                          f"KV tokens ({len(longest.request.prompt_ids)} of prompt + max_new_tokens "
+                          f"{sampling.max_new_tokens}); raise sweep.generation_tokens to at least {need} or lower "
+                          f"the task's max_new_tokens")
+
+
 def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: set, *, batch_tokens: int,
-               generation_unit: int, window: int | None = None) -> Plan:
+               generation_unit: int, window: int | None = None, generation_tokens: int | None = None) -> Plan:
     """Units of work for `tasks` (name -> task) and `candidates`, leaving out the (task, candidate, item) triples
-    in `done`."""
+    in `done`. `generation_tokens`: the decode budget of the multi-candidate engine, which must hold every row
+    (checked here, before any work starts)."""
     candidates = list(candidates)
     units = []
     for name, task in tasks.items():
         items = task.items(tokenizer)
         generative = getattr(task, "kind", "classification") == "generative"
         sampling = task.sampling(items[0].reference["chat"]) if generative and items else None
+        if sampling is not None and generation_tokens is not None:
+            check_generation_budget(name, items, sampling, generation_tokens)
         for chunk in pack_items(task, items, batch_tokens, generation_unit, window):
             unit_items = tuple(items[i] for i in chunk)
             todo = tuple(c for c in candidates if any((name, c, it.id) not in done for it in unit_items))

@@ -34,8 +34,10 @@ class Executor(Protocol):
 def run_unit(worker: Worker, unit: Unit, on_result: OnResult) -> None:
     """A unit's candidates on one worker, in order: one base pass, then each candidate resumes from it."""
     if unit.generative:
-        for candidate in unit.candidates:
-            on_result(unit, candidate, worker.generate(unit.generation_requests, candidate.removed, unit.sampling))
+        outputs = worker.generate_candidates(unit.generation_requests, [c.removed for c in unit.candidates],
+                                             unit.sampling)
+        for candidate, generations in zip(unit.candidates, outputs):
+            on_result(unit, candidate, generations)
         return
     base = worker.prepare(unit.requests)
     for candidate in unit.candidates:

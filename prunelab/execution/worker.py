@@ -13,6 +13,7 @@ from prunelab.generation.base import Generation, GenerationRequest, Sampling
 from prunelab.scoring.requests import Request, Scores
 
 SCORERS = ("prunelab", "lm-eval")
+MULTI_CANDIDATE = "multi-candidate"
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,15 @@ class WorkerSpec:
     generation_batch_size: int = 8
     scorer: str = "prunelab"  # or "lm-eval": lm-eval's own HF backend (the model as loaded, no layer removal)
     generator: str = "hf"  # a name in prunelab.generation.GENERATION_BACKENDS
+    generation_engine: str = "per-candidate"  # or "multi-candidate" (prunelab.generation.candidates), sweeps only
+    generation_tokens: int = 32768  # the multi-candidate engine's decode batch, in KV tokens
     device: str | None = None  # cuda if available, else cpu
     threads: int | None = None
+
+    @property
+    def generation_budget(self) -> int | None:
+        """The decode budget every generative row must fit (the multi-candidate engine's), or None."""
+        return self.generation_tokens if self.generation_engine == MULTI_CANDIDATE and self.generator == "hf" else None
 
 
 class Worker:
@@ -38,7 +46,7 @@ class Worker:
             torch.set_num_threads(spec.threads)
         self.spec = spec
         self.device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._model = self._tokenizer = self._scorer = self._generator = None
+        self._model = self._tokenizer = self._scorer = self._generator = self._vllm_candidates = None
         self._unit: tuple[list[Request], list] | None = None
 
     @classmethod
@@ -138,6 +146,26 @@ class Worker:
             for i, s in zip(batch.indices, batch_scores):
                 scores[i] = s
         return scores
+
+    def generate_candidates(self, requests: list[GenerationRequest], candidates: list[tuple[int, ...]],
+                            sampling: Sampling) -> list[list[Generation]]:
+        """Generations of `requests` for each candidate (removed layers), in order: all in one multi-candidate
+        engine, or one candidate after another (`generation_engine`)."""
+        if self.spec.generation_engine != MULTI_CANDIDATE:
+            return [self.generate(requests, removed, sampling) for removed in candidates]
+        if self.spec.generator == "vllm":  # one engine, its layers switched between candidates
+            if self._vllm_candidates is None:
+                from prunelab.generation.vllm_layers import VLLMCandidateGenerator
+                from prunelab.models import resolve_model_path
+
+                self._vllm_candidates = VLLMCandidateGenerator(resolve_model_path(self.spec.model), self.spec.dtype)
+            return self._vllm_candidates.generate(requests, candidates, sampling)
+        from prunelab.generation.candidates import CandidateGenerator
+
+        model, tokenizer = self._load()
+        engine = CandidateGenerator(model, tokenizer, batch_tokens=self.spec.batch_tokens,
+                                    decode_tokens=self.spec.generation_tokens)
+        return engine.generate(requests, candidates, sampling)
 
     def generate(self, requests: list[GenerationRequest], removed: tuple[int, ...],
                  sampling: Sampling) -> list[Generation]:

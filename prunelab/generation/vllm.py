@@ -11,7 +11,7 @@ from prunelab.generation.base import Generation, GenerationRequest, Sampling, ap
 class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = 0.85,
                  tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0,
-                 kv_cache_memory_bytes: int | None = None):
+                 kv_cache_memory_bytes: int | None = None, **engine_kwargs):
         try:
             import torch
             from vllm import LLM
@@ -24,7 +24,11 @@ class VLLMBackend:
         # generation_config="vllm": ignore the checkpoint's sampling defaults, as the HF backend does
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
-                       generation_config="vllm", kv_cache_memory_bytes=kv_cache_memory_bytes)
+                       generation_config="vllm", kv_cache_memory_bytes=kv_cache_memory_bytes,
+                       **engine_kwargs)
+        # a generated padding token ends a row, as in the HF backends (where it is the filler after a finished row)
+        pad = self.llm.get_tokenizer().pad_token_id
+        self.stop_token_ids = [pad] if pad is not None else None
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling,
                  progress: bool = False) -> list[Generation]:
@@ -34,6 +38,7 @@ class VLLMBackend:
         params = [
             SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                            top_p=sampling.top_p if not sampling.greedy else 1.0, stop=list(sampling.stop) or None,
+                           stop_token_ids=self.stop_token_ids,
                            seed=None if sampling.greedy else sampling.seed + i)  # per request: batching-independent
             for i in range(len(requests))
         ]
@@ -46,8 +51,9 @@ class VLLMBackend:
             completion = output.outputs[0]
             text, _ = apply_stop(completion.text, sampling.stop)  # vLLM already cut it; kept for symmetry
             reason = "length" if completion.finish_reason == "length" else "stop"
-            # vLLM counts the end-of-sequence token it stopped on; the HF backend (and the record) does not
-            ended_on_eos = completion.finish_reason == "stop" and completion.stop_reason is None
+            # vLLM counts the end-of-sequence (or padding) token it stopped on; the HF backend (and the record) does not
+            ended_on_eos = completion.finish_reason == "stop" and (completion.stop_reason is None
+                                                                   or isinstance(completion.stop_reason, int))
             result.append(Generation(request.id, request.prompt, text, reason, len(request.prompt_ids),
                                      len(completion.token_ids) - int(ended_on_eos), latency))
         return result

@@ -3,10 +3,14 @@
 from prunelab.execution.worker import WorkerSpec
 
 
-def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab") -> WorkerSpec:
-    """The worker for `model` (a ModelSpec) with a config's scoring and generation settings."""
+def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", sweep=None) -> WorkerSpec:
+    """The worker for `model` (a ModelSpec) with a config's scoring and generation settings; `sweep` (a
+    SweepSpec) chooses how many candidates generate (the multi-candidate engine or one at a time)."""
+    engine = {} if sweep is None else {"generation_engine": sweep.generation_engine,
+                                       "generation_tokens": sweep.generation_tokens}
     return WorkerSpec(model=model.name, dtype=model.dtype, revision=model.revision, batch_tokens=batch_tokens,
-                      generation_batch_size=generation.batch_size, scorer=scorer, generator=generation.backend)
+                      generation_batch_size=generation.batch_size, scorer=scorer, generator=generation.backend,
+                      **engine)
 
 
 def build_tasks(specs, generation) -> dict:

@@ -54,9 +54,9 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
             saved["greedy_rounds"] = chooser.greedy_rounds
         write_json(path, saved)
     sets = sorted({tuple(saved["selections"][k]["removed"]) for k in keys})
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     plan = plan_units(tasks, chooser.facts.tokenizer, [BASE, *(Candidate(s) for s in sets)], store.done(),
                       batch_tokens=config.sweep.batch_tokens, generation_unit=config.sweep.generation_unit,
-                      window=chooser.facts.window)
-    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+                      window=chooser.facts.window, generation_tokens=worker.generation_budget)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
     return write_report(root)

@@ -22,7 +22,7 @@ def greedy_runner(config, root: Path, executor: Executor, progress: bool):
     """n -> the Selection of n greedy rounds of `config` (prune or compare-strategies), stored under `root`."""
     from prunelab.strategies.iterative import iterative_greedy
 
-    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     return lambda n: iterative_greedy(config.model, config.selection, n, root, executor, worker,
                                       config.sweep.batch_tokens, config.sweep.generation_unit, progress)
 

@@ -36,8 +36,9 @@ def plan_sweep(config: SweepConfig, done: set, facts=None) -> Plan:
     facts = facts or inspect_model(config.model)
     candidates = sweep_candidates(config.sweep.layers, facts.num_layers)
     tasks = build_tasks(config.tasks, config.generation)
+    budget = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep).generation_budget
     return plan_units(tasks, facts.tokenizer, candidates, done, batch_tokens=config.sweep.batch_tokens,
-                      generation_unit=config.sweep.generation_unit, window=facts.window)
+                      generation_unit=config.sweep.generation_unit, window=facts.window, generation_tokens=budget)
 
 
 def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: bool = True) -> dict[str, Path]:
@@ -51,6 +52,6 @@ def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: b
     store.claim(config.identity())
     write_meta(config.output_dir, "sweep", config, {n: describe(t) for n, t in tasks.items()},
                num_layers=facts.num_layers)
-    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation)
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     run_plan(plan, store, default_executor(executor), worker, progress, desc=config.name)
     return write_report(config.output_dir)

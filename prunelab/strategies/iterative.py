@@ -49,7 +49,8 @@ def iterative_greedy(model, selection, n: int, root: Path, executor, worker, bat
     for round_no in range(n):
         candidates = {layer: Candidate((*removed, layer)) for layer in range(facts.num_layers) if layer not in removed}
         plan = plan_units({selection.name: task}, facts.tokenizer, [BASE, *candidates.values()], store.done(),
-                          batch_tokens=batch_tokens, generation_unit=generation_unit, window=facts.window)
+                          batch_tokens=batch_tokens, generation_unit=generation_unit, window=facts.window,
+                          generation_tokens=worker.generation_budget)
         run_plan(plan, store, executor, worker, progress, desc=f"greedy round {round_no + 1}")
         rows = item_rows(store.read())
         rows = rows[(rows.task == selection.name) & (rows.metric == task.primary_metric)]

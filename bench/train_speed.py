@@ -70,7 +70,7 @@ def job_for(args, pruned, corpus, out: Path):
     config = parse_config({"kind": "recover", "name": "bench", "model": {"name": str(pruned), "dtype": args.dtype},
                            "corpus": str(corpus), "responses": "reference", "quantization": args.quantization,
                            "output_dir": str(out),
-                           "training": {"max_steps": args.steps, "save_steps": args.steps, "max_length": 512,
+                           "training": {"max_steps": args.steps, "save_steps": args.steps, "max_length": args.max_length,
                                         "warmup_steps": 0},
                            "workers": {"num_workers": 1, "cpus_per_worker": args.cpus}}, cls=RecoverConfig)
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
@@ -90,6 +90,8 @@ def main() -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--quantization", default="auto", choices=["auto", "nf4", "none"])
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--max-length", type=int, default=256,
+                   help="tokens per example (Gemma's 262k-token vocabulary makes long examples slow on a CPU)")
     p.add_argument("--cpus", type=float, default=2, help="CPUs of the Ray Train worker")
     args = p.parse_args()
 
@@ -116,7 +118,7 @@ def main() -> None:
             ray.shutdown()
         trl, ours = steps(root / "trl-steps"), steps(root / "ray-steps")
     trl_step, ray_step = statistics.median(trl[1:]), statistics.median(ours[1:])
-    print(f"{args.model} minus 2 layers, {args.steps} steps of batch 8 (max length 512), quantization "
+    print(f"{args.model} minus 2 layers, {args.steps} steps of batch 8 (max length {args.max_length}), quantization "
           f"{args.quantization}")
     print(f"TRL alone:            median step {trl_step:.2f} s (steps {', '.join(f'{s:.2f}' for s in trl)}), "
           f"wall {trl_wall:.1f} s")

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
 
 from prunelab.errors import ConfigError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
@@ -114,10 +115,7 @@ class CandidateGenerator:
             [item_uniforms(sampling.seed, r.id, sampling.max_new_tokens) for r in requests])
         self.stats = [CandidateStats(c) for c in candidates]
         rows: dict[tuple[int, int], Row] = {}
-        try:
-            self._run(requests, candidates, rows)
-        finally:
-            self._traces_for = self._traces = None  # the base traces are the largest thing held: not past this call
+        self._run(requests, candidates, rows)
         latency = time.perf_counter() - start
         for row in rows.values():
             stats = self.stats[row.candidate]
@@ -131,12 +129,14 @@ class CandidateGenerator:
             decoding = _Decoder(self)
             if self.reuse:
                 base_rows = self._base_rows(requests, decoding)
+                # the base traces are the largest thing held; made once, for the candidates that remove layers
+                traces = self._base_traces(requests, base_rows) if any(candidates) else []
                 for c, removed in enumerate(candidates):
                     if not removed:
                         for i, row in enumerate(base_rows):
                             rows[i, c] = Row(i, c, row.prompt_len, list(row.raw), row.finish)
                         continue
-                    for row in self._resume(requests, base_rows, c, removed, decoding):
+                    for row in self._resume(traces, base_rows, c, removed, decoding):
                         rows[row.item, c] = row
                     decoding.run(until_queued=self.decode_tokens)
             else:
@@ -196,7 +196,7 @@ class CandidateGenerator:
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             with self.skip.rows(self.skip_rows([removed for _, _, removed in members])):
                 result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                   past_key_values=torch_cache(), use_cache=True)
+                                   past_key_values=DynamicCache(), use_cache=True)
             first = self.choose(self.logits(result.last_hidden_state[:, -1]), [i for i, _, _ in members],
                                 [0] * len(members))
             kv = KVRows.from_cache(result.past_key_values, mask)
@@ -213,7 +213,7 @@ class CandidateGenerator:
         decoding.run()
         return sorted(rows, key=lambda row: row.item)
 
-    def _resume(self, requests, base_rows: list[Row], c: int, removed: tuple[int, ...],
+    def _resume(self, traces, base_rows: list[Row], c: int, removed: tuple[int, ...],
                 decoding: "_Decoder") -> list[Row]:
         """Candidate `c`'s rows, each taking the base output up to its first differing token; the rows that go on
         are queued for decoding. The candidate runs over the base output in chunks of CHECK_CHUNK positions and a
@@ -221,10 +221,10 @@ class CandidateGenerator:
         first = removed[0]
         keep = [layer for layer in range(first + 1, self.num_layers) if layer not in removed]
         out = []
-        for group, trace in self._base_traces(requests, base_rows):
+        for group, trace in traces:
             wp = trace.width_prompt
             alive = list(range(len(group)))  # rows of the trace still being checked
-            cache = torch_cache()
+            cache = DynamicCache()
             for pos, end in _chunks(wp, trace.mask.shape[1]):
                 index = torch.tensor(alive, device=self.device)
                 hidden_in = trace.inputs[first].index_select(0, index)[:, pos:end]
@@ -284,14 +284,10 @@ class CandidateGenerator:
 
     def _base_traces(self, requests, base_rows: list[Row]):
         """(items, trace) per group of items: the base model over prompt + base output (without its last token),
-        prompts left-padded to a common width and outputs after it, with every layer's input and the KV cache.
-        Computed once per call and kept (bounded by `batch_tokens` per group)."""
-        if getattr(self, "_traces_for", None) is not base_rows:
-            self._traces_for, self._traces = base_rows, []
-            lengths = [len(requests[i].prompt_ids) + len(base_rows[i].raw) - 1 for i in range(len(requests))]
-            for group in self._groups(lengths):
-                self._traces.append((group, self._trace(requests, [base_rows[i] for i in group], group)))
-        return self._traces
+        prompts left-padded to a common width and outputs after it, with every layer's input and the KV cache
+        (bounded by `batch_tokens` per group)."""
+        lengths = [len(requests[i].prompt_ids) + len(base_rows[i].raw) - 1 for i in range(len(requests))]
+        return [(group, self._trace(requests, [base_rows[i] for i in group], group)) for group in self._groups(lengths)]
 
     def _trace(self, requests, rows: list[Row], group: list[int]) -> "_Trace":
         width_prompt = max(row.prompt_len for row in rows)
@@ -308,7 +304,7 @@ class CandidateGenerator:
         hooks = [layer.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for layer in self.base.layers]
         try:
             result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               past_key_values=torch_cache(), use_cache=True)
+                               past_key_values=DynamicCache(), use_cache=True)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -322,12 +318,6 @@ class _Trace:
     mask: torch.Tensor
     positions: torch.Tensor
     width_prompt: int  # prompts end at this column; output token t is the input at column width_prompt + t
-
-
-def torch_cache():
-    from transformers import DynamicCache
-
-    return DynamicCache()
 
 
 class _Decoder:

@@ -1,7 +1,10 @@
-"""Ray job entrypoint: retention by pruning strategy x ratio (see `prunelab compare-strategies`).
+"""Ray job entrypoint: retention by pruning strategy x ratio, with intervals, table and plot (see
+`prunelab compare-strategies`); candidates are evaluated on Ray actors sized by the config's `ray.actors`.
 
-    ray job submit --address http://HEAD:8265 --runtime-env cluster/runtime_env.yaml --working-dir . \\
-        -- python jobs/compare_strategies.py configs/compare/qwen-strategies.yaml model.name=meta-llama/Llama-3.1-8B-Instruct
+    python jobs/compare_strategies.py configs/compare/qwen-strategies.yaml             # laptop: a local Ray
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml \\
+        -- python jobs/compare_strategies.py configs/compare/qwen-strategies.yaml \\
+           model.name=meta-llama/Llama-3.1-8B-Instruct ray.actors.num_gpus=1 output_dir=/data/runs/strategies
 """
 
 import sys

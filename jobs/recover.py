@@ -1,13 +1,13 @@
 """Ray job entrypoint: recovery fine-tuning on Ray Train (see `prunelab recover`).
 
-    python jobs/recover.py configs/recover/qwen-bi25-sgr.yaml                          # laptop: a local Ray
-    ray job submit --address http://HEAD:8265 --runtime-env cluster/runtime_env.yaml --working-dir . \\
+    python jobs/recover.py configs/recover/qwen-bi25-sgr.yaml                         # laptop: a local Ray
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml \\
         -- python jobs/recover.py configs/recover/qwen-bi25-sgr.yaml workers.num_workers=4 workers.use_gpu=true \\
-           workers.storage_path=s3://bucket/prunelab-train
+           workers.accelerator_type=A100 workers.storage_path=/data/train output_dir=/data/runs/recover-sgr
 
 Every worker reads the corpus and the pruned model from their paths, so on a multi-node cluster both (and
-`workers.storage_path`, where Ray Train keeps checkpoints) must be shared storage. Resubmitting the same job resumes
-from the last checkpoint.
+`workers.storage_path`, where Ray Train keeps checkpoints) must be shared storage. Resubmitting the same command
+resumes from the last checkpoint.
 """
 
 import sys

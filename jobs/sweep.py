@@ -1,14 +1,14 @@
-"""Ray job entrypoint: a single-layer ablation sweep on the cluster the job runs in.
+"""Ray job entrypoint: a single-layer ablation sweep on the cluster the job runs in (see `prunelab sweep`). The
+driver plans and stores; actors sized by the config's `ray.actors` (num_cpus, num_gpus, accelerator_type) compute.
 
-    # on a laptop (starts a local Ray):
-    python jobs/sweep.py configs/sweep/default.yaml
-    # on a cluster (Ray 2.60 job submission needs the token: RAY_AUTH_MODE=token, see README):
-    ray job submit --address http://HEAD:8265 --runtime-env cluster/runtime_env.yaml --working-dir . \
-        -- python jobs/sweep.py configs/sweep/llama-3.1-8b-instruct.yaml ray.actors.num_actors=8
-    # KubeRay: kubectl apply -f cluster/kuberay-rayjob.yaml
+    python jobs/sweep.py configs/sweep/default.yaml                                   # laptop: a local Ray
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml \\
+        -- python jobs/sweep.py configs/sweep/llama-3.1-8b-instruct.yaml output_dir=/data/runs/llama-sweep \\
+           ray.actors.num_actors=8 ray.actors.num_gpus=1 ray.actors.accelerator_type=A100
 
-Arguments are those of `prunelab sweep` (config path, then `a.b=value` overrides). Inside a job, RAY_ADDRESS is set
-and the driver attaches to the cluster; actors are placed by their num_cpus / num_gpus from the config.
+Set RAY_ADDRESS=http://HEAD:8265 (and RAY_AUTH_MODE=token with the cluster's token) for `ray job submit`; inside
+the job RAY_ADDRESS is set for the driver. KubeRay: `kubectl apply -f cluster/kuberay-rayjob.yaml`. Resubmitting
+the same command resumes: finished work is read back from `output_dir`, which must be storage the driver keeps.
 """
 
 import sys

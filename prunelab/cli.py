@@ -15,6 +15,7 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab recover configs/recover/qwen-bi25-sgr.yaml            # (Q)LoRA on the answers (Ray Train)
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
     prunelab report runs/e-pruned runs/e-sgr --out runs/cmp --labels pruned,sgr   # one table of several evals
+    prunelab submit --address http://HEAD:8265 sweep configs/sweep/llama-3.1-8b-instruct.yaml   # as a Ray job
     prunelab models                                                # the built-in models
 
 Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2,
@@ -24,6 +25,7 @@ before anything is written.
 import argparse
 import json
 import logging
+import os
 import sys
 
 from prunelab.errors import ConfigError, PrunelabError
@@ -216,6 +218,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from prunelab.distributed.submit import submit
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ConfigError("submit needs the cluster's job API: --address http://HEAD:8265 or $RAY_ADDRESS")
+    missing = [name for name in args.env if name not in os.environ]
+    if missing:
+        raise ConfigError(f"--env {', '.join(missing)}: not set in this environment (export it first)")
+    _, status = submit(args.stage, args.job_args, address, working_dir=args.working_dir,
+                       env_vars={name: os.environ[name] for name in args.env},
+                       runtime_env=args.runtime_env or None, entrypoint_num_gpus=args.entrypoint_num_gpus,
+                       submission_id=args.submission_id, wait=not args.no_wait)
+    return 0 if status in (None, "SUCCEEDED") else 1
+
+
 def cmd_models(args) -> int:
     from prunelab.models import BUILTIN_MODELS
 
@@ -302,6 +320,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", help="comma-separated row labels, one per directory (default: their config names)")
     p.add_argument("--title", default="Retention against the base model")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("submit", help="run a stage as a Ray job on a cluster (jobs/STAGE.py), after checking the "
+                                      "address, the token, the upload size and the config")
+    p.add_argument("--address", help="the cluster's job API, http://HEAD:8265 (default: $RAY_ADDRESS)")
+    p.add_argument("--working-dir", default=".", help="uploaded to the cluster (default: this repository)")
+    p.add_argument("--runtime-env", default="cluster/runtime_env.yaml", help="YAML runtime env ('' for none)")
+    p.add_argument("--entrypoint-num-gpus", type=float, default=0,
+                   help="GPUs for the driver (eval and prune run in it)")
+    p.add_argument("--submission-id", default=None)
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="pass this variable of your environment to the job (e.g. HF_TOKEN); repeatable")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted; otherwise follow the logs")
+    p.add_argument("stage", choices=["sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report"])
+    p.add_argument("job_args", nargs=argparse.REMAINDER, metavar="...", help="the stage's arguments")
+    p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)

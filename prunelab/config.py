@@ -112,6 +112,7 @@ class ActorSpec(Frozen):
     num_actors: int = Field(default=2, ge=1)
     num_cpus: float = Field(default=1.0, gt=0)
     num_gpus: float = Field(default=0.0, ge=0, description="fractions share one GPU between actors")
+    accelerator_type: str | None = Field(default=None, description="e.g. A100, H100: only nodes with this GPU")
 
 
 class RaySpec(Frozen):
@@ -121,6 +122,9 @@ class RaySpec(Frozen):
                                                            "replaces it")
     max_attempts: int = Field(default=3, ge=1, description="a unit whose candidate kills its worker this many "
                                                            "times is given up (the rest still finishes)")
+    placement_timeout_s: float = Field(default=1800.0, gt=0, description="fail when work waits this long with no "
+                                       "actor ready to take it (all lost, or waiting for an autoscaler that never "
+                                       "delivers); requests no node can ever satisfy fail at once")
 
 
 class CalibrationSpec(Frozen):

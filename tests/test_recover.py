@@ -51,12 +51,9 @@ def starts(path) -> list[int]:
     return [int(x) for x in Path(path).read_text().split()]
 
 
-@pytest.fixture(scope="module")
-def lineage(tiny_model_dir, tmp_path_factory):
-    """(base model, pruned model, corpus): a tiny base, the base with layer 1 removed, and a corpus of its answers to
+def make_lineage(root: Path, base) -> tuple:
+    """(base model, pruned model, corpus): `base`, the base with layer 1 removed, and a corpus of its answers to
     prompts with original answers."""
-    root = tmp_path_factory.mktemp("lineage")
-    base = tiny_model_dir("llama")
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"instruction": f"What is {i} + {i}?", "output": f"It is {2 * i}."}) + "\n"
                                for i in range(24)))
@@ -71,6 +68,11 @@ def lineage(tiny_model_dir, tmp_path_factory):
     pruned = save_pruned(model, tok, root / "pruned", {"base_model": str(base), "base_model_path": str(base),
                                                        "removed_layers": [1]})
     return base, pruned, corpus
+
+
+@pytest.fixture(scope="module")
+def lineage(tiny_model_dir, tmp_path_factory):
+    return make_lineage(tmp_path_factory.mktemp("lineage"), tiny_model_dir("llama"))
 
 
 def recover_config(pruned, corpus, out, **extra):

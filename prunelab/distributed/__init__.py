@@ -3,17 +3,59 @@ Train). Library code takes an executor as an argument; only the CLI and `jobs/` 
 """
 
 import os
+import socket
+
+from prunelab.errors import PrunelabError
+
+REACH_TIMEOUT_S = 5.0
+
+
+class ClusterUnreachable(PrunelabError):
+    """No Ray cluster answers at the address given."""
+
+
+def _check_reachable(address: str, source: str) -> None:
+    """Fails within seconds where `ray.init` would retry for minutes: a host:port (or ray://host:port) that does not
+    accept a connection."""
+    if address in ("auto", "local"):
+        return
+    if address.startswith(("http://", "https://")):
+        raise ClusterUnreachable(
+            f"{source} is {address!r}: that is a dashboard (job submission) address. Attach a driver with the GCS "
+            "address (HEAD:6379) or ray://HEAD:10001, or submit the job: ray job submit --address " + address)
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(f"{source} is {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterUnreachable(f"no Ray cluster answers at {address} ({source}): {exc}. Is the head running "
+                                 "(ray status on it), and is the port open from here?") from None
 
 
 def connect(address: str | None = None) -> None:
-    """Attaches to `address` (or $RAY_ADDRESS); with neither, starts a local Ray on this machine."""
+    """Attaches to `address` (or $RAY_ADDRESS); with neither, starts a local Ray on this machine. An address that
+    does not answer, or a cluster that refuses this driver's token, fails within seconds."""
     import ray
 
     if ray.is_initialized():
         return
+    source = "the configured address" if address else "$RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        _check_reachable(address, source)
     # Workers import prunelab from the driver's environment; a job's runtime_env (cluster/) ships it on clusters.
-    ray.init(address=address, log_to_driver=True, include_dashboard=False if address is None else None)
+    try:
+        ray.init(address=address, log_to_driver=True, include_dashboard=False if address is None else None)
+    except ConnectionError as exc:
+        raise ClusterUnreachable(f"cannot attach to a Ray cluster at {address} ({source}): {exc}") from None
+    except Exception as exc:
+        if type(exc).__name__ != "AuthenticationError":
+            raise
+        raise ClusterUnreachable(
+            f"the Ray cluster at {address} refused this driver's token: {exc}. Its nodes run with "
+            "RAY_AUTH_MODE=token; give this driver the same token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            "~/.ray/auth_token) and RAY_AUTH_MODE=token (README, 'Token authentication').") from None
 
 
 def ray_executor(ray_spec):
@@ -22,7 +64,8 @@ def ray_executor(ray_spec):
 
     a = ray_spec.actors
     return RayExecutor(num_actors=a.num_actors, num_cpus=a.num_cpus, num_gpus=a.num_gpus,
-                       max_restarts=ray_spec.max_restarts, max_attempts=ray_spec.max_attempts)
+                       accelerator_type=a.accelerator_type, max_restarts=ray_spec.max_restarts,
+                       max_attempts=ray_spec.max_attempts, placement_timeout_s=ray_spec.placement_timeout_s)
 
 
-__all__ = ["connect", "ray_executor"]
+__all__ = ["ClusterUnreachable", "connect", "ray_executor"]

@@ -1,6 +1,7 @@
 """The Ray executor: workers as restartable actors, fed one unit at a time, with the work of a dead actor resubmitted.
 
-Each actor takes a whole unit (classification: a base pass that records layer inputs, then its candidates in order;
+Actors get work once they answer (placed on a node and their model loaded), so actors the cluster cannot place
+yet (more actors than fit, or a node lost) never hold work: the others take it. Each actor takes a whole unit (classification: a base pass that records layer inputs, then its candidates in order;
 generative: one call per candidate), all its calls submitted at once. When an actor dies (a killed process, an
 out-of-memory kill, a lost node), Ray restarts it (`max_restarts`; its `__init__` loads the model again; past that
 a fresh actor replaces it) and every call it had in flight fails. What had landed is kept; the rest of its unit
@@ -10,6 +11,10 @@ say which one was running: replies already sent can be lost too). A call that ki
 times is given up; the rest of its unit goes on, and once everything else is computed and stored `UnitsFailed`
 names what was given up. Results land through the same callback as in-process runs, so each (task, candidate,
 item) is written once.
+
+A request no node can ever satisfy fails before any actor is asked for (`resources.require`); work that no actor
+could take for `placement_timeout_s` (every actor lost or unplaceable) fails with what the cluster offers, after
+everything finished was stored.
 """
 
 import logging
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 import ray
 from ray.exceptions import RayActorError
 
+from prunelab.distributed.resources import cluster_offer, placeable, require, resource_request, short
 from prunelab.errors import PrunelabError
 from prunelab.execution.plan import Unit
 from prunelab.execution.run import OnResult
@@ -32,6 +38,10 @@ PROBE_INTERVAL_S = 0.5
 
 class UnitsFailed(PrunelabError):
     """Work given up after repeated actor deaths; everything else was computed and stored."""
+
+
+class NoActorPlaced(PrunelabError):
+    """Work was waiting and no actor could take it for `placement_timeout_s`."""
 
 
 BASE_PASS = "the base pass"
@@ -63,8 +73,10 @@ def _name(call) -> str:
 
 class RayExecutor:
     def __init__(self, num_actors: int = 2, num_cpus: float = 1.0, num_gpus: float = 0.0, max_restarts: int = 3,
-                 max_attempts: int = 3, worker_class=Worker, restart_wait_s: float = 120.0):
+                 max_attempts: int = 3, worker_class=Worker, restart_wait_s: float = 120.0,
+                 accelerator_type: str | None = None, placement_timeout_s: float = 1800.0):
         self.num_actors, self.num_cpus, self.num_gpus = num_actors, num_cpus, num_gpus
+        self.accelerator_type, self.placement_timeout_s = accelerator_type, placement_timeout_s
         self.max_restarts, self.max_attempts, self.restart_wait_s = max_restarts, max_attempts, restart_wait_s
         self.worker_class = worker_class
         self.pools: dict[WorkerSpec, list] = {}
@@ -77,6 +89,7 @@ class RayExecutor:
         # calls are not retried by Ray (a restarted actor has lost the recorded layer inputs): this executor
         # resubmits whole units instead
         actor = ray.remote(self.worker_class).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                                     accelerator_type=self.accelerator_type,
                                                      max_restarts=self.max_restarts, max_task_retries=0)
         return actor.remote(local)
 
@@ -96,15 +109,27 @@ class RayExecutor:
         a sweep survive). Ask before the work starts: an actor answers after the calls queued before this one."""
         return ray.get([a.pid.remote() for a in self._pool(spec, self.num_actors)])
 
+    @property
+    def request(self) -> dict:
+        """One actor's resources, as Ray sees them."""
+        return resource_request(self.num_cpus, self.num_gpus, self.accelerator_type)
+
     def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
         if not units:
             return
-        actors = self._pool(worker, min(self.num_actors, len(units)))
+        n = min(self.num_actors, len(units))
+        offer = cluster_offer()
+        require(self.request, "sweep actors", "ray.actors.num_cpus / num_gpus / accelerator_type", offer)
+        if (fit := placeable(self.request, n, offer)) < n:
+            log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
+                        offer.describe())
+        actors = self._pool(worker, n)
         queue = [_Job(u, list(u.candidates)) for u in units]
         attempts: dict[tuple[int, object], int] = {}  # (unit, call) -> deaths it caused (careful mode)
         deaths: dict[int, int] = {}
         unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
         given_up: list[str] = []
+        ready: set[int] = set()  # actors that answered since they were last lost: they take work when idle
         # ref -> (actor index, job, call); job None: a probe (is the actor back?)
         in_flight: dict[ray.ObjectRef, tuple[int, _Job | None, object]] = {}
 
@@ -150,6 +175,7 @@ class RayExecutor:
                     land(job, call, ray.get(ref))
                 except RayActorError:
                     pass
+            ready.discard(a)
             deaths[a] = deaths.get(a, 0) + 1
             if deaths[a] > self.max_restarts:  # Ray will not restart it again: a fresh actor takes its place
                 actors[a], deaths[a] = self._replace(worker, a), 0
@@ -177,35 +203,51 @@ class RayExecutor:
                 queue.insert(0, _Job(job.unit, rest, careful=True))
                 self.resubmitted += 1
 
-        for a in range(len(actors)):
-            if queue:
-                feed(a)
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            a, job, call = in_flight[ready[0]]
+        def working() -> bool:
+            return any(job is not None for _, job, _ in in_flight.values())
+
+        for a in range(len(actors)):  # an actor gets work once it answers
+            probe(a)
+        idle_since = time.monotonic()
+        while queue or working():
+            # every idle actor that is up takes work: also one that went idle before a lost actor's work came back
+            for a in sorted(ready):
+                if queue and all(owner != a for owner, _, _ in in_flight.values()):
+                    feed(a)
+            ready_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
+            if working():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.placement_timeout_s:
+                left = sum(len(j.candidates) for j in queue)
+                raise NoActorPlaced(
+                    f"for {self.placement_timeout_s:g} s no sweep actor was ready to take the {left} candidates "
+                    f"waiting (ray.placement_timeout_s): each actor asks for {short(self.request)}; "
+                    f"{cluster_offer().describe()}. Everything finished is stored; a rerun computes only the rest.")
+            if not ready_refs:
+                continue
+            a, job, call = in_flight[ready_refs[0]]
             try:
-                result = ray.get(ready[0])
+                result = ray.get(ready_refs[0])
             except RayActorError as exc:
                 if job is not None:
                     lost(a, job, exc)
                     continue
                 # a probe: still restarting; after `restart_wait_s` of that, a fresh actor takes its place
-                del in_flight[ready[0]]
+                del in_flight[ready_refs[0]]
                 unanswered[a] = unanswered.get(a, 0) + 1
                 if unanswered[a] > self.restart_wait_s / PROBE_INTERVAL_S:
                     actors[a], unanswered[a] = self._replace(worker, a), 0
                 time.sleep(PROBE_INTERVAL_S)
                 probe(a)
                 continue
-            del in_flight[ready[0]]
+            del in_flight[ready_refs[0]]
             if job is None:
                 unanswered[a] = 0
+                ready.add(a)
             else:
                 land(job, call, result)
                 if job.careful and job.calls():
                     submit(a, job, job.calls()[0])
-            if queue and all(owner != a for owner, _, _ in in_flight.values()):  # actor a is idle and alive
-                feed(a)
         if given_up:
             raise UnitsFailed("work given up after repeated worker deaths (everything else is computed and stored; "
                               "a rerun retries only this):\n  " + "\n  ".join(given_up))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ray
 
+from prunelab.distributed.resources import require, resource_request
 from prunelab.sgr.generate import ResponseGenerator
 from prunelab.sgr.shards import drop_reason
 
@@ -24,6 +25,8 @@ def _dataset(rows: list[dict], batch_size: int):
 def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_class=ResponseGenerator,
                  progress: bool = True) -> Iterator[list[dict]]:
     """Batches of corpus rows from `engine.replicas` generator actors (an `SGREngineSpec`)."""
+    require(resource_request(engine.num_cpus, engine.num_gpus, engine.accelerator_type), "SGR generator actors",
+            "engine.num_cpus / num_gpus / accelerator_type")
     ray.data.DataContext.get_current().enable_progress_bars = progress
     ds = _dataset(rows, engine.batch_size).map_batches(
         generator_class, fn_constructor_kwargs=generator_kwargs, batch_size=engine.batch_size,
@@ -57,6 +60,10 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
         engine_kwargs = {"distributed_executor_backend": "uni", "enforce_eager": True,
                          "kv_cache_memory_bytes": 2 * 2**30, **engine_kwargs}
         map_kwargs, detokenize = {"num_cpus": 0.25}, {"num_cpus": 0.5}
+        require(resource_request(engine.num_cpus), "vLLM engine replicas", "engine.num_cpus")
+    else:
+        require(resource_request(1, 1, engine.accelerator_type), "vLLM engine replicas",
+                "one GPU each, engine.accelerator_type")
     config = vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ray
 
+from prunelab.distributed.resources import require, resource_request
 from prunelab.recovery.run import TrainJob
 
 
@@ -43,6 +44,8 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     from ray.train.torch import TorchTrainer
 
     use_gpu = workers.use_gpu if workers.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    require(resource_request(workers.cpus_per_worker, 1 if use_gpu else 0, workers.accelerator_type),
+            "Ray Train workers", "workers.cpus_per_worker / use_gpu / accelerator_type")
     scaling = ScalingConfig(num_workers=workers.num_workers, use_gpu=use_gpu,
                             resources_per_worker={"CPU": workers.cpus_per_worker},
                             accelerator_type=workers.accelerator_type)

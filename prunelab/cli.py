@@ -13,6 +13,7 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
     prunelab sgr configs/sgr/qwen-sharegpt.yaml                    # base model answers prompts (Ray Data)
     prunelab recover configs/recover/qwen-bi25-sgr.yaml            # (Q)LoRA on the answers (Ray Train)
+    prunelab pipeline configs/pipeline/qwen-repro.yaml            # every stage, reused where inputs are unchanged
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
     prunelab report runs/e-pruned runs/e-sgr --out runs/cmp --labels pruned,sgr   # one table of several evals
     prunelab submit --address http://HEAD:8265 sweep configs/sweep/llama-3.1-8b-instruct.yaml   # as a Ray job
@@ -27,6 +28,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from prunelab.errors import ConfigError, PrunelabError
 
@@ -203,6 +205,29 @@ def cmd_recover(args) -> int:
     return 0
 
 
+def cmd_pipeline(args) -> int:
+    from prunelab.config import PipelineConfig
+    from prunelab.pipeline.run import Runners, run_pipeline
+
+    config = _config(args, PipelineConfig, {"output_dir": args.out})
+    if args.local:
+        from prunelab.execution.run import InProcessExecutor
+
+        if config.sgr is not None and config.sgr.engine.backend != "hf":
+            raise ConfigError("sgr.engine.backend vllm runs on Ray Data; drop --local, or use sgr.engine.backend=hf")
+        runners = Runners(executor=lambda ray_spec: InProcessExecutor())
+    else:
+        from prunelab.distributed import connect, ray_executor
+        from prunelab.distributed.sgr import ray_responses
+        from prunelab.distributed.train import train_on_ray
+
+        connect(args.address or config.ray.address)
+        runners = Runners(executor=lambda ray_spec: ray_executor(ray_spec or config.ray), sgr=ray_responses,
+                          trainer=lambda workers: (lambda job, out: train_on_ray(job, workers, out)))
+    run_pipeline(config, runners, progress=not args.no_progress)
+    return 0
+
+
 def cmd_report(args) -> int:
     from prunelab.report import combine, write_report
 
@@ -211,6 +236,12 @@ def cmd_report(args) -> int:
             raise ConfigError("several directories make one combined table: give --out DIR for it")
         labels = [x for x in args.labels.split(",")] if args.labels else None
         paths = combine(args.dirs, args.out, labels, title=args.title)
+        _print_paths(paths, "markdown")
+        return 0
+    if (Path(args.dirs[0]) / "pipeline.json").exists():
+        from prunelab.report.page import write_pipeline_report
+
+        paths = write_pipeline_report(args.dirs[0])
         _print_paths(paths, "markdown")
         return 0
     paths = write_report(args.dirs[0])
@@ -312,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output_dir")
     p.set_defaults(func=cmd_recover)
 
+    p = sub.add_parser("pipeline", help="one config from model to findings: base eval, sweep, strategies x ratios, "
+                                        "SGR, recovery, evals, report; each stage reused when its inputs are unchanged")
+    _stage_arguments(p, "configs/pipeline/qwen-repro.yaml")
+    p.add_argument("--out", help="output_dir")
+    p.set_defaults(func=cmd_pipeline)
+
     p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json; "
                                       "with several eval (or recover) directories and --out, one table of all their "
                                       "models (or one plot of their training curves)")
@@ -332,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="NAME",
                    help="pass this variable of your environment to the job (e.g. HF_TOKEN); repeatable")
     p.add_argument("--no-wait", action="store_true", help="return once submitted; otherwise follow the logs")
-    p.add_argument("stage", choices=["sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report"])
+    p.add_argument("stage", choices=["sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report",
+                                     "pipeline"])
     p.add_argument("job_args", nargs=argparse.REMAINDER, metavar="...", help="the stage's arguments")
     p.set_defaults(func=cmd_submit)
 

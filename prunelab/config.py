@@ -451,8 +451,97 @@ class RecoverConfig(Frozen):
                 "training": self.training.model_dump()}
 
 
+class PipelineSweep(Frozen):
+    """The pipeline's single-layer sweep (the paper's Figure 1 and the arithmetic probe per layer)."""
+
+    tasks: list[TaskSpec] | None = Field(default=None, description="default: the pipeline's tasks")
+    sweep: SweepSpec = SweepSpec()
+
+
+class PipelinePrune(StrategyOptions):
+    """Strategies x ratios (compare-strategies, the paper's Table 1), and the checkpoints recovery starts from."""
+
+    strategies: list[str] = Field(default=["block_influence"], min_length=1)
+    ratios: list[float] = Field(default=[0.25], min_length=1)
+    sweep: SweepSpec = SweepSpec()
+
+    @field_validator("strategies")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        _check_strategies(names)
+        return names
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, ratios: list[float]) -> list[float]:
+        _check_ratios(ratios)
+        return ratios
+
+
+class PipelineSGR(Frozen):
+    chat_template: str = "auto"
+    prompts: PromptsSpec = PromptsSpec()
+    sampling: ResponseSampling = ResponseSampling()
+    engine: SGREngineSpec = SGREngineSpec()
+
+
+class PipelineRecover(Frozen):
+    """Which pruned models are recovered (`strategy@ratio` of the prune section), on which responses."""
+
+    targets: list[str] = Field(default=["block_influence@0.25"], min_length=1)
+    responses: list[Literal["sgr", "reference"]] = Field(default=["sgr", "reference"], min_length=1)
+    quantization: Literal["auto", "nf4", "none"] = "auto"
+    lora: LoraSpec = LoraSpec()
+    training: TrainingSpec = TrainingSpec()
+    workers: TrainWorkersSpec = TrainWorkersSpec()
+
+
+def target_key(strategy: str, ratio: float) -> str:
+    return f"{strategy}@{ratio:g}"
+
+
+class PipelineConfig(Frozen):
+    """`prunelab pipeline`: one config from model to findings. Every stage is an artifact directory keyed by a hash of
+    its inputs, so a rerun computes only what changed (prunelab.pipeline)."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    name: str
+    model: ModelSpec
+    tasks: list[TaskSpec] = Field(min_length=1, description="evaluated on the base, pruned and recovered models")
+    generation: GenerationSpec = GenerationSpec()
+    sweep: PipelineSweep | None = PipelineSweep()
+    prune: PipelinePrune = PipelinePrune()
+    sgr: PipelineSGR | None = PipelineSGR()
+    recover: PipelineRecover | None = PipelineRecover()
+    ray: RaySpec = RaySpec()
+    output_dir: str
+
+    @model_validator(mode="after")
+    def _inputs(self):
+        _unique(self.tasks)
+        _check_sweepable(self.tasks, self.generation, self.prune.sweep)
+        _check_strategy_needs(self.prune.strategies, self.prune)
+        if self.sweep is not None:
+            _unique(self.sweep.tasks or self.tasks)
+            _check_sweepable(self.sweep.tasks or self.tasks, self.generation, self.sweep.sweep)
+        if self.recover is not None:
+            made = [target_key(s, r) for s in self.prune.strategies for r in self.prune.ratios]
+            for target in self.recover.targets:
+                if target not in made:
+                    raise ValueError(f"recover.targets names {target!r}, which no prune stage produces; the prune "
+                                     f"section makes {', '.join(made)} (prune.strategies x prune.ratios)")
+            if self.sgr is None:
+                raise ValueError("recover needs the sgr section: the SGR stage makes the corpus that both responses "
+                                 "(sgr: the base model's answers; reference: the corpus's original answers) train on")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"kind", "name", "ray", "output_dir"})
+
+
 STAGE_CONFIGS = {c.model_fields["kind"].default: c
-                 for c in (SweepConfig, EvalConfig, PruneConfig, CompareConfig, SGRConfig, RecoverConfig)}
+                 for c in (SweepConfig, EvalConfig, PruneConfig, CompareConfig, SGRConfig, RecoverConfig,
+                           PipelineConfig)}
 
 
 def _apply_override(data: dict, override: str) -> None:

@@ -1,0 +1,63 @@
+"""Whether a stage's directory holds a finished artifact of exactly this stage: `stage.json` beside its files.
+
+`stage.json` is written (atomically) when a stage finishes: its name, key, and the size and SHA-256 of every file it
+produced. A directory is reused only when that file exists, names the same key, and every listed file is there
+with the same size and hash. Otherwise it is not reused, and the reason says why: never finished (a stopped run:
+the stage resumes in place from what it stored), made for another key (another config), or changed since (a file
+missing, truncated or altered: the directory is moved aside, kept for inspection, and the stage recomputed).
+"""
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+from prunelab.atomic import write_json
+
+MARKER = "stage.json"
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def manifest(root: Path) -> dict[str, list]:
+    return {str(p.relative_to(root)): [p.stat().st_size, _digest(p)]
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MARKER}
+
+
+def mark_done(root: Path, name: str, key: str, seconds: float) -> None:
+    write_json(root / MARKER, {"stage": name, "key": key, "seconds": round(seconds, 1), "files": manifest(root)})
+
+
+def check(root: Path, key: str) -> tuple[bool, str]:
+    """(reusable, why): why not, or what was verified."""
+    import json
+
+    marker = root / MARKER
+    if not marker.exists():
+        return False, "not finished yet" if root.exists() else "not computed yet"
+    try:
+        done = json.loads(marker.read_text())
+        files = done["files"]
+    except (ValueError, KeyError, TypeError):
+        return False, f"{marker} is unreadable"
+    if done.get("key") != key:
+        return False, f"made from another config (key {str(done.get('key'))[:12]}, wanted {key[:12]})"
+    for rel, (size, digest) in files.items():
+        path = root / rel
+        if not path.is_file():
+            return False, f"{rel} is missing"
+        if path.stat().st_size != size:
+            return False, f"{rel} changed size ({path.stat().st_size} bytes, {size} when written)"
+        if _digest(path) != digest:
+            return False, f"{rel} changed since it was written (SHA-256 differs)"
+    return True, f"{len(files)} files verified"
+
+
+def set_aside(root: Path) -> Path:
+    """Moves a changed or foreign directory out of the way, keeping it; returns where it went."""
+    aside = root.with_name(f"{root.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(str(root), aside)
+    return aside

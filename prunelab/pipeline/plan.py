@@ -1,0 +1,108 @@
+"""The pipeline's stages, from one PipelineConfig: each a stage config of its own (the same ones `prunelab sweep`,
+`compare-strategies`, `prune`, `sgr`, `recover` and `eval` take), the stages it reads, and a key.
+
+    plan_pipeline(config) -> [Stage, ...]        # in an order where every stage comes after what it reads
+
+A stage's key is the SHA-256 of its kind, its config's identity (what its results depend on, upstream artifact
+paths included) and its upstream stages' keys; its directory is `OUTPUT_DIR/stages/<name>-<key[:12]>`. So a knob
+changes the key of its stage and of every stage downstream of it, and nothing else.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from prunelab.config import (
+    CompareConfig,
+    EvalConfig,
+    PipelineConfig,
+    PruneConfig,
+    RecoverConfig,
+    SGRConfig,
+    SweepConfig,
+    target_key,
+)
+
+BASE_EVAL = "eval-base"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # e.g. sweep, compare, prune-block_influence@0.25, recover-block_influence@0.25-sgr
+    kind: str  # the stage config's kind
+    config: object  # the stage config, output_dir set
+    needs: tuple[str, ...]
+    key: str
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+
+def stage_key(kind: str, identity: dict, upstream: list[str]) -> str:
+    text = json.dumps({"kind": kind, "identity": identity, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _dir_name(name: str) -> str:
+    return name.replace("@", "-at-").replace("/", "_")
+
+
+class _Planner:
+    def __init__(self, config: PipelineConfig):
+        self.config, self.stages = config, {}
+        self.root = Path(config.output_dir).resolve() / "stages"
+
+    def add(self, stage: str, cls, needs: tuple[str, ...], **fields) -> Stage:
+        """A stage of `cls` named `stage`: its key from the fields (output_dir aside) and its upstream keys."""
+        name = stage
+        upstream = [self.stages[n].key for n in needs]
+        draft = cls.model_validate({**fields, "output_dir": "-"})
+        key = stage_key(cls.model_fields["kind"].default, draft.identity(), upstream)
+        config = draft.model_copy(update={"output_dir": str(self.root / f"{_dir_name(name)}-{key[:12]}")})
+        self.stages[name] = Stage(name, config.kind, config, needs, key)
+        return self.stages[name]
+
+
+def plan_pipeline(config: PipelineConfig) -> list[Stage]:
+    p = _Planner(config)
+    model = config.model.model_dump()
+    tasks = [t.model_dump() for t in config.tasks]
+    generation = config.generation.model_dump()
+    name = config.name
+    p.add(BASE_EVAL, EvalConfig, (), name=f"{name}-base", model=model, tasks=tasks, generation=generation)
+    if config.sweep is not None:
+        p.add("sweep", SweepConfig, (), name=f"{name}-sweep", model=model,
+              tasks=[t.model_dump() for t in config.sweep.tasks] if config.sweep.tasks else tasks,
+              sweep=config.sweep.sweep.model_dump(), generation=generation,
+              ray=config.ray.model_dump())
+    options = config.prune.model_dump(exclude={"strategies", "ratios", "sweep"})
+    p.add("compare", CompareConfig, (), name=f"{name}-strategies", model=model, tasks=tasks,
+          strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
+          generation=generation, ray=config.ray.model_dump(), **options)
+    if config.recover is None:
+        return list(p.stages.values())
+    s = config.sgr
+    corpus = p.add("sgr", SGRConfig, (), name=f"{name}-sgr", model=model, chat_template=s.chat_template,
+                   prompts=s.prompts.model_dump(), sampling=s.sampling.model_dump(), engine=s.engine.model_dump())
+    r = config.recover
+    for target in r.targets:
+        strategy, ratio = target.rsplit("@", 1)
+        pruned = p.add(f"prune-{target}", PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
+                       ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
+                       ray=config.ray.model_dump(), **options)
+        evaluated = [(f"eval-{target}", pruned.output_dir, (pruned.name,))]
+        for responses in r.responses:
+            rec = p.add(f"recover-{target}-{responses}", RecoverConfig, (pruned.name, corpus.name),
+                        name=f"{name}-{target}-{responses}", model={**model, "name": str(pruned.output_dir)},
+                        corpus=str(corpus.output_dir), responses=responses, quantization=r.quantization,
+                        lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump())
+            evaluated.append((f"eval-{target}-{responses}", rec.output_dir / "merged", (rec.name,)))
+        for stage_name, path, needs in evaluated:
+            p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), name=stage_name.removeprefix("eval-"),
+                  model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation)
+    return list(p.stages.values())
+
+
+__all__ = ["BASE_EVAL", "Stage", "plan_pipeline", "stage_key", "target_key"]

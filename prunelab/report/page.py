@@ -1,0 +1,278 @@
+"""The pipeline's report: `report.md` and one self-contained `report.html` (figures embedded), with the paper's views,
+from the stage directories named in `pipeline.json` (their retention CSVs, meta.json and curves) alone:
+
+    Table 1     retention by strategy x ratio: classification vs generative means, 95% intervals, per task
+    Tables 2-3  recovery: pruned, + SFT on original answers, + SFT on SGR, each against the base model
+    Figure 1    retention against the removed layer, per task (the single-layer sweep)
+    probe       the arithmetic probe per removed layer: accuracy and the target digit's log-probability
+    degeneration  Rep-n and Self-BLEU-4 of each model's generations, minus the base model's
+    code errors   the error taxonomy of generated code per model: brackets, other syntax, truncation, the rest
+    training    training perplexity per step of every recovery run
+
+Every table on the page is a CSV under `report/tables/`, printed cell for cell as the CSV holds it, so the page and
+the files cannot disagree (a browser test checks it).
+"""
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from prunelab.atomic import write_text
+from prunelab.report.plots import _figure, _save
+from prunelab.report.tables import with_interval
+
+ERROR_GROUPS = {"bracket": ["err_bracket"], "other syntax": ["err_syntax"], "truncated": ["err_truncated"],
+                "runtime": ["err_undefined_name", "err_timeout", "err_assertion", "err_other"]}
+DEGENERATION = ("rep2", "rep3", "rep4", "self_bleu4")
+
+
+def _fmt(x) -> str:
+    return "" if pd.isna(x) else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+class Page:
+    """Sections of tables (written as CSVs) and figures, rendered to markdown and to one HTML file."""
+
+    def __init__(self, root: Path, title: str):
+        self.root, self.title, self.sections = root, title, []
+        (root / "tables").mkdir(parents=True, exist_ok=True)
+        (root / "figures").mkdir(parents=True, exist_ok=True)
+
+    def section(self, heading: str, text: str = "") -> None:
+        self.sections.append({"heading": heading, "text": text, "parts": []})
+
+    def table(self, name: str, frame: pd.DataFrame) -> None:
+        frame = frame.map(_fmt) if hasattr(frame, "map") else frame.applymap(_fmt)
+        path = write_text(self.root / "tables" / f"{name}.csv", frame.to_csv(index=False))
+        # the page prints the CSV as written (read back as text), so its numbers are the file's
+        self.sections[-1]["parts"].append(("table", path, pd.read_csv(path, dtype=str, keep_default_na=False)))
+
+    def figure(self, path: Path, caption: str, name: str | None = None) -> None:
+        """A figure of the report; one from a stage directory is copied under report/figures/ (as `name`)."""
+        if not path.exists():
+            return
+        if self.root not in path.parents:
+            copy = self.root / "figures" / (name or path.name)
+            copy.write_bytes(path.read_bytes())
+            path = copy
+        self.sections[-1]["parts"].append(("figure", path, caption))
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}\n"]
+        for s in self.sections:
+            out.append(f"## {s['heading']}\n\n{s['text']}\n" if s["text"] else f"## {s['heading']}\n")
+            for kind, path, body in s["parts"]:
+                if kind == "table":
+                    out.append(body.to_markdown(index=False) + f"\n\n(`{path.relative_to(self.root)}`)\n")
+                else:
+                    out.append(f"![{body}]({path.relative_to(self.root)})\n")
+        return "\n".join(out)
+
+    def html(self) -> str:
+        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        for s in self.sections:
+            body.append(f"<h2>{html.escape(s['heading'])}</h2>")
+            if s["text"]:
+                body.append(f"<p>{html.escape(s['text'])}</p>")
+            for kind, path, content in s["parts"]:
+                if kind == "table":
+                    rel = html.escape(str(path.relative_to(self.root)))
+                    head = "".join(f"<th>{html.escape(c)}</th>" for c in content.columns)
+                    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+                                   for row in content.itertuples(index=False))
+                    body.append(f'<table data-csv="{rel}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+                                f"</table><p class=src>{rel}</p>")
+                else:
+                    data = base64.b64encode(path.read_bytes()).decode()
+                    body.append(f'<figure><img alt="{html.escape(content)}" src="data:image/png;base64,{data}">'
+                                f"<figcaption>{html.escape(content)}</figcaption></figure>")
+        # the page records whether every figure decoded, for a browser (and a test) to read back
+        check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+                 "document.body.dataset.figures = imgs.length; document.body.dataset.figuresLoaded = "
+                 "imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
+        style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
+                 "collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:"
+                 "100%}.src{color:#777;font-size:11px}")
+        return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"
+                f"{style}</style></head><body>{''.join(body)}{check}</body></html>")
+
+
+def _retention(dir_: Path) -> pd.DataFrame | None:
+    path = dir_ / "retention.csv"
+    return pd.read_csv(path, index_col=0) if path.exists() else None
+
+
+def _tasks(dir_: Path) -> dict:
+    return json.loads((dir_ / "meta.json").read_text())["tasks"]
+
+
+def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+    """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where p < 0.05."""
+    out = pd.DataFrame(index=table.index)
+    for group in ("classification_mean", "generative_mean"):
+        if group in table:
+            out[group.replace("_", " ")] = with_interval(table, group)
+    for task, desc in tasks.items():
+        if task in table:
+            out[f"{desc['label']}"] = with_interval(table, task)
+    return out
+
+
+def _strategies(page: Page, stage: Path) -> None:
+    path = stage / "strategies.csv"
+    if not path.exists():
+        return
+    table = pd.read_csv(path)
+    page.section("Table 1: retention by strategy and ratio",
+                 "Classification against generative retention of each strategy's pruned model (retention = metric "
+                 "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05).")
+    cols = _retention_columns(table, _tasks(stage))
+    page.table("table1_strategies", pd.concat([table[["strategy", "ratio", "removed"]], cols], axis=1))
+    page.figure(stage / "strategies.png", "Retention by strategy and ratio", "table1_strategies.png")
+
+
+def _recovery(page: Page, groups: dict, out: Path) -> None:
+    from prunelab.report import combine_evals
+
+    if not groups:
+        return
+    page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
+    for target, rows in groups.items():
+        dirs = [Path(d) for _, d in rows]
+        if not all((d / "meta.json").exists() for d in dirs):
+            continue
+        combined = out / f"recovery-{target.replace('@', '-at-')}"
+        combine_evals(dirs, combined, [label for label, _ in rows], title=f"Recovery of {target}")
+        table = _retention(combined)
+        cols = _retention_columns(table, _tasks(dirs[0]))
+        page.table(f"table2_recovery_{target.replace('@', '_')}", cols.reset_index(names="model"))
+        _degeneration(page, table, _tasks(dirs[0]), target)
+        _code_errors(page, table, _tasks(dirs[0]), target, out)
+
+
+def _degeneration(page: Page, table: pd.DataFrame, tasks: dict, target: str) -> None:
+    rows = []
+    for task, desc in tasks.items():
+        if desc["kind"] != "generative" or "base" not in table.index:
+            continue
+        for model in table.index:
+            row = {"model": model, "task": desc["label"]}
+            for m in DEGENERATION:
+                col = f"{task}:{m}"
+                if col in table:
+                    row[m] = table.loc[model, col]
+                    row[f"{m} delta"] = table.loc[model, col] - table.loc["base", col]
+            rows.append(row)
+    if rows:
+        page.table(f"degeneration_{target.replace('@', '_')}", pd.DataFrame(rows))
+
+
+def _code_errors(page: Page, table: pd.DataFrame, tasks: dict, target: str, out: Path) -> None:
+    rows = []
+    for task, desc in tasks.items():
+        if not any(f"{task}:err_bracket" == c for c in table.columns):
+            continue
+        for model in table.index:
+            row = {"model": model, "task": desc["label"]}
+            for group, metrics in ERROR_GROUPS.items():
+                row[group] = sum(table.loc[model, f"{task}:{m}"] for m in metrics if f"{task}:{m}" in table)
+            rows.append(row)
+    if not rows:
+        return
+    frame = pd.DataFrame(rows)
+    page.table(f"code_errors_{target.replace('@', '_')}", frame)
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(frame)))
+    left = [0.0] * len(frame)
+    labels = [f"{r.model} ({r.task})" for r in frame.itertuples()]
+    for group in ERROR_GROUPS:
+        ax.barh(labels, frame[group], left=left, label=group)
+        left = [a + b for a, b in zip(left, frame[group])]
+    ax.set_xlabel("fraction of samples")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    path = out / "figures" / f"code_errors_{target.replace('@', '_')}.png"
+    _save(fig, plt, path)
+    page.figure(path, f"Code error taxonomy ({target})")
+
+
+def _sweep(page: Page, stage: Path, out: Path) -> None:
+    table = _retention(stage)
+    if table is None:
+        return
+    tasks = _tasks(stage)
+    page.section("Figure 1: layer sensitivity",
+                 "Retention of each task with one layer removed (the single-layer sweep).")
+    page.figure(stage / "layer_sensitivity.png", "Retention against the removed layer", "figure1_layers.png")
+    layers = [c for c in table.index if c.startswith("drop-") and "+" not in c]
+    cols = _retention_columns(table.loc[layers], tasks)
+    page.table("figure1_layers", cols.reset_index(names="removed layer"))
+    if "arithmetic:acc" in table and "arithmetic:logprob" in table:
+        page.section("The arithmetic probe per layer",
+                     "Accuracy (argmax over the ten digits) and the target digit's log-probability with each layer "
+                     "removed; the dashed line is the base model.")
+        probe = pd.DataFrame({"removed layer": [int(c.split("-")[1]) for c in layers],
+                              "accuracy": table.loc[layers, "arithmetic:acc"].to_numpy(),
+                              "target log-prob": table.loc[layers, "arithmetic:logprob"].to_numpy()})
+        page.table("arithmetic_probe", probe)
+        plt = _figure()
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        for ax, col, metric in zip(axes, ("accuracy", "target log-prob"), ("acc", "logprob")):
+            ax.plot(probe["removed layer"], probe[col], marker="o")
+            ax.axhline(table.loc["base", f"arithmetic:{metric}"], linestyle="--", color="gray")
+            ax.set_xlabel("removed layer")
+            ax.set_ylabel(col)
+            ax.grid(alpha=0.3)
+        path = out / "figures" / "arithmetic_probe.png"
+        _save(fig, plt, path)
+        page.figure(path, "The arithmetic probe per removed layer")
+
+
+def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> None:
+    from prunelab.report import combine_training_curves
+
+    done = [(label, d) for label, d in recover_dirs if (d / "training_curve.csv").exists()]
+    if not done:
+        return
+    page.section("Training perplexity", "Perplexity per optimizer step of each recovery run.")
+    combine_training_curves([d for _, d in done], out / "training", [label for label, _ in done])
+    page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
+
+
+def write_pipeline_report(root: str | Path) -> dict[str, Path]:
+    """report.md and report.html under ROOT/report, from ROOT/pipeline.json and the stage directories it names."""
+    from prunelab.errors import ResultsError
+
+    root = Path(root)
+    summary_path = root / "pipeline.json"
+    if not summary_path.exists():
+        raise ResultsError(f"{str(root)!r} has no pipeline.json: not a `prunelab pipeline` output directory")
+    summary = json.loads(summary_path.read_text())
+    stages = {s["name"]: Path(s["dir"]) for s in summary["stages"]}
+    config = summary["config"]
+    out = root / "report"
+    page = Page(out, f"{config['name']}: depth pruning of {config['model']['name']}")
+    page.section("Stages", "Each stage's directory, its key (inputs hashed), and whether this run computed or reused it.")
+    page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
+                                        "seconds": s.get("seconds", "")} for s in summary["stages"]]))
+    if "compare" in stages:
+        _strategies(page, stages["compare"])
+    groups = {}
+    for target in (config.get("recover") or {}).get("targets", []):
+        rows = [(f"pruned {target}", stages.get(f"eval-{target}"))]
+        rows += [(f"+ SFT {r} ({target})", stages.get(f"eval-{target}-{r}")) for r in config["recover"]["responses"]]
+        if all(d is not None for _, d in rows):
+            groups[target] = rows
+    _recovery(page, groups, out)
+    if "sweep" in stages:
+        _sweep(page, stages["sweep"], out)
+    _training(page, [(name.removeprefix("recover-"), d) for name, d in stages.items() if name.startswith("recover-")],
+              out)
+    return {"markdown": write_text(out / "report.md", page.markdown()),
+            "html": write_text(out / "report.html", page.html())}
+
+
+__all__ = ["write_pipeline_report"]

@@ -1,0 +1,188 @@
+"""The pipeline on a tiny model, in this process: every stage runs once and is reused on a rerun; a changed knob
+recomputes exactly the stages downstream of it; a stage whose output was changed, never finished, or made from
+another config is detected and recomputed, never silently reused; a config naming an input no stage produces is
+refused before anything runs. The report page renders in a real headless browser with every figure loaded and the
+numbers of every table equal to its CSV."""
+
+import copy
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from prunelab.cli import main
+from prunelab.config import PipelineConfig, parse_config
+from prunelab.execution.run import InProcessExecutor
+from prunelab.pipeline.run import Runners, run_pipeline
+
+pytestmark = pytest.mark.slow
+LOCAL = Runners(executor=lambda ray_spec: InProcessExecutor())
+
+
+def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
+    return {
+        "kind": "pipeline", "name": "tiny", "model": {"name": str(model_dir), "dtype": "float32"},
+        "tasks": [{"name": "arithmetic", "limit": 12}, {"name": "humaneval", "limit": 3, "max_new_tokens": 8}],
+        "generation": {"batch_size": 4, "sandbox_workers": 2},
+        "sweep": {"tasks": [{"name": "arithmetic", "limit": 12}], "sweep": {"batch_tokens": 512}},
+        "prune": {"strategies": ["block_influence", "reverse"], "ratios": [0.25],
+                  "calibration": {"samples": 4, "max_length": 32}, "sweep": {"batch_tokens": 512}},
+        "sgr": {"chat_template": "plain",
+                "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [], "max_prompt_tokens": 128},
+                "sampling": {"max_new_tokens": 4}, "engine": {"shard_size": 4, "batch_size": 4}},
+        # a tiny random model never stops within a few tokens, so every SGR answer is truncated and dropped: it
+        # trains on the corpus's original answers (SGR training itself: tests/test_recover.py)
+        "recover": {"targets": ["block_influence@0.25"], "responses": ["reference"],
+                    "training": {"max_steps": 2, "save_steps": 2, "batch_size": 4, "per_device_batch_size": 2,
+                                 "max_length": 128, "warmup_steps": 0}},
+        "output_dir": str(out)}
+
+
+def run(data: dict, say=None) -> dict:
+    lines = []
+    summary = run_pipeline(parse_config(data, cls=PipelineConfig), LOCAL, progress=False, say=lines.append)
+    return {s["name"]: s for s in summary["stages"]} | {"_lines": lines}
+
+
+def statuses(result: dict, status: str) -> set[str]:
+    return {n for n, s in result.items() if n != "_lines" and s["status"] == status}
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"instruction": f"What is {i} + {i}?", "output": f"It is {2 * i}."}) + "\n"
+                               for i in range(8)))
+    data = pipeline_data(tiny_model_dir("llama"), prompts, root / "out")
+    first = run(data)
+    return data, first
+
+
+def test_every_stage_runs_once_and_a_rerun_reuses_them_all(finished):
+    data, first = finished
+    stages = {"eval-base", "sweep", "compare", "sgr", "prune-block_influence@0.25",
+              "recover-block_influence@0.25-reference", "eval-block_influence@0.25",
+              "eval-block_influence@0.25-reference"}
+    assert statuses(first, "computed") == stages
+    # later evaluations start from the base model's rows: none computed its own base again
+    pruned_eval = Path(first["eval-block_influence@0.25"]["dir"])
+    rows = pd.concat(pd.read_parquet(p) for p in (pruned_eval / "results").rglob("*.parquet"))
+    base_eval = Path(first["eval-base"]["dir"])
+    base_rows = pd.concat(pd.read_parquet(p) for p in (base_eval / "results").rglob("*.parquet"))
+    ours = rows[rows.candidate == "base"].sort_values(["task", "item_id", "metric"])["value"].to_numpy()
+    theirs = base_rows.sort_values(["task", "item_id", "metric"])["value"].to_numpy()
+    assert len(ours) and (ours == theirs).all()
+
+    again = run(data)
+    assert statuses(again, "reused") == stages and not statuses(again, "computed")
+
+
+def test_a_changed_knob_recomputes_exactly_what_is_downstream(finished):
+    data, _ = finished
+    changed = copy.deepcopy(data)
+    changed["sgr"]["sampling"]["max_new_tokens"] = 5
+    result = run(changed)
+    downstream = {"sgr", "recover-block_influence@0.25-reference", "eval-block_influence@0.25-reference"}
+    assert statuses(result, "computed") == downstream
+    assert statuses(result, "reused") == {"eval-base", "sweep", "compare", "prune-block_influence@0.25",
+                                          "eval-block_influence@0.25"}
+    assert statuses(run(data), "computed") == set()  # the original config's stages are all still there
+
+
+def test_changed_unfinished_and_foreign_stage_outputs_are_recomputed(finished):
+    data, first = finished
+    pruned = Path(first["prune-block_influence@0.25"]["dir"])
+    config = pruned / "config.json"
+    config.write_text(config.read_text().replace("  ", " \t", 1))  # altered after it was written, same size
+    sweep = Path(first["sweep"]["dir"])
+    (sweep / "stage.json").unlink()  # as if the run had stopped before the stage finished
+    compare = Path(first["compare"]["dir"])
+    marker = json.loads((compare / "stage.json").read_text())
+    (compare / "stage.json").write_text(json.dumps({**marker, "key": "0" * 64}))  # another config's
+    result = run(data)
+    assert statuses(result, "computed") == {"prune-block_influence@0.25", "sweep", "compare"}
+    reasons = {n: s["reason"] for n, s in result.items() if n != "_lines" and s["status"] == "computed"}
+    assert "config.json changed since it was written" in reasons["prune-block_influence@0.25"]
+    assert "not finished yet" in reasons["sweep"]
+    assert "made from another config" in reasons["compare"]
+    assert any(p.name.startswith(pruned.name + ".set-aside-") for p in pruned.parent.iterdir())  # kept, not lost
+    assert json.loads(config.read_text())  # recomputed
+    assert statuses(run(data), "computed") == set()
+
+
+def test_a_pipeline_naming_an_input_no_stage_produces_is_refused_before_anything_runs(finished, tmp_path, capsys):
+    data, _ = finished
+    bad = {**copy.deepcopy(data), "output_dir": str(tmp_path / "never")}
+    bad["recover"]["targets"] = ["angular@0.25"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["pipeline", str(path), "--local", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "recover.targets names 'angular@0.25', which no prune stage produces" in err
+    assert "block_influence@0.25, reverse@0.25" in err
+    assert not (tmp_path / "never").exists()
+
+
+class Tables(HTMLParser):
+    """The tables of a page: data-csv -> rows of cell texts (header first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.current, self.row, self.cell, self.attrs = {}, None, None, None, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.current = attrs.get("data-csv")
+            self.tables[self.current] = []
+        elif tag == "tr" and self.current:
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = ""
+        elif tag == "body":
+            self.attrs = attrs
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(self.cell)
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.tables[self.current].append(self.row)
+            self.row = None
+        elif tag == "table":
+            self.current = None
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbers(finished, tmp_path):
+    data, _ = finished
+    report = Path(data["output_dir"]) / "report"
+    page = report / "report.html"
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    parsed = Tables()
+    parsed.feed(dom.stdout)
+    figures = int(parsed.attrs["data-figures"])
+    assert figures >= 4 and int(parsed.attrs["data-figures-loaded"]) == figures  # every embedded figure decoded
+    expected_tables = {"tables/stages.csv", "tables/table1_strategies.csv", "tables/figure1_layers.csv",
+                       "tables/arithmetic_probe.csv", "tables/table2_recovery_block_influence_0.25.csv",
+                       "tables/code_errors_block_influence_0.25.csv", "tables/degeneration_block_influence_0.25.csv"}
+    assert expected_tables <= set(parsed.tables)
+    for rel, rows in parsed.tables.items():
+        csv = pd.read_csv(report / rel, dtype=str, keep_default_na=False)
+        assert rows[0] == list(csv.columns), rel
+        assert rows[1:] == csv.to_numpy().tolist(), rel  # the numbers on the page are the file's
+    assert "retention" in (report / "report.md").read_text()

@@ -10,10 +10,10 @@ This module imports no torch, transformers, ray or task code: names are checked 
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunelab.errors import ConfigError
 from prunelab.generation import GENERATION_BACKENDS, IN_MEMORY
@@ -227,6 +227,20 @@ def _check_strategies(names: list[str] | str) -> None:
         raise ValueError(f"unknown {what}; allowed: {', '.join(STRATEGIES.names())}")
 
 
+def _checked_strategies(names: list[str]) -> list[str]:
+    _check_strategies(names)
+    return names
+
+
+def _checked_ratios(ratios: list[float]) -> list[float]:
+    _check_ratios(ratios)
+    return ratios
+
+
+StrategyNames = Annotated[list[str], AfterValidator(_checked_strategies)]
+Ratios = Annotated[list[float], AfterValidator(_checked_ratios)]
+
+
 def _check_strategy_needs(strategies: list[str], options: StrategyOptions) -> None:
     for name in strategies:
         needs = STRATEGIES.entry(name).kind
@@ -291,24 +305,12 @@ class CompareConfig(StrategyOptions):
     name: str
     model: ModelSpec
     tasks: list[TaskSpec] = Field(min_length=1)
-    strategies: list[str] = Field(default=["block_influence", "angular", "reverse"], min_length=1)
-    ratios: list[float] = Field(default=[0.10, 0.15, 0.25], min_length=1)
+    strategies: StrategyNames = Field(default=["block_influence", "angular", "reverse"], min_length=1)
+    ratios: Ratios = Field(default=[0.10, 0.15, 0.25], min_length=1)
     sweep: SweepSpec = SweepSpec()
     generation: GenerationSpec = GenerationSpec()
     ray: RaySpec = RaySpec()
     output_dir: str
-
-    @field_validator("strategies")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        _check_strategies(names)
-        return names
-
-    @field_validator("ratios")
-    @classmethod
-    def _ratios(cls, ratios: list[float]) -> list[float]:
-        _check_ratios(ratios)
-        return ratios
 
     @model_validator(mode="after")
     def _needs(self):
@@ -461,21 +463,9 @@ class PipelineSweep(Frozen):
 class PipelinePrune(StrategyOptions):
     """Strategies x ratios (compare-strategies, the paper's Table 1), and the checkpoints recovery starts from."""
 
-    strategies: list[str] = Field(default=["block_influence"], min_length=1)
-    ratios: list[float] = Field(default=[0.25], min_length=1)
+    strategies: StrategyNames = Field(default=["block_influence"], min_length=1)
+    ratios: Ratios = Field(default=[0.25], min_length=1)
     sweep: SweepSpec = SweepSpec()
-
-    @field_validator("strategies")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        _check_strategies(names)
-        return names
-
-    @field_validator("ratios")
-    @classmethod
-    def _ratios(cls, ratios: list[float]) -> list[float]:
-        _check_ratios(ratios)
-        return ratios
 
 
 class PipelineSGR(Frozen):

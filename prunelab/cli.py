@@ -228,6 +228,17 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from prunelab.config import CostConfig
+    from prunelab.stages.cost import measure_costs
+
+    models = [{"name": m} for m in args.models.split(",")] if args.models else None
+    config = _config(args, CostConfig, {"output_dir": args.out, "base_model": {"name": args.base} if args.base else None,
+                                        "models": models})
+    _print_paths(measure_costs(config, progress=not args.no_progress), "markdown")
+    return 0
+
+
 def cmd_report(args) -> int:
     from prunelab.report import combine, write_report
 
@@ -349,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output_dir")
     p.set_defaults(func=cmd_pipeline)
 
+    p = sub.add_parser("cost", help="what a cut buys: parameters, memory, prefill/decode tokens/s and time to first "
+                                    "token of the base model and pruned checkpoints, beside the architecture's bound")
+    _stage_arguments(p, "configs/cost/qwen-bi25.yaml", ray=False)
+    p.add_argument("--base", help="base_model.name")
+    p.add_argument("--models", help="models: comma-separated pruned checkpoints")
+    p.add_argument("--out", help="output_dir")
+    p.set_defaults(func=cmd_cost)
+
     p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json; "
                                       "with several eval (or recover) directories and --out, one table of all their "
                                       "models (or one plot of their training curves)")
@@ -370,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="pass this variable of your environment to the job (e.g. HF_TOKEN); repeatable")
     p.add_argument("--no-wait", action="store_true", help="return once submitted; otherwise follow the logs")
     p.add_argument("stage", choices=["sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report",
-                                     "pipeline"])
+                                     "pipeline", "cost"])
     p.add_argument("job_args", nargs=argparse.REMAINDER, metavar="...", help="the stage's arguments")
     p.set_defaults(func=cmd_submit)
 

@@ -32,7 +32,7 @@ def test_shipped_configs_validate_as_the_stage_they_name(path):
     config = load_config(path)
     assert type(config) is STAGE_CONFIGS[kind] and config.kind == kind
     assert path.parent.name == {"sweep": "sweep", "eval": "eval", "prune": "prune", "compare-strategies": "compare",
-                                "sgr": "sgr", "recover": "recover", "pipeline": "pipeline"}[kind]  # configs/ is laid out by stage
+                                "sgr": "sgr", "recover": "recover", "pipeline": "pipeline", "cost": "cost"}[kind]  # configs/ is laid out by stage
 
 
 def test_every_base_is_extended_and_inherited():
@@ -47,7 +47,7 @@ def test_every_base_is_extended_and_inherited():
 def test_a_config_for_another_stage_is_refused_with_its_kind():
     with pytest.raises(ConfigError, match="is a sweep config .*needs kind: eval"):
         load_config(CONFIG_DIR / "sweep" / "default.yaml", cls=EvalConfig)
-    with pytest.raises(ConfigError, match="kind is 'sweeep'; allowed: sweep, eval, prune, compare-strategies, sgr, recover, pipeline"):
+    with pytest.raises(ConfigError, match="kind is 'sweeep'; allowed: sweep, eval, prune, compare-strategies, sgr, recover, pipeline, cost"):
         load_config(CONFIG_DIR / "sweep" / "default.yaml", ["kind=sweeep"], data={"kind": "sweeep"})
 
 

@@ -1,0 +1,113 @@
+"""Measures one model's inference cost with transformers, in a process of its own (so that its peak memory is its own):
+
+    python -m prunelab.cost.measure SPEC.json OUT.json
+
+SPEC: the checkpoint path, dtype, device, threads, the prompt token ids (one row per sequence of the batched
+setting; row 0 alone is batch 1), new_tokens, warmup and runs. Every model gets the same ids and generates exactly
+`new_tokens` tokens (`min_new_tokens` = `max_new_tokens`: no early end of sequence), so every model does the same
+work whatever it writes. Per run: time to first token at batch 1 (prompt + one token), prefill (the whole batch,
+prompt + one token), and generation of `new_tokens` at batch 1 and at the batch; decode tokens/s are the tokens
+after the first over the time after the first. Peak memory: the process's peak resident set after loading and after
+generating (CPU), or CUDA's peak allocation (GPU).
+"""
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+
+def _peak_bytes(device: str) -> int:
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def _stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def _cache_bytes(cache) -> int:
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return sum(layer.keys.nbytes + layer.values.nbytes for layer in layers if getattr(layer, "keys", None) is not None)
+    return sum(k.nbytes + v.nbytes for k, v in cache)
+
+
+def measure(spec: dict) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from prunelab.generation.hf import attention_backends
+    from prunelab.models.loading import resolve_dtype
+
+    device = spec["device"]
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    dtype = resolve_dtype(spec["dtype"], device)
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype).to(device).eval()
+    load_s = time.perf_counter() - start
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    peak_load = _peak_bytes(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    ids = torch.tensor(spec["prompt_ids"], device=device)
+    n = spec["new_tokens"]
+    pad = model.generation_config.pad_token_id
+    if pad is None:
+        eos = model.generation_config.eos_token_id
+        pad = (eos[0] if isinstance(eos, list) else eos) if eos is not None else 0
+
+    @torch.inference_mode()
+    def generate(batch, tokens: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        with attention_backends(torch.device(device)):
+            out = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
+                                 max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out.shape[1] - batch.shape[1]
+
+    with torch.inference_mode():
+        kv = _cache_bytes(model(ids[:1], use_cache=True).past_key_values)
+    one, batch = ids[:1], ids
+    timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
+    generated = set()
+    for run in range(spec["warmup"] + spec["runs"]):
+        ttft, _ = generate(one, 1)
+        prefill, _ = generate(batch, 1)
+        total_one, made_one = generate(one, n)
+        total_batch, made_batch = generate(batch, n)
+        generated |= {made_one, made_batch}
+        if run < spec["warmup"]:
+            continue
+        timings["ttft_s"].append(ttft)
+        timings["prefill_tps"].append(batch.numel() / prefill)
+        timings["decode_b1_tps"].append((n - 1) / max(total_one - ttft, 1e-9))
+        timings["decode_batch_tps"].append(batch.shape[0] * (n - 1) / max(total_batch - prefill, 1e-9))
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "embedding_parameters": embedding.numel(),
+        "head_parameters": 0 if head is embedding else head.numel(),
+        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "num_layers": model.config.get_text_config().num_hidden_layers,
+        "kv_bytes_per_token": kv / ids.shape[1],
+        "load_s": load_s, "peak_load_bytes": peak_load, "peak_generate_bytes": _peak_bytes(device),
+        "workload": {"batch": int(batch.shape[0]), "prompt_tokens": int(batch.shape[1]), "new_tokens": n,
+                     "generated_tokens": sorted(generated)},
+        **{k: _stats(v) for k, v in timings.items()},
+    }
+
+
+if __name__ == "__main__":
+    result = measure(json.loads(open(sys.argv[1]).read()))
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)

@@ -1,0 +1,197 @@
+"""`prunelab cost`: the base model and pruned checkpoints measured on the same workload, with the architecture's bound
+beside each measurement.
+
+Output directory:
+    results/<model>-<key>.json   one model's measurement (`prunelab.cost.measure`), written when it finishes; its key
+                                 hashes the checkpoint's files (names, sizes, times) and the workload, so a rerun
+                                 measures only a changed checkpoint or a new one
+    cost.csv / cost.md           per model: parameters, weight and KV-cache bytes, peak memory, prefill and decode
+                                 tokens/s (batch 1 and batched), time to first token (median [min, max] of the runs);
+                                 speed-up over the base model, the bound the architecture allows, and their ratio
+    meta.json                    config, machine, backend, dtype, versions
+
+Everything is checked before anything is measured: every checkpoint loads as a supported causal LM with the base
+model's tokenizer, and the batched setting fits in memory.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from prunelab.atomic import write_json, write_text
+from prunelab.config import CostConfig
+from prunelab.cost.bound import Shape, expected_speedups
+from prunelab.errors import ConfigError, ModelError
+from prunelab.metadata import write_meta
+from prunelab.models import inspect_model
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _device(config: CostConfig) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+
+
+def _dtype_name(config: CostConfig, device: str) -> str:
+    from prunelab.models.loading import resolve_dtype
+
+    return str(resolve_dtype(config.base_model.dtype, device)).removeprefix("torch.")
+
+
+def fingerprint(path: str) -> str:
+    """Names, sizes and modification times of a checkpoint's files: changes when any file does."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    text = json.dumps([(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files] or path)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prompt_ids(tokenizer, source: str, rows: int, length: int) -> list[list[int]]:
+    """`rows` prompts of exactly `length` tokens of the base tokenizer, from a packaged corpus's texts."""
+    from prunelab.data.corpora import load_corpus
+
+    stream: list[int] = []
+    for text in load_corpus(source, limit=None, seed=0):
+        stream += tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(stream) >= rows * length:
+            break
+    if len(stream) < rows * length:
+        raise ConfigError(f"prompts {source!r} hold {len(stream)} tokens; batch_size x prompt_tokens needs "
+                          f"{rows * length}")
+    return [stream[i * length:(i + 1) * length] for i in range(rows)]
+
+
+def _check_memory(config: CostConfig, shapes: dict, device: str, dtype_bytes: int) -> None:
+    """The batched setting must fit: the largest model's weights, its KV cache for the whole batch and the logits."""
+    need = max(((s.layers * s.layer_params() + s.embedding_params() + (0 if s.tied else s.head_params()))
+                * dtype_bytes + config.batch_size * s.kv_bytes(config.prompt_tokens + config.new_tokens, dtype_bytes)
+                + config.batch_size * config.prompt_tokens * s.vocab * 4) for s in shapes.values())
+    if device.startswith("cuda"):
+        import torch
+
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > free:
+        raise ConfigError(f"batch_size {config.batch_size} x (prompt_tokens {config.prompt_tokens} + new_tokens "
+                          f"{config.new_tokens}) needs about {need / 2**30:.1f} GiB (weights, KV cache, logits) on "
+                          f"{device}; {free / 2**30:.1f} GiB are free. Lower batch_size or prompt_tokens")
+
+
+def _label(spec, taken: set) -> str:
+    label = Path(spec.name).name or spec.name
+    while label in taken:
+        label += "'"
+    return label
+
+
+def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[str, Path]:
+    root = Path(config.output_dir)
+    device = _device(config)
+    dtype = _dtype_name(config, device)
+    dtype_bytes = BYTES.get(dtype, 4)
+    models, taken = [("base", config.base_model)], {"base"}
+    for spec in config.models:
+        label = _label(spec, taken)
+        taken.add(label)
+        models.append((label, spec))
+    facts = {label: inspect_model(spec) for label, spec in models}  # a checkpoint that is no causal LM fails here
+    base_vocab = facts["base"].tokenizer.get_vocab()
+    for label, spec in models[1:]:
+        if facts[label].tokenizer.get_vocab() != base_vocab:
+            raise ModelError(f"{spec.name!r} has another tokenizer than the base model {config.base_model.name!r}: "
+                             "costs are compared on the same token ids, so every model must share the base's")
+    shapes = {label: Shape.of(f.config) for label, f in facts.items()}
+    _check_memory(config, shapes, device, dtype_bytes)
+    ids = prompt_ids(facts["base"].tokenizer, config.prompts, config.batch_size, config.prompt_tokens)
+    write_meta(root, "cost", config, machine=_machine(device), backend="transformers", dtype=dtype, device=device)
+
+    results = {}
+    for i, (label, spec) in enumerate(models, 1):
+        workload = {"prompt_ids": ids, "new_tokens": config.new_tokens, "warmup": config.warmup, "runs": config.runs,
+                    "dtype": spec.dtype, "device": device, "threads": config.threads}
+        key = hashlib.sha256(json.dumps({"fingerprint": fingerprint(facts[label].path), **workload},
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        path = root / "results" / f"{label}-{key}.json"
+        if path.exists():
+            say(f"[{i}/{len(models)}] {label}: measured before ({path.name})")
+        else:
+            say(f"[{i}/{len(models)}] {label}: measuring ({config.warmup} warm-up + {config.runs} runs)")
+            write_json(path, {"model": spec.name, "path": facts[label].path,
+                              **_measure_in_subprocess({**workload, "path": facts[label].path})})
+        results[label] = json.loads(path.read_text())
+    return _report(root, config, results, shapes, dtype_bytes)
+
+
+def _measure_in_subprocess(spec: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="prunelab-cost-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        spec_path.write_text(json.dumps(spec))
+        done = subprocess.run([sys.executable, "-m", "prunelab.cost.measure", str(spec_path), str(out_path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ModelError(f"measuring {spec['path']!r} failed:\n{done.stderr[-2000:]}")
+        return json.loads(out_path.read_text())
+
+
+def _machine(device: str) -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None}
+
+
+def _span(stats: dict, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
+    return f"{fmt.format(stats['median'] * scale)} [{fmt.format(stats['min'] * scale)}, {fmt.format(stats['max'] * scale)}]"
+
+
+def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_bytes: int) -> dict[str, Path]:
+    base = results["base"]
+    rows, md = [], []
+    for label, r in results.items():
+        bound = expected_speedups(shapes["base"], shapes[label], config.prompt_tokens, config.new_tokens,
+                                  config.batch_size, dtype_bytes)
+        row = {"model": label, "layers": r["num_layers"], "parameters": r["parameters"],
+               "weight_mb": r["weight_bytes"] / 2**20, "kv_kb_per_token": r["kv_bytes_per_token"] / 1024,
+               "peak_load_mb": r["peak_load_bytes"] / 2**20, "peak_generate_mb": r["peak_generate_bytes"] / 2**20,
+               "memory_saved": 1 - r["peak_generate_bytes"] / base["peak_generate_bytes"]}
+        for metric, what in (("prefill_tps", "prefill"), ("decode_b1_tps", "decode_b1"),
+                             ("decode_batch_tps", "decode_batch")):
+            row[metric] = r[metric]["median"]
+            row[f"{metric}:min"], row[f"{metric}:max"] = r[metric]["min"], r[metric]["max"]
+            row[f"{what}_speedup"] = r[metric]["median"] / base[metric]["median"]
+            row[f"{what}_bound"] = bound[what]
+            row[f"{what}_of_bound"] = (row[f"{what}_speedup"] - 1) / (bound[what] - 1) if bound[what] > 1 else float("nan")
+        row["ttft_ms"] = r["ttft_s"]["median"] * 1000
+        rows.append(row)
+        md.append({"model": label, "layers": r["num_layers"], "params (M)": f"{r['parameters'] / 1e6:.1f}",
+                   "weights (MiB)": f"{row['weight_mb']:.0f}", "KV (KiB/token)": f"{row['kv_kb_per_token']:.1f}",
+                   "peak gen (MiB)": f"{row['peak_generate_mb']:.0f}",
+                   "prefill tok/s": _span(r["prefill_tps"]), "decode tok/s b1": _span(r["decode_b1_tps"]),
+                   f"decode tok/s b{config.batch_size}": _span(r["decode_batch_tps"]),
+                   "TTFT ms": _span(r["ttft_s"], 1000),
+                   "decode speed-up b1 (bound)": f"{row['decode_b1_speedup']:.2f} ({row['decode_b1_bound']:.2f})",
+                   "prefill speed-up (bound)": f"{row['prefill_speedup']:.2f} ({row['prefill_bound']:.2f})"})
+    table = pd.DataFrame(rows)
+    paths = {"csv": write_text(root / "cost.csv", table.to_csv(index=False, float_format="%.4f"))}
+    note = (f"Same {config.batch_size} prompts of {config.prompt_tokens} tokens for every model, exactly "
+            f"{config.new_tokens} generated tokens; median [min, max] of {config.runs} runs after {config.warmup} "
+            "warm-up. Bound: the speed-up the architecture allows (prefill by FLOPs, decode by bytes read per step); "
+            "`*_of_bound` in cost.csv is the measured gain as a fraction of it.")
+    paths["markdown"] = write_text(root / "cost.md", f"# Inference cost: {config.name}\n\n{note}\n\n"
+                                   + pd.DataFrame(md).to_markdown(index=False) + "\n")
+    return paths
+
+
+__all__ = ["fingerprint", "measure_costs", "prompt_ids"]

@@ -1,0 +1,122 @@
+"""Inference cost: parameter and KV-cache counts equal what each (pruned) config implies, in every family; the
+measured artifact is reused on a rerun and remeasured for a changed checkpoint only; every model gets the same
+workload; checkpoints that are no causal LM, or have another tokenizer, and batches that cannot fit are refused
+before anything is measured, keeping what was measured before. No wall-clock figure is asserted."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tiny
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from prunelab.cli import main
+from prunelab.config import CostConfig, parse_config
+from prunelab.cost.bound import Shape, expected_speedups
+from prunelab.cost.measure import _cache_bytes
+from prunelab.errors import ConfigError, ModelError
+from prunelab.stages.cost import measure_costs
+from prunelab.surgery import drop_layers, save_pruned
+
+
+@pytest.mark.parametrize("family", tiny.FAMILIES)
+def test_counts_equal_what_the_pruned_config_implies(family):
+    model = tiny.model(family, num_layers=4)
+    drop_layers(model, [1, 2])
+    shape = Shape.of(model.config)
+    assert shape.layers == 2
+    for layer in model.model.layers:  # every 2-D weight of a layer (biases and norms are vectors)
+        assert sum(p.numel() for p in layer.parameters() if p.dim() == 2) == shape.layer_params()
+    assert model.get_input_embeddings().weight.numel() == shape.embedding_params()
+    ids = torch.randint(3, tiny.VOCAB, (1, 20))
+    with torch.inference_mode():
+        cache = model(ids, use_cache=True).past_key_values
+    assert _cache_bytes(cache) == shape.kv_bytes(20, 4)
+    if not shape.sliding_layers:  # Gemma's sliding-window layers stop growing at their window
+        assert shape.kv_bytes(20, 4) == 20 * shape.kv_bytes_per_token(4)
+    full = Shape.of(tiny.model(family, num_layers=4).config)
+    bound = expected_speedups(full, shape, 20, 8, 4, 4)
+    assert 1 < bound["prefill"] < 2 and 1 < bound["decode_b1"] < 2  # half the layers, the head stays
+
+
+def cost_config(base, models, out, **extra) -> CostConfig:
+    return parse_config({"kind": "cost", "name": "tiny", "base_model": {"name": str(base), "dtype": "float32"},
+                         "models": [{"name": str(m), "dtype": "float32"} for m in models], "prompt_tokens": 16,
+                         "new_tokens": 4, "batch_size": 2, "warmup": 0, "runs": 1, "output_dir": str(out), **extra},
+                        cls=CostConfig)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cost")
+    base = tiny_model_dir("llama")
+    from prunelab.models import load_model
+
+    model, tok = load_model(str(base), dtype="float32")
+    drop_layers(model, [1, 2])
+    pruned = save_pruned(model, tok, root / "pruned", {"base_model": str(base), "removed_layers": [1, 2]})
+    return base, pruned, root
+
+
+@pytest.mark.slow
+def test_measured_costs_are_reused_and_remeasured_when_a_checkpoint_changes(checkpoints, tmp_path):
+    base, pruned, _ = checkpoints
+    out = tmp_path / "cost"
+    said = []
+    measure_costs(cost_config(base, [pruned], out), say=said.append)
+    assert [s.split(":")[1].strip().split()[0] for s in said] == ["measuring", "measuring"]
+    results = {p.name.split("-")[0]: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert set(results) == {"base", "pruned"}
+    workloads = [r["workload"] for r in results.values()]
+    assert workloads[0] == workloads[1] == {"batch": 2, "prompt_tokens": 16, "new_tokens": 4, "generated_tokens": [4]}
+    assert results["pruned"]["num_layers"] == 2 and results["base"]["num_layers"] == 4
+    shape = Shape.of(AutoConfig.from_pretrained(pruned))
+    assert results["pruned"]["kv_bytes_per_token"] == shape.kv_bytes_per_token(4)
+    table = pd.read_csv(out / "cost.csv")
+    assert list(table["model"]) == ["base", "pruned"] and table["decode_b1_bound"][1] > 1
+    assert (table[["prefill_tps", "decode_b1_tps", "decode_batch_tps"]] > 0).all().all()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["backend"] == "transformers" and meta["dtype"] == "float32" and meta["machine"]["cores"]
+
+    said.clear()
+    measure_costs(cost_config(base, [pruned], out), say=said.append)
+    assert all("measured before" in s for s in said)
+    weights = next(Path(pruned).glob("*.safetensors"))
+    os.utime(weights)  # the checkpoint changed (a new export over it)
+    said.clear()
+    measure_costs(cost_config(base, [pruned], out), say=said.append)
+    assert ["measured before" in s for s in said] == [True, False]
+
+
+def test_bad_checkpoints_and_batches_are_refused_before_measuring(checkpoints, tmp_path, capsys):
+    base, pruned, root = checkpoints
+    out = tmp_path / "cost"
+    (out / "results").mkdir(parents=True)
+    kept = out / "results" / "base-0000.json"
+    kept.write_text("{}")  # something measured before
+    not_lm = root / "not-a-causal-lm"
+    not_lm.mkdir(exist_ok=True)
+    (not_lm / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    with pytest.raises(ModelError, match="not-a-causal-lm"):
+        measure_costs(cost_config(base, [not_lm], out))
+    other_tok = root / "other-tokenizer"
+    if not other_tok.exists():
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(pruned)
+        tok = AutoTokenizer.from_pretrained(pruned)
+        tok.add_tokens(["<only-here>"])
+        model.save_pretrained(other_tok)
+        tok.save_pretrained(other_tok)
+    with pytest.raises(ModelError, match="has another tokenizer than the base model"):
+        measure_costs(cost_config(base, [other_tok], out))
+    with pytest.raises(ConfigError, match="batch_size 100000000 x .* needs about .* GiB"):
+        measure_costs(cost_config(base, [pruned], out, batch_size=10**8))
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps({"kind": "cost", "name": "x", "base_model": {"name": str(base)},
+                                "models": [{"name": str(not_lm)}], "output_dir": str(out)}))
+    assert main(["cost", str(path)]) == 2 and "not-a-causal-lm" in capsys.readouterr().err
+    assert kept.read_text() == "{}" and sorted(p.name for p in (out / "results").iterdir()) == ["base-0000.json"]

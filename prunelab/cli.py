@@ -239,6 +239,15 @@ def cmd_cost(args) -> int:
     return 0
 
 
+def cmd_samples(args) -> int:
+    from prunelab.report.samples import format_samples, samples
+
+    table = samples(args.dir, task=args.task, candidate=args.candidate, flipped=args.flipped)
+    print(format_samples(table.head(args.limit) if args.limit else table, width=args.width))
+    print(f"\n{len(table)} samples" + (f" (first {args.limit} shown)" if args.limit and len(table) > args.limit else ""))
+    return 0
+
+
 def cmd_report(args) -> int:
     from prunelab.report import combine, write_report
 
@@ -367,6 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", help="models: comma-separated pruned checkpoints")
     p.add_argument("--out", help="output_dir")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("samples", help="the outputs behind the scores: each candidate's generations and what was "
+                                       "scored from them, beside the base model's")
+    p.add_argument("dir", metavar="RUN_DIR", help="a sweep, eval or compare-strategies output directory")
+    p.add_argument("--task", help="only this task")
+    p.add_argument("--candidate", help="only this candidate (e.g. drop-5, model)")
+    p.add_argument("--flipped", action="store_true", help="only items the base model solved and the candidate lost")
+    p.add_argument("--limit", type=int, default=20, help="print at most this many (0: all)")
+    p.add_argument("--width", type=int, default=600, help="characters of each text shown")
+    p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("report", help="re-render the report of an artifact directory from its results and meta.json; "
                                       "with several eval (or recover) directories and --out, one table of all their "

@@ -81,13 +81,14 @@ def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: Worker
     def on_result(unit: Unit, candidate: Candidate, results: list) -> None:
         task = plan.tasks[unit.task]
         if unit.generative:
-            metrics = task.score(unit.items, results)
+            metrics, samples = task.score_with_samples(unit.items, results)
         else:
             metrics = [task.score_item(item, s) for item, s in zip(unit.items, regroup(unit.items, results))]
         rows = [(item.id, m) for item, m in zip(unit.items, metrics) if (unit.task, candidate, item.id) not in done]
         if rows:
-            if unit.generative:
-                store.write_generations(unit.task, candidate, [g.record() for g in results])
+            if unit.generative:  # each generation with what was scored from it, in one atomic file
+                store.write_generations(unit.task, candidate, [g.record() | sample for g, sample in
+                                                               zip(results, samples)])
             store.write(unit.task, candidate, rows)
             done.update((unit.task, candidate, item_id) for item_id, _ in rows)
         bar.update(1)

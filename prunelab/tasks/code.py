@@ -24,7 +24,7 @@ from pathlib import Path
 from prunelab.data.evalplus import plus_tasks
 from prunelab.metrics.code_errors import CLASSES, classify
 from prunelab.sandbox import Check, check_sandbox, isolation, run_checks
-from prunelab.tasks.generative import GenerativeTask
+from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
 
 PLUS_HARNESS = (Path(__file__).parent.parent / "sandbox" / "plus_harness.py").read_text()
 
@@ -104,7 +104,10 @@ class CodeTask(GenerativeTask):
             if plus_outcome is not None:
                 metrics["pass@1_plus"] = float(plus_outcome.status == "passed")
             cls = classify(code, gen.finish_reason, plus_outcome or base_outcome)
-            out.append({**metrics, **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}})
+            seen = plus_outcome or base_outcome
+            sample = {"scored": code, "outcome": seen.status + (f" ({seen.exception})" if seen.exception else ""),
+                      "outcome_message": seen.message, "error_class": cls}
+            out.append({**metrics, **{f"err_{c}": float(cls == c) for c in CLASSES[1:]}, SAMPLE_KEY: sample})
         return out
 
 

@@ -19,6 +19,10 @@ from prunelab.metrics.degeneration import degeneration
 from prunelab.tasks.base import sample_indices
 
 CHAT_MODES = ("auto", "on", "off")
+# what a task's scorer read from each output, stored beside the generation (`score_outputs` puts it under SAMPLE_KEY):
+# the extracted answer or the assembled program, the gold answer, the outcome, its message, the error class
+SAMPLE_KEY = "_sample"
+SAMPLE_FIELDS = ("scored", "gold", "outcome", "outcome_message", "error_class")
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,20 @@ class GenerativeTask:
     def score(self, items: Sequence[GenItem], generations: Sequence[Generation],
               progress: bool = False) -> list[dict[str, float]]:
         """Per-item metrics, in the order of `items`."""
+        return self.score_with_samples(items, generations, progress)[0]
+
+    def score_with_samples(self, items: Sequence[GenItem], generations: Sequence[Generation],
+                           progress: bool = False) -> tuple[list[dict[str, float]], list[dict[str, str | None]]]:
+        """(per-item metrics, per-item samples: what was scored from each output, `SAMPLE_FIELDS`)."""
         task_scores = self.score_outputs(items, generations, progress)
-        out = []
+        out, samples = [], []
         for gen, scores in zip(generations, task_scores):
+            scores = dict(scores)
+            sample = {k: None for k in SAMPLE_FIELDS} | scores.pop(SAMPLE_KEY, {})
             common = {"truncated": float(gen.finish_reason == "length"), "output_tokens": float(gen.output_tokens)}
             out.append({**scores, **common, **degeneration(gen.text)})
-        return out
+            samples.append(sample)
+        return out, samples
 
     def prompt(self, row: dict, shots: list[dict]) -> tuple[list[tuple[str, str]], str]:
         """(chat turns, completion prompt) for one row, with `shots` as few-shot examples."""

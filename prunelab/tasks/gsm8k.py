@@ -11,7 +11,7 @@ import threading
 
 from math_verify import parse, verify
 
-from prunelab.tasks.generative import GenerativeTask
+from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
 
 _INSTRUCTION = ("Given the following problem, reason and give a final answer to the problem.\nProblem: {question}\n"
                 'Your response should end with "The final answer is [answer]" where [answer] is the response to the '
@@ -59,6 +59,9 @@ class GSM8K(GenerativeTask):
         out = []
         for item, gen in zip(items, generations):
             gold = parse(item.reference["short_answer"], parsing_timeout=_timeout())
-            ok = bool(gold) and verify(gold, extract_answer(gen.text), timeout_seconds=_timeout())
-            out.append({"exact_match": float(ok)})
+            answer = extract_answer(gen.text)
+            ok = bool(gold) and verify(gold, answer, timeout_seconds=_timeout())
+            sample = {"scored": str(answer[-1]) if answer else "", "gold": str(item.reference["short_answer"]),
+                      "outcome": "correct" if ok else "wrong"}
+            out.append({"exact_match": float(ok), SAMPLE_KEY: sample})
         return out

@@ -3,7 +3,7 @@ against the reference summary."""
 
 from rouge_score import rouge_scorer
 
-from prunelab.tasks.generative import GenerativeTask
+from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
 
 _INSTRUCTION = "Summarize the following article in one sentence.\n\nArticle: {document}"
 
@@ -30,5 +30,8 @@ class XSum(GenerativeTask):
         out = []
         for item, gen in zip(items, generations):
             scores = scorer.score(item.reference["summary"], gen.text.strip())
-            out.append({name: scores[name].fmeasure for name in self.task_metrics})
+            metrics = {name: scores[name].fmeasure for name in self.task_metrics}
+            sample = {"scored": gen.text.strip(), "gold": item.reference["summary"],
+                      "outcome": " ".join(f"{k} {v:.3f}" for k, v in metrics.items())}
+            out.append({**metrics, SAMPLE_KEY: sample})
         return out

@@ -1,0 +1,86 @@
+"""The outputs behind every generative score: each stored generation carries what was scored from it (the extracted
+answer, the assembled program, the sandbox's outcome and message, the error class), consistent with its metrics,
+kept without duplicates through a resumed run; `prunelab samples` shows them beside the base model's; a run made
+before samples were kept is a clear error."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from prunelab.cli import main
+from prunelab.errors import ResultsError
+from prunelab.report.samples import samples
+from prunelab.results import BASE, ResultsStore
+from prunelab.tasks import build_task
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("samples")
+    base = tiny_model_dir("qwen2")
+    pruned = root / "pruned"
+    assert main(["drop", "--model", str(base), "--layers", "1", "--out", str(pruned), "--dtype", "float32"]) == 0
+    out = root / "eval"
+    args = ["eval", "--model", str(pruned), "--base", str(base), "--tasks", "gsm8k,humaneval", "--limit", "3",
+            "--out", str(out), "--dtype", "float32", "--no-progress", "tasks.0.max_new_tokens=6",
+            "tasks.1.max_new_tokens=6", "generation.batch_size=3"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_every_generation_carries_what_was_scored_from_it(run_dir):
+    out, args = run_dir
+    gens = ResultsStore(out).generations().to_pandas()
+    rows = ResultsStore(out).read().to_pandas()
+    metric = rows.set_index(["task", "candidate", "item_id", "metric"])["value"]
+    code = build_task("humaneval", limit=3)
+    refs = {f"humaneval-{r['id']}": {**r, "chat": False} for r in code.rows()[0]}
+    for g in gens.itertuples():
+        if g.task == "humaneval":
+            assert g.scored == code.check(refs[g.item_id], g.output)[0]  # the program as assembled from the output
+            passed = metric[(g.task, g.candidate, g.item_id, "pass@1")] == 1.0
+            assert g.outcome.startswith("passed") == passed and g.error_class in (
+                "passed", "truncated", "bracket", "syntax", "undefined_name", "timeout", "assertion", "other")
+            assert metric[(g.task, g.candidate, g.item_id, f"err_{g.error_class}")] == 1.0 or g.error_class == "passed"
+        else:
+            assert g.outcome == ("correct" if metric[(g.task, g.candidate, g.item_id, "exact_match")] else "wrong")
+            assert g.gold and isinstance(g.scored, str)
+
+    # a resumed run rewrites a lost chunk in place: still one sample per (task, candidate, item)
+    victim = sorted((out / "results" / "humaneval" / "model").glob("*.parquet"))[0]
+    victim.unlink()
+    assert main(args) == 0
+    again = ResultsStore(out).generations().to_pandas()
+    assert len(again) == len(gens) == 2 * 2 * 3
+    assert not again.duplicated(["task", "candidate", "item_id"]).any()
+    assert again["outcome"].notna().all()
+
+
+def test_samples_sit_beside_the_base_models(run_dir, capsys):
+    out, _ = run_dir
+    table = samples(out, task="humaneval")
+    assert len(table) == 3 and set(table["candidate"]) == {"model"}
+    assert table["base_output"].notna().all() and table["base_outcome"].notna().all()
+    flipped = samples(out, flipped=True)
+    assert (flipped["base_score"] > flipped["score"]).all()
+    assert main(["samples", str(out), "--task", "humaneval", "--limit", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "== humaneval humaneval-HumanEval/" in printed and "-- base output:" in printed and "3 samples (first 2 shown)" in printed
+    assert main(["samples", str(out), "--task", "mbpp"]) == 2
+    assert "task 'mbpp' has no generations" in capsys.readouterr().err
+
+
+def test_a_run_made_before_samples_were_kept_is_a_clear_error(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    shutil.rmtree(old / "generations")
+    store = ResultsStore(old)
+    records = [{"item_id": "gsm8k-1", "prompt": "p", "output": "o", "finish_reason": "stop", "prompt_tokens": 1,
+                "output_tokens": 1, "latency_s": 0.1, "reused_tokens": 0}]
+    store.write_generations("gsm8k", BASE, records)  # what a run wrote before samples were kept
+    with pytest.raises(ResultsError, match="made before prunelab kept them"):
+        samples(old)
+    assert main(["samples", str(old)]) == 2 and "no scored samples" in capsys.readouterr().err
+    assert isinstance(pd.read_csv(old / "retention.csv", index_col=0), pd.DataFrame)  # nothing else touched

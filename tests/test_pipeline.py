@@ -40,6 +40,7 @@ def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
         "recover": {"targets": ["block_influence@0.25"], "responses": ["reference"],
                     "training": {"max_steps": 2, "save_steps": 2, "batch_size": 4, "per_device_batch_size": 2,
                                  "max_length": 128, "warmup_steps": 0}},
+        "cost": {"prompt_tokens": 8, "new_tokens": 3, "batch_size": 2, "warmup": 0, "runs": 1},
         "output_dir": str(out)}
 
 
@@ -66,7 +67,7 @@ def finished(tiny_model_dir, tmp_path_factory):
 
 def test_every_stage_runs_once_and_a_rerun_reuses_them_all(finished):
     data, first = finished
-    stages = {"eval-base", "sweep", "compare", "sgr", "prune-block_influence@0.25",
+    stages = {"eval-base", "sweep", "compare", "cost", "sgr", "prune-block_influence@0.25",
               "recover-block_influence@0.25-reference", "eval-block_influence@0.25",
               "eval-block_influence@0.25-reference"}
     assert statuses(first, "computed") == stages
@@ -90,7 +91,7 @@ def test_a_changed_knob_recomputes_exactly_what_is_downstream(finished):
     result = run(changed)
     downstream = {"sgr", "recover-block_influence@0.25-reference", "eval-block_influence@0.25-reference"}
     assert statuses(result, "computed") == downstream
-    assert statuses(result, "reused") == {"eval-base", "sweep", "compare", "prune-block_influence@0.25",
+    assert statuses(result, "reused") == {"eval-base", "sweep", "compare", "cost", "prune-block_influence@0.25",
                                           "eval-block_influence@0.25"}
     assert statuses(run(data), "computed") == set()  # the original config's stages are all still there
 
@@ -179,7 +180,8 @@ def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbe
     assert figures >= 4 and int(parsed.attrs["data-figures-loaded"]) == figures  # every embedded figure decoded
     expected_tables = {"tables/stages.csv", "tables/table1_strategies.csv", "tables/figure1_layers.csv",
                        "tables/arithmetic_probe.csv", "tables/table2_recovery_block_influence_0.25.csv",
-                       "tables/code_errors_block_influence_0.25.csv", "tables/degeneration_block_influence_0.25.csv"}
+                       "tables/code_errors_block_influence_0.25.csv", "tables/degeneration_block_influence_0.25.csv",
+                       "tables/cost_retention.csv", "tables/cost.csv"}
     assert expected_tables <= set(parsed.tables)
     for rel, rows in parsed.tables.items():
         csv = pd.read_csv(report / rel, dtype=str, keep_default_na=False)

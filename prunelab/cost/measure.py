@@ -2,7 +2,7 @@
 
     python -m prunelab.cost.measure SPEC.json OUT.json
 
-SPEC: the checkpoint path, dtype, device, threads, the prompt token ids (one row per sequence of the batched
+SPEC: the checkpoint path (and `removed`: layers to drop from it in memory), dtype, device, threads, the prompt token ids (one row per sequence of the batched
 setting; row 0 alone is batch 1), new_tokens, warmup and runs. Every model gets the same ids and generates exactly
 `new_tokens` tokens (`min_new_tokens` = `max_new_tokens`: no early end of sequence), so every model does the same
 work whatever it writes. Per run: time to first token at batch 1 (prompt + one token), prefill (the whole batch,
@@ -49,7 +49,12 @@ def measure(spec: dict) -> dict:
         torch.set_num_threads(spec["threads"])
     dtype = resolve_dtype(spec["dtype"], device)
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype)
+    if spec.get("removed"):  # a pruned variant of the checkpoint, made in memory (as a sweep makes them)
+        from prunelab.surgery import drop_layers
+
+        drop_layers(model, spec["removed"])
+    model = model.to(device).eval()
     load_s = time.perf_counter() - start
     if device.startswith("cuda"):
         torch.cuda.synchronize()

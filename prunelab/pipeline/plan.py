@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prunelab.config import (
     CompareConfig,
+    CostConfig,
     EvalConfig,
     PipelineConfig,
     PruneConfig,
@@ -81,6 +82,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
     p.add("compare", CompareConfig, (), name=f"{name}-strategies", model=model, tasks=tasks,
           strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
           generation=generation, ray=config.ray.model_dump(), **options)
+    if config.cost is not None:  # every strategy x ratio's layers, removed in memory, against the base
+        p.add("cost", CostConfig, ("compare",), name=f"{name}-cost", base_model=model, **config.cost.model_dump())
     if config.recover is None:
         return list(p.stages.values())
     s = config.sgr

@@ -9,6 +9,7 @@ re-renders the report from. The base model is evaluated once (stage eval-base): 
 its rows, so each computes only its own model.
 """
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -84,6 +85,12 @@ def run_stage(stage: Stage, stages: dict[str, Stage], runners: Runners, progress
     elif stage.kind == "prune":
         with runners.executor(c.ray) as executor:
             prune(c, executor, progress=progress)
+    elif stage.kind == "cost":
+        from prunelab.stages.cost import measure_costs
+
+        chosen = json.loads((stages["compare"].output_dir / "selections.json").read_text())["selections"]
+        measure_costs(c.model_copy(update={"removed": {k: v["removed"] for k, v in chosen.items()}}),
+                      progress=progress)
     elif stage.kind == "sgr":
         generate_corpus(c, runners.sgr, progress=progress)
     elif stage.kind == "recover":

@@ -8,6 +8,8 @@ from the stage directories named in `pipeline.json` (their retention CSVs, meta.
     degeneration  Rep-n and Self-BLEU-4 of each model's generations, minus the base model's
     code errors   the error taxonomy of generated code per model: brackets, other syntax, truncation, the rest
     training    training perplexity per step of every recovery run
+    cost        retention against measured decode speed-up and memory saved, per strategy x ratio (with `cost:`)
+    examples    for each pruned model, items the base model solved and it lost, with both outputs
 
 Every table on the page is a CSV under `report/tables/`, printed cell for cell as the CSV holds it, so the page and
 the files cannot disagree (a browser test checks it).
@@ -60,6 +62,10 @@ class Page:
             path = copy
         self.sections[-1]["parts"].append(("figure", path, caption))
 
+    def example(self, heading: str, blocks: list[tuple[str, str]]) -> None:
+        """A worked example: a heading and (label, verbatim text) blocks, e.g. two outputs side by side."""
+        self.sections[-1]["parts"].append(("example", heading, blocks))
+
     def markdown(self) -> str:
         out = [f"# {self.title}\n"]
         for s in self.sections:
@@ -67,6 +73,8 @@ class Page:
             for kind, path, body in s["parts"]:
                 if kind == "table":
                     out.append(body.to_markdown(index=False) + f"\n\n(`{path.relative_to(self.root)}`)\n")
+                elif kind == "example":
+                    out.append(f"**{path}**\n\n" + "\n".join(f"{label}:\n```\n{text}\n```\n" for label, text in body))
                 else:
                     out.append(f"![{body}]({path.relative_to(self.root)})\n")
         return "\n".join(out)
@@ -85,6 +93,11 @@ class Page:
                                    for row in content.itertuples(index=False))
                     body.append(f'<table data-csv="{rel}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
                                 f"</table><p class=src>{rel}</p>")
+                elif kind == "example":
+                    cells = "".join(f"<div><b>{html.escape(label)}</b><pre>{html.escape(text)}</pre></div>"
+                                    for label, text in content)
+                    body.append(f"<details><summary>{html.escape(path)}</summary><div class=pair>{cells}</div>"
+                                "</details>")
                 else:
                     data = base64.b64encode(path.read_bytes()).decode()
                     body.append(f'<figure><img alt="{html.escape(content)}" src="data:image/png;base64,{data}">'
@@ -95,7 +108,8 @@ class Page:
                  "imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
                  "collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:"
-                 "100%}.src{color:#777;font-size:11px}")
+                 "100%}.src{color:#777;font-size:11px}.pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}pre{white-space:"
+                 "pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}")
         return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"
                 f"{style}</style></head><body>{''.join(body)}{check}</body></html>")
 
@@ -242,6 +256,86 @@ def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> No
     page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
 
 
+def _cost(page: Page, cost_dir: Path, compare_dir: Path, out: Path) -> None:
+    """Retention against measured decode speed-up and memory, one point per strategy x ratio, the base at (1, 1)."""
+    cost_path, strategies_path = cost_dir / "cost.csv", compare_dir / "strategies.csv"
+    if not cost_path.exists() or not strategies_path.exists():
+        return
+    cost = pd.read_csv(cost_path).set_index("model")
+    strategies = pd.read_csv(strategies_path)
+    rows = [{"model": "base", "removed": "", "decode speed-up b1": 1.0, "decode bound b1": 1.0,
+             "decode speed-up batched": 1.0, "memory saved": 0.0, "classification mean": "1.000",
+             "generative mean": "1.000"}]
+    points = [("base", 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
+    for _, r in strategies.iterrows():
+        key = f"{r['strategy']}@{r['ratio']:g}"
+        if key not in cost.index:
+            continue
+        c = cost.loc[key]
+        one = strategies[(strategies.strategy == r["strategy"]) & (strategies.ratio == r["ratio"])]
+        cls, gen = (with_interval(one, g)[0] if g in one else "" for g in ("classification_mean", "generative_mean"))
+        rows.append({"model": key, "removed": r["removed"], "decode speed-up b1": c["decode_b1_speedup"],
+                     "decode bound b1": c["decode_b1_bound"], "decode speed-up batched": c["decode_batch_speedup"],
+                     "memory saved": c["memory_saved"], "classification mean": cls, "generative mean": gen})
+        means = [r.get(f"{g}{suffix}", float("nan")) for g in ("classification_mean", "generative_mean")
+                 for suffix in ("", ":ci_low", ":ci_high")]
+        points.append((key, c["decode_b1_speedup"], c["memory_saved"], *means))
+    if len(rows) == 1:
+        return
+    page.section("What a cut buys: retention against measured speed-up and memory",
+                 "Decode speed-up (batch 1 and batched) and peak memory saved, measured on the same workload "
+                 "(prunelab cost), beside the bound the architecture allows; the retention of the same removed layers.")
+    page.table("cost_retention", pd.DataFrame(rows))
+    page.table("cost", cost.reset_index())
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, x_index, xlabel in ((axes[0], 1, "decode speed-up (batch 1)"), (axes[1], 2, "peak memory saved")):
+        for offset, marker, name in ((3, "o", "classification"), (6, "^", "generative")):
+            xs = [p[x_index] for p in points]
+            ys = [p[offset] for p in points]
+            lo = [max(0.0, p[offset] - p[offset + 1]) if pd.notna(p[offset + 1]) else 0 for p in points]
+            hi = [max(0.0, p[offset + 2] - p[offset]) if pd.notna(p[offset + 2]) else 0 for p in points]
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, capsize=3, label=name)
+        for p in points:
+            ax.annotate(p[0], (p[x_index], p[3]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mean retention")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    path = out / "figures" / "cost_retention.png"
+    _save(fig, plt, path)
+    page.figure(path, "Retention against decode speed-up and memory saved (base at speed-up 1, nothing saved)")
+
+
+def _flipped_examples(page: Page, compare_dir: Path, per_candidate: int = 2) -> None:
+    """For each candidate, a few items the base model solved and it failed, with both outputs."""
+    from prunelab.errors import ResultsError
+    from prunelab.report.samples import samples
+
+    try:
+        flipped = samples(compare_dir, flipped=True)
+    except ResultsError:
+        return  # no generative task, or a run made before samples were kept
+    if flipped.empty:
+        return
+    chosen = json.loads((compare_dir / "selections.json").read_text())["selections"]
+    names = {"drop-" + "+".join(map(str, sorted(v["removed"]))): k for k, v in chosen.items()}
+    page.section("Where it breaks: items the base model solved and the pruned model lost",
+                 "The first items of each pruned model whose primary metric fell below the base model's, with both "
+                 "outputs and what was scored from them.")
+    for candidate, group in flipped.groupby("candidate", sort=True):
+        for r in group.head(per_candidate).itertuples(index=False):
+            label = names.get(candidate, candidate)
+            blocks = [(f"{label}: {r.outcome}" + (f", {r.error_class}" if getattr(r, "error_class", None) else ""),
+                       _text(r.output)), (f"base: {r.base_outcome}", _text(r.base_output))]
+            page.example(f"{r.task} {r.item_id}: {label} ({candidate})", blocks)
+
+
+def _text(value, width: int = 1200) -> str:
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return text if len(text) <= width else text[:width] + " ..."
+
+
 def write_pipeline_report(root: str | Path) -> dict[str, Path]:
     """report.md and report.html under ROOT/report, from ROOT/pipeline.json and the stage directories it names."""
     from prunelab.errors import ResultsError
@@ -260,6 +354,9 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
     if "compare" in stages:
         _strategies(page, stages["compare"])
+        if "cost" in stages:
+            _cost(page, stages["cost"], stages["compare"], out)
+        _flipped_examples(page, stages["compare"])
     groups = {}
     for target in (config.get("recover") or {}).get("targets", []):
         rows = [(f"pruned {target}", stages.get(f"eval-{target}"))]

@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -105,12 +106,30 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
         taken.add(label)
         models.append((label, spec))
     facts = {label: inspect_model(spec) for label, spec in models}  # a checkpoint that is no causal LM fails here
+    removed = {}
+    for label, layers in config.removed.items():
+        if label in taken:
+            raise ConfigError(f"removed: label {label!r} is taken (by the base model or a checkpoint)")
+        bad = [i for i in layers if not 0 <= i < facts["base"].num_layers]
+        if bad or len(set(layers)) != len(layers) or len(layers) >= facts["base"].num_layers:
+            raise ConfigError(f"removed.{label}: {layers} is not a set of layers to remove from the base model's "
+                              f"{facts['base'].num_layers} (0-based, distinct, not all)")
+        taken.add(label)
+        removed[label] = sorted(layers)
+        models.append((label, config.base_model))
+        facts[label] = facts["base"]
     base_vocab = facts["base"].tokenizer.get_vocab()
     for label, spec in models[1:]:
         if facts[label].tokenizer.get_vocab() != base_vocab:
             raise ModelError(f"{spec.name!r} has another tokenizer than the base model {config.base_model.name!r}: "
                              "costs are compared on the same token ids, so every model must share the base's")
     shapes = {label: Shape.of(f.config) for label, f in facts.items()}
+    for label, layers in removed.items():
+        base = shapes["base"]
+        kept = [i for i in range(base.layers) if i not in layers]
+        types = list(getattr(facts["base"].config, "layer_types", None) or [])
+        sliding = sum(types[i] == "sliding_attention" for i in kept) if types and base.sliding_window else 0
+        shapes[label] = replace(base, layers=len(kept), sliding_layers=sliding)
     _check_memory(config, shapes, device, dtype_bytes)
     ids = prompt_ids(facts["base"].tokenizer, config.prompts, config.batch_size, config.prompt_tokens)
     write_meta(root, "cost", config, machine=_machine(device), backend="transformers", dtype=dtype, device=device)
@@ -118,7 +137,7 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
     results = {}
     for i, (label, spec) in enumerate(models, 1):
         workload = {"prompt_ids": ids, "new_tokens": config.new_tokens, "warmup": config.warmup, "runs": config.runs,
-                    "dtype": spec.dtype, "device": device, "threads": config.threads}
+                    "dtype": spec.dtype, "device": device, "threads": config.threads, "removed": removed.get(label, [])}
         key = hashlib.sha256(json.dumps({"fingerprint": fingerprint(facts[label].path), **workload},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = root / "results" / f"{label}-{key}.json"
@@ -126,7 +145,7 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
             say(f"[{i}/{len(models)}] {label}: measured before ({path.name})")
         else:
             say(f"[{i}/{len(models)}] {label}: measuring ({config.warmup} warm-up + {config.runs} runs)")
-            write_json(path, {"model": spec.name, "path": facts[label].path,
+            write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
                               **_measure_in_subprocess({**workload, "path": facts[label].path})})
         results[label] = json.loads(path.read_text())
     return _report(root, config, results, shapes, dtype_bytes)

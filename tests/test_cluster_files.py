@@ -139,7 +139,7 @@ def test_runtime_env_is_valid_and_keeps_no_second_dependency_list():
     assert {".venv", "runs"} <= set(env["excludes"])
 
 
-STAGES = {"sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report"}
+STAGES = {"sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report", "pipeline", "cost"}
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -160,5 +160,5 @@ def test_the_cli_stages_are_the_job_stages():
     from prunelab import cli
 
     source = Path(cli.__file__).read_text()
-    stages = set(re.findall(r'sub\.add_parser\("([a-z-]+)"', source)) - {"drop", "models", "submit"}
+    stages = set(re.findall(r'sub\.add_parser\("([a-z-]+)"', source)) - {"drop", "models", "submit", "samples"}
     assert stages == STAGES

@@ -45,6 +45,9 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
     if any(c.is_base for _, c, _ in store.done()):
         return 0
     rows = ResultsStore(base.output_dir).read().to_pandas()
+    # the base model's rows: "model" in an evaluation of the base alone (eval-base), "base" in one against it
+    which = "base" if (rows.candidate == "base").any() else "model"
+    rows = rows[rows.candidate == which]
     if rows.empty:
         return 0
     store.claim(stage.config.identity())
@@ -56,6 +59,7 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
     generations = ResultsStore(base.output_dir).generations()
     if generations is not None:
         table = generations.to_pandas()
+        table = table[table.candidate == which]
         for task, group in table.groupby("task", sort=False):
             records = group.drop(columns=["model", "task", "candidate"]).to_dict("records")
             store.write_generations(task, BASE, records)

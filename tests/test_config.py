@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from prunelab.config import (
     STAGE_CONFIGS,
     CompareConfig,
+    CostConfig,
     EvalConfig,
     PruneConfig,
     load_config,
@@ -78,7 +79,8 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_configs_cover_the_papers_models():
-    names = {load_config(p).model.name for p in CONFIGS}
+    configs = [load_config(p) for p in CONFIGS]
+    names = {(c.base_model if isinstance(c, CostConfig) else c.model).name for c in configs}
     assert {"qwen2.5-coder-0.5b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct",
             "mistralai/Mistral-7B-Instruct-v0.3", "google/gemma-2-2b-it"} <= names
 

@@ -44,7 +44,8 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
     store.check_claim(stage.config.identity())
     if any(c.is_base for _, c, _ in store.done()):
         return 0
-    rows = ResultsStore(base.output_dir).read().to_pandas()
+    source = ResultsStore(base.output_dir)
+    rows = source.read().to_pandas()
     # the base model's rows: "model" in an evaluation of the base alone (eval-base), "base" in one against it
     which = "base" if (rows.candidate == "base").any() else "model"
     rows = rows[rows.candidate == which]
@@ -56,7 +57,7 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
         items = [(str(i), dict(zip(g["metric"], g["value"]))) for i, g in group.groupby("item_id", sort=False)]
         store.write(task, BASE, items)
         seeded += len(items)
-    generations = ResultsStore(base.output_dir).generations()
+    generations = source.generations()
     if generations is not None:
         table = generations.to_pandas()
         table = table[table.candidate == which]

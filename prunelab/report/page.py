@@ -47,7 +47,7 @@ class Page:
         self.sections.append({"heading": heading, "text": text, "parts": []})
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
-        frame = frame.map(_fmt) if hasattr(frame, "map") else frame.applymap(_fmt)
+        frame = frame.map(_fmt)
         path = write_text(self.root / "tables" / f"{name}.csv", frame.to_csv(index=False))
         # the page prints the CSV as written (read back as text), so its numbers are the file's
         self.sections[-1]["parts"].append(("table", path, pd.read_csv(path, dtype=str, keep_default_na=False)))
@@ -161,10 +161,11 @@ def _recovery(page: Page, groups: dict, out: Path) -> None:
         combined = out / f"recovery-{target.replace('@', '-at-')}"
         combine_evals(dirs, combined, [label for label, _ in rows], title=f"Recovery of {target}")
         table = _retention(combined)
-        cols = _retention_columns(table, _tasks(dirs[0]))
-        page.table(f"table2_recovery_{target.replace('@', '_')}", cols.reset_index(names="model"))
-        _degeneration(page, table, _tasks(dirs[0]), target)
-        _code_errors(page, table, _tasks(dirs[0]), target, out)
+        tasks = _tasks(dirs[0])
+        page.table(f"table2_recovery_{target.replace('@', '_')}",
+                   _retention_columns(table, tasks).reset_index(names="model"))
+        _degeneration(page, table, tasks, target)
+        _code_errors(page, table, tasks, target, out)
 
 
 def _degeneration(page: Page, table: pd.DataFrame, tasks: dict, target: str) -> None:
@@ -187,7 +188,7 @@ def _degeneration(page: Page, table: pd.DataFrame, tasks: dict, target: str) -> 
 def _code_errors(page: Page, table: pd.DataFrame, tasks: dict, target: str, out: Path) -> None:
     rows = []
     for task, desc in tasks.items():
-        if not any(f"{task}:err_bracket" == c for c in table.columns):
+        if f"{task}:err_bracket" not in table:
             continue
         for model in table.index:
             row = {"model": model, "task": desc["label"]}

@@ -490,6 +490,9 @@ def target_key(strategy: str, ratio: float) -> str:
     return f"{strategy}@{ratio:g}"
 
 
+CostBackend = Literal["transformers", "vllm"]
+
+
 class PipelineCost(Frozen):
     """The cost of every strategy x ratio's pruned model against the base (prunelab cost, layers removed in memory)."""
 
@@ -500,6 +503,8 @@ class PipelineCost(Frozen):
     runs: int = Field(default=3, ge=1)
     prompts: str = "sharegpt"
     threads: int | None = Field(default=None, ge=1)
+    backend: CostBackend = "transformers"
+    engine_kwargs: dict[str, Any] = {}
 
 
 class PipelineConfig(Frozen):
@@ -562,7 +567,24 @@ class CostConfig(Frozen):
     prompts: str = Field(default="sharegpt", description="where the prompt texts come from: a packaged corpus")
     device: str = Field(default="auto", description="auto: cuda if available, else cpu")
     threads: int | None = Field(default=None, ge=1)
+    backend: CostBackend = Field(default="transformers", description="transformers: generate in PyTorch (CPU or "
+                                 "GPU); vllm: one vLLM engine per checkpoint, offline batch (removed: variants are "
+                                 "exported as checkpoints first)")
+    engine_kwargs: dict[str, Any] = Field(default={}, description="vllm: extra vllm.LLM arguments (e.g. "
+                                          "gpu_memory_utilization, enforce_eager, kv_cache_memory_bytes)")
     output_dir: str
+
+    @model_validator(mode="after")
+    def _engine_kwargs(self):
+        if self.engine_kwargs and self.backend != "vllm":
+            raise ValueError(f"engine_kwargs are vLLM's; backend is {self.backend!r}")
+        taken = {"model", "dtype", "max_model_len", "seed", "enable_prefix_caching", "disable_log_stats"} \
+            & set(self.engine_kwargs)
+        if taken:
+            raise ValueError(f"engine_kwargs {sorted(taken)} are set by prunelab cost (the checkpoint, its dtype, "
+                             "the workload's length, seed 0, no prefix cache so that every run prefills, per-request "
+                             "timestamps on)")
+        return self
 
     def identity(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"kind", "name", "models", "removed", "output_dir"})

@@ -120,3 +120,14 @@ def test_bad_checkpoints_and_batches_are_refused_before_measuring(checkpoints, t
                                 "models": [{"name": str(not_lm)}], "output_dir": str(out)}))
     assert main(["cost", str(path)]) == 2 and "not-a-causal-lm" in capsys.readouterr().err
     assert kept.read_text() == "{}" and sorted(p.name for p in (out / "results").iterdir()) == ["base-0000.json"]
+
+
+def test_engine_arguments_are_vllms_and_leave_the_workload_to_prunelab(tmp_path):
+    base = {"kind": "cost", "name": "x", "base_model": {"name": "m"}, "output_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="engine_kwargs are vLLM's; backend is 'transformers'"):
+        parse_config({**base, "engine_kwargs": {"enforce_eager": True}}, cls=CostConfig)
+    with pytest.raises(ConfigError, match=r"engine_kwargs \['enable_prefix_caching', 'max_model_len'\] are set by"):
+        parse_config({**base, "backend": "vllm", "engine_kwargs": {"max_model_len": 64, "enable_prefix_caching": 1}},
+                     cls=CostConfig)
+    assert parse_config({**base, "backend": "vllm", "engine_kwargs": {"enforce_eager": True}},
+                        cls=CostConfig).engine_kwargs == {"enforce_eager": True}

@@ -93,3 +93,40 @@ def test_one_vllm_engine_for_all_candidates_equals_each_pruned_model(model_dir, 
     pruned = save_pruned(drop_layers(model, [0]), tokenizer, tmp_path / "drop-0", {"removed_layers": [0]})
     exported = VLLMBackend(str(pruned), dtype="float32", kv_cache_memory_bytes=2**30).generate(requests, sampling)
     assert outcome(exported) == outcome(got[1])
+
+
+def test_vllm_cost_backend_measures_what_the_transformers_backend_counts(model_dir, tmp_path):
+    from prunelab.config import CostConfig, parse_config
+    from prunelab.stages.cost import measure_costs
+
+    common = {"kind": "cost", "name": "tiny", "base_model": {"name": str(model_dir), "dtype": "float32"},
+              "removed": {"drop": [1]}, "prompt_tokens": 16, "new_tokens": 4, "batch_size": 2, "warmup": 0,
+              "runs": 1}
+    measure_costs(parse_config({**common, "output_dir": str(tmp_path / "hf")}, cls=CostConfig))
+    config = parse_config({**common, "backend": "vllm", "engine_kwargs": {"kv_cache_memory_bytes": 2**28},
+                           "output_dir": str(tmp_path / "vllm")}, cls=CostConfig)
+    said = []
+    measure_costs(config, say=said.append)
+    assert [s.split(":")[1].split()[0] for s in said] == ["measuring", "measuring"]
+
+    def results(backend):
+        return {p.name.rsplit("-", 1)[0]: json.loads(p.read_text())
+                for p in (tmp_path / backend / "results").glob("*.json")}
+
+    hf, vllm = results("hf"), results("vllm")
+    assert set(hf) == set(vllm) == {"base", "drop"}
+    for label in hf:
+        assert vllm[label]["workload"] == hf[label]["workload"]  # the same prompts, exactly 4 tokens generated
+        for field in ("parameters", "embedding_parameters", "head_parameters", "num_layers", "weight_bytes"):
+            assert vllm[label][field] == hf[label][field], (label, field)
+        # vLLM's paged cache holds per token what transformers' cache holds (fp32, full attention)
+        assert vllm[label]["kv_bytes_per_token"] == hf[label]["kv_bytes_per_token"], label
+        assert vllm[label]["peak_generate_bytes"] > vllm[label]["peak_load_bytes"] > 0
+    assert vllm["drop"]["num_layers"] == 1 and vllm["drop"]["removed"] == [1]
+    (variant,) = (tmp_path / "vllm" / "variants").iterdir()  # the in-memory variant, exported for the engine
+    assert json.loads((variant / "config.json").read_text())["num_hidden_layers"] == 1
+    meta = json.loads((tmp_path / "vllm" / "meta.json").read_text())
+    assert meta["backend"] == "vllm" and meta["vllm"]
+    said.clear()
+    measure_costs(config, say=said.append)
+    assert all("measured before" in s for s in said)

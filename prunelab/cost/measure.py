@@ -5,9 +5,10 @@
 SPEC: the checkpoint path (and `removed`: layers to drop from it in memory), dtype, device, threads, the prompt token ids (one row per sequence of the batched
 setting; row 0 alone is batch 1), new_tokens, warmup and runs. Every model gets the same ids and generates exactly
 `new_tokens` tokens (`min_new_tokens` = `max_new_tokens`: no early end of sequence), so every model does the same
-work whatever it writes. Per run: time to first token at batch 1 (prompt + one token), prefill (the whole batch,
-prompt + one token), and generation of `new_tokens` at batch 1 and at the batch; decode tokens/s are the tokens
-after the first over the time after the first. Peak memory: the process's peak resident set after loading and after
+work whatever it writes. Per run: generation of `new_tokens` at batch 1 and at the batch, each timed
+at its first token (a stopping criterion that only reads the clock), so the time to first token (batch 1), the
+prefill (the whole batch: prompt + one token) and the decode (the tokens after the first over the time after the
+first) come from one call and never from a difference of two. Peak memory: the process's peak resident set after loading and after
 generating (CPU), or CUDA's peak allocation (GPU).
 """
 
@@ -69,15 +70,33 @@ def measure(spec: dict) -> dict:
         eos = model.generation_config.eos_token_id
         pad = (eos[0] if isinstance(eos, list) else eos) if eos is not None else 0
 
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Clock(StoppingCriteria):
+        """Called once per generated token, after it is made: the first call ends the prefill."""
+
+        def __init__(self):
+            self.times = []
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
     @torch.inference_mode()
-    def generate(batch, tokens: int) -> tuple[float, int]:
+    def generate(batch, tokens: int) -> tuple[float, float, int]:
+        """(prompt + first token, the other tokens, tokens made): both times from the same call."""
+        clock = Clock()
         t0 = time.perf_counter()
         with attention_backends(torch.device(device)):
             out = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
-                                 max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad)
+                                 max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad,
+                                 stopping_criteria=StoppingCriteriaList([clock]))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        return time.perf_counter() - t0, out.shape[1] - batch.shape[1]
+        end = time.perf_counter()
+        return clock.times[0] - t0, end - clock.times[0], out.shape[1] - batch.shape[1]
 
     with torch.inference_mode():
         kv = _cache_bytes(model(ids[:1], use_cache=True).past_key_values)
@@ -85,17 +104,15 @@ def measure(spec: dict) -> dict:
     timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
     generated = set()
     for run in range(spec["warmup"] + spec["runs"]):
-        ttft, _ = generate(one, 1)
-        prefill, _ = generate(batch, 1)
-        total_one, made_one = generate(one, n)
-        total_batch, made_batch = generate(batch, n)
+        ttft, decode_one, made_one = generate(one, n)
+        prefill, decode_batch, made_batch = generate(batch, n)
         generated |= {made_one, made_batch}
         if run < spec["warmup"]:
             continue
         timings["ttft_s"].append(ttft)
         timings["prefill_tps"].append(batch.numel() / prefill)
-        timings["decode_b1_tps"].append((n - 1) / max(total_one - ttft, 1e-9))
-        timings["decode_batch_tps"].append(batch.shape[0] * (n - 1) / max(total_batch - prefill, 1e-9))
+        timings["decode_b1_tps"].append((n - 1) / decode_one)
+        timings["decode_batch_tps"].append(batch.shape[0] * (n - 1) / decode_batch)
     embedding = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     return {

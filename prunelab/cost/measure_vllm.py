@@ -1,0 +1,113 @@
+"""Measures one checkpoint's inference cost with vLLM (offline batch, one engine), in a process of its own:
+
+    python -m prunelab.cost.measure_vllm SPEC.json OUT.json
+
+The same SPEC, workload and result fields as `prunelab.cost.measure` (the transformers backend), so one report holds
+either. Every request generates exactly `new_tokens` tokens (`min_tokens` = `max_tokens`, `ignore_eos`). The engine
+runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so its worker, KV cache and peak memory are this
+process's to read. Times come from the engine's own timestamps per request (scheduled, first token, last token;
+`disable_log_stats=False` keeps them): time to first token and prefill end at the last row's first token, decode
+runs from there to the last token. Prefix caching is off: every run sends the same prompts, and a cached prefix would turn the
+measured prefill into a lookup.
+
+Memory: vLLM reserves its KV-cache pool up front (a share of the GPU, or `kv_cache_memory_bytes`), so the process's
+peak says how much was reserved, not what the model needs. The result therefore gives the weights as loaded by vLLM
+(`peak_load_bytes`: vLLM's own accounting on a GPU; on a CPU, where it keeps none, parameters x dtype bytes) and, as
+`peak_generate_bytes`, those weights plus the KV blocks the batched workload fills (the bytes per token measured
+from the allocated cache tensors). The reservation is kept beside them (`engine_reserved_bytes`).
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+from prunelab.cost.measure import _stats
+
+
+def _kv_bytes_per_token(worker) -> float:
+    """The allocated KV cache's bytes over the tokens it holds (blocks x block size), on the engine's worker."""
+    runner = worker.model_runner
+    caches = runner.kv_caches
+    tensors = [t for c in caches for t in (c if isinstance(c, (list, tuple)) else [c])]
+    total = sum(t.numel() * t.element_size() for t in tensors)
+    config = worker.vllm_config.cache_config
+    return total / (config.num_gpu_blocks * config.block_size)
+
+
+def _weight_bytes_loaded(worker) -> int | None:
+    usage = getattr(worker.model_runner, "model_memory_usage", None)
+    return int(usage) if usage else None
+
+
+def measure(spec: dict) -> dict:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    import torch
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from prunelab.cost.params import parameter_counts
+    from prunelab.generation.vllm import VLLMBackend
+
+    device = spec["device"]
+    ids = spec["prompt_ids"]
+    n = spec["new_tokens"]
+    start = time.perf_counter()
+    backend = VLLMBackend(spec["path"], dtype=spec["dtype"], max_model_len=len(ids[0]) + n, seed=0,
+                          enable_prefix_caching=False, disable_log_stats=False, **spec.get("engine_kwargs", {}))
+    llm = backend.llm
+    load_s = time.perf_counter() - start
+    kv_per_token = llm.collective_rpc(_kv_bytes_per_token)[0]
+    weights_loaded = llm.collective_rpc(_weight_bytes_loaded)[0]
+    reserved = (int(torch.cuda.max_memory_reserved()) if device.startswith("cuda")
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # kilobytes on Linux
+
+    def generate(rows, tokens: int) -> tuple[float, float, set[int]]:
+        """(prompt + first token, the other tokens, tokens made) from the engine's own timestamps per request
+        (scheduled, first token, last token): one call gives both, never a difference of two calls."""
+        params = SamplingParams(max_tokens=tokens, min_tokens=tokens, ignore_eos=True, temperature=0.0)
+        outputs = llm.generate([TokensPrompt(prompt_token_ids=list(r)) for r in rows], params, use_tqdm=False)
+        stats = [o.metrics for o in outputs]
+        if any(s is None or not s.first_token_ts for s in stats):
+            raise RuntimeError("vLLM returned no request timestamps (disable_log_stats must be False)")
+        scheduled = min(s.scheduled_ts for s in stats)
+        first, last = max(s.first_token_ts for s in stats), max(s.last_token_ts for s in stats)
+        return first - scheduled, last - first, {len(o.outputs[0].token_ids) for o in outputs}
+
+    one, batch = ids[:1], ids
+    timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
+    generated = set()
+    for run in range(spec["warmup"] + spec["runs"]):
+        ttft, decode_one, made_one = generate(one, n)
+        prefill, decode_batch, made_batch = generate(batch, n)
+        generated |= made_one | made_batch
+        if run < spec["warmup"]:
+            continue
+        timings["ttft_s"].append(ttft)
+        timings["prefill_tps"].append(len(batch) * len(batch[0]) / prefill)
+        timings["decode_b1_tps"].append((n - 1) / decode_one)
+        timings["decode_batch_tps"].append(len(batch) * (n - 1) / decode_batch)
+    counts = parameter_counts(spec["path"])
+    dtype_bytes = torch.empty((), dtype=llm.llm_engine.model_config.dtype).element_size()
+    weights = counts["parameters"] * dtype_bytes
+    # vLLM's accounting on a GPU; on a CPU its figure is the process's growth (torch and all), so the weights' bytes
+    loaded = weights_loaded if device.startswith("cuda") and weights_loaded else weights
+    workload_tokens = len(batch) * (len(batch[0]) + n)
+    return {
+        **counts,
+        "weight_bytes": weights,
+        "kv_bytes_per_token": kv_per_token,
+        "load_s": load_s, "peak_load_bytes": loaded,
+        "peak_generate_bytes": int(loaded + workload_tokens * kv_per_token),
+        "engine_reserved_bytes": reserved,
+        "workload": {"batch": len(batch), "prompt_tokens": len(batch[0]), "new_tokens": n,
+                     "generated_tokens": sorted(generated)},
+        **{k: _stats(v) for k, v in timings.items()},
+    }
+
+
+if __name__ == "__main__":
+    result = measure(json.loads(open(sys.argv[1]).read()))
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)

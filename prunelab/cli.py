@@ -13,7 +13,7 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab drop --model gemma3-270m --layers 15,16 --out pruned/gemma3-270m-minus2
     prunelab sgr configs/sgr/qwen-sharegpt.yaml                    # base model answers prompts (Ray Data)
     prunelab recover configs/recover/qwen-bi25-sgr.yaml            # (Q)LoRA on the answers (Ray Train)
-    prunelab pipeline configs/pipeline/qwen-repro.yaml            # every stage, reused where inputs are unchanged
+    prunelab pipeline configs/repro/qwen-coder.yaml            # every stage, reused where inputs are unchanged
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
     prunelab report runs/e-pruned runs/e-sgr --out runs/cmp --labels pruned,sgr   # one table of several evals
     prunelab submit --address http://HEAD:8265 sweep configs/sweep/llama-3.1-8b-instruct.yaml   # as a Ray job
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("pipeline", help="one config from model to findings: base eval, sweep, strategies x ratios, "
                                         "SGR, recovery, evals, report; each stage reused when its inputs are unchanged")
-    _stage_arguments(p, "configs/pipeline/qwen-repro.yaml")
+    _stage_arguments(p, "configs/repro/qwen-coder.yaml")
     p.add_argument("--out", help="output_dir")
     p.set_defaults(func=cmd_pipeline)
 

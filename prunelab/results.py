@@ -78,6 +78,20 @@ def _differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [path or "(the whole experiment)"]
 
 
+def _text_where_text(tables: list[pa.Table]) -> list[pa.Table]:
+    """A column that is text in some files is text in all: records once made through pandas held a missing text
+    (an item without a sample) as NaN, a float, which no text column merges with."""
+    text = {f.name for t in tables for f in t.schema if pa.types.is_string(f.type)}
+    out = []
+    for t in tables:
+        for name in text & set(t.column_names):
+            if not pa.types.is_string(t.schema.field(name).type):
+                values = [None if v is None or v != v else str(v) for v in t[name].to_pylist()]  # v != v: NaN
+                t = t.set_column(t.schema.get_field_index(name), name, pa.array(values, pa.string()))
+        out.append(t)
+    return out
+
+
 class ResultsStore:
     def __init__(self, root: str | Path, model: str = ""):
         self.root = Path(root)
@@ -138,7 +152,8 @@ class ResultsStore:
     def generations(self) -> pa.Table | None:
         files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
         # files written before a column existed lack it (null there)
-        return pa.concat_tables([pq.read_table(p) for p in files], promote_options="default") if files else None
+        return pa.concat_tables(_text_where_text([pq.read_table(p) for p in files]),
+                                promote_options="default") if files else None
 
     def read(self) -> pa.Table:
         files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))

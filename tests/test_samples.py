@@ -84,3 +84,33 @@ def test_a_run_made_before_samples_were_kept_is_a_clear_error(run_dir, tmp_path,
         samples(old)
     assert main(["samples", str(old)]) == 2 and "no scored samples" in capsys.readouterr().err
     assert isinstance(pd.read_csv(old / "retention.csv", index_col=0), pd.DataFrame)  # nothing else touched
+
+
+def test_base_rows_seeded_into_another_evaluation_keep_their_samples(run_dir, tmp_path):
+    from prunelab.config import EvalConfig, parse_config
+    from prunelab.pipeline.plan import Stage
+    from prunelab.pipeline.run import seed_base_rows
+
+    out, _ = run_dir
+    source = ResultsStore(out).generations().to_pandas()
+    meta = pd.read_json(out / "meta.json", typ="series")
+    config = parse_config({"kind": "eval", "name": "again", "model": {"name": "other"},
+                           "base_model": meta["config"]["base_model"], "tasks": meta["config"]["tasks"],
+                           "output_dir": str(tmp_path / "again")}, cls=EvalConfig)
+    first = parse_config({**config.model_dump(), "output_dir": str(out)}, cls=EvalConfig)
+    assert seed_base_rows(Stage("again", "eval", config, (), ""), Stage("first", "eval", first, (), "")) == 6
+    seeded = ResultsStore(tmp_path / "again").generations().to_pandas()
+    want = source[source.candidate == "base"].drop(columns=["model"]).sort_values(["task", "item_id"])
+    got = seeded.drop(columns=["model"]).sort_values(["task", "item_id"])
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))  # None stays None
+
+
+def test_text_columns_merge_with_files_that_hold_missing_text_as_nan(tmp_path):
+    import math
+
+    store = ResultsStore(tmp_path / "store", model="m")
+    row = {"prompt": "p", "output": "o", "finish_reason": "stop", "prompt_tokens": 1, "output_tokens": 1}
+    store.write_generations("humaneval", BASE, [{"item_id": "a", **row, "gold": math.nan}])  # as pandas wrote it
+    store.write_generations("gsm8k", BASE, [{"item_id": "b", **row, "gold": "42"}])
+    table = store.generations().to_pydict()
+    assert dict(zip(table["item_id"], table["gold"])) == {"a": None, "b": "42"}

@@ -40,6 +40,8 @@ class Runners:
 def seed_base_rows(stage: Stage, base: Stage) -> int:
     """Starts an evaluation's store with the base model's rows (and generations) from eval-base; returns how many
     (task, item) pairs it wrote. The evaluation then computes only its own model."""
+    import pyarrow.compute as pc
+
     store = ResultsStore(stage.output_dir, model=stage.config.model.name)
     store.check_claim(stage.config.identity())
     if any(c.is_base for _, c, _ in store.done()):
@@ -58,12 +60,11 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
         store.write(task, BASE, items)
         seeded += len(items)
     generations = source.generations()
-    if generations is not None:
-        table = generations.to_pandas()
-        table = table[table.candidate == which]
-        for task, group in table.groupby("task", sort=False):
-            records = group.drop(columns=["model", "task", "candidate"]).to_dict("records")
-            store.write_generations(task, BASE, records)
+    if generations is not None:  # in arrow, not pandas: a missing text (no sample) must stay null, never NaN
+        table = generations.filter(pc.equal(generations["candidate"], which))
+        for task in dict.fromkeys(table["task"].to_pylist()):
+            group = table.filter(pc.equal(table["task"], task)).drop_columns(["model", "task", "candidate"])
+            store.write_generations(task, BASE, group.to_pylist())
     return seeded
 
 

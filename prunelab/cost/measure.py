@@ -38,6 +38,26 @@ def _cache_bytes(cache) -> int:
     return sum(k.nbytes + v.nbytes for k, v in cache)
 
 
+def timed_runs(generate, one, batch, rows: int, prompt_tokens: int, n: int, warmup: int,
+               runs: int) -> tuple[dict, set[int]]:
+    """Per run, `n` tokens at batch 1 (`one`) and at the batch; `generate(prompts, n)` gives (prompt + first token
+    seconds, the other tokens' seconds, the token counts made). Returns the stats of time to first token, prefill
+    and decode tokens/s over the measured runs, and every token count made (warm-up included)."""
+    timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
+    generated = set()
+    for run in range(warmup + runs):
+        ttft, decode_one, made_one = generate(one, n)
+        prefill, decode_batch, made_batch = generate(batch, n)
+        generated |= made_one | made_batch
+        if run < warmup:
+            continue
+        timings["ttft_s"].append(ttft)
+        timings["prefill_tps"].append(rows * prompt_tokens / prefill)
+        timings["decode_b1_tps"].append((n - 1) / decode_one)
+        timings["decode_batch_tps"].append(rows * (n - 1) / decode_batch)
+    return {k: _stats(v) for k, v in timings.items()}, generated
+
+
 def measure(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
@@ -85,7 +105,7 @@ def measure(spec: dict) -> dict:
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     @torch.inference_mode()
-    def generate(batch, tokens: int) -> tuple[float, float, int]:
+    def generate(batch, tokens: int) -> tuple[float, float, set[int]]:
         """(prompt + first token, the other tokens, tokens made): both times from the same call."""
         clock = Clock()
         t0 = time.perf_counter()
@@ -96,23 +116,12 @@ def measure(spec: dict) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         end = time.perf_counter()
-        return clock.times[0] - t0, end - clock.times[0], out.shape[1] - batch.shape[1]
+        return clock.times[0] - t0, end - clock.times[0], {out.shape[1] - batch.shape[1]}
 
     with torch.inference_mode():
         kv = _cache_bytes(model(ids[:1], use_cache=True).past_key_values)
-    one, batch = ids[:1], ids
-    timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
-    generated = set()
-    for run in range(spec["warmup"] + spec["runs"]):
-        ttft, decode_one, made_one = generate(one, n)
-        prefill, decode_batch, made_batch = generate(batch, n)
-        generated |= {made_one, made_batch}
-        if run < spec["warmup"]:
-            continue
-        timings["ttft_s"].append(ttft)
-        timings["prefill_tps"].append(batch.numel() / prefill)
-        timings["decode_b1_tps"].append((n - 1) / decode_one)
-        timings["decode_batch_tps"].append(batch.shape[0] * (n - 1) / decode_batch)
+    timings, generated = timed_runs(generate, ids[:1], ids, int(ids.shape[0]), int(ids.shape[1]), n,
+                                    spec["warmup"], spec["runs"])
     embedding = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     return {
@@ -123,9 +132,9 @@ def measure(spec: dict) -> dict:
         "num_layers": model.config.get_text_config().num_hidden_layers,
         "kv_bytes_per_token": kv / ids.shape[1],
         "load_s": load_s, "peak_load_bytes": peak_load, "peak_generate_bytes": _peak_bytes(device),
-        "workload": {"batch": int(batch.shape[0]), "prompt_tokens": int(batch.shape[1]), "new_tokens": n,
+        "workload": {"batch": int(ids.shape[0]), "prompt_tokens": int(ids.shape[1]), "new_tokens": n,
                      "generated_tokens": sorted(generated)},
-        **{k: _stats(v) for k, v in timings.items()},
+        **timings,
     }
 
 

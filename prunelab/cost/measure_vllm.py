@@ -23,7 +23,7 @@ import resource
 import sys
 import time
 
-from prunelab.cost.measure import _stats
+from prunelab.cost.measure import timed_runs
 
 
 def _kv_bytes_per_token(worker) -> float:
@@ -75,25 +75,13 @@ def measure(spec: dict) -> dict:
         first, last = max(s.first_token_ts for s in stats), max(s.last_token_ts for s in stats)
         return first - scheduled, last - first, {len(o.outputs[0].token_ids) for o in outputs}
 
-    one, batch = ids[:1], ids
-    timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
-    generated = set()
-    for run in range(spec["warmup"] + spec["runs"]):
-        ttft, decode_one, made_one = generate(one, n)
-        prefill, decode_batch, made_batch = generate(batch, n)
-        generated |= made_one | made_batch
-        if run < spec["warmup"]:
-            continue
-        timings["ttft_s"].append(ttft)
-        timings["prefill_tps"].append(len(batch) * len(batch[0]) / prefill)
-        timings["decode_b1_tps"].append((n - 1) / decode_one)
-        timings["decode_batch_tps"].append(len(batch) * (n - 1) / decode_batch)
+    timings, generated = timed_runs(generate, ids[:1], ids, len(ids), len(ids[0]), n, spec["warmup"], spec["runs"])
     counts = parameter_counts(spec["path"])
     dtype_bytes = torch.empty((), dtype=llm.llm_engine.model_config.dtype).element_size()
     weights = counts["parameters"] * dtype_bytes
     # vLLM's accounting on a GPU; on a CPU its figure is the process's growth (torch and all), so the weights' bytes
     loaded = weights_loaded if device.startswith("cuda") and weights_loaded else weights
-    workload_tokens = len(batch) * (len(batch[0]) + n)
+    workload_tokens = len(ids) * (len(ids[0]) + n)
     return {
         **counts,
         "weight_bytes": weights,
@@ -101,9 +89,9 @@ def measure(spec: dict) -> dict:
         "load_s": load_s, "peak_load_bytes": loaded,
         "peak_generate_bytes": int(loaded + workload_tokens * kv_per_token),
         "engine_reserved_bytes": reserved,
-        "workload": {"batch": len(batch), "prompt_tokens": len(batch[0]), "new_tokens": n,
+        "workload": {"batch": len(ids), "prompt_tokens": len(ids[0]), "new_tokens": n,
                      "generated_tokens": sorted(generated)},
-        **{k: _stats(v) for k, v in timings.items()},
+        **timings,
     }
 
 

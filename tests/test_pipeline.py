@@ -79,9 +79,56 @@ def test_every_stage_runs_once_and_a_rerun_reuses_them_all(finished):
     ours = rows[rows.candidate == "base"].sort_values(["task", "item_id", "metric"])["value"].to_numpy()
     theirs = base_rows.sort_values(["task", "item_id", "metric"])["value"].to_numpy()
     assert len(ours) and (ours == theirs).all()
+    # compare started from them too, and the pruned checkpoint's evaluation from compare's rows for its layers
+    compare = Path(first["compare"]["dir"])
+    assert json.loads((compare / "seeded.json").read_text())[0]["stage"] == "eval-base"
+    seeded = json.loads((pruned_eval / "seeded.json").read_text())
+    assert [s["stage"] for s in seeded] == ["eval-base", "compare"]
+    assert seeded[1]["items"] == {"arithmetic": 12, "humaneval": 3}
 
     again = run(data)
     assert statuses(again, "reused") == stages and not statuses(again, "computed")
+
+
+def test_a_pruned_checkpoint_seeded_from_compare_equals_its_full_evaluation(finished, tmp_path):
+    from prunelab.config import EvalConfig
+    from prunelab.stages.evaluate import evaluate
+
+    _, first = finished
+    pruned_eval = Path(first["eval-block_influence@0.25"]["dir"])
+    meta = json.loads((pruned_eval / "meta.json").read_text())["config"]
+    config = parse_config({**meta, "base_model": None, "output_dir": str(tmp_path / "full")}, cls=EvalConfig)
+    evaluate(config, InProcessExecutor(), progress=False)  # the checkpoint from scratch, nothing seeded
+
+    def model_rows(root):
+        rows = pd.concat(pd.read_parquet(p) for p in (root / "results").rglob("*.parquet"))
+        return rows[rows.candidate == "model"].sort_values(["task", "item_id", "metric"]).reset_index(drop=True)
+
+    seeded, full = model_rows(pruned_eval), model_rows(tmp_path / "full")
+    assert len(seeded) == len(full) > 0
+    assert (seeded[["task", "item_id", "metric"]] == full[["task", "item_id", "metric"]]).all().all()
+    assert seeded.value.to_numpy() == pytest.approx(full.value.to_numpy(), abs=1e-4)
+
+
+def test_a_pruned_evaluation_is_not_seeded_from_other_layers(finished, tmp_path):
+    from prunelab.pipeline.plan import Stage, plan_pipeline
+    from prunelab.pipeline.run import seed_pruned_rows
+
+    data, first = finished
+    stages = {s.name: s for s in plan_pipeline(parse_config(data, cls=PipelineConfig))}
+    compare = Path(first["compare"]["dir"])
+    other = tmp_path / "compare"
+    shutil.copytree(compare, other)
+    selections = json.loads((other / "selections.json").read_text())
+    chosen = selections["selections"]["block_influence@0.25"]
+    chosen["removed"] = [i for i in range(4) if i not in chosen["removed"]][: len(chosen["removed"])]
+    (other / "selections.json").write_text(json.dumps(selections))
+    fresh = stages["eval-block_influence@0.25"].config.model_copy(update={"output_dir": str(tmp_path / "eval")})
+    stage = Stage("eval-block_influence@0.25", "eval", fresh, (), "", "block_influence@0.25")
+    compare_stage = Stage("compare", "compare-strategies",
+                          stages["compare"].config.model_copy(update={"output_dir": str(other)}), (), "")
+    assert seed_pruned_rows(stage, stages["prune-block_influence@0.25"], compare_stage, "block_influence@0.25") == 0
+    assert not (tmp_path / "eval" / "results").exists()
 
 
 def test_a_changed_knob_recomputes_exactly_what_is_downstream(finished):

@@ -35,6 +35,7 @@ class Stage:
     config: object  # the stage config, output_dir set
     needs: tuple[str, ...]
     key: str
+    pruned_from: str | None = None  # an evaluation of this strategy@ratio's checkpoint: compare evaluated it already
 
     @property
     def output_dir(self) -> Path:
@@ -55,14 +56,14 @@ class _Planner:
         self.config, self.stages = config, {}
         self.root = Path(config.output_dir).resolve() / "stages"
 
-    def add(self, stage: str, cls, needs: tuple[str, ...], **fields) -> Stage:
+    def add(self, stage: str, cls, needs: tuple[str, ...], pruned_from: str | None = None, **fields) -> Stage:
         """A stage of `cls` named `stage`: its key from the fields (output_dir aside) and its upstream keys."""
         name = stage
         upstream = [self.stages[n].key for n in needs]
         draft = cls.model_validate({**fields, "output_dir": "-"})
         key = stage_key(cls.model_fields["kind"].default, draft.identity(), upstream)
         config = draft.model_copy(update={"output_dir": str(self.root / f"{_dir_name(name)}-{key[:12]}")})
-        self.stages[name] = Stage(name, config.kind, config, needs, key)
+        self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from)
         return self.stages[name]
 
 
@@ -79,7 +80,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
               sweep=config.sweep.sweep.model_dump(), generation=generation,
               ray=config.ray.model_dump())
     options = config.prune.model_dump(exclude={"strategies", "ratios", "sweep"})
-    p.add("compare", CompareConfig, (), name=f"{name}-strategies", model=model, tasks=tasks,
+    # compare and every evaluation after eval-base start from its base rows (`run.seed_base_rows`)
+    p.add("compare", CompareConfig, (BASE_EVAL,), name=f"{name}-strategies", model=model, tasks=tasks,
           strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
           generation=generation, ray=config.ray.model_dump(), **options)
     if config.cost is not None:  # every strategy x ratio's layers, removed in memory, against the base
@@ -95,15 +97,15 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
         pruned = p.add(f"prune-{target}", PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
                        ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
                        ray=config.ray.model_dump(), **options)
-        evaluated = [(f"eval-{target}", pruned.output_dir, (pruned.name,))]
+        evaluated = [(f"eval-{target}", pruned.output_dir, (pruned.name, "compare"), target)]
         for responses in r.responses:
             rec = p.add(f"recover-{target}-{responses}", RecoverConfig, (pruned.name, corpus.name),
                         name=f"{name}-{target}-{responses}", model={**model, "name": str(pruned.output_dir)},
                         corpus=str(corpus.output_dir), responses=responses, quantization=r.quantization,
                         lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump())
-            evaluated.append((f"eval-{target}-{responses}", rec.output_dir / "merged", (rec.name,)))
-        for stage_name, path, needs in evaluated:
-            p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), name=stage_name.removeprefix("eval-"),
+            evaluated.append((f"eval-{target}-{responses}", rec.output_dir / "merged", (rec.name,), None))
+        for stage_name, path, needs, pruned_from in evaluated:
+            p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
                   model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation)
     return list(p.stages.values())
 

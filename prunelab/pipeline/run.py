@@ -5,8 +5,9 @@ artifact of the same key (`cache.py`), then the report (`prunelab.report.page`).
 
 Progress: one line per stage (reused, or computing and why) and the stage's own progress bars; at the end a summary
 of what was reused and what was computed, also written to `OUTPUT_DIR/pipeline.json`, which `prunelab report DIR`
-re-renders the report from. The base model is evaluated once (stage eval-base): every later evaluation starts with
-its rows, so each computes only its own model.
+re-renders the report from. Nothing is evaluated twice: the base model once (stage eval-base), whose rows compare
+and every later evaluation start with; a pruned checkpoint's evaluation starts with compare's rows for the same
+layers (`seed_pruned_rows`).
 """
 
 import json
@@ -16,15 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
+
 from prunelab.atomic import write_json
 from prunelab.config import PipelineConfig
-from prunelab.metadata import build_meta
+from prunelab.metadata import META_FILE, build_meta
 from prunelab.pipeline import cache
 from prunelab.pipeline.plan import BASE_EVAL, Stage, plan_pipeline
-from prunelab.results import BASE, ResultsStore
+from prunelab.results import BASE, Candidate, ResultsStore
 
 log = logging.getLogger(__name__)
 SUMMARY = "pipeline.json"
+SEEDED = "seeded.json"  # in a stage directory: the rows copied from other stages
 
 
 @dataclass
@@ -37,35 +42,67 @@ class Runners:
     trainer: Callable | None = None
 
 
-def seed_base_rows(stage: Stage, base: Stage) -> int:
-    """Starts an evaluation's store with the base model's rows (and generations) from eval-base; returns how many
-    (task, item) pairs it wrote. The evaluation then computes only its own model."""
+def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate) -> int:
+    """Copies the rows (and generations) of candidate `which` in `source`'s store into `stage`'s as `candidate`,
+    for the (task, item) pairs it does not hold yet; returns how many it wrote. The stage then computes only the
+    rest. What was copied, from where, is kept in the stage's `seeded.json`."""
     import pyarrow.compute as pc
 
     store = ResultsStore(stage.output_dir, model=stage.config.model.name)
     store.check_claim(stage.config.identity())
-    if any(c.is_base for _, c, _ in store.done()):
-        return 0
-    source = ResultsStore(base.output_dir)
-    rows = source.read().to_pandas()
-    # the base model's rows: "model" in an evaluation of the base alone (eval-base), "base" in one against it
-    which = "base" if (rows.candidate == "base").any() else "model"
-    rows = rows[rows.candidate == which]
+    held = {(task, item) for task, c, item in store.done() if c == candidate}
+    source_store = ResultsStore(source.output_dir)
+    rows = source_store.read().to_pandas()
+    rows = rows[(rows.candidate == which)
+                & ~pd.Series(list(zip(rows.task, rows.item_id)), index=rows.index).isin(held)]
     if rows.empty:
         return 0
     store.claim(stage.config.identity())
-    seeded = 0
+    seeded = {}
     for task, group in rows.groupby("task", sort=False):
         items = [(str(i), dict(zip(g["metric"], g["value"]))) for i, g in group.groupby("item_id", sort=False)]
-        store.write(task, BASE, items)
-        seeded += len(items)
-    generations = source.generations()
+        store.write(task, candidate, items)
+        seeded[task] = [i for i, _ in items]
+    generations = source_store.generations()
     if generations is not None:  # in arrow, not pandas: a missing text (no sample) must stay null, never NaN
         table = generations.filter(pc.equal(generations["candidate"], which))
-        for task in dict.fromkeys(table["task"].to_pylist()):
-            group = table.filter(pc.equal(table["task"], task)).drop_columns(["model", "task", "candidate"])
-            store.write_generations(task, BASE, group.to_pylist())
-    return seeded
+        for task, ids in seeded.items():
+            group = table.filter(pc.and_(pc.equal(table["task"], task), pc.is_in(table["item_id"], pa.array(ids))))
+            if group.num_rows:
+                store.write_generations(task, candidate, group.drop_columns(["model", "task", "candidate"])
+                                        .to_pylist())
+    record = stage.output_dir / SEEDED
+    log_ = json.loads(record.read_text()) if record.exists() else []
+    write_json(record, [*log_, {"from": str(source.output_dir), "stage": source.name, "candidate": which,
+                                "as": candidate.name, "items": {t: len(i) for t, i in seeded.items()}}])
+    return sum(len(i) for i in seeded.values())
+
+
+def _base_name(source: Stage) -> str:
+    """The base model's candidate in a store: "model" in an evaluation of the base alone (eval-base), "base" in
+    one against it or in a comparison of strategies."""
+    return "model" if source.kind == "eval" and source.config.base_model is None else "base"
+
+
+def seed_base_rows(stage: Stage, base: Stage) -> int:
+    """Starts a stage's store with the base model's rows from eval-base: the stage then computes only its own
+    models. eval-base, compare and every later evaluation get the same tasks, items and generation settings."""
+    return seed_rows(stage, base, _base_name(base), BASE)
+
+
+def seed_pruned_rows(stage: Stage, prune_stage: Stage, compare: Stage, target: str) -> int:
+    """Starts the evaluation of a pruned checkpoint with compare's rows for the same layers removed in memory
+    (equal up to float rounding: tests/test_generation.py, tests/test_sweep.py); nothing when prune chose other
+    layers than compare did."""
+    chosen = json.loads((compare.output_dir / "selections.json").read_text())["selections"].get(target)
+    removed = json.loads((prune_stage.output_dir / META_FILE).read_text())["removed_layers"]
+    if chosen is None or sorted(chosen["removed"]) != sorted(removed):
+        log.warning("%s: compare chose layers %s for %s, prune %s; evaluating the checkpoint in full", stage.name,
+                    chosen and chosen["removed"], target, removed)
+        return 0
+    from prunelab.stages.evaluate import MODEL
+
+    return seed_rows(stage, compare, Candidate(tuple(removed)).name, MODEL)
 
 
 def run_stage(stage: Stage, stages: dict[str, Stage], runners: Runners, progress: bool) -> None:
@@ -80,12 +117,16 @@ def run_stage(stage: Stage, stages: dict[str, Stage], runners: Runners, progress
     if stage.kind == "eval":
         if BASE_EVAL in stage.needs:
             seed_base_rows(stage, stages[BASE_EVAL])
+        if stage.pruned_from is not None:  # the checkpoint of a strategy that compare evaluated already
+            seed_pruned_rows(stage, stages[f"prune-{stage.pruned_from}"], stages["compare"], stage.pruned_from)
         with runners.executor(None) as executor:
             evaluate(c, executor, progress=progress)
     elif stage.kind == "sweep":
         with runners.executor(c.ray) as executor:
             run_sweep(c, executor, progress=progress)
     elif stage.kind == "compare-strategies":
+        if BASE_EVAL in stage.needs:
+            seed_base_rows(stage, stages[BASE_EVAL])
         with runners.executor(c.ray) as executor:
             compare_strategies(c, executor, progress=progress)
     elif stage.kind == "prune":
@@ -142,4 +183,4 @@ def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True
     return summary
 
 
-__all__ = ["Runners", "run_pipeline", "seed_base_rows"]
+__all__ = ["Runners", "run_pipeline", "seed_base_rows", "seed_pruned_rows", "seed_rows"]

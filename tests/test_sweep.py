@@ -204,3 +204,40 @@ def test_multi_candidate_sweep_equals_per_candidate_sweep_and_resumes(tiny_dir, 
     assert main(["sweep", str(_write(small, tmp_path)), "--local", "--no-progress"]) == 2
     assert "sweep.generation_tokens is 20" in capsys.readouterr().err
     assert not (tmp_path / "small").exists()
+
+
+class _Spreading(InProcessExecutor):
+    """Spreads the units over `workers`, as the Ray executor does for its actors, and keeps what it ran."""
+
+    def __init__(self, workers: int):
+        super().__init__()
+        self.spread_over, self.units = workers, []
+
+    def execute(self, worker, units, on_result):
+        from prunelab.execution.plan import spread
+
+        self.units = spread(units, self.spread_over)
+        super().execute(worker, self.units, on_result)
+
+
+def test_units_spread_over_idle_workers_compute_the_same_results(tiny_dir, tmp_path):
+    # one generative unit and one classification unit, each for every candidate: fewer units than workers
+    tasks = [{"name": "gsm8k", "limit": 4, "max_new_tokens": 6}, {"name": "arithmetic", "limit": 3}]
+    whole = sweep_config(tiny_dir, tmp_path / "whole", tasks=tasks, sweep={"generation_unit": 4, "batch_tokens": 4096})
+    alone = _Spreading(1)
+    run_sweep(whole, alone, progress=False)
+    spread_config = whole.model_copy(update={"output_dir": str(tmp_path / "spread")})
+    many = _Spreading(7)
+    run_sweep(spread_config, many, progress=False)
+    assert len(alone.units) < 7 == len(many.units)
+
+    def pairs(units):
+        return [(u.task, u.items, c) for u in units for c in u.candidates]
+
+    assert sorted(map(str, pairs(many.units))) == sorted(map(str, pairs(alone.units)))  # none lost or repeated
+
+    def table(config):
+        t = ResultsStore(config.output_dir).read().to_pandas()
+        return t.sort_values(["task", "candidate", "item_id", "metric"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(table(spread_config), table(whole))

@@ -1,8 +1,10 @@
 """The Ray executor: workers as restartable actors, fed one unit at a time, with the work of a dead actor resubmitted.
 
 Actors get work once they answer (placed on a node and their model loaded), so actors the cluster cannot place
-yet (more actors than fit, or a node lost) never hold work: the others take it. Each actor takes a whole unit (classification: a base pass that records layer inputs, then its candidates in order;
-generative: one call per candidate), all its calls submitted at once. When an actor dies (a killed process, an
+yet (more actors than fit, or a node lost) never hold work: the others take it. Each actor takes a whole unit
+(classification: a base pass that records layer inputs, then its candidates in order; generative: its candidates
+in one call), all its calls submitted at once; with fewer units than actors the units are split by candidates
+(`plan.spread`), so that none idles. When an actor dies (a killed process, an
 out-of-memory kill, a lost node), Ray restarts it (`max_restarts`; its `__init__` loads the model again; past that
 a fresh actor replaces it) and every call it had in flight fails. What had landed is kept; the rest of its unit
 goes back to the front of the queue, for whichever actor is free first, in careful mode: one call at a time, so
@@ -27,7 +29,7 @@ from ray.exceptions import RayActorError
 
 from prunelab.distributed.resources import cluster_offer, placeable, require, resource_request, short
 from prunelab.errors import PrunelabError
-from prunelab.execution.plan import Unit
+from prunelab.execution.plan import Unit, spread
 from prunelab.execution.run import OnResult
 from prunelab.execution.worker import Worker, WorkerSpec
 from prunelab.results import Candidate
@@ -117,6 +119,7 @@ class RayExecutor:
     def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
         if not units:
             return
+        units = spread(units, self.num_actors)  # every actor busy, even on a single unit of many candidates
         n = min(self.num_actors, len(units))
         offer = cluster_offer()
         require(self.request, "sweep actors", "ray.actors.num_cpus / num_gpus / accelerator_type", offer)

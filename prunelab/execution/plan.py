@@ -7,7 +7,7 @@ plans only what is missing.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prunelab.errors import ConfigError
 from prunelab.generation.base import GenerationRequest, Sampling
@@ -98,3 +98,21 @@ def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: se
             if todo:
                 units.append(Unit(name, unit_items, todo, sampling))
     return Plan(tasks, candidates, units)
+
+
+def spread(units: list[Unit], workers: int) -> list[Unit]:
+    """`units` with the largest split by candidates, in halves, until there are `workers` of them (or none has two
+    candidates): with fewer units than workers the rest would idle, as in a sweep whose last task is one generative
+    unit for every layer. A split generative unit only splits its decode batch; a split classification unit repeats
+    its base pass. Every (unit, candidate) pair stays, once."""
+    units = list(units)
+    while units and len(units) < workers:
+        i = max(range(len(units)), key=lambda k: len(units[k].candidates))
+        unit = units[i]
+        if len(unit.candidates) < 2:
+            break
+        half = (len(unit.candidates) + 1) // 2
+        units[i:i + 1] = [replace(unit, candidates=unit.candidates[:half]),
+                          replace(unit, candidates=unit.candidates[half:])]
+    return units
+

@@ -241,3 +241,23 @@ def test_units_spread_over_idle_workers_compute_the_same_results(tiny_dir, tmp_p
         return t.sort_values(["task", "candidate", "item_id", "metric"]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(table(spread_config), table(whole))
+
+
+def test_an_evaluation_spread_over_idle_workers_splits_its_generative_units_by_items(tiny_dir, tmp_path):
+    from prunelab.config import EvalConfig
+    from prunelab.stages.evaluate import evaluate
+
+    def config(out):
+        return parse_config({"kind": "eval", "name": "e", "model": {"name": str(tiny_dir), "dtype": "float32"},
+                             "tasks": [{"name": "gsm8k", "limit": 5, "max_new_tokens": 6}],
+                             "generation": {"batch_size": 4}, "output_dir": str(out)}, cls=EvalConfig)
+
+    alone, many = _Spreading(1), _Spreading(3)
+    evaluate(config(tmp_path / "alone"), alone, progress=False)
+    evaluate(config(tmp_path / "many"), many, progress=False)
+    assert [len(u.items) for u in alone.units] == [5]  # one candidate, one unit: one worker of three would work
+    assert sorted(len(u.items) for u in many.units) == [1, 2, 2]
+    assert sorted(it.id for u in many.units for it in u.items) == sorted(it.id for it in alone.units[0].items)
+    rows = [ResultsStore(tmp_path / d).read().to_pandas().sort_values(["item_id", "metric"]).reset_index(drop=True)
+            for d in ("alone", "many")]
+    pd.testing.assert_frame_equal(rows[0], rows[1])

@@ -3,8 +3,8 @@
 Actors get work once they answer (placed on a node and their model loaded), so actors the cluster cannot place
 yet (more actors than fit, or a node lost) never hold work: the others take it. Each actor takes a whole unit
 (classification: a base pass that records layer inputs, then its candidates in order; generative: its candidates
-in one call), all its calls submitted at once; with fewer units than actors the units are split by candidates
-(`plan.spread`), so that none idles. When an actor dies (a killed process, an
+in one call), all its calls submitted at once; with fewer units than actors the units are split (by candidates,
+then generative ones by items: `plan.spread`), so that none idles. When an actor dies (a killed process, an
 out-of-memory kill, a lost node), Ray restarts it (`max_restarts`; its `__init__` loads the model again; past that
 a fresh actor replaces it) and every call it had in flight fails. What had landed is kept; the rest of its unit
 goes back to the front of the queue, for whichever actor is free first, in careful mode: one call at a time, so

@@ -101,18 +101,23 @@ def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: se
 
 
 def spread(units: list[Unit], workers: int) -> list[Unit]:
-    """`units` with the largest split by candidates, in halves, until there are `workers` of them (or none has two
-    candidates): with fewer units than workers the rest would idle, as in a sweep whose last task is one generative
-    unit for every layer. A split generative unit only splits its decode batch; a split classification unit repeats
-    its base pass. Every (unit, candidate) pair stays, once."""
+    """`units` split in halves until there are `workers` of them: with fewer units than workers the rest would idle,
+    as in a sweep whose last task is one generative unit for every layer, or an evaluation's generative task (one
+    candidate, one unit). The unit with the most candidates is split by candidates (a split generative unit only
+    splits its decode batch; a classification unit repeats its base pass); once none has two, the largest generative
+    unit by items. Every (task, item, candidate) stays, once."""
     units = list(units)
     while units and len(units) < workers:
-        i = max(range(len(units)), key=lambda k: len(units[k].candidates))
+        i = max(range(len(units)), key=lambda k: (len(units[k].candidates),
+                                                  len(units[k].items) if units[k].generative else 0))
         unit = units[i]
-        if len(unit.candidates) < 2:
+        if len(unit.candidates) >= 2:
+            half = (len(unit.candidates) + 1) // 2
+            parts = [replace(unit, candidates=unit.candidates[:half]), replace(unit, candidates=unit.candidates[half:])]
+        elif unit.generative and len(unit.items) >= 2:
+            half = (len(unit.items) + 1) // 2
+            parts = [replace(unit, items=unit.items[:half]), replace(unit, items=unit.items[half:])]
+        else:
             break
-        half = (len(unit.candidates) + 1) // 2
-        units[i:i + 1] = [replace(unit, candidates=unit.candidates[:half]),
-                          replace(unit, candidates=unit.candidates[half:])]
+        units[i:i + 1] = parts
     return units
-

@@ -109,3 +109,26 @@ def test_vllm_greedy_equals_hf_on_a_pruned_checkpoint(tmp_path):
     vllm = VLLMBackend(str(path), dtype="float32", gpu_memory_utilization=0.3).generate(reqs, greedy)
     assert [(g.text, g.output_tokens, g.finish_reason) for g in vllm] == \
         [(g.text, g.output_tokens, g.finish_reason) for g in hf]
+
+
+def test_long_generations_print_a_heartbeat_and_generate_the_same(tok, monkeypatch, capsys):
+    from prunelab.generation.candidates import CandidateGenerator
+
+    model = tiny.model("llama")
+    reqs = requests(tok)
+    greedy = Sampling(max_new_tokens=10)
+    monkeypatch.setenv("PRUNELAB_HEARTBEAT_S", "0")  # none
+    quiet = HFBackend(model, tok, batch_size=4).generate(reqs, greedy)
+    quiet_candidates = CandidateGenerator(model, tok, batch_tokens=64, decode_tokens=200).generate(
+        reqs, [(), (1,)], greedy)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("PRUNELAB_HEARTBEAT_S", "1e-9")  # a line at every token
+    beating = HFBackend(model, tok, batch_size=4).generate(reqs, greedy)
+    lines = capsys.readouterr().err.splitlines()
+    assert "generate 6 rows: batch 1/2 of 4, token 1/10" in lines[0] and "batch 2/2 of 2, token" in lines[-1]
+    assert [g.text for g in beating] == [g.text for g in quiet]
+    candidates = CandidateGenerator(model, tok, batch_tokens=64, decode_tokens=200).generate(reqs, [(), (1,)], greedy)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("multi-candidate generation of 6 items x 2 candidates: ") for line in lines)
+    assert any("candidate 2/2, " in line for line in lines) and "decode steps" in lines[-1]
+    assert [[g.text for g in c] for c in candidates] == [[g.text for g in c] for c in quiet_candidates]

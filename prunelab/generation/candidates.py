@@ -31,6 +31,7 @@ from transformers import DynamicCache
 
 from prunelab.errors import ConfigError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+from prunelab.generation.heartbeat import Heartbeat
 from prunelab.generation.hf import attention_backends
 from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
@@ -126,18 +127,21 @@ class CandidateGenerator:
 
     def _run(self, requests, candidates: list[tuple[int, ...]], rows: dict[tuple[int, int], Row]) -> None:
         with self.skip.installed(), attention_backends(self.device):
-            decoding = _Decoder(self)
+            decoding = _Decoder(self, Heartbeat(f"multi-candidate generation of {len(requests)} items x "
+                                                f"{len(candidates)} candidates"))
             if self.reuse:
                 base_rows = self._base_rows(requests, decoding)
                 # the base traces are the largest thing held; made once, for the candidates that remove layers
                 traces = self._base_traces(requests, base_rows) if any(candidates) else []
                 for c, removed in enumerate(candidates):
+                    decoding.at = f"candidate {c + 1}/{len(candidates)}, "
                     if not removed:
                         for i, row in enumerate(base_rows):
                             rows[i, c] = Row(i, c, row.prompt_len, list(row.raw), row.finish)
                         continue
                     for row in self._resume(traces, base_rows, c, removed, decoding):
                         rows[row.item, c] = row
+                    decoding.tick()
                     decoding.run(until_queued=self.decode_tokens)
             else:
                 for c, removed in enumerate(candidates):
@@ -324,12 +328,17 @@ class _Decoder:
     """Decodes queued rows in batches of at most `decode_tokens` KV tokens (prompt + max_new_tokens per row),
     admitting queued rows as others finish."""
 
-    def __init__(self, generator: CandidateGenerator):
-        self.g = generator
+    def __init__(self, generator: CandidateGenerator, beat: Heartbeat | None = None):
+        self.g, self.beat, self.steps, self.finished, self.at = generator, beat, 0, 0, ""
         self.queue: deque[tuple[Pending, tuple[int, ...]]] = deque()
         self.rows: list[Row] = []
         self.removed: list[tuple[int, ...]] = []
         self.kv: KVRows | None = None
+
+    def tick(self) -> None:
+        if self.beat is not None:
+            self.beat(lambda: f"{self.at}{len(self.rows)} rows decoding, {len(self.queue)} queued, {self.finished} "
+                              f"finished after decoding, {self.steps} decode steps")
 
     def cost(self, row: Row) -> int:
         return row.prompt_len + self.g.sampling.max_new_tokens
@@ -377,6 +386,9 @@ class _Decoder:
             row.finish = g.ending.reason(row.raw)
             if row.finish is None:
                 going.append(r)
+        self.steps += 1
+        self.finished += len(self.rows) - len(going)
+        self.tick()
         if len(going) < len(self.rows):
             self.kv = self.kv.select(going) if going else None
             self.rows = [self.rows[r] for r in going]

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+from prunelab.generation.heartbeat import Heartbeat
 
 
 def attention_backends(device: torch.device):
@@ -21,6 +22,18 @@ def attention_backends(device: torch.device):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
+class _Beat(StoppingCriteria):
+    """Never stops generation: called once per token, it prints a heartbeat line now and then."""
+
+    def __init__(self, beat: Heartbeat, batch: str, total: int):
+        self.beat, self.batch, self.total, self.tokens = beat, batch, total, 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.tokens += 1
+        self.beat(lambda: f"{self.batch}, token {self.tokens}/{self.total}")
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class HFBackend:
@@ -52,6 +65,7 @@ class HFBackend:
         out: list[Generation | None] = [None] * len(requests)
         config = self._config(sampling)
         device = next(self.model.parameters()).device
+        beat = Heartbeat(f"generate {len(requests)} rows")
         for number, batch in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
             width = max(len(requests[i].prompt_ids) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
@@ -65,8 +79,10 @@ class HFBackend:
             extra = {"tokenizer": self.tokenizer} if sampling.stop else {}  # stop strings are matched on text
             start = time.perf_counter()
             with attention_backends(device):
+                clock = _Beat(beat, f"batch {number + 1}/{len(batches)} of {len(batch)}", sampling.max_new_tokens)
                 generated = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                                generation_config=config, **extra)
+                                                generation_config=config, stopping_criteria=StoppingCriteriaList([clock]),
+                                                **extra)
             latency = time.perf_counter() - start
             new = generated[:, width:].tolist()
             for row, i in enumerate(batch):

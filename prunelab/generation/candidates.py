@@ -130,6 +130,7 @@ class CandidateGenerator:
             decoding = _Decoder(self, Heartbeat(f"multi-candidate generation of {len(requests)} items x "
                                                 f"{len(candidates)} candidates"))
             if self.reuse:
+                decoding.at = "the base output, "  # what the candidates resume from
                 base_rows = self._base_rows(requests, decoding)
                 # the base traces are the largest thing held; made once, for the candidates that remove layers
                 traces = self._base_traces(requests, base_rows) if any(candidates) else []

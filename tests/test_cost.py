@@ -131,3 +131,25 @@ def test_engine_arguments_are_vllms_and_leave_the_workload_to_prunelab(tmp_path)
                      cls=CostConfig)
     assert parse_config({**base, "backend": "vllm", "engine_kwargs": {"enforce_eager": True}},
                         cls=CostConfig).engine_kwargs == {"enforce_eager": True}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the CPU peak is reset through Linux's /proc")
+def test_a_variant_made_in_memory_reports_its_own_generation_peak_not_its_checkpoints(tmp_path):
+    from prunelab.stages.cost import _measure_in_subprocess
+
+    # a bf16 checkpoint loaded in fp32, as the packaged models are: loading materializes every layer (~38 MB each)
+    tiny.model("llama", num_layers=8, hidden=1024, dtype=torch.bfloat16).save_pretrained(tmp_path / "big")
+    layer_bytes = 2 * sum(p.numel() * p.element_size() for p in
+                          tiny.model("llama", num_layers=1, hidden=1024, dtype=torch.bfloat16).model.layers[0].parameters())
+    work = {"prompt_ids": [[1] + list(range(5, 20))] * 2, "new_tokens": 4, "warmup": 0, "runs": 1,
+            "dtype": "float32", "device": "cpu", "threads": 1, "path": str(tmp_path / "big")}
+    base = _measure_in_subprocess({**work, "removed": []})
+    half = _measure_in_subprocess({**work, "removed": [0, 1, 2, 3]})
+    assert not base["peak_generate_counts_load"] and not half["peak_generate_counts_load"]
+    # loading the variant materializes the whole checkpoint, so its load peak is the base model's; generating, it
+    # holds half of the layers (before the peak was reset after loading, both reported the load peak)
+    assert half["peak_load_bytes"] > half["peak_generate_bytes"]
+    assert abs(half["peak_load_bytes"] - base["peak_load_bytes"]) < layer_bytes
+    saved = base["peak_generate_bytes"] - half["peak_generate_bytes"]
+    assert 0.6 * 4 * layer_bytes < saved < 1.4 * 4 * layer_bytes

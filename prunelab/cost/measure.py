@@ -8,15 +8,20 @@ setting; row 0 alone is batch 1), new_tokens, warmup and runs. Every model gets 
 work whatever it writes. Per run: generation of `new_tokens` at batch 1 and at the batch, each timed
 at its first token (a stopping criterion that only reads the clock), so the time to first token (batch 1), the
 prefill (the whole batch: prompt + one token) and the decode (the tokens after the first over the time after the
-first) come from one call and never from a difference of two. Peak memory: the process's peak resident set after loading and after
-generating (CPU), or CUDA's peak allocation (GPU).
+first) come from one call and never from a difference of two. Peak memory: the process's peak resident set after loading, and
+its peak while generating counted from what was resident once the model was loaded (on Linux the high-water mark is
+reset then, through /proc/self/clear_refs), or CUDA's peak allocation, reset the same way (GPU). Without that reset,
+a variant made in memory would report the peak of loading the whole checkpoint it was cut from.
 """
 
+import ctypes
+import gc
 import json
 import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 
 
 def _peak_bytes(device: str) -> int:
@@ -24,7 +29,37 @@ def _peak_bytes(device: str) -> int:
 
     if device.startswith("cuda"):
         return int(torch.cuda.max_memory_allocated())
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    try:  # the high-water mark, which reset_peak can reset; ru_maxrss cannot be
+        return _proc_status_kib("VmHWM") * 1024
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def _proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise ValueError(f"no {field} in /proc/self/status")
+
+
+def reset_peak(device: str) -> bool:
+    """Counts the peak from now on: CUDA's counter, or the process's high-water mark (after the memory of layers
+    dropped in memory was handed back: gc, then glibc's malloc_trim). False where it cannot be reset."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return True
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak resident set to the current one
+        return _proc_status_kib("VmHWM") <= _proc_status_kib("VmRSS") + 1024
+    except (OSError, ValueError):
+        return False
 
 
 def _stats(values: list[float]) -> dict:
@@ -80,8 +115,7 @@ def measure(spec: dict) -> dict:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     peak_load = _peak_bytes(device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    peak_reset = reset_peak(device)
 
     ids = torch.tensor(spec["prompt_ids"], device=device)
     n = spec["new_tokens"]
@@ -132,6 +166,7 @@ def measure(spec: dict) -> dict:
         "num_layers": model.config.get_text_config().num_hidden_layers,
         "kv_bytes_per_token": kv / ids.shape[1],
         "load_s": load_s, "peak_load_bytes": peak_load, "peak_generate_bytes": _peak_bytes(device),
+        "peak_generate_counts_load": not peak_reset,  # the peak could not be reset after loading
         "workload": {"batch": int(ids.shape[0]), "prompt_tokens": int(ids.shape[1]), "new_tokens": n,
                      "generated_tokens": sorted(generated)},
         **timings,

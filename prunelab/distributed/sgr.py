@@ -32,7 +32,7 @@ def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_cla
         generator_class, fn_constructor_kwargs=generator_kwargs, batch_size=engine.batch_size,
         compute=ray.data.ActorPoolStrategy(size=engine.replicas), num_cpus=engine.num_cpus,
         num_gpus=engine.num_gpus or None, accelerator_type=engine.accelerator_type, batch_format="pandas")
-    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
         yield batch.to_dict("records")
 
 
@@ -92,7 +92,8 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
 
     processor = build_processor(config, preprocess=preprocess, postprocess=postprocess,
                                 preprocess_map_kwargs=map_kwargs, postprocess_map_kwargs=map_kwargs)
-    for batch in processor(_dataset(rows, engine.batch_size)).iter_batches(batch_size=None, batch_format="pandas"):
+    for batch in processor(_dataset(rows, engine.batch_size)).iter_batches(
+            batch_size=None, batch_format="pandas", prefetch_batches=0):
         yield batch.to_dict("records")
 
 

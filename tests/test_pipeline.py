@@ -159,9 +159,35 @@ def test_changed_unfinished_and_foreign_stage_outputs_are_recomputed(finished):
     assert "config.json changed since it was written" in reasons["prune-block_influence@0.25"]
     assert "not finished yet" in reasons["sweep"]
     assert "made from another config" in reasons["compare"]
+    # a reused stage keeps what it cost when it was computed (a resumed one's time: the test below)
+    assert result["eval-base"]["seconds"] == first["eval-base"]["seconds"] > 0
     assert any(p.name.startswith(pruned.name + ".set-aside-") for p in pruned.parent.iterdir())  # kept, not lost
     assert json.loads(config.read_text())  # recomputed
     assert statuses(run(data), "computed") == set()
+
+
+def test_a_stopped_segment_counts_up_to_its_last_write(tmp_path):
+    import os
+    import time
+
+    from prunelab.pipeline import cache
+
+    stage = tmp_path / "stage"
+    cache.begin_segment(stage)  # a run starts, writes a result 60 s in, and is killed
+    path = cache.segments_path(stage)
+    segments = json.loads(path.read_text())
+    segments[0]["started"] -= 100
+    path.write_text(json.dumps(segments))
+    stage.mkdir()
+    (stage / "result.parquet").write_bytes(b"x")
+    os.utime(stage / "result.parquet", (segments[0]["started"] + 60,) * 2)
+    time.sleep(0.2)
+    cache.begin_segment(stage)  # the rerun resumes it and finishes
+    seconds = cache.mark_done(stage, "s", "k")
+    first, second = json.loads((stage / cache.MARKER).read_text())["segments"]
+    assert first["ended"] - first["started"] == pytest.approx(60) and first["ended_by"] == "stopped (last write)"
+    assert second["ended_by"] == "finished" and seconds == pytest.approx(60 + second["ended"] - second["started"], abs=0.1)
+    assert cache.recorded_seconds(stage) == seconds and cache.check(stage, "k")[0] and not path.exists()
 
 
 def test_a_pipeline_naming_an_input_no_stage_produces_is_refused_before_anything_runs(finished, tmp_path, capsys):

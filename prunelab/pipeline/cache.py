@@ -1,7 +1,9 @@
 """Whether a stage's directory holds a finished artifact of exactly this stage: `stage.json` beside its files.
 
-`stage.json` is written (atomically) when a stage finishes: its name, key, and the size and SHA-256 of every file it
-produced. A directory is reused only when that file exists, names the same key, and every listed file is there
+`stage.json` is written (atomically) when a stage finishes: its name, key, its time, and the size and SHA-256 of every
+file it produced. A stage's time is the sum of its segments (one per run that worked on it, kept beside its directory
+in `<dir>.segments.json` until it finishes, since some stages replace their directory whole): a run that was stopped
+ends its segment at the last file it wrote, so a stage resumed twice still reports all it cost. A directory is reused only when that file exists, names the same key, and every listed file is there
 with the same size and hash. Otherwise it is not reused, and the reason says why: never finished (a stopped run:
 the stage resumes in place from what it stored), made for another key (another config), or changed since (a file
 missing, truncated or altered: the directory is moved aside, kept for inspection, and the stage recomputed).
@@ -27,8 +29,47 @@ def manifest(root: Path) -> dict[str, list]:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MARKER}
 
 
-def mark_done(root: Path, name: str, key: str, seconds: float) -> None:
-    write_json(root / MARKER, {"stage": name, "key": key, "seconds": round(seconds, 1), "files": manifest(root)})
+def _last_write(root: Path, since: float) -> float:
+    """When a stopped run last wrote into its stage: the newest file's mtime (results are written as they finish)."""
+    times = [p.stat().st_mtime for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return max([since, *times])
+
+
+def segments_path(root: Path) -> Path:
+    return root.with_name(f"{root.name}.segments.json")
+
+
+def begin_segment(root: Path) -> None:
+    """Records that a run starts working on this stage now; a segment left open by a stopped run is closed at the
+    last file it wrote."""
+    import json
+
+    path = segments_path(root)
+    segments = json.loads(path.read_text()) if path.exists() else []
+    if segments and segments[-1].get("ended") is None:
+        segments[-1] |= {"ended": _last_write(root, segments[-1]["started"]), "ended_by": "stopped (last write)"}
+    write_json(path, [*segments, {"started": time.time(), "ended": None}], sort_keys=False)
+
+
+def mark_done(root: Path, name: str, key: str) -> float:
+    """Closes the running segment and writes `stage.json`; returns the stage's seconds over all its segments."""
+    import json
+
+    path = segments_path(root)
+    segments = json.loads(path.read_text())
+    segments[-1] |= {"ended": time.time(), "ended_by": "finished"}
+    seconds = round(sum(s["ended"] - s["started"] for s in segments), 1)
+    write_json(root / MARKER, {"stage": name, "key": key, "seconds": seconds, "segments": segments,
+                               "files": manifest(root)})
+    path.unlink()
+    return seconds
+
+
+def recorded_seconds(root: Path) -> float | None:
+    """What a finished stage cost when it was computed (None for a stage.json written before times were kept)."""
+    import json
+
+    return json.loads((root / MARKER).read_text()).get("seconds")
 
 
 def check(root: Path, key: str) -> tuple[bool, str]:
@@ -60,4 +101,6 @@ def set_aside(root: Path) -> Path:
     """Moves a changed or foreign directory out of the way, keeping it; returns where it went."""
     aside = root.with_name(f"{root.name}.set-aside-{time.strftime('%Y%m%d-%H%M%S')}")
     shutil.move(str(root), aside)
+    if segments_path(root).exists():  # the recomputation's time starts from nothing
+        shutil.move(str(segments_path(root)), segments_path(aside))
     return aside

@@ -162,16 +162,16 @@ def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True
                  "needs": list(stage.needs)}
         if reusable:
             say(f"[{i}/{len(stages)}] {stage.name}: reused ({why})")
-            summary["stages"].append({**entry, "status": "reused"})
+            summary["stages"].append({**entry, "status": "reused",
+                                      "seconds": cache.recorded_seconds(stage.output_dir)})
             continue
         if (stage.output_dir / cache.MARKER).exists():  # finished once, but changed or foreign since: keep it aside
             why += f"; the old directory is kept at {cache.set_aside(stage.output_dir)}"
         say(f"[{i}/{len(stages)}] {stage.name}: computing ({why})")
-        t0 = time.perf_counter()
+        cache.begin_segment(stage.output_dir)
         run_stage(stage, by_name, runners, progress)
-        seconds = time.perf_counter() - t0
-        cache.mark_done(stage.output_dir, stage.name, stage.key, seconds)
-        summary["stages"].append({**entry, "status": "computed", "reason": why, "seconds": round(seconds, 1)})
+        seconds = cache.mark_done(stage.output_dir, stage.name, stage.key)
+        summary["stages"].append({**entry, "status": "computed", "reason": why, "seconds": seconds})
         write_json(root / SUMMARY, summary, sort_keys=False)  # what is finished so far, for a report mid-way
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json(root / SUMMARY, summary, sort_keys=False)

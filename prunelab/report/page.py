@@ -350,7 +350,9 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
     config = summary["config"]
     out = root / "report"
     page = Page(out, f"{config['name']}: depth pruning of {config['model']['name']}")
-    page.section("Stages", "Each stage's directory, its key (inputs hashed), and whether this run computed or reused it.")
+    page.section("Stages", "Each stage's key (inputs hashed), whether this run computed or reused it, and what it "
+                 "cost when it was computed: seconds over every run that worked on it, a stopped run counted to its "
+                 "last write.")
     page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
     if "compare" in stages:

@@ -8,18 +8,26 @@ import numpy as np
 from scipy import stats
 
 
-def _resampled_retention(pairs, n_resamples: int, seed: int, block: int = 250) -> np.ndarray:
-    """Per bootstrap resample, the mean over tasks of mean(cand) / mean(base), items resampled within each task
-    (paired). A resample whose base mean is 0 has no retention: NaN (inf ratios included), dropped by the caller."""
+def _resampled_retentions(tasks, n_resamples: int, seed: int, block: int = 250) -> np.ndarray:
+    """Per candidate and bootstrap resample (shape: candidates x resamples), the mean over tasks of mean(cand) /
+    mean(base). `tasks`: [(base, [cand, ...])] per task; each resample draws one set of items per task for the base
+    and every candidate alike (paired). A resample whose base mean is 0 has no retention: NaN (inf ratios included),
+    dropped by the caller."""
     rng = np.random.default_rng(seed)
-    total = np.zeros(n_resamples)
-    for b, c in pairs:
+    total = np.zeros((len(tasks[0][1]), n_resamples))
+    for b, cands in tasks:
         for start in range(0, n_resamples, block):  # bounded memory for large tasks (MMLU: 14k items)
             idx = rng.integers(0, len(b), size=(min(block, n_resamples - start), len(b)))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = c[idx].mean(1) / b[idx].mean(1)
-            total[start : start + len(idx)] += np.where(np.isfinite(ratio), ratio, np.nan)
-    return total / len(pairs)
+            base = b[idx].mean(1)
+            for i, c in enumerate(cands):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = c[idx].mean(1) / base
+                total[i, start : start + len(idx)] += np.where(np.isfinite(ratio), ratio, np.nan)
+    return total / len(tasks)
+
+
+def _resampled_retention(pairs, n_resamples: int, seed: int) -> np.ndarray:
+    return _resampled_retentions([(b, [c]) for b, c in pairs], n_resamples, seed)[0]
 
 
 def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -99,3 +107,35 @@ def mean_paired_p_value(pairs, n_resamples: int = 5000, seed: int = 0) -> float:
         null += (signs * d).mean(1) / s
     null /= len(diffs)
     return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + n_resamples))
+
+
+def retention_difference_ci(triples, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0):
+    """(difference, low, high): mean retention of candidate `a` minus that of candidate `b` over several tasks, both
+    against the same base model on the same items. `triples`: [(base, a, b)] per task; tasks whose base mean is 0
+    are left out. The bootstrap resamples each task's items once for all three (paired), so what the two candidates
+    share (an item every model finds hard) cancels out of the interval."""
+    triples = [tuple(np.asarray(x, float) for x in t) for t in triples]
+    triples = [t for t in triples if len(t[0]) and t[0].mean() != 0]
+    if not triples:
+        return float("nan"), float("nan"), float("nan")
+    point = float(np.mean([(a.mean() - b.mean()) / base.mean() for base, a, b in triples]))
+    if min(len(t[0]) for t in triples) < 2:
+        return point, float("nan"), float("nan")
+    if all(np.array_equal(a, b) for _, a, b in triples):
+        return point, point, point
+    ra, rb = _resampled_retentions([(base, [a, b]) for base, a, b in triples], n_resamples, seed)
+    return (point, *_interval(ra - rb, confidence))
+
+
+def retention_gap_ci(pairs_x, pairs_y, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0):
+    """(gap, low, high): mean retention over the tasks of `pairs_x` minus that over the tasks of `pairs_y`, one
+    candidate against its base model on both (say classification against generative tasks). The two sets are
+    different tasks, so their items are resampled independently."""
+    x, y = mean_retention_ci(pairs_x)[0], mean_retention_ci(pairs_y)[0]
+    clean = [[(np.asarray(b, float), np.asarray(c, float)) for b, c in pairs] for pairs in (pairs_x, pairs_y)]
+    clean = [[(b, c) for b, c in pairs if len(b) and b.mean() != 0] for pairs in clean]
+    if not all(clean) or min(len(b) for pairs in clean for b, _ in pairs) < 2:
+        return x - y, float("nan"), float("nan")
+    samples = (_resampled_retention(clean[0], n_resamples, seed)
+               - _resampled_retention(clean[1], n_resamples, seed + 1))
+    return (x - y, *_interval(samples, confidence))

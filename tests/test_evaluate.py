@@ -1,11 +1,14 @@
 """`prunelab drop` then `prunelab eval`: the exported checkpoint scores as the in-memory pruned model, with retention."""
 
+import json
+
 import pandas as pd
 import pytest
 import tiny
 from transformers import AutoTokenizer
 
 from prunelab.cli import main
+from prunelab.report.page import write_pipeline_report
 from prunelab.results import ResultsStore
 from prunelab.scoring.engine import Scorer
 from prunelab.tasks import build_task
@@ -93,8 +96,8 @@ def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tm
         pruned = tmp_path / f"pruned-{layers}"
         assert main(["drop", "--model", str(tiny_dir), "--layers", layers, "--out", str(pruned)]) == 0
         outs.append(tmp_path / f"eval-{layers}")
-        assert main(["eval", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic", "--limit", "8",
-                     "--out", str(outs[-1]), "--dtype", "float32", "--no-progress"]) == 0
+        assert main(["eval", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic,piqa",
+                     "--limit", "24", "--out", str(outs[-1]), "--dtype", "float32", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["report", *map(str, outs), "--out", str(tmp_path / "cmp"), "--labels", "minus1,minus2"]) == 0
     combined = pd.read_csv(tmp_path / "cmp" / "retention.csv", index_col=0)
@@ -106,3 +109,25 @@ def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tm
     assert combined.loc["minus1", "arithmetic:logprob"] != combined.loc["minus2", "arithmetic:logprob"]
     assert "minus2" in capsys.readouterr().out
     assert main(["report", *map(str, outs), "--out", str(tmp_path / "x"), "--labels", "only-one"]) == 2
+
+    # the pipeline's report page compares the two recovery arms head to head on the same items
+    target = "block_influence@0.25"
+    names = [f"eval-{target}", f"eval-{target}-sgr", f"eval-{target}-reference"]
+    summary = {"config": {"name": "p", "model": {"name": str(tiny_dir)},
+                          "recover": {"targets": [target], "responses": ["sgr", "reference"]}},
+               "stages": [{"name": n, "dir": str(d), "status": "computed", "key": "0" * 64}
+                          for n, d in zip(names, [outs[0], *outs])]}
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "pipeline.json").write_text(json.dumps(summary))
+    write_pipeline_report(tmp_path / "page")
+    tables = tmp_path / "page" / "report" / "tables"
+    versus = pd.read_csv(tables / "sgr_vs_reference_block_influence_0.25.csv", index_col=0)
+    raw = pd.read_csv(tmp_path / "page" / "report" / "recovery-block_influence-at-0.25" / "head_to_head.csv",
+                      index_col=0)
+    assert combined.loc["minus1", "piqa"] != combined.loc["minus2", "piqa"]  # a difference to measure
+    assert raw.loc["piqa", raw.columns[2]] == pytest.approx(combined.loc["minus1", "piqa"]
+                                                            - combined.loc["minus2", "piqa"], abs=1e-3)
+    assert "arithmetic" not in raw.index  # the base model solves none of it: no retention to compare
+    assert versus.loc["piqa", "SGR - original answers"].startswith(f"{raw.loc['piqa'].iloc[2]:.3f} [")
+    assert (tables / "gap_block_influence_0.25.csv").exists() is False  # classification tasks only: no gap
+    assert "SGR against the original answers" in (tmp_path / "page" / "report" / "report.md").read_text()

@@ -96,6 +96,32 @@ def test_retention_table_is_candidate_mean_over_base_mean_with_intervals():
     assert table.loc["drop-3", "t:acc"] == pytest.approx(cand.mean())
 
 
+def test_head_to_head_of_two_candidates_against_one_base():
+    from prunelab.report.retention import group_gap, head_to_head
+
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 2, 40).astype(float)
+    sgr = base * (rng.random(40) > 0.3)
+    ref = base * (rng.random(40) > 0.7)
+    rows = _rows({"base": list(base), "sgr-1": list(sgr), "ref-2": list(ref)}) + _rows(
+        {"base": [0.5] * 40, "sgr-1": [0.25] * 40, "ref-2": [0.3] * 40}, task="g", metric="rougeL")
+    tasks = {"t": {"kind": "classification", "primary_metric": "acc", "label": "T"},
+             "g": {"kind": "generative", "primary_metric": "rougeL", "label": "G"}}
+    table = pa.Table.from_pylist(rows)
+    frame = head_to_head(table, tasks, "sgr-1", "ref-2").set_index("")
+    retention = retention_table(table, tasks)
+    assert list(frame.index) == ["classification mean", "generative mean", "T", "G"]
+    diff = "sgr-1 - ref-2"
+    assert frame.loc["T", "sgr-1"] == pytest.approx(retention.loc["sgr-1", "t"])
+    assert frame.loc["T", diff] == pytest.approx(retention.loc["sgr-1", "t"] - retention.loc["ref-2", "t"])
+    assert frame.loc["G", diff] == pytest.approx(0.5 - 0.6)
+    assert frame.loc["G", "ci_low"] == pytest.approx(-0.1) and frame.loc["G", "p_value"] < 0.001
+    assert frame.loc["T", "ci_low"] < frame.loc["T", diff] < frame.loc["T", "ci_high"]
+    assert (frame["items"] == 40).all()
+    gap = group_gap(table, tasks, ["sgr-1", "ref-2"]).set_index("model")
+    assert gap.loc["ref-2", "classification - generative"] == pytest.approx(retention.loc["ref-2", "t"] - 0.6)
+
+
 @pytest.mark.slow
 def test_meta_json_and_a_report_rerendered_anywhere(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from prunelab.stats import mean_paired_p_value, mean_retention_ci, paired_p_value, retention_ci
+from prunelab.stats import (
+    mean_paired_p_value,
+    mean_retention_ci,
+    paired_p_value,
+    retention_ci,
+    retention_difference_ci,
+    retention_gap_ci,
+)
 
 
 def test_retention_point_and_interval():
@@ -71,3 +78,35 @@ def test_rare_successes_give_an_interval_or_none_never_inf():
     assert np.isfinite([low, high]).all() and low <= point <= high
     point, low, high = mean_retention_ci([(base, cand), (np.array([1, 1] + [0] * 14, float), np.zeros(16))])
     assert point == pytest.approx(0.4) and np.isnan(low) and np.isnan(high)  # the rare task leaves it undefined
+
+
+def test_difference_of_two_candidates_is_paired_over_the_same_items():
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 2, 80).astype(float)
+    b = base * (rng.random(80) > 0.6)  # keeps ~40% of the base model's successes
+    a = np.maximum(b, base * (rng.random(80) > 0.5))  # b's successes and ~half of the rest: a >= b on every item
+    point, low, high = retention_difference_ci([(base, a, b)])
+    assert point == pytest.approx(retention_ci(base, a)[0] - retention_ci(base, b)[0])
+    assert 0 < low < point < high
+    # paired: far narrower than subtracting two independent intervals would suggest
+    _, a_low, a_high = retention_ci(base, a)
+    _, b_low, b_high = retention_ci(base, b)
+    assert high - low < (a_high - a_low) + (b_high - b_low)
+    assert retention_difference_ci([(base, b, a)])[0] == pytest.approx(-point)
+    assert retention_difference_ci([(base, a, a)]) == (0.0, 0.0, 0.0)
+    # over tasks: the mean of per-task differences; a task with base mean 0 is left out
+    two = retention_difference_ci([(base, a, b), (np.zeros(10), np.ones(10), np.zeros(10))])
+    assert two[0] == pytest.approx(point)
+
+
+def test_gap_between_two_groups_of_tasks():
+    rng = np.random.default_rng(3)
+    cls_base = rng.integers(0, 2, 100).astype(float)
+    cls_cand = cls_base * (rng.random(100) > 0.1)  # keeps ~90%
+    gen_base = rng.integers(0, 2, 60).astype(float)
+    gen_cand = gen_base * (rng.random(60) > 0.7)  # keeps ~30%
+    gap, low, high = retention_gap_ci([(cls_base, cls_cand)], [(gen_base, gen_cand)])
+    assert gap == pytest.approx(cls_cand.mean() / cls_base.mean() - gen_cand.mean() / gen_base.mean())
+    assert 0 < low < gap < high
+    gap, low, high = retention_gap_ci([(cls_base, cls_cand)], [(np.array([1.0]), np.array([1.0]))])
+    assert np.isnan(low) and np.isnan(high)  # one item: no interval

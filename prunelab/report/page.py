@@ -159,13 +159,48 @@ def _recovery(page: Page, groups: dict, out: Path) -> None:
         if not all((d / "meta.json").exists() for d in dirs):
             continue
         combined = out / f"recovery-{target.replace('@', '-at-')}"
-        combine_evals(dirs, combined, [label for label, _ in rows], title=f"Recovery of {target}")
+        labels = [label for label, _ in rows]
+        arms = {label.split()[2]: label for label in labels[1:]}  # "+ SFT sgr (target)" -> sgr
+        versus = (arms["sgr"], arms["reference"]) if {"sgr", "reference"} <= set(arms) else None
+        paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus)
         table = _retention(combined)
         tasks = _tasks(dirs[0])
-        page.table(f"table2_recovery_{target.replace('@', '_')}",
-                   _retention_columns(table, tasks).reset_index(names="model"))
+        name = target.replace("@", "_")
+        page.table(f"table2_recovery_{name}", _retention_columns(table, tasks).reset_index(names="model"))
+        if versus is not None:
+            page.section(f"SGR against the original answers ({target})",
+                         "Both recovered models against the base model on the same items: each one's retention, "
+                         "SGR's minus the original answers' with a 95% paired bootstrap interval (items resampled "
+                         "once for all three models), and a paired sign-flip test of one against the other "
+                         "(* p < 0.05).")
+            page.table(f"sgr_vs_reference_{name}", _difference_table(pd.read_csv(paths["head_to_head"])))
+        gap = pd.read_csv(paths["gap"])
+        if not gap.empty:
+            page.section(f"Classification against generative retention ({target})",
+                         "Per model: classification mean retention minus generative mean retention, with a 95% "
+                         "bootstrap interval (the two groups' items resampled independently).")
+            page.table(f"gap_{name}", pd.DataFrame({
+                "model": gap["model"],
+                "classification - generative": [_with_ci(d, lo, hi) for d, lo, hi in
+                                                 zip(gap.iloc[:, 1], gap["ci_low"], gap["ci_high"])]}))
         _degeneration(page, table, tasks, target)
         _code_errors(page, table, tasks, target, out)
+
+
+def _with_ci(value, low, high) -> str:
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """head_to_head.csv of SGR against the original answers as printed: retentions to 3 places, the difference
+    with its interval and a star."""
+    a, b, diff = frame.columns[1:4]
+    return pd.DataFrame({
+        "": frame.iloc[:, 0], "SGR": frame[a].map("{:.3f}".format),
+        "original answers": frame[b].map("{:.3f}".format),
+        "SGR - original answers": [_with_ci(d, lo, hi) + (" *" if p < 0.05 else "") for d, lo, hi, p in
+                                   zip(frame[diff], frame["ci_low"], frame["ci_high"], frame["p_value"])],
+        "p": frame["p_value"].map("{:.3f}".format), "items": frame["items"]})
 
 
 def _degeneration(page: Page, table: pd.DataFrame, tasks: dict, target: str) -> None:

@@ -7,7 +7,14 @@ interval and a paired test against the base model.
 
 import pandas as pd
 
-from prunelab.stats import mean_paired_p_value, mean_retention_ci, paired_p_value, retention_ci
+from prunelab.stats import (
+    mean_paired_p_value,
+    mean_retention_ci,
+    paired_p_value,
+    retention_ci,
+    retention_difference_ci,
+    retention_gap_ci,
+)
 
 
 def item_rows(table) -> pd.DataFrame:
@@ -86,3 +93,53 @@ def _group_columns(out: pd.DataFrame, items: pd.DataFrame, primary: dict[str, st
             cols[key].append(v)
     for key, v in cols.items():
         out[key] = v
+
+
+def head_to_head(table, tasks: dict[str, dict], a: str, b: str) -> pd.DataFrame:
+    """Candidate `a` against candidate `b` (two recoveries of one pruned model, say), each against the base model on
+    the items all three have. Rows: the classification and generative means, then each task. Columns: each one's
+    retention, `a - b` with its paired bootstrap interval (items resampled once for all three models), the p-value of
+    a paired sign-flip test of a against b, and the number of items."""
+    primary = {name: task["primary_metric"] for name, task in tasks.items()}
+    items = item_rows(table)
+    per_task = {}
+    for task, metric in primary.items():
+        wide = items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
+                                                                            values="value")
+        if {"base", a, b} <= set(wide):
+            per_task[task] = wide[["base", a, b]].dropna().to_numpy().T
+    rows = []
+    for label, members in [*[(f"{g} mean", [t for t in per_task if tasks[t]["kind"] == g]) for g in GROUPS],
+                           *[(tasks[t]["label"], [t]) for t in per_task]]:
+        if not members:
+            continue
+        triples = [per_task[t] for t in members if per_task[t][0].mean() != 0]  # those with a retention
+        if not triples:
+            continue
+        diff, low, high = retention_difference_ci(triples)
+        rows.append({"": label, a: mean_retention_ci([(x, y) for x, y, _ in triples])[0],
+                     b: mean_retention_ci([(x, z) for x, _, z in triples])[0], f"{a} - {b}": diff,
+                     "ci_low": low, "ci_high": high,
+                     "p_value": mean_paired_p_value([(z, y) for _, y, z in triples]),
+                     "items": sum(len(t[0]) for t in triples)})
+    return pd.DataFrame(rows)
+
+
+def group_gap(table, tasks: dict[str, dict], candidates: list[str]) -> pd.DataFrame:
+    """Per candidate: classification mean retention minus generative mean retention, with a bootstrap interval
+    (the two groups' items resampled independently: they are different tasks)."""
+    primary = {name: task["primary_metric"] for name, task in tasks.items()}
+    items = item_rows(table)
+    rows = []
+    for cand in candidates:
+        pairs = {g: [] for g in GROUPS}
+        for task, metric in primary.items():
+            wide = items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
+                                                                                values="value")
+            if {"base", cand} <= set(wide):
+                pair = wide[["base", cand]].dropna().to_numpy().T
+                pairs[tasks[task]["kind"]].append((pair[0], pair[1]))
+        if all(pairs.values()):
+            gap, low, high = retention_gap_ci(pairs["classification"], pairs["generative"])
+            rows.append({"model": cand, "classification - generative": gap, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["model", "classification - generative", "ci_low", "ci_high"])

@@ -439,6 +439,9 @@ class RecoverConfig(Frozen):
     corpus: str = Field(description="a `prunelab sgr` output directory")
     responses: Literal["sgr", "reference"] = Field(default="sgr", description="sgr: the base model's answers; "
                                                    "reference: the corpus's original answers (external data)")
+    paired: bool = Field(default=False, description="train only on prompts with both a kept SGR response and an "
+                                                    "original answer within max_length, so that the sgr and "
+                                                    "reference arms differ in their answers alone")
     quantization: Literal["auto", "nf4", "none"] = Field(default="auto", description="auto: QLoRA (nf4) on GPU, "
                                                                                      "LoRA on CPU")
     lora: LoraSpec = LoraSpec()
@@ -449,7 +452,7 @@ class RecoverConfig(Frozen):
 
     def identity(self) -> dict[str, Any]:
         return {"model": self.model.model_dump(), "corpus": self.corpus, "responses": self.responses,
-                "quantization": self.quantization, "lora": self.lora.model_dump(),
+                "paired": self.paired, "quantization": self.quantization, "lora": self.lora.model_dump(),
                 "training": self.training.model_dump()}
 
 
@@ -480,6 +483,9 @@ class PipelineRecover(Frozen):
 
     targets: list[str] = Field(default=["block_influence@0.25"], min_length=1)
     responses: list[Literal["sgr", "reference"]] = Field(default=["sgr", "reference"], min_length=1)
+    paired: bool = Field(default=True, description="when both arms are trained, both train on the same prompts "
+                                                   "(those with a kept SGR response and an original answer that "
+                                                   "fit), so they differ in their answers alone")
     quantization: Literal["auto", "nf4", "none"] = "auto"
     lora: LoraSpec = LoraSpec()
     training: TrainingSpec = TrainingSpec()

@@ -182,6 +182,46 @@ def test_bad_lineage_and_settings_are_refused_before_anything_is_written(lineage
         recover(recover_config(pruned, corpus, tmp_path / "e"), progress=False)
 
 
+def test_paired_arms_train_on_the_same_prompts(lineage, tok, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prunelab.recovery.data import select_examples
+
+    _, pruned, corpus = lineage
+    doctored = tmp_path / "corpus"  # every 2nd SGR answer kept, every 3rd original answer missing
+    shutil.copytree(corpus, doctored)
+    shard = sorted((doctored / "shards").glob("*.parquet"))[0]
+    rows = pq.read_table(shard).to_pylist()
+    for i, r in enumerate(rows):
+        if i % 2 == 0:
+            r |= {"response": f"It is {i}.", "finish_reason": "stop", "dropped": None}
+        if i % 3 == 0:
+            r["reference"] = ""
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    both = {r["id"] for i, r in enumerate(rows) if i % 2 == 0 and i % 3 != 0}
+    tokenizer = apply_template(copy.deepcopy(tok), PLAIN_TEMPLATE)
+    for responses in ("sgr", "reference"):
+        examples, counts = select_examples(str(doctored), responses, tokenizer, 128, paired=True)
+        assert {e["id"] for e in examples} == both and counts["examples"] == len(both) > 0
+        unpaired, _ = select_examples(str(doctored), responses, tokenizer, 128)
+        assert {e["id"] for e in unpaired} > both  # each arm alone would use prompts the other cannot
+        assert counts["not_shared"] == len(unpaired) - len(both)
+    out = recover(recover_config(pruned, doctored, tmp_path / "r", responses="sgr", paired=True,
+                                 training={"max_steps": 1}), progress=False)
+    assert set(json.loads((out / "meta.json").read_text())["lineage"]["example_ids"]) == both
+    # no prompt with both answers: a clear error, nothing written
+    for i, r in enumerate(rows):
+        r["reference"] = "" if i % 2 == 0 else f"It is {2 * i}."
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    with pytest.raises(DataError, match="no prompt has both a kept SGR response and an original answer"):
+        recover(recover_config(pruned, doctored, tmp_path / "none", responses="reference", paired=True),
+                progress=False)
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.slow
 def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path):
     """(A driver killed mid-run: tests/test_ray_jobs.py, against a real head.)"""

@@ -101,7 +101,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
         for responses in r.responses:
             rec = p.add(f"recover-{target}-{responses}", RecoverConfig, (pruned.name, corpus.name),
                         name=f"{name}-{target}-{responses}", model={**model, "name": str(pruned.output_dir)},
-                        corpus=str(corpus.output_dir), responses=responses, quantization=r.quantization,
+                        corpus=str(corpus.output_dir), responses=responses, paired=r.paired and len(r.responses) > 1,
+                        quantization=r.quantization,
                         lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump())
             evaluated.append((f"eval-{target}-{responses}", rec.output_dir / "merged", (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:

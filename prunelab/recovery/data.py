@@ -1,7 +1,8 @@
 """Training examples in TRL's conversational prompt-completion form: the loss falls on the assistant turn only, and
 the template's end-of-turn token is inside the completion, so the model learns to stop. Examples longer than
 `max_length` are left out (and counted), never truncated: a cut-off answer would teach the model to stop mid-way,
-or never."""
+or never. Paired (`paired: true`), both arms train on the same prompts: those with a kept SGR response and an original
+answer that both fit, so the arms differ in their answers alone."""
 
 import json
 
@@ -34,3 +35,26 @@ def fit_length(examples: list[dict], tokenizer, max_length: int, corpus: str) ->
         raise DataError(f"no training example of corpus {corpus!r} fits training.max_length={max_length} tokens "
                         f"({len(examples)} examples); raise max_length")
     return kept, len(examples) - len(kept)
+
+
+def select_examples(corpus: str, responses: str, tokenizer, max_length: int, paired: bool = False):
+    """(examples, counts): the prompt-completion examples that training on `responses` uses from a finished corpus
+    directory, and how many rows were left out and why (the one selection of the recover stage and its workers)."""
+    from prunelab.sgr.shards import read_corpus
+
+    rows, _ = read_corpus(corpus, responses)
+    examples, missing = training_examples(rows, responses)
+    examples, too_long = fit_length(examples, tokenizer, max_length, corpus)
+    counts = {"corpus_rows": len(rows), "without_response": missing, "longer_than_max_length": too_long}
+    if paired:
+        other = "reference" if responses == "sgr" else "sgr"
+        other_rows, _ = read_corpus(corpus, other)
+        usable, _ = training_examples(other_rows, other)
+        shared = {e["id"] for e in usable if example_length(tokenizer, e) <= max_length}
+        counts["not_shared"] = sum(e["id"] not in shared for e in examples)
+        examples = [e for e in examples if e["id"] in shared]
+        if not examples:
+            raise DataError(f"corpus {corpus!r}: no prompt has both a kept SGR response and an original answer "
+                            f"within training.max_length={max_length} tokens, which paired training needs; raise "
+                            "max_length or sampling.max_new_tokens, or train the arms unpaired (paired: false)")
+    return examples, {"examples": len(examples), **counts}

@@ -26,17 +26,14 @@ def prepare(job: TrainJob):
     from prunelab.config import RecoverConfig
     from prunelab.models import load_tokenizer
     from prunelab.models.templates import apply_template
-    from prunelab.recovery.data import fit_length, training_examples
-    from prunelab.sgr.shards import read_corpus
+    from prunelab.recovery.data import select_examples
 
     config = RecoverConfig.model_validate(job.config)
     tokenizer = apply_template(load_tokenizer(job.model_path), job.chat_template)
-    rows, _ = read_corpus(config.corpus, config.responses)
-    examples, missing = training_examples(rows, config.responses)
-    examples, too_long = fit_length(examples, tokenizer, config.training.max_length, config.corpus)
+    examples, counts = select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
+                                       config.paired)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    return config, tokenizer, dataset, {"examples": len(examples), "without_response": missing,
-                                        "longer_than_max_length": too_long}
+    return config, tokenizer, dataset, counts
 
 
 def train(job: TrainJob, device, world_size: int, output_dir: str | Path, resume_from: str | None = None,

@@ -22,7 +22,7 @@ from prunelab.errors import DataError, ModelError
 from prunelab.metadata import META_FILE, build_meta, identity_hash
 from prunelab.models import inspect_model
 from prunelab.models.templates import apply_template
-from prunelab.recovery.data import fit_length, training_examples
+from prunelab.recovery.data import select_examples
 from prunelab.recovery.run import TrainJob, train_in_process
 from prunelab.recovery.train import accumulation_steps, check_lora_targets, merge_adapter
 from prunelab.report.training import write_curve
@@ -81,8 +81,8 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                            "raise sampling.max_new_tokens (truncated responses are dropped)"))
     template = corpus_meta["chat_template"]
     tokenizer = apply_template(facts.tokenizer, template)
-    examples, missing = training_examples(rows, config.responses)
-    examples, too_long = fit_length(examples, tokenizer, config.training.max_length, config.corpus)
+    examples, counts = select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
+                                       config.paired)
     store.claim(config.identity())
 
     meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).exists() else {}
@@ -92,8 +92,7 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                "base_model_path": corpus_meta["model_path"], "pruning_manifest": manifest,
                "corpus": str(Path(config.corpus).resolve()), "corpus_sha256": corpus_meta["corpus_sha256"],
                "prompts_sha256": corpus_meta["prompts_sha256"], "chat_template_sha256": corpus_meta["chat_template_sha256"]}
-    counts = {"corpus_rows": len(rows), "examples": len(examples), "without_response": missing,
-              "longer_than_max_length": too_long}
+    lineage["example_ids"] = [e["id"] for e in examples]
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, complete=False),
                sort_keys=False)
 

@@ -23,6 +23,12 @@ def item_rows(table) -> pd.DataFrame:
     return table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
 
 
+def per_item_values(items: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
+    """One task's metric per item (rows) and candidate (columns)."""
+    return items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
+                                                                        values="value")
+
+
 def metric_means(df: pd.DataFrame) -> pd.DataFrame:
     """Mean of each (task, candidate, metric) of `item_rows` over the items the base model also has."""
     if df.empty:
@@ -55,8 +61,7 @@ def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
     wide.index = wide.index.droplevel("first_removed")
     out = pd.DataFrame(index=wide.index)
     for task, metric in primary.items():
-        per_item = items[(items.task == task) & (items.metric == metric)].pivot(
-            index="item_id", columns="candidate", values="value")
+        per_item = per_item_values(items, task, metric)
         if "base" not in per_item:
             continue
         cols = {task: [], f"{task}:ci_low": [], f"{task}:ci_high": [], f"{task}:p_value": []}
@@ -79,8 +84,7 @@ def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
 
 
 def _group_columns(out: pd.DataFrame, items: pd.DataFrame, primary: dict[str, str], column: str) -> None:
-    per_task = {t: items[(items.task == t) & (items.metric == m)].pivot(index="item_id", columns="candidate",
-                                                                      values="value") for t, m in primary.items()}
+    per_task = {t: per_item_values(items, t, m) for t, m in primary.items()}
     cols = {column: [], f"{column}:ci_low": [], f"{column}:ci_high": [], f"{column}:p_value": []}
     for cand in out.index:
         pairs = []
@@ -104,8 +108,7 @@ def head_to_head(table, tasks: dict[str, dict], a: str, b: str) -> pd.DataFrame:
     items = item_rows(table)
     per_task = {}
     for task, metric in primary.items():
-        wide = items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
-                                                                            values="value")
+        wide = per_item_values(items, task, metric)
         if {"base", a, b} <= set(wide):
             per_task[task] = wide[["base", a, b]].dropna().to_numpy().T
     rows = []
@@ -134,8 +137,7 @@ def group_gap(table, tasks: dict[str, dict], candidates: list[str]) -> pd.DataFr
     for cand in candidates:
         pairs = {g: [] for g in GROUPS}
         for task, metric in primary.items():
-            wide = items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
-                                                                                values="value")
+            wide = per_item_values(items, task, metric)
             if {"base", cand} <= set(wide):
                 pair = wide[["base", cand]].dropna().to_numpy().T
                 pairs[tasks[task]["kind"]].append((pair[0], pair[1]))

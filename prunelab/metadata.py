@@ -8,6 +8,7 @@ live task objects, so a report is the same wherever and whenever it is written.
 
 import hashlib
 import json
+import os
 import subprocess
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -57,6 +58,19 @@ def git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
+def host_facts() -> dict:
+    """The machine this process runs on, as far as it can change a number: `dtype: auto` is bf16 on a GPU or a CPU
+    with native bf16 (AVX512-BF16, AMX) and fp32 elsewhere, so the same config computes in another dtype there."""
+    import torch
+
+    from prunelab.models.loading import cpu_has_fast_bf16
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    native = cpu_has_fast_bf16()
+    return {"cpus": os.cpu_count(), "cpu_native_bf16": native, "gpus": gpus,
+            "dtype_auto": "bfloat16" if gpus or native else "float32"}
+
+
 def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:
     """meta.json's content for a stage run from `config` (a pydantic stage config with `identity()`);
     `tasks`: name -> `prunelab.tasks.describe(task)`."""
@@ -69,6 +83,7 @@ def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:
         "prunelab_version": prunelab_version(),
         "git_commit": git_commit(),
         "packages": package_versions(),
+        "host": host_facts(),
         "tasks": tasks or {},
         **extra,
     }

@@ -152,3 +152,15 @@ def test_meta_json_and_a_report_rerendered_anywhere(tiny_model_dir, tmp_path, ca
 def test_report_of_a_directory_without_meta_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "has no meta.json" in capsys.readouterr().err
+
+
+def test_meta_records_what_dtype_auto_means_on_this_machine():
+    import torch
+
+    from prunelab.metadata import host_facts
+    from prunelab.models.loading import resolve_dtype
+
+    host = host_facts()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert host["dtype_auto"] == str(resolve_dtype("auto", device)).removeprefix("torch.")
+    assert host["cpus"] >= 1 and isinstance(host["gpus"], list)

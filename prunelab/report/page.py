@@ -385,9 +385,13 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
     config = summary["config"]
     out = root / "report"
     page = Page(out, f"{config['name']}: depth pruning of {config['model']['name']}")
+    host = summary.get("host")
+    machine = (f" Driver machine: {host['cpus']} CPUs, {', '.join(host['gpus']) or 'no GPU'}, "
+               f"{'native' if host['cpu_native_bf16'] else 'no native'} bf16 on the CPU, so `dtype: auto` is "
+               f"{host['dtype_auto']} there." if host else "")
     page.section("Stages", "Each stage's key (inputs hashed), whether this run computed or reused it, and what it "
                  "cost when it was computed: seconds over every run that worked on it, a stopped run counted to its "
-                 "last write.")
+                 "last write." + machine)
     page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
     if "compare" in stages:

@@ -74,16 +74,20 @@ def head(tmp_path_factory):
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=2",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}", f"--temp-dir={temp_dir}",
+         # the agent that runs jobs listens on 52365 by default: taken by any other Ray on this machine
+         f"--dashboard-agent-listen-port={_free_port()}",
          "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT)
     dashboard = f"http://127.0.0.1:{dashboard_port}"
 
-    def job_api_answers():
-        listed = subprocess.run([str(BIN / "ray"), "job", "list", "--address", dashboard], env=env,
-                                capture_output=True, timeout=60)
-        return listed.returncode == 0
+    def jobs_are_accepted():
+        # the job API answers before the node's agent that runs jobs is up ("No available agent to submit job"):
+        # wait until a trivial job goes in
+        submitted = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", dashboard, "--no-wait", "--",
+                                    "true"], env=env, capture_output=True, timeout=60)
+        return submitted.returncode == 0
 
     try:
-        _wait_for(job_api_answers, 120, f"the head's job API at {dashboard} (log: {root / 'head.log'})", proc)
+        _wait_for(jobs_are_accepted, 180, f"the head's job API at {dashboard} (log: {root / 'head.log'})", proc)
         yield Head(gcs=f"127.0.0.1:{gcs_port}", dashboard=dashboard, env=env)
     finally:
         proc.send_signal(signal.SIGTERM)

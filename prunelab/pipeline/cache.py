@@ -3,13 +3,16 @@
 `stage.json` is written (atomically) when a stage finishes: its name, key, its time, and the size and SHA-256 of every
 file it produced. A stage's time is the sum of its segments (one per run that worked on it, kept beside its directory
 in `<dir>.segments.json` until it finishes, since some stages replace their directory whole): a run that was stopped
-ends its segment at the last file it wrote, so a stage resumed twice still reports all it cost. A directory is reused only when that file exists, names the same key, and every listed file is there
-with the same size and hash. Otherwise it is not reused, and the reason says why: never finished (a stopped run:
+ends its segment at the last file it wrote, so a stage resumed twice still reports all it cost.
+
+A directory is reused only when `stage.json` exists, names the same key, and every listed file is there with the
+same size and hash. Otherwise it is not reused, and the reason says why: never finished (a stopped run:
 the stage resumes in place from what it stored), made for another key (another config), or changed since (a file
 missing, truncated or altered: the directory is moved aside, kept for inspection, and the stage recomputed).
 """
 
 import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -42,8 +45,6 @@ def segments_path(root: Path) -> Path:
 def begin_segment(root: Path) -> None:
     """Records that a run starts working on this stage now; a segment left open by a stopped run is closed at the
     last file it wrote."""
-    import json
-
     path = segments_path(root)
     segments = json.loads(path.read_text()) if path.exists() else []
     if segments and segments[-1].get("ended") is None:
@@ -53,8 +54,6 @@ def begin_segment(root: Path) -> None:
 
 def mark_done(root: Path, name: str, key: str) -> float:
     """Closes the running segment and writes `stage.json`; returns the stage's seconds over all its segments."""
-    import json
-
     path = segments_path(root)
     segments = json.loads(path.read_text())
     segments[-1] |= {"ended": time.time(), "ended_by": "finished"}
@@ -67,15 +66,11 @@ def mark_done(root: Path, name: str, key: str) -> float:
 
 def recorded_seconds(root: Path) -> float | None:
     """What a finished stage cost when it was computed (None for a stage.json written before times were kept)."""
-    import json
-
     return json.loads((root / MARKER).read_text()).get("seconds")
 
 
 def check(root: Path, key: str) -> tuple[bool, str]:
     """(reusable, why): why not, or what was verified."""
-    import json
-
     marker = root / MARKER
     if not marker.exists():
         return False, "not finished yet" if root.exists() else "not computed yet"

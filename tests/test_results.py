@@ -108,7 +108,7 @@ def test_head_to_head_of_two_candidates_against_one_base():
     tasks = {"t": {"kind": "classification", "primary_metric": "acc", "label": "T"},
              "g": {"kind": "generative", "primary_metric": "rougeL", "label": "G"}}
     table = pa.Table.from_pylist(rows)
-    frame = head_to_head(table, tasks, "sgr-1", "ref-2").set_index("")
+    frame = head_to_head(table, tasks, "sgr-1", "ref-2").set_index("task")
     retention = retention_table(table, tasks)
     assert list(frame.index) == ["classification mean", "generative mean", "T", "G"]
     diff = "sgr-1 - ref-2"

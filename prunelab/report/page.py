@@ -196,7 +196,7 @@ def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
     with its interval and a star."""
     a, b, diff = frame.columns[1:4]
     return pd.DataFrame({
-        "": frame.iloc[:, 0], "SGR": frame[a].map("{:.3f}".format),
+        "task": frame["task"], "SGR": frame[a].map("{:.3f}".format),
         "original answers": frame[b].map("{:.3f}".format),
         "SGR - original answers": [_with_ci(d, lo, hi) + (" *" if p < 0.05 else "") for d, lo, hi, p in
                                    zip(frame[diff], frame["ci_low"], frame["ci_high"], frame["p_value"])],

@@ -120,7 +120,7 @@ def head_to_head(table, tasks: dict[str, dict], a: str, b: str) -> pd.DataFrame:
         if not triples:
             continue
         diff, low, high = retention_difference_ci(triples)
-        rows.append({"": label, a: mean_retention_ci([(x, y) for x, y, _ in triples])[0],
+        rows.append({"task": label, a: mean_retention_ci([(x, y) for x, y, _ in triples])[0],
                      b: mean_retention_ci([(x, z) for x, _, z in triples])[0], f"{a} - {b}": diff,
                      "ci_low": low, "ci_high": high,
                      "p_value": mean_paired_p_value([(z, y) for _, y, z in triples]),

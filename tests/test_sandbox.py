@@ -260,3 +260,22 @@ def test_the_wire_carries_data_exactly_and_refuses_anything_else():
         wire.decode(deep)
     with pytest.raises(wire.WireError):
         wire.loads(b"[1, 2]")  # a message is an object
+
+
+@needs_namespaces
+def test_an_interpreter_under_tmp_still_runs_isolated(tmp_path):
+    """The private /tmp hides the host's /tmp: a checkout or virtual environment there (as CI runners make) is bound
+    back read-only, or bubblewrap could not even start the interpreter."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"  # pytest's tmp_path is under /tmp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    probe = ("import importlib.util, sys\n"
+             f"spec = importlib.util.spec_from_file_location('namespaces', {namespaces.__file__!r})\n"
+             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+             "iso = module.isolation(); print(iso.kind); print(iso.detail)\n")
+    env = {**os.environ, "PATH": f"{os.path.dirname(namespaces._bwrap())}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.stdout.splitlines()[0] == "bubblewrap", out.stdout + out.stderr

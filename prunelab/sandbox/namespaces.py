@@ -11,6 +11,7 @@ the sandbox ends, everything it started ends with it, and it sees no process out
 
 import functools
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -51,11 +52,24 @@ def _version(bwrap: str) -> tuple[int, ...]:
     return tuple(int(x or 0) for x in match.groups()) if match else (0,)
 
 
+def _needed_under_tmp() -> list[str]:
+    """What the runner needs that the private /tmp would hide: the interpreter (a virtual environment, its base) and
+    the package (the runner's file), where they live under /tmp (a checkout in /tmp, as CI runners often make)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), package)}
+    paths |= {os.path.abspath(p) for p in (sys.prefix, os.path.dirname(sys.executable))}  # symlinked venv bins
+    under = sorted(p for p in paths if p == "/tmp" or p.startswith("/tmp/"))
+    return [p for p in under if not any(p.startswith(q + "/") for q in under)]  # outermost only
+
+
 def bwrap_prefix(bwrap: str, version: tuple[int, ...]) -> tuple[str, ...]:
     size = ("--size", str(WRITABLE_MB * 2**20)) if version >= (0, 10) else ()
+    # bubblewrap applies these in order: the host read-only, then the private /tmp over it, then (read-only again)
+    # what the runner itself needs from under /tmp
+    rebound = [arg for path in _needed_under_tmp() for arg in ("--ro-bind", path, path)]
     return (bwrap, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev",
-            "--proc", "/proc", *size, "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",
+            "--proc", "/proc", *size, "--tmpfs", "/tmp", *rebound, "--chdir", "/tmp", "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
             "--setenv", "PYTHONHASHSEED", "0", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "LANG", "C.UTF-8",
             "--")

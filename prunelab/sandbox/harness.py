@@ -1,19 +1,20 @@
 """The trusted side of a check: the benchmark's tests run here, in this interpreter, and every function the
 generated program defined is a proxy that calls it in the sandboxed runner (`runner.py`) and receives its return
 value as plain data (`wire.py`). The verdict is whether the tests raised here; nothing the program writes, prints
-or exits with can make it pass. Objects that are not data stay in the sandbox as handles the tests can pass back
-but never compare.
+or exits with can make it pass. Objects that are not data stay in the sandbox as handles the tests can pass back or
+iterate (`tuple(candidate(...))` over a generator: each element crosses as data) but never compare.
 
 Names the tests see, in order of precedence: what the test code defines; what the trusted `context` defines (the
 HumanEval prompt's helpers, MBPP's setup code); builtins; then the program's top-level names (functions as proxies,
-standard-library modules re-imported here, plain data decoded). `calls` names the functions that must come from
-the program even though the context defines them (HumanEval's stub of the entry point).
+modules the tests name re-imported here, plain data decoded). `calls` names the functions that must come from the
+program even though the context defines them (HumanEval's stub of the entry point).
 
 Long-lived: started by `prunelab.sandbox.run_checks` as `python -I harness.py SETTINGS_JSON`; one job per line on
 stdin, one outcome per line on stdout. Each job has a deadline, kept by SIGALRM here (the tests themselves may be
 slow) and by the caller, which kills and replaces a harness that does not answer in time.
 """
 
+import ast
 import builtins
 import importlib
 import json
@@ -45,7 +46,15 @@ def _guard_source() -> str | None:
 
 
 GUARD = _guard_source()
-ENV = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+# as namespaces.bwrap_prefix sets them (OPENBLAS_MAIN_FREE: numpy imports without os.putenv, which the guard removes)
+ENV = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8", "OPENBLAS_MAIN_FREE": "1",
+       **{k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
+
+
+# modules of the program that the tests may use without importing them (MBPP's `math.isclose` after the solution's
+# `import math`), imported again here: the standard library and numpy, less the modules that act when imported
+REIMPORTABLE = (set(sys.stdlib_module_names) | {"numpy"}) - {"antigravity", "this", "idlelib", "turtle", "turtledemo",
+                                                           "tkinter", "webbrowser", "pydoc"}
 
 
 class Timeout(BaseException):  # BaseException: a test's `except Exception` must not swallow it
@@ -128,12 +137,34 @@ class Sandbox:
             message = {"call": name, "args": wire.encode(list(args)), "kwargs": wire.encode(dict(kwargs))}
         except wire.WireError as exc:
             raise TypeError(f"only data can be passed to the sandboxed program: {exc}") from None
-        reply = self.request(message, limit_s)
+        return self.answer(self.request(message, limit_s))
+
+    def answer(self, reply: dict):
         if "ok" in reply:
-            return wire.decode(reply["ok"])
+            return self.decode(reply["ok"])
         if "raise" in reply:
             raise remote_exception(str(reply["raise"]), str(reply.get("message", "")))
         raise wire.WireError("a reply with neither ok nor raise")
+
+    def decode(self, value):
+        return wire.decode(value, lambda key, type_name: RemoteObject(self, key, type_name))
+
+    def iterate(self, handle: "RemoteObject"):
+        """The elements of a sandboxed iterable, as data, fetched in growing batches (1, 2, 4 ... 1024 at a time, so
+        an endless or slow generator read one element at a time costs one element at a time)."""
+        iterator, n = self.answer(self.request({"iter": handle.id})), 1
+        while True:
+            reply = self.request({"next": iterator.id, "n": n})
+            items = reply.get("items")
+            if type(items) is not list:
+                raise wire.WireError("an iteration reply without items")
+            for item in items:
+                yield self.decode(item)
+            if "raise" in reply:
+                raise remote_exception(str(reply["raise"]), str(reply.get("message", "")))
+            if reply.get("done") is not False:
+                return
+            n = min(2 * n, 1024)
 
     def close(self) -> None:
         try:
@@ -167,11 +198,49 @@ class Remote:
         return f"<function {self.__name__} in the sandbox>"
 
 
+class RemoteObject(wire.Handle):
+    """An object that stayed in the sandbox: passed back as an argument, or iterated element by element as data.
+    It equals nothing but itself (`object`'s identity), whatever the program's own `__eq__` says."""
+
+    __slots__ = ("_sandbox",)
+
+    def __init__(self, sandbox: Sandbox, id: int, type_name: str):
+        super().__init__(id, type_name)
+        self._sandbox = sandbox
+
+    def __iter__(self):
+        return self._sandbox.iterate(self)
+
+    def __next__(self):  # next(candidate(...)) on a returned generator
+        reply = self._sandbox.request({"next": self.id, "n": 1})
+        items = reply.get("items")
+        if type(items) is not list:
+            raise wire.WireError("an iteration reply without items")
+        if items:
+            return self._sandbox.decode(items[0])
+        if "raise" in reply:
+            raise remote_exception(str(reply["raise"]), str(reply.get("message", "")))
+        raise StopIteration
+
+
+def names_used(*sources: str) -> set[str]:
+    """The names the trusted code reads: the program's modules re-imported here are only those (a program's
+    `import antigravity` must not run that module's side effects in the harness)."""
+    used = set()
+    for source in sources:
+        try:
+            used |= {n.id for n in ast.walk(ast.parse(source or "")) if isinstance(n, ast.Name)}
+        except SyntaxError:  # the tests' own syntax error surfaces when they run
+            pass
+    return used
+
+
 def namespace(job: dict, defined: dict, sandbox: Sandbox) -> dict:
     ns = {"__name__": "__prunelab_test__", "__builtins__": builtins}
     if job.get("context"):
         exec(compile(job["context"], "<context>", "exec"), ns)
     calls = set(job.get("calls") or ())
+    used = names_used(job.get("test"), job.get("context"))
     if not isinstance(defined, dict):
         raise wire.WireError("the program's names are not a mapping")
     for name, kind in defined.items():
@@ -186,13 +255,13 @@ def namespace(job: dict, defined: dict, sandbox: Sandbox) -> dict:
         if kind[0] == "c":
             ns[name] = Remote(sandbox, name)
         elif kind[0] == "m" and len(kind) == 2 and isinstance(kind[1], str):
-            if kind[1].split(".")[0] in sys.stdlib_module_names:
+            if name in used and kind[1].split(".")[0] in REIMPORTABLE:
                 try:
                     ns[name] = importlib.import_module(kind[1])
-                except ImportError:
+                except Exception:  # not importable here (a module the program made up): the name stays unbound
                     pass
         elif kind[0] == "d" and len(kind) == 2:
-            ns[name] = wire.decode(kind[1])
+            ns[name] = sandbox.decode(kind[1])
     return ns
 
 
@@ -208,7 +277,7 @@ def run(job: dict, settings: dict) -> dict:
     sandbox = None
     try:
         sandbox = Sandbox(settings, int(job["memory_mb"]) * 2**20, int(timeout_s) + 1, deadline)
-        reply = sandbox.request({"code": job["code"], "guard": GUARD})
+        reply = sandbox.request({"code": job["code"], "guard": GUARD, "path": settings.get("path") or []})
         if "error" in reply:
             raise remote_exception(str(reply["error"]), str(reply.get("message", "")))
         if "defined" not in reply:

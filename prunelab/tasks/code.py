@@ -23,7 +23,7 @@ from pathlib import Path
 
 from prunelab.data.evalplus import plus_tasks
 from prunelab.metrics.code_errors import CLASSES, classify
-from prunelab.sandbox import Check, check_sandbox, isolation, run_checks
+from prunelab.sandbox import Check, check_sandbox, importable, isolation, run_checks
 from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
 
 PLUS_HARNESS = (Path(__file__).parent.parent / "sandbox" / "plus_harness.py").read_text()
@@ -71,6 +71,11 @@ class CodeTask(GenerativeTask):
     def sandbox(self) -> str:
         """How the generated code was isolated (recorded in meta.json: a run without namespaces says so)."""
         return isolation().detail
+
+    @property
+    def sandbox_imports(self) -> str:
+        """What the generated programs could import (recorded in meta.json beside the isolation)."""
+        return importable().detail
 
     def load_rows(self) -> list[dict]:
         rows = super().load_rows()

@@ -17,6 +17,13 @@ _SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast
          ast.And: ast.Or, ast.Or: ast.And}
 
 
+def _parse(source: str) -> ast.Module:
+    with warnings.catch_warnings():  # benchmark code has invalid escapes in plain strings ('\w')
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(source)
+
+
 def _sites(function: ast.AST) -> list[tuple[str, ast.AST, int]]:
     """Where `function` can be mutated: (kind, node, position); nothing inside a `while` (a mutant there may never
     stop, and then both harnesses only agree after their whole time limit)."""
@@ -37,7 +44,7 @@ def _sites(function: ast.AST) -> list[tuple[str, ast.AST, int]]:
 
 
 def _mutate(source: str, entry_point: str, k: int) -> str:
-    tree = ast.parse(source)
+    tree = _parse(source)
     function = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == entry_point)
     kind, node, i = _sites(function)[k]
     if kind == "compare":
@@ -58,9 +65,7 @@ def mutants(row: dict, per_item: int, rng: random.Random) -> list[str]:
     """Up to `per_item` distinct mutants of a HumanEval row's canonical solution, as whole programs."""
     source = row["prompt"] + row["canonical_solution"]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            function = next(n for n in ast.walk(ast.parse(source))
+        function = next(n for n in ast.walk(_parse(source))
                         if isinstance(n, ast.FunctionDef) and n.name == row["entry_point"])
     except (SyntaxError, StopIteration):
         return []
@@ -69,7 +74,7 @@ def mutants(row: dict, per_item: int, rng: random.Random) -> list[str]:
     out = []
     for k in sites:
         program = _mutate(source, row["entry_point"], k)
-        if program not in out and program != ast.unparse(ast.parse(source)) + "\n":
+        if program not in out and program != ast.unparse(_parse(source)) + "\n":
             out.append(program)
         if len(out) == per_item:
             break
@@ -78,13 +83,10 @@ def mutants(row: dict, per_item: int, rng: random.Random) -> list[str]:
 
 def mbpp_mutants(row: dict, per_item: int, rng: random.Random) -> list[str]:
     """Mutants of an MBPP row's reference code, in the first function the tests call."""
-    called = {n.func.id for t in row["test_list"] for n in ast.walk(ast.parse(t))
+    called = {n.func.id for t in row["test_list"] for n in ast.walk(_parse(t))
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     try:
-        with warnings.catch_warnings():  # MBPP's code has invalid escapes in plain strings ('\w')
-            warnings.simplefilter("ignore", SyntaxWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            tree = ast.parse(row["code"])
+        tree = _parse(row["code"])
     except SyntaxError:
         return []
     names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in called]

@@ -90,7 +90,8 @@ _EXACT = {
 }
 
 # numpy dtypes that cross: bools, ints, floats up to 64 bits, complex up to 128, fixed-width strings and bytes
-_DTYPE = re.compile(r"\A[<>|=]?(?:b1|[iu][1248]|f[248]|c(?:8|16)|[US]\d{1,9})\Z")
+_DTYPE = re.compile(r"\A[<>|=]?(?:b1|[iu][1248]|f[248]|c(?:8|16)|[US]\d{1,6})\Z")
+MAX_ARRAY_BYTES = 256 * 2**20  # an array rebuilt on the trusted side: a '<U999999' of a million elements is refused
 
 
 def _number(value):
@@ -183,6 +184,8 @@ def _decode_number(tag: str, args: list):
         flat = [_decode(v, None) for v in args[2]]
         if any(n < 0 for n in args[1]) or _product(args[1]) != len(flat):
             raise WireError(f"an array of shape {args[1][:8]} with {len(flat)} elements")
+        if dtype.itemsize * len(flat) > MAX_ARRAY_BYTES:
+            raise WireError(f"an array over {MAX_ARRAY_BYTES >> 20} MiB")
         return np.array(flat, dtype=dtype).reshape(args[1])
     raise WireError(f"malformed {tag!r} value")
 

@@ -63,12 +63,12 @@ def host_facts() -> dict:
     with native bf16 (AVX512-BF16, AMX) and fp32 elsewhere, so the same config computes in another dtype there."""
     import torch
 
-    from prunelab.models.loading import cpu_has_fast_bf16
+    from prunelab.hardware import cpu_has_fast_bf16, dtype_name
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     native = cpu_has_fast_bf16()
     return {"cpus": os.cpu_count(), "cpu_native_bf16": native, "gpus": gpus,
-            "dtype_auto": "bfloat16" if gpus or native else "float32"}
+            "dtype_auto": dtype_name("auto")}
 
 
 def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:

@@ -62,7 +62,7 @@ def _unit_key(ids: list[str]) -> str:
     return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _differences(old, new, path: str = "") -> list[str]:
+def differences(old, new, path: str = "") -> list[str]:
     """Dotted paths where two JSON values differ (a list that changed length differs as a whole)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -71,10 +71,10 @@ def _differences(old, new, path: str = "") -> list[str]:
             if key not in old or key not in new:
                 out.append(sub)
             else:
-                out += _differences(old[key], new[key], sub)
+                out += differences(old[key], new[key], sub)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, f"{path}.{i}")]
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{path}.{i}")]
     return [] if old == new else [path or "(the whole experiment)"]
 
 
@@ -106,7 +106,7 @@ class ResultsStore:
         existing = json.loads(marker.read_text())
         wanted = json.loads(json.dumps(identity))
         if existing != wanted:
-            diff = _differences(existing, wanted)
+            diff = differences(existing, wanted)
             meta = self.root / "meta.json"
             holds = f"; it holds a {json.loads(meta.read_text())['stage']} run" if meta.exists() else ""
             raise ResultsError(

@@ -143,6 +143,32 @@ def test_a_changed_knob_recomputes_exactly_what_is_downstream(finished):
     assert statuses(run(data), "computed") == set()  # the original config's stages are all still there
 
 
+def test_settings_reuse_and_what_changes_a_number_recomputes(finished):
+    """Through the fields' markers: batch sizes and workers are settings (everything reused); the sandbox's time
+    limit changes verdicts (every stage that scores code, and what reads them, recomputes); another ratio is another
+    candidate (compare, which holds every candidate, cost, which measures each, and the pruned checkpoint's
+    evaluation, which starts from compare's rows, recompute; nothing else)."""
+    data, _ = finished
+    settings = copy.deepcopy(data)
+    settings["generation"] |= {"batch_size": 2, "sandbox_workers": 1}
+    settings["sgr"]["engine"]["batch_size"] = 2
+    assert statuses(run(settings), "computed") == set()
+
+    verdicts = copy.deepcopy(data)
+    verdicts["generation"]["sandbox_timeout_s"] = 7.0
+    result = run(verdicts)
+    computed = statuses(result, "computed")
+    # and the log says which setting made it new, not only that it was not computed yet
+    assert "not computed yet: the config changed generation.sandbox_timeout_s" in result["eval-base"]["reason"]
+    assert {"eval-base", "compare", "eval-block_influence@0.25", "eval-block_influence@0.25-reference"} <= computed
+    assert "sgr" not in computed and "recover-block_influence@0.25-reference" not in computed
+
+    candidates = copy.deepcopy(data)
+    candidates["prune"]["ratios"] = [0.25, 0.5]
+    assert statuses(run(candidates), "computed") == {"compare", "cost", "eval-block_influence@0.25"}
+    assert statuses(run(data), "computed") == set()
+
+
 def test_changed_unfinished_and_foreign_stage_outputs_are_recomputed(finished):
     data, first = finished
     pruned = Path(first["prune-block_influence@0.25"]["dir"])

@@ -7,26 +7,16 @@ from pathlib import Path
 import torch
 
 from prunelab.errors import ModelError
+from prunelab.hardware import dtype_name
 from prunelab.models.builtin import BUILTIN_MODELS, builtin_model_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and ~7x slower
-    than fp32 (measured on an AVX2-only EPYC: 19 vs 140 GFLOP/s)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """`auto` is bf16 on a GPU or a CPU with native bf16, fp32 otherwise."""
+    """`auto` is bf16 on a GPU or a CPU with native bf16, fp32 otherwise (`prunelab.hardware.dtype_name`)."""
     if dtype == "auto":
-        fast = device.startswith("cuda") or cpu_has_fast_bf16()
-        return torch.bfloat16 if fast else torch.float32
+        return DTYPES[dtype_name(dtype, device)]
     if dtype not in DTYPES:
         raise ModelError(f"model.dtype is {dtype!r}; allowed: auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]

@@ -52,14 +52,15 @@ def begin_segment(root: Path) -> None:
     write_json(path, [*segments, {"started": time.time(), "ended": None}], sort_keys=False)
 
 
-def mark_done(root: Path, name: str, key: str) -> float:
-    """Closes the running segment and writes `stage.json`; returns the stage's seconds over all its segments."""
+def mark_done(root: Path, name: str, key: str, identity: dict | None = None) -> float:
+    """Closes the running segment and writes `stage.json` (with the identity its key hashes, so that a later config
+    can be told what it changed); returns the stage's seconds over all its segments."""
     path = segments_path(root)
     segments = json.loads(path.read_text())
     segments[-1] |= {"ended": time.time(), "ended_by": "finished"}
     seconds = round(sum(s["ended"] - s["started"] for s in segments), 1)
-    write_json(root / MARKER, {"stage": name, "key": key, "seconds": seconds, "segments": segments,
-                               "files": manifest(root)})
+    write_json(root / MARKER, {"stage": name, "key": key, "identity": identity, "seconds": seconds,
+                               "segments": segments, "files": manifest(root)})
     path.unlink()
     return seconds
 
@@ -90,6 +91,25 @@ def check(root: Path, key: str) -> tuple[bool, str]:
         if _digest(path) != digest:
             return False, f"{rel} changed since it was written (SHA-256 differs)"
     return True, f"{len(files)} files verified"
+
+
+def what_changed(root: Path, name: str, identity: dict) -> str | None:
+    """For a stage not computed yet: the fields in which it differs from the newest finished stage of the same name
+    (another config's, beside it), e.g. "generation.sandbox_timeout_s"; None when there is none to compare with."""
+    from prunelab.results import differences
+
+    others = []
+    for marker in root.parent.glob(f"*/{MARKER}"):
+        try:
+            done = json.loads(marker.read_text())
+        except ValueError:
+            continue
+        if done.get("stage") == name and marker.parent != root and isinstance(done.get("identity"), dict):
+            others.append((marker.stat().st_mtime, done["identity"]))
+    if not others:
+        return None
+    changed = differences(max(others, key=lambda o: o[0])[1], json.loads(json.dumps(identity, default=str)))
+    return ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "") if changed else None
 
 
 def set_aside(root: Path) -> Path:

@@ -61,7 +61,7 @@ class _Planner:
         name = stage
         upstream = [self.stages[n].key for n in needs]
         draft = cls.model_validate({**fields, "output_dir": "-"})
-        key = stage_key(cls.model_fields["kind"].default, draft.identity(), upstream)
+        key = stage_key(cls.model_fields["kind"].default, draft.stage_identity(), upstream)
         config = draft.model_copy(update={"output_dir": str(self.root / f"{_dir_name(name)}-{key[:12]}")})
         self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from)
         return self.stages[name]

@@ -167,10 +167,13 @@ def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True
             continue
         if (stage.output_dir / cache.MARKER).exists():  # finished once, but changed or foreign since: keep it aside
             why += f"; the old directory is kept at {cache.set_aside(stage.output_dir)}"
+        elif not stage.output_dir.exists():
+            changed = cache.what_changed(stage.output_dir, stage.name, stage.config.stage_identity())
+            why += f": the config changed {changed}" if changed else ""
         say(f"[{i}/{len(stages)}] {stage.name}: computing ({why})")
         cache.begin_segment(stage.output_dir)
         run_stage(stage, by_name, runners, progress)
-        seconds = cache.mark_done(stage.output_dir, stage.name, stage.key)
+        seconds = cache.mark_done(stage.output_dir, stage.name, stage.key, stage.config.stage_identity())
         summary["stages"].append({**entry, "status": "computed", "reason": why, "seconds": seconds})
         write_json(root / SUMMARY, summary, sort_keys=False)  # what is finished so far, for a report mid-way
     summary["seconds"] = round(time.perf_counter() - start, 1)

@@ -32,6 +32,7 @@ from prunelab.atomic import write_json, write_text
 from prunelab.config import CostConfig
 from prunelab.cost.bound import Shape, expected_speedups
 from prunelab.errors import ConfigError, ModelError
+from prunelab.hardware import dtype_name
 from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
 
@@ -42,12 +43,6 @@ def _device(config: CostConfig) -> str:
     import torch
 
     return ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
-
-
-def _dtype_name(config: CostConfig, device: str) -> str:
-    from prunelab.models.loading import resolve_dtype
-
-    return str(resolve_dtype(config.base_model.dtype, device)).removeprefix("torch.")
 
 
 def fingerprint(path: str) -> str:
@@ -100,7 +95,7 @@ def _label(spec, taken: set) -> str:
 def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[str, Path]:
     root = Path(config.output_dir)
     device = _device(config)
-    dtype = _dtype_name(config, device)
+    dtype = dtype_name(config.base_model.dtype, device)
     dtype_bytes = BYTES.get(dtype, 4)
     models, taken = [("base", config.base_model)], {"base"}
     for spec in config.models:
@@ -159,7 +154,7 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
             if label in removed:
                 checkpoint = str(_export_variant(root / "variants" / f"{label}-{key}", facts["base"].path,
                                                  removed[label]))
-            run = {**workload, "removed": [], "dtype": _resolved(spec.dtype, device), "path": checkpoint}
+            run = {**workload, "removed": [], "dtype": dtype_name(spec.dtype, device), "path": checkpoint}
         else:
             run = {**workload, "path": checkpoint}
         write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
@@ -169,12 +164,6 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
 
 
 MEASURE_MODULES = {"transformers": "prunelab.cost.measure", "vllm": "prunelab.cost.measure_vllm"}
-
-
-def _resolved(dtype: str, device: str) -> str:
-    from prunelab.models.loading import resolve_dtype
-
-    return str(resolve_dtype(dtype, device)).removeprefix("torch.")
 
 
 def _version(package: str) -> str | None:

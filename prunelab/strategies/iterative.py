@@ -43,7 +43,7 @@ def iterative_greedy(model, selection, n: int, root: Path, executor, worker, bat
     facts = inspect_model(model)
     task = selection.build()
     store = ResultsStore(root, model=model.name)
-    store.claim({"model": model.model_dump(), "tasks": [selection.identity()]})
+    store.claim({"model": model.identity(), "tasks": [selection.identity()]})
     removed: list[int] = []
     rounds = []
     for round_no in range(n):

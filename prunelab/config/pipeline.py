@@ -1,0 +1,104 @@
+"""`prunelab pipeline`'s config: the stage sections of one experiment, from model to findings. Each section embeds
+the same section classes its stage config does (`sections.py`)."""
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from prunelab.config.fields import Frozen, extent, key, setting
+from prunelab.config.sections import (
+    CostMeasure,
+    GenerationSpec,
+    ModelSpec,
+    Ratios,
+    RaySpec,
+    RecoverSection,
+    SGRSection,
+    StrategyNames,
+    StrategyOptions,
+    SweepSpec,
+    TaskSpec,
+    check_strategy_needs,
+    check_sweepable,
+    check_unique,
+)
+
+
+class PipelineSweep(Frozen):
+    """The pipeline's single-layer sweep (the paper's Figure 1 and the arithmetic probe per layer)."""
+
+    tasks: list[TaskSpec] | None = key(None, description="default: the pipeline's tasks")
+    sweep: SweepSpec = key(SweepSpec())
+
+
+class PipelinePrune(StrategyOptions):
+    """Strategies x ratios (compare-strategies, the paper's Table 1), and the checkpoints recovery starts from."""
+
+    strategies: StrategyNames = extent(["block_influence"], min_length=1)
+    ratios: Ratios = extent([0.25], min_length=1)
+    sweep: SweepSpec = setting(SweepSpec())
+
+
+class PipelineSGR(SGRSection):
+    """The SGR stage's section: the same fields and defaults as `prunelab sgr`'s config."""
+
+
+class PipelineRecover(RecoverSection):
+    """Which pruned models are recovered (`strategy@ratio` of the prune section), on which responses; how, as
+    `prunelab recover`'s config says it."""
+
+    targets: list[str] = extent(["block_influence@0.25"], min_length=1)
+    responses: list[Literal["sgr", "reference"]] = extent(["sgr", "reference"], min_length=1)
+    paired: bool = key(True, description="when both arms are trained, both train on the same prompts (those with a "
+                                         "kept SGR response and an original answer that fit), so they differ in "
+                                         "their answers alone")
+
+
+def target_key(strategy: str, ratio: float) -> str:
+    return f"{strategy}@{ratio:g}"
+
+
+class PipelineCost(CostMeasure):
+    """The cost of every strategy x ratio's pruned model against the base (prunelab cost, layers removed in memory):
+    the same fields and defaults as `prunelab cost`'s config."""
+
+
+class PipelineConfig(Frozen):
+    """`prunelab pipeline`: one config from model to findings. Every stage is an artifact directory keyed by a hash of
+    its inputs, so a rerun computes only what changed (prunelab.pipeline)."""
+
+    kind: Literal["pipeline"] = setting("pipeline")
+    name: str = setting()
+    model: ModelSpec = key()
+    tasks: list[TaskSpec] = key(min_length=1, description="evaluated on the base, pruned and recovered models")
+    generation: GenerationSpec = key(GenerationSpec())
+    sweep: PipelineSweep | None = key(PipelineSweep())
+    prune: PipelinePrune = key(PipelinePrune())
+    sgr: PipelineSGR | None = key(PipelineSGR())
+    recover: PipelineRecover | None = key(PipelineRecover())
+    cost: PipelineCost | None = key(None)
+    ray: RaySpec = setting(RaySpec())
+    output_dir: str = setting()
+
+    @model_validator(mode="after")
+    def _inputs(self):
+        check_unique(self.tasks)
+        check_sweepable(self.tasks, self.generation, self.prune.sweep)
+        check_strategy_needs(self.prune.strategies, self.prune)
+        if self.sweep is not None:
+            check_unique(self.sweep.tasks or self.tasks)
+            check_sweepable(self.sweep.tasks or self.tasks, self.generation, self.sweep.sweep)
+        if self.recover is not None:
+            made = [target_key(s, r) for s in self.prune.strategies for r in self.prune.ratios]
+            for target in self.recover.targets:
+                if target not in made:
+                    raise ValueError(f"recover.targets names {target!r}, which no prune stage produces; the prune "
+                                     f"section makes {', '.join(made)} (prune.strategies x prune.ratios)")
+            if self.sgr is None:
+                raise ValueError("recover needs the sgr section: the SGR stage makes the corpus that both responses "
+                                 "(sgr: the base model's answers; reference: the corpus's original answers) train on")
+        return self
+
+
+__all__ = ["PipelineConfig", "PipelineCost", "PipelinePrune", "PipelineRecover", "PipelineSGR", "PipelineSweep",
+           "target_key"]

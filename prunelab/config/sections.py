@@ -1,0 +1,360 @@
+"""The sections that stage configs (and the pipeline config) are built from: the model, tasks, generation, sweep,
+Ray, calibration, strategy options, SGR prompts/sampling/engine, LoRA, training and training workers. Each section
+is defined once; a stage config and the pipeline's section embed the same class, so their defaults are one."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, field_validator, model_validator
+
+from prunelab.config.fields import Frozen, extent, key, setting
+from prunelab.generation import GENERATION_BACKENDS, IN_MEMORY
+from prunelab.strategies.registry import STRATEGIES
+from prunelab.tasks import GENERATIVE, TASKS, build_task
+
+
+class ModelSpec(Frozen):
+    name: str = key(description="built-in name, local Hugging Face directory, or hub id")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = key("auto")
+    revision: str | None = key(None)
+
+    def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        # what `auto` computes in on this machine: an fp32 run on an AVX2 CPU is not a bf16 run on another
+        from prunelab.hardware import dtype_name
+
+        return {**identity, "dtype": dtype_name(self.dtype)}
+
+
+GENERATION_FIELDS = ("chat", "max_new_tokens", "temperature", "top_p", "dataset")
+
+
+class TaskSpec(Frozen):
+    name: str = key()
+    limit: int | None = key(None, ge=1, description="items to evaluate (seeded subsample); all if unset")
+    seed: int = key(1234, description="subsampling, few-shot choice and sampled decoding")
+    num_fewshot: int = key(0, ge=0)
+    # generative tasks only
+    chat: Literal["auto", "on", "off"] = key("auto", description="chat template if the tokenizer has one")
+    max_new_tokens: int | None = key(None, ge=1, description="the task's default if unset")
+    temperature: float = key(0.0, ge=0, description="0 = greedy; the paper samples at 0.9")
+    top_p: float = key(1.0, gt=0, le=1)
+    dataset: str | None = key(None, description="hub id 'org/name[:config]' or a saved dataset directory instead "
+                                                "of the packaged copy")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS.names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _generation_fields(self):
+        given = sorted(f for f in GENERATION_FIELDS if getattr(self, f) != type(self).model_fields[f].default)
+        if given and self.name not in GENERATIVE:
+            raise ValueError(f"{', '.join(given)} only apply to generative tasks ({', '.join(GENERATIVE)}); "
+                             f"{self.name!r} is scored by log-likelihood")
+        if self.name == "arithmetic" and self.num_fewshot not in (0, 3):
+            raise ValueError(f"num_fewshot is {self.num_fewshot}; the arithmetic probe's prompt is fixed 3-shot "
+                             "(0 or 3 both mean that)")
+        return self
+
+    def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        # generation fields only for generative tasks, so classification results written before those fields
+        # existed still belong to the same experiment
+        if self.name == "arithmetic" and "num_fewshot" in identity:
+            identity = {**identity, "num_fewshot": 3}  # what it runs: the probe's prompt is fixed 3-shot
+        if self.name in GENERATIVE:
+            return identity
+        return {k: v for k, v in identity.items() if k not in GENERATION_FIELDS}
+
+    def build(self, generation: "GenerationSpec | None" = None):
+        """The task this spec describes."""
+        options = {}
+        if self.name in GENERATIVE:
+            options = {f: getattr(self, f) for f in GENERATION_FIELDS}
+            if self.name in ("humaneval", "mbpp") and generation is not None:
+                options |= {"timeout_s": generation.sandbox_timeout_s, "memory_mb": generation.sandbox_memory_mb,
+                            "workers": generation.sandbox_workers}
+        return build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
+
+
+class GenerationSpec(Frozen):
+    """How generative tasks run; the backend and the sandbox's limits change verdicts, so they are in the key."""
+
+    backend: str = key("hf", description="a generation backend (hf, vllm); vllm: exported checkpoints only, not "
+                                         "sweeps")
+    # batches are formed so that a row's output does not depend on its neighbours (left padding, masks)
+    batch_size: int = setting(8, ge=1)
+    sandbox_workers: int | None = setting(None, ge=1, description="programs run at once; one per core if unset")
+    sandbox_timeout_s: float = key(10.0, gt=0, description="a program slower than this fails")
+    sandbox_memory_mb: int = key(1024, ge=64, description="a program needing more fails")
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in GENERATION_BACKENDS:
+            raise ValueError(f"unknown generation backend {name!r}; allowed: {', '.join(GENERATION_BACKENDS.names())}")
+        return name
+
+
+class SweepSpec(Frozen):
+    layers: list[int] | None = extent(None, description="layers to ablate one at a time; all if unset")
+    batch_tokens: int = setting(4096, ge=16, description="tokens per scoring unit (bounds the memory of recorded "
+                                                         "layer inputs)")
+    generation_unit: int = setting(16, ge=1, description="items of a generative task per unit of work")
+    # both engines give the same outputs (tests/test_candidates.py): how, not what
+    generation_engine: Literal["multi-candidate", "per-candidate"] = setting(
+        "multi-candidate", description="multi-candidate: every candidate of a unit in one decode batch, reusing the "
+        "base output up to each candidate's first differing token; per-candidate: each candidate generates on its "
+        "own (the reference path)")
+    generation_tokens: int = setting(32768, ge=16, description="multi-candidate engine: KV-cache tokens of one decode "
+                                                               "batch (each row counts its prompt + max_new_tokens)")
+
+
+class ActorSpec(Frozen):
+    num_actors: int = setting(2, ge=1)
+    num_cpus: float = setting(1.0, gt=0)
+    num_gpus: float = setting(0.0, ge=0, description="fractions share one GPU between actors")
+    accelerator_type: str | None = setting(None, description="e.g. A100, H100: only nodes with this GPU")
+
+
+class RaySpec(Frozen):
+    address: str | None = setting(None, description="cluster to attach to; a local Ray starts if unset")
+    actors: ActorSpec = setting(ActorSpec())
+    max_restarts: int = setting(3, ge=0, description="times Ray restarts a dead actor before a fresh one replaces it")
+    max_attempts: int = setting(3, ge=1, description="a unit whose candidate kills its worker this many times is "
+                                                     "given up (the rest still finishes)")
+    placement_timeout_s: float = setting(1800.0, gt=0, description="fail when work waits this long with no actor "
+                                         "ready to take it (all lost, or waiting for an autoscaler that never "
+                                         "delivers); requests no node can ever satisfy fail at once")
+
+
+class CalibrationSpec(Frozen):
+    source: str = key("sharegpt", description="packaged corpus (sharegpt) or a hub dataset id with 'text'")
+    samples: int = key(64, ge=1)
+    seed: int = key(0)
+    max_length: int = key(512, ge=8)
+
+
+def check_sweepable(tasks: list[TaskSpec], generation: GenerationSpec, sweep: SweepSpec) -> None:
+    if not any(t.name in GENERATIVE for t in tasks) or GENERATION_BACKENDS.entry(generation.backend).kind == IN_MEMORY:
+        return
+    if generation.backend == "vllm" and sweep.generation_engine == "multi-candidate":
+        return  # one engine whose layers are switched between candidates (prunelab.generation.vllm_layers)
+    raise ValueError(f"generation.backend {generation.backend!r} with sweep.generation_engine "
+                     f"{sweep.generation_engine!r}: a sweep removes layers from a loaded model, which the "
+                     f"{', '.join(GENERATION_BACKENDS.names_of_kind(IN_MEMORY))} backend does, and vllm does with "
+                     f"generation_engine multi-candidate; use {generation.backend} per checkpoint with `prunelab eval`")
+
+
+def check_unique(tasks: list[TaskSpec]) -> None:
+    names = [t.name for t in tasks]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"tasks repeated: {repeated}; list each task once")
+
+
+def check_ratios(ratios: list[float]) -> None:
+    bad = [r for r in ratios if not 0 < r < 1]
+    if bad:
+        raise ValueError(f"ratio {bad if len(bad) > 1 else bad[0]} outside (0, 1): each is the fraction of layers "
+                         "to remove")
+
+
+def check_strategies(names: list[str] | str) -> None:
+    """A list names its unknown entries; a single name (prune's `strategy`) is named alone."""
+    unknown = [n for n in ([names] if isinstance(names, str) else names) if n not in STRATEGIES]
+    if unknown:
+        what = f"strategy {unknown[0]!r}" if isinstance(names, str) else f"strategies {unknown}"
+        raise ValueError(f"unknown {what}; allowed: {', '.join(STRATEGIES.names())}")
+
+
+def _checked_strategies(names: list[str]) -> list[str]:
+    check_strategies(names)
+    return names
+
+
+def _checked_ratios(ratios: list[float]) -> list[float]:
+    check_ratios(ratios)
+    return ratios
+
+
+StrategyNames = Annotated[list[str], AfterValidator(_checked_strategies)]
+Ratios = Annotated[list[float], AfterValidator(_checked_ratios)]
+
+
+class StrategyOptions(Frozen):
+    """What the strategies read besides the model: the fields prune and compare-strategies share."""
+
+    keep_last: bool = key(False, description="reverse: keep the final layer")
+    sweep_dir: str | None = key(None, description="sweep_score: a finished sweep's output directory")
+    sweep_tasks: list[str] | None = key(None, description="sweep_score: tasks whose retention ranks layers (all if "
+                                                          "unset)")
+    selection: TaskSpec | None = key(None, description="iterative: the task (and seeded split) each greedy round is "
+                                                       "scored on; disjoint from the tests")
+    calibration: CalibrationSpec = key(CalibrationSpec())
+
+
+def check_strategy_needs(strategies: list[str], options: StrategyOptions) -> None:
+    for name in strategies:
+        needs = STRATEGIES.entry(name).kind
+        if needs == "selection" and options.selection is None:
+            raise ValueError(f"strategy {name} needs `selection` (a task spec, e.g. {{name: arithmetic, limit: 32, "
+                             "seed: 7}): each greedy round is scored on it")
+        if needs == "sweep" and not options.sweep_dir:
+            raise ValueError(f"strategy {name} needs `sweep_dir`: a finished `prunelab sweep` output directory")
+
+
+class PromptsSpec(Frozen):
+    """Which prompts the base model answers (SGR) and how they are chosen."""
+
+    source: str = key("sharegpt", description="packaged corpus (sharegpt, mtbench, ifbench), a hub id "
+                                              "'org/name[:config]', a saved dataset directory or a .jsonl/.parquet "
+                                              "file")
+    limit: int | None = key(256, ge=1, description="prompts to keep (a seeded sample); all if unset")
+    seed: int = key(0)
+    max_prompt_tokens: int = key(1024, ge=8, description="longer prompts (under the chat template) are left out")
+    exclude_tasks: list[str] = key(list(TASKS.names()), description="prompts containing a test item of these tasks "
+                                                                    "are left out")
+
+    @field_validator("exclude_tasks")
+    @classmethod
+    def _tasks_known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown}; allowed: {', '.join(TASKS.names())}")
+        return names
+
+
+class ResponseSampling(Frozen):
+    max_new_tokens: int = key(1024, ge=1, description="responses that reach it are truncated, and dropped")
+    temperature: float = key(0.0, ge=0, description="0 = greedy")
+    top_p: float = key(1.0, gt=0, le=1)
+    seed: int = key(0, description="sampled decoding: each row's seed derives from it and the row's id")
+
+
+class SGREngineSpec(Frozen):
+    """How responses are generated; the backend, vLLM's engine arguments and the shard size are in the key."""
+
+    backend: Literal["hf", "vllm"] = key("hf", description="hf: transformers generate (CPU or GPU); vllm: Ray Data "
+                                                           "LLM with vLLM engines (GPU)")
+    replicas: int = setting(1, ge=1, description="generator actors (hf) or engine replicas (vllm): a fixed pool")
+    batch_size: int = setting(8, ge=1, description="prompts per generate call (hf) / per Ray Data batch")
+    num_cpus: float = setting(1.0, gt=0, description="per hf actor")
+    num_gpus: float = setting(0.0, ge=0, description="per hf actor (vllm engines take one GPU each)")
+    accelerator_type: str | None = setting(None, description="e.g. A100, H100: where vLLM engines run")
+    engine_kwargs: dict[str, Any] = key({}, description="vllm: extra vllm.AsyncEngineArgs (gpu_memory_utilization, "
+                                                        "max_model_len, ...)")
+    # the shard size decides which prompts share a file, so a resumed run must keep it
+    shard_size: int = key(64, ge=1, description="responses per parquet shard (the unit of resumption)")
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LoraSpec(Frozen):
+    r: int = key(16, ge=1)
+    alpha: int = key(32, ge=1)
+    dropout: float = key(0.05, ge=0, lt=1)
+    target_modules: list[str] = key(LORA_TARGETS, min_length=1)
+
+
+class TrainingSpec(Frozen):
+    """The paper's defaults: lr 2e-4, effective batch 8, max length 8192, one epoch, warmup then constant."""
+
+    learning_rate: float = key(2e-4, gt=0)
+    batch_size: int = key(8, ge=1, description="effective batch: per-device batch x workers x gradient accumulation")
+    per_device_batch_size: int = setting(2, ge=1, description="the effective batch stays batch_size")
+    max_length: int = key(8192, ge=16, description="longer examples are left out, never truncated")
+    epochs: float = key(1.0, gt=0)
+    max_steps: int | None = key(None, ge=1, description="stop after this many optimizer steps")
+    warmup_steps: float = key(0.03, ge=0, description="below 1: a fraction of the steps")
+    save_steps: int = setting(50, ge=1, description="checkpoint every this many steps (resumption)")
+    gradient_checkpointing: bool = setting(True, description="recomputes activations: memory, not results")
+    seed: int = key(0)
+
+
+class TrainWorkersSpec(Frozen):
+    num_workers: int = setting(1, ge=0, description="Ray Train workers (data parallel); 0 = in the driver")
+    use_gpu: bool | None = setting(None, description="one GPU per worker; auto: if the cluster has GPUs")
+    cpus_per_worker: float = setting(1.0, gt=0)
+    accelerator_type: str | None = setting(None)
+    max_failures: int = setting(2, ge=0, description="worker-group restarts from the last checkpoint")
+    storage_path: str | None = setting(None, description="where Ray Train keeps checkpoints (shared storage on a "
+                                                         "multi-node cluster); <output_dir>/train if unset")
+
+
+Quantization = Literal["auto", "nf4", "none"]
+CostBackend = Literal["transformers", "vllm"]
+
+
+class SGRSection(Frozen):
+    """What the base model answers and how (`prunelab sgr`, and the pipeline's sgr section)."""
+
+    chat_template: str = key("auto", description="auto: the tokenizer's; plain: prunelab's '### User: / ### "
+                                                 "Assistant:' template (for base models without one); or a path "
+                                                 "to a Jinja template file")
+    prompts: PromptsSpec = key(PromptsSpec())
+    sampling: ResponseSampling = key(ResponseSampling())
+    engine: SGREngineSpec = key(SGREngineSpec())
+
+
+class RecoverSection(Frozen):
+    """How a pruned model is fine-tuned (`prunelab recover`, and the pipeline's recover section)."""
+
+    quantization: Quantization = key("auto", description="auto: QLoRA (nf4) on GPU, LoRA on CPU")
+    lora: LoraSpec = key(LoraSpec())
+    training: TrainingSpec = key(TrainingSpec())
+    workers: TrainWorkersSpec = setting(TrainWorkersSpec())
+
+    def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        if "quantization" not in identity:
+            return identity
+        return {**identity, "quantization": resolved_quantization(self.quantization)}
+
+
+class CostMeasure(Frozen):
+    """What `prunelab cost` measures, and how (also the pipeline's cost section)."""
+
+    prompt_tokens: int = key(256, ge=2)
+    new_tokens: int = key(64, ge=2, description="generated by every model, exactly (no early stop)")
+    batch_size: int = key(8, ge=1, description="the batched setting (batch 1 is always measured)")
+    warmup: int = key(1, ge=0)
+    runs: int = key(3, ge=1)
+    prompts: str = key("sharegpt", description="where the prompt texts come from: a packaged corpus")
+    device: str = key("auto", description="auto: cuda if available, else cpu")
+    threads: int | None = key(None, ge=1, description="CPU threads: they set the speed measured")
+    backend: CostBackend = key("transformers", description="transformers: generate in PyTorch (CPU or GPU); vllm: "
+                               "one vLLM engine per checkpoint, offline batch (removed: variants are exported as "
+                               "checkpoints first)")
+    engine_kwargs: dict[str, Any] = key({}, description="vllm: extra vllm.LLM arguments (e.g. "
+                                        "gpu_memory_utilization, enforce_eager, kv_cache_memory_bytes)")
+
+    @model_validator(mode="after")
+    def _engine_kwargs(self):
+        if self.engine_kwargs and self.backend != "vllm":
+            raise ValueError(f"engine_kwargs are vLLM's; backend is {self.backend!r}")
+        taken = {"model", "dtype", "max_model_len", "seed", "enable_prefix_caching", "disable_log_stats"} \
+            & set(self.engine_kwargs)
+        if taken:
+            raise ValueError(f"engine_kwargs {sorted(taken)} are set by prunelab cost (the checkpoint, its dtype, "
+                             "the workload's length, seed 0, no prefix cache so that every run prefills, per-request "
+                             "timestamps on)")
+        return self
+
+
+def resolved_quantization(quantization: str) -> str:
+    """What `auto` trains with on this machine: QLoRA (nf4) with a GPU, LoRA without."""
+    if quantization != "auto":
+        return quantization
+    from prunelab.hardware import cuda_available
+
+    return "nf4" if cuda_available() else "none"
+
+
+__all__ = ["GENERATION_FIELDS", "LORA_TARGETS", "ActorSpec", "CalibrationSpec", "CostBackend", "CostMeasure",
+           "GenerationSpec", "RecoverSection", "SGRSection",
+           "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RaySpec", "Ratios", "ResponseSampling",
+           "SGREngineSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
+           "TrainingSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
+           "check_unique", "resolved_quantization"]

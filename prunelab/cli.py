@@ -6,7 +6,7 @@ config (its `kind` names the stage), `a.b=value` overrides, and flags as shortcu
     prunelab sweep configs/sweep/llama-3.1-8b-instruct.yaml --address auto   # attach to a running cluster
     prunelab sweep configs/sweep/default.yaml --local              # no Ray: one worker in this process
     prunelab eval --model pruned/g-minus2 --base gemma3-270m --tasks arithmetic,piqa --limit 200 --out runs/e1
-    prunelab eval configs/eval/qwen-generative.yaml model.name=pruned/q-bi25
+    prunelab eval configs/eval/qwen-bi25.yaml model.name=pruned/q-bi25
     prunelab prune --model qwen2.5-coder-0.5b-instruct --strategy block_influence --ratio 0.25 --out pruned/q-bi25
     prunelab prune configs/prune/qwen-block-influence.yaml ratio=0.15
     prunelab compare-strategies configs/compare/qwen-strategies.yaml
@@ -111,9 +111,7 @@ def cmd_eval(args) -> int:
         "name": args.name or (Path(args.out).name if args.out else None),
     }
     config = _config(args, EvalConfig, shortcuts)
-    paths = evaluate(config, progress=not args.no_progress)
-    if "markdown" in paths:
-        print(paths["markdown"].read_text())
+    _print_paths(evaluate(config, progress=not args.no_progress), "markdown")  # what it wrote, then the table
     return 0
 
 
@@ -234,7 +232,7 @@ def cmd_cost(args) -> int:
 
     models = [{"name": m} for m in args.models.split(",")] if args.models else None
     config = _config(args, CostConfig, {"output_dir": args.out, "base_model": {"name": args.base} if args.base else None,
-                                        "models": models})
+                                        "models": models, "name": Path(args.out).name if args.out else None})
     _print_paths(measure_costs(config, progress=not args.no_progress), "markdown")
     return 0
 
@@ -315,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("eval", help="score a model (and its retention against a base model) on tasks")
-    _stage_arguments(p, "configs/eval/qwen-generative.yaml", ray=False)
+    _stage_arguments(p, "configs/eval/qwen-bi25.yaml", ray=False)
     p.add_argument("--model", help="model.name: built-in name, HF directory (e.g. a pruned checkpoint) or hub id")
     p.add_argument("--base", help="base_model.name: base model for retention (e.g. the unpruned model)")
     p.add_argument("--tasks", help="tasks: comma-separated task names")
@@ -415,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)
 
-    args = parser.parse_args(argv)
+    # flags may come anywhere: `prunelab sweep CONFIG --local a.b=1` (argparse leaves positionals after a flag over)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        unknown = [a for a in extra if a.startswith("-")]
+        if unknown or not hasattr(args, "positional"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+        args.positional = [*args.positional, *extra]
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

@@ -54,6 +54,23 @@ class Candidate:
     def is_base(self) -> bool:
         return not self.removed and self.label in (None, "base")
 
+    @property
+    def single_layer(self) -> int | None:
+        """The one layer removed (a sweep's candidate), or None."""
+        return self.removed[0] if len(self.removed) == 1 and self.label is None else None
+
+    @classmethod
+    def parse(cls, name: str) -> "Candidate":
+        """The candidate that tables and directories call `name`: base, drop-3, drop-1+5, or a label."""
+        if name == "base":
+            return cls()
+        if name.startswith("drop-"):
+            try:
+                return cls(tuple(int(x) for x in name.removeprefix("drop-").split("+")))
+            except ValueError:
+                pass  # a label that only looks like one
+        return cls(label=name)
+
 
 BASE = Candidate()
 

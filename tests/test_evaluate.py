@@ -52,6 +52,27 @@ def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):
     assert main([*args[:6], "arithmetic,piqa", *args[7:]]) == 2
 
 
+def test_the_command_line_as_a_new_user_types_it(tiny_dir, tmp_path, capsys, monkeypatch):
+    """Flags anywhere among the overrides; eval says what it wrote; a checkpoint not made yet is named as such,
+    with the command that makes it, not tried as a hub download."""
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "tasks.0.limit=2", "--out", str(out),
+                 "--no-progress", "model.dtype=float32", "--dtype", "float32"]) == 0
+    printed = capsys.readouterr().out
+    assert f"markdown: {out / 'retention.md'}" in printed and "arithmetic" in printed
+    assert json.loads((out / "meta.json").read_text())["config"]["model"]["dtype"] == "float32"
+    with pytest.raises(SystemExit):  # an unknown flag is still refused
+        main(["eval", "--model", str(tiny_dir), "--bogus", "--out", str(out)])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pruned").mkdir()
+    assert main(["eval", "--model", "pruned/not-yet", "--tasks", "arithmetic", "--limit", "2", "--out", "e2",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model directory 'pruned/not-yet' does not exist" in err and "prunelab prune" in err
+
+
 def test_eval_of_generative_and_classification_tasks_resumes_and_reports_group_means(tiny_dir, tmp_path, capsys):
     out = tmp_path / "gen"
     args = ["eval", "--model", str(tiny_dir), "--base", str(tiny_dir), "--tasks", "arithmetic,gsm8k,xsum",

@@ -13,7 +13,7 @@ import pytest
 from prunelab.cli import main
 from prunelab.config import SGRConfig, parse_config
 from prunelab.data.prompts import Prompt, load_prompts, prompts_from_rows
-from prunelab.errors import ConfigError, DataError, ModelError
+from prunelab.errors import ConfigError, DataError, ModelError, ResultsError
 from prunelab.sgr.generate import ResponseGenerator
 from prunelab.sgr.select import select_prompts
 from prunelab.sgr.shards import CorpusShards
@@ -109,7 +109,7 @@ def test_corpus_shards_resume_and_meta(tiny_model_dir, prompt_file, tmp_path):
             if p.name in mtimes} == mtimes
 
     changed = sgr_config(model, prompt_file, tmp_path / "c", sampling={"max_new_tokens": 7})
-    with pytest.raises(Exception, match="belongs to another experiment"):
+    with pytest.raises(ResultsError, match=r"belongs to another experiment \(differs in: sampling.max_new_tokens"):
         generate_corpus(changed, progress=False)
 
 

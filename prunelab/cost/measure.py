@@ -98,6 +98,7 @@ def measure(spec: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     from prunelab.generation.hf import attention_backends
+    from prunelab.models.cache_api import cache_of
     from prunelab.models.loading import resolve_dtype
 
     device = spec["device"]
@@ -153,7 +154,7 @@ def measure(spec: dict) -> dict:
         return clock.times[0] - t0, end - clock.times[0], {out.shape[1] - batch.shape[1]}
 
     with torch.inference_mode():
-        kv = _cache_bytes(model(ids[:1], use_cache=True).past_key_values)
+        kv = _cache_bytes(cache_of(model(ids[:1], use_cache=True)))
     timings, generated = timed_runs(generate, ids[:1], ids, int(ids.shape[0]), int(ids.shape[1]), n,
                                     spec["warmup"], spec["runs"])
     embedding = model.get_input_embeddings().weight

@@ -158,7 +158,6 @@ class RayExecutor:
         def land(job: _Job, call, result) -> None:
             if call is BASE_PASS:
                 job.prepared = True
-            if call is BASE_PASS:
                 landed = [(c, result) for c in job.candidates if not c.removed]
             elif isinstance(call, tuple):  # generative: one list of generations per candidate
                 landed = list(zip(call, result))

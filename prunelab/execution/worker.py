@@ -1,6 +1,6 @@
 """A worker holds one loaded model and computes units of work for many candidates.
 
-Plain Python: `prunelab.execution.local` runs one in this process, `prunelab.distributed` wraps it as a Ray actor.
+Plain Python: `prunelab.execution.run.InProcessExecutor` runs one in this process, `prunelab.distributed` wraps it as a Ray actor.
 `prepare` runs the full model on a unit and records every layer's input; `score` then evaluates "these layers
 removed" from those records; `generate` generates with layers removed from the loaded model (a temporary view).
 The model loads on first use, so a worker that only generates with a checkpoint backend (vLLM) never loads it twice.
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from prunelab.generation.base import Generation, GenerationRequest, Sampling
 from prunelab.scoring.requests import Request, Scores
 
-SCORERS = ("prunelab", "lm-eval")
 MULTI_CANDIDATE = "multi-candidate"
 
 

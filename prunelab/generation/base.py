@@ -30,7 +30,8 @@ class GenerationRequest:
 class Generation:
     """One generation, as recorded: the output text (cut at a stop string), why it ended ("stop": end-of-sequence
     token or stop string; "length": `max_new_tokens` reached), token counts, and the latency of the batch that
-    produced it. `reused_tokens`: how many leading output tokens were taken from the base model's output instead of
+    produced it (the multi-candidate engine decodes all candidates in one batch: each gets its share of the call's
+    time, in proportion to the tokens it decoded). `reused_tokens`: how many leading output tokens were taken from the base model's output instead of
     decoded (the multi-candidate engine; 0 elsewhere)."""
 
     id: str

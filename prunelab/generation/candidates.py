@@ -35,6 +35,7 @@ from prunelab.generation.heartbeat import Heartbeat
 from prunelab.generation.hf import attention_backends
 from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
+from prunelab.models.cache_api import cache_of, with_cache
 from prunelab.surgery import check_layers, decoder, keep_layers
 
 CHECK_CHUNK = 64  # output positions a candidate runs at a time when checked against the base output
@@ -122,7 +123,11 @@ class CandidateGenerator:
             stats = self.stats[row.candidate]
             stats.reused_tokens += row.reused
             stats.decoded_tokens += len(row.raw) - row.reused
-        return [[self._record(requests[i], rows[i, c], latency) for i in range(len(requests))]
+        # the candidates decode side by side in one batch, so no candidate has a wall time of its own: each gets
+        # the call's time in proportion to the tokens it decoded (the base output's, for those that reuse it)
+        decoded = [max(1, s.decoded_tokens) for s in self.stats]
+        shares = [latency * d / sum(decoded) for d in decoded]
+        return [[self._record(requests[i], rows[i, c], shares[c]) for i in range(len(requests))]
                 for c in range(len(candidates))]
 
     def _run(self, requests, candidates: list[tuple[int, ...]], rows: dict[tuple[int, int], Row]) -> None:
@@ -201,10 +206,10 @@ class CandidateGenerator:
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             with self.skip.rows(self.skip_rows([removed for _, _, removed in members])):
                 result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                   past_key_values=DynamicCache(), use_cache=True)
+                                   **with_cache(DynamicCache()), use_cache=True)
             first = self.choose(self.logits(result.last_hidden_state[:, -1]), [i for i, _, _ in members],
                                 [0] * len(members))
-            kv = KVRows.from_cache(result.past_key_values, mask)
+            kv = KVRows.from_cache(cache_of(result), mask)
             for r, ((i, c, removed), token) in enumerate(zip(members, first)):
                 row = Row(i, c, len(prompts[r]), [token])
                 row.finish = self.ending.reason(row.raw)
@@ -236,9 +241,9 @@ class CandidateGenerator:
                 if keep:
                     with keep_layers(self.model, keep):
                         result = self.base(inputs_embeds=hidden_in, attention_mask=trace.mask[index, :end],
-                                           position_ids=trace.positions[index, pos:end], past_key_values=cache,
+                                           position_ids=trace.positions[index, pos:end], **with_cache(cache),
                                            use_cache=True)
-                    hidden, cache = result.last_hidden_state, result.past_key_values
+                    hidden, cache = result.last_hidden_state, cache_of(result)
                 else:  # nothing after the first removed layer runs: the final norm of its input
                     hidden = self.base.norm(hidden_in)
                 going = []
@@ -309,11 +314,11 @@ class CandidateGenerator:
         hooks = [layer.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for layer in self.base.layers]
         try:
             result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               past_key_values=DynamicCache(), use_cache=True)
+                               **with_cache(DynamicCache()), use_cache=True)
         finally:
             for hook in hooks:
                 hook.remove()
-        return _Trace(inputs, KVRows.from_cache(result.past_key_values, mask), mask, positions, width_prompt)
+        return _Trace(inputs, KVRows.from_cache(cache_of(result), mask), mask, positions, width_prompt)
 
 
 @dataclass
@@ -377,8 +382,8 @@ class _Decoder:
         mask = torch.cat([self.kv.mask, torch.ones(len(self.rows), 1, dtype=self.kv.mask.dtype, device=dev)], 1)
         with g.skip.rows(self.skip):
             result = g.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            past_key_values=self.kv.cache(), use_cache=True)
-        self.kv = KVRows.from_cache(result.past_key_values, mask)
+                            **with_cache(self.kv.cache()), use_cache=True)
+        self.kv = KVRows.from_cache(cache_of(result), mask)
         tokens = g.choose(g.logits(result.last_hidden_state[:, -1]), [row.item for row in self.rows],
                           [len(row.raw) for row in self.rows])
         going = []

@@ -31,12 +31,27 @@ def resolve_model_path(name: str) -> str:
         if not (path / "config.json").exists():
             raise ModelError(f"model directory {str(path)!r} has no config.json; it is not a Hugging Face model")
         return str(path)
+    parent = path.parent
+    if str(parent) not in ("", ".") and parent.is_dir():
+        # 'pruned/qwen-bi25' where ./pruned exists is a checkpoint not written yet, not the hub's org 'pruned'
+        raise ModelError(
+            f"model directory {name!r} does not exist (its parent {str(parent)!r} does): a pruned checkpoint is "
+            f"written by `prunelab prune ... output_dir={name}` (or `prunelab drop --out {name}`), a recovered one "
+            "by `prunelab recover` (its merged/ directory); run that first")
     if os.environ.get("HF_HUB_OFFLINE") == "1" or name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelError(
             f"unknown model {name!r}: not a built-in model ({', '.join(BUILTIN_MODELS)}), not an existing "
             "directory, and not a Hugging Face hub id of the form 'org/name' reachable online"
         )
     return name
+
+
+def _hub_hint(name: str, path: str) -> str:
+    """What to add when a name that is no local directory failed as a hub id: it may be a checkpoint not made yet."""
+    if path != name:
+        return ""
+    return (f" (no local directory {name!r} exists either: if it is a checkpoint, `prunelab prune ... "
+            f"output_dir={name}` or `prunelab recover` makes it)")
 
 
 def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: str | None = None):
@@ -49,7 +64,7 @@ def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: st
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
     except OSError as exc:
-        raise ModelError(f"could not load model {name!r} from {path!r}: {exc}") from exc
+        raise ModelError(f"could not load model {name!r} from {path!r}: {exc}{_hub_hint(name, path)}") from exc
     model.to(device).eval()
     return model, tokenizer
 
@@ -61,7 +76,8 @@ def load_tokenizer(name: str, revision: str | None = None):
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision)
     except OSError as exc:
-        raise ModelError(f"could not load the tokenizer of {name!r} from {path!r}: {exc}") from exc
+        raise ModelError(f"could not load the tokenizer of {name!r} from {path!r}: {exc}"
+                         f"{_hub_hint(name, path)}") from exc
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ def inspect_model(spec) -> ModelFacts:
         config = AutoConfig.from_pretrained(path, revision=spec.revision)
         tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"could not load model {spec.name!r}: {exc}") from exc
+        raise ModelError(f"could not load model {spec.name!r}: {exc}{_hub_hint(spec.name, path)}") from exc
     check_supported(config, spec.name)
     return ModelFacts(path, config, tokenizer, config.num_hidden_layers, sliding_window(config))
 

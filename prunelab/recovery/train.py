@@ -59,7 +59,7 @@ def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world
         logging_steps=1, save_strategy="steps", save_steps=t.save_steps, seed=t.seed, data_seed=t.seed,
         bf16=device.type == "cuda" or quantized or model.dtype == torch.bfloat16, fp16=False,
         use_cpu=device.type == "cpu", max_length=t.max_length, packing=False, completion_only_loss=True,
-        gradient_checkpointing=t.gradient_checkpointing, report_to="none", dataloader_num_workers=0,
+        activation_checkpointing=t.gradient_checkpointing, report_to="none", dataloader_num_workers=0,
         ddp_find_unused_parameters=False, disable_tqdm=True, save_total_limit=2,
     )
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,

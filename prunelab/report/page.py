@@ -23,8 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from prunelab.atomic import write_text
-from prunelab.report.plots import _figure, _save
+from prunelab.report.plots import _figure, _save, single_layer_rows
 from prunelab.report.tables import format_interval, with_interval
+from prunelab.results import Candidate
 
 ERROR_GROUPS = {"bracket": ["err_bracket"], "other syntax": ["err_syntax"], "truncated": ["err_truncated"],
                 "runtime": ["err_undefined_name", "err_timeout", "err_assertion", "err_other"]}
@@ -253,7 +254,7 @@ def _sweep(page: Page, stage: Path, out: Path) -> None:
     page.section("Figure 1: layer sensitivity",
                  "Retention of each task with one layer removed (the single-layer sweep).")
     page.figure(stage / "layer_sensitivity.png", "Retention against the removed layer", "figure1_layers.png")
-    layers = [c for c in table.index if c.startswith("drop-") and "+" not in c]
+    layers = single_layer_rows(table)
     cols = _retention_columns(table.loc[layers], tasks)
     page.table("figure1_layers", cols.reset_index(names="removed layer"))
     if "arithmetic:acc" in table and "arithmetic:logprob" in table:
@@ -289,7 +290,8 @@ def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> No
 
 
 def _cost(page: Page, cost_dir: Path, compare_dir: Path, out: Path) -> None:
-    """Retention against measured decode speed-up and memory, one point per strategy x ratio, the base at (1, 1)."""
+    """Retention against measured decode speed-up and memory, one point per strategy x ratio; the base model's
+    point at speed-up 1, nothing saved, retention 1."""
     cost_path, strategies_path = cost_dir / "cost.csv", compare_dir / "strategies.csv"
     if not cost_path.exists() or not strategies_path.exists():
         return
@@ -351,7 +353,7 @@ def _flipped_examples(page: Page, compare_dir: Path, per_candidate: int = 2) -> 
     if flipped.empty:
         return
     chosen = json.loads((compare_dir / "selections.json").read_text())["selections"]
-    names = {"drop-" + "+".join(map(str, sorted(v["removed"]))): k for k, v in chosen.items()}
+    names = {Candidate(tuple(v["removed"])).name: k for k, v in chosen.items()}
     page.section("Where it breaks: items the base model solved and the pruned model lost",
                  "The first items of each pruned model whose primary metric fell below the base model's, with both "
                  "outputs and what was scored from them.")

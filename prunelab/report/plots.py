@@ -24,14 +24,18 @@ def _save(fig, plt, path: Path) -> None:
 
 
 def single_layer_rows(retention: pd.DataFrame) -> list[str]:
-    return [c for c in retention.index if c.startswith("drop-") and "+" not in c]
+    from prunelab.results import Candidate
+
+    return [c for c in retention.index if Candidate.parse(c).single_layer is not None]
 
 
 def layer_sensitivity(retention: pd.DataFrame, tasks: list[str], legend: dict[str, str], path: Path,
                       title: str) -> None:
     plt = _figure()
+    from prunelab.results import Candidate
+
     rows = single_layer_rows(retention)
-    layers = [int(c.split("-")[1]) for c in rows]
+    layers = [Candidate.parse(c).single_layer for c in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
     for task in tasks:
         line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=legend[task])
@@ -40,7 +44,7 @@ def layer_sensitivity(retention: pd.DataFrame, tasks: list[str], legend: dict[st
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("removed layer")
     ax.set_ylabel("retention (pruned / base)")
-    ax.set_title(f"Single-layer ablation: {title}")
+    ax.set_title(title if title.startswith("Layer sensitivity") else f"Layer sensitivity: {title}")
     ax.set_xticks(layers)
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=8)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from prunelab.models.cache_api import cache_of, with_cache
 from prunelab.scoring.requests import Request, Scores
 from prunelab.surgery import decoder, keep_layers
 
@@ -44,12 +45,6 @@ class Capture:
 
     prefix: list[torch.Tensor] | None
     chunks: list[ContextChunkCapture]
-
-    def nbytes(self) -> int:
-        tensors = [*(self.prefix or [])]
-        for chunk in self.chunks:
-            tensors += chunk.context + [t for cont in chunk.continuation for t in cont]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def sliding_window(config) -> int | None:
@@ -130,8 +125,9 @@ def _pad(rows: list[Sequence[int]], width: int, device) -> tuple[torch.Tensor, t
 class Scorer:
     """Scores `Request`s with one loaded model; optionally records and resumes from layer inputs (the sweep cache).
 
-    `keep` (sorted layer indices) runs the model with only those layers; with `start=s` and a `Capture` of the full
-    model, the run begins from layer s's recorded input, so `keep` must only hold layers after s.
+    `score(requests, removed)` runs the model without the `removed` layers. After a base pass that recorded every
+    layer's input (a `Capture`), a candidate's run begins from the recorded input of its first removed layer
+    (`_Segments`), so only the layers after it are computed again.
     """
 
     def __init__(self, model: nn.Module, batch_tokens: int = 4096):
@@ -257,13 +253,13 @@ class Scorer:
                     inputs_embeds=hidden_in,
                     attention_mask=mask,
                     position_ids=positions,
-                    past_key_values=cache,
+                    **with_cache(cache),
                     use_cache=True,
                 )
         finally:
             for h in hooks:
                 h.remove()
-        return out.last_hidden_state, out.past_key_values, (recorded if capture else None)
+        return out.last_hidden_state, cache_of(out), (recorded if capture else None)
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self.model.lm_head(hidden).float()

@@ -4,6 +4,7 @@ finished `prunelab sweep`."""
 from pathlib import Path
 
 from prunelab.errors import ConfigError, DataError
+from prunelab.results import Candidate
 from prunelab.strategies.base import Context, Selection
 
 
@@ -22,7 +23,7 @@ def select(n: int, ctx: Context) -> Selection:
     missing = [t for t in tasks if t not in available]
     if missing:
         raise ConfigError(f"sweep_tasks {missing} are not in the sweep {sweep_dir!r}; it has: {', '.join(available)}")
-    rows = {int(c.split("-")[1]): c for c in table.index if c.startswith("drop-") and "+" not in c}
+    rows = {Candidate.parse(c).single_layer: c for c in table.index if Candidate.parse(c).single_layer is not None}
     if len(rows) < n:
         raise DataError(f"the sweep in {sweep_dir!r} removed {len(rows)} single layers; {n} are needed")
     if max(rows) >= ctx.num_layers:

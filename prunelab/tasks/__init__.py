@@ -24,9 +24,7 @@ TASKS = Registry("task", {
     "xsum": Entry("prunelab.tasks.xsum:XSum", GENERATIVE_KIND),
 })
 
-TASK_NAMES = TASKS.names()
 GENERATIVE = TASKS.names_of_kind(GENERATIVE_KIND)
-CLASSIFICATION_NAMES = TASKS.names_of_kind(CLASSIFICATION)
 
 
 def is_generative(name: str) -> bool:
@@ -57,5 +55,5 @@ def describe(task) -> dict:
     return out
 
 
-__all__ = ["CLASSIFICATION_NAMES", "GENERATIVE", "TASKS", "TASK_NAMES", "Item", "Task", "build_task", "describe",
+__all__ = ["GENERATIVE", "TASKS", "Item", "Task", "build_task", "describe",
            "flatten", "is_generative", "regroup"]

@@ -1,8 +1,10 @@
 """Files that appear complete or not at all: written beside their final name, then renamed over it."""
 
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,3 +34,27 @@ def write_json(path: Path, data, sort_keys: bool = True) -> Path:
 
 def write_parquet(path: Path, table: pa.Table) -> Path:
     return _replace(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+log = logging.getLogger("prunelab")
+
+
+def read_parquet_or_set_aside(path: Path, what: str, schema: pa.Schema | None = None) -> pa.Table | None:
+    """The table in `path`; None when the file cannot be read (truncated by a full disk, a bad copy): it is then
+    renamed `<name>.unreadable-<time>` beside itself (kept, never deleted, and no longer read), and the log says
+    which file it was and that `what` it held is computed again."""
+    path = Path(path)
+    try:
+        return pq.read_table(path, schema=schema)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        set_aside(path, what, f"is unreadable ({str(exc).splitlines()[0][:200]})")
+        return None
+
+
+def set_aside(path: Path, what: str, why: str = "goes with an unreadable file") -> Path:
+    """Renames `path` to `<name>.unreadable-<time>` beside itself (kept, no longer read) and says so."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    log.warning("prunelab: %s %s; moved aside to %s, and %s it held is computed again", path, why, aside.name, what)
+    return aside

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from prunelab.atomic import write_json, write_parquet
+from prunelab.atomic import read_parquet_or_set_aside, set_aside, write_json, write_parquet
 from prunelab.errors import ResultsError
 
 SCHEMA = pa.schema(
@@ -167,19 +166,36 @@ class ResultsStore:
         return write_parquet(self.root / "generations" / task / candidate.name / f"{unit}.parquet", table)
 
     def generations(self) -> pa.Table | None:
+        """Every stored generation; a file that cannot be read is set aside (its items generate again)."""
         files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
+        tables = [t for p in files if (t := read_parquet_or_set_aside(p, "the generations")) is not None]
         # files written before a column existed lack it (null there)
-        return pa.concat_tables(_text_where_text([pq.read_table(p) for p in files]),
-                                promote_options="default") if files else None
+        return pa.concat_tables(_text_where_text(tables), promote_options="default") if tables else None
 
     def read(self) -> pa.Table:
+        """Every stored metric; a file that cannot be read is set aside (its items are computed again)."""
         files = sorted(p for p in self.results.rglob("*.parquet") if not p.name.startswith("."))
-        if not files:
-            return SCHEMA.empty_table()
-        return ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet").to_table()
+        tables = [t for p in files if (t := read_parquet_or_set_aside(p, "the results", SCHEMA)) is not None]
+        return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+    def _generations_readable(self) -> None:
+        """A generations file whose footer cannot be read is set aside with the metrics file of the same unit (same
+        task, candidate and items): the metrics were computed from those generations, so both are computed again."""
+        root = self.root / "generations"
+        for path in sorted(root.rglob("*.parquet")) if root.exists() else []:
+            if path.name.startswith("."):
+                continue
+            try:
+                pq.read_metadata(path)
+            except (pa.ArrowException, OSError, ValueError):
+                read_parquet_or_set_aside(path, "the generations")  # says so, and moves it
+                metrics = self.results / path.relative_to(root)
+                if metrics.exists():
+                    set_aside(metrics, "the metrics computed from them")
 
     def done(self) -> set[tuple[str, Candidate, str]]:
         """(task, candidate, item_id) triples already stored."""
+        self._generations_readable()
         t = self.read().select(["task", "candidate", "removed", "item_id"]).to_pydict()
         out = set()
         for task, name, removed, item_id in zip(t["task"], t["candidate"], t["removed"], t["item_id"]):

@@ -14,9 +14,8 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from prunelab.atomic import write_parquet
+from prunelab.atomic import read_parquet_or_set_aside, write_parquet
 from prunelab.errors import ResultsError
 
 ROW_SCHEMA = pa.schema([
@@ -54,7 +53,10 @@ class CorpusShards:
         return self.dir / f"shard-{shard:05d}.parquet"
 
     def done(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in self.dir.glob("shard-*.parquet")} if self.dir.exists() else set()
+        """The shards stored and readable (an unreadable one is set aside, and generated again)."""
+        files = sorted(self.dir.glob("shard-*.parquet")) if self.dir.exists() else []
+        return {int(p.stem.split("-")[1]) for p in files
+                if read_parquet_or_set_aside(p, "the responses", ROW_SCHEMA) is not None}
 
     def write(self, shard: int, rows: list[dict]) -> Path:
         rows = sorted(rows, key=lambda r: r["id"])
@@ -64,7 +66,8 @@ class CorpusShards:
         files = sorted(self.dir.glob("shard-*.parquet")) if self.dir.exists() else []
         if not files:
             return ROW_SCHEMA.empty_table()
-        return pa.concat_tables(pq.read_table(f, schema=ROW_SCHEMA) for f in files)
+        tables = [t for f in files if (t := read_parquet_or_set_aside(f, "the responses", ROW_SCHEMA)) is not None]
+        return pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
 
 
 def read_corpus(root: str | Path, responses: str = "sgr") -> tuple[list[dict], dict]:

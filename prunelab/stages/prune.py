@@ -27,6 +27,26 @@ def greedy_runner(config, root: Path, executor: Executor, progress: bool):
                                       config.sweep.batch_tokens, config.sweep.generation_unit, progress)
 
 
+def check_checkpoint_dir(out: Path, config: PruneConfig) -> None:
+    """Refuses to write over a directory that is not this config's checkpoint: another prune's (a 15% model over
+    the 25% one that eval, cost and recover configs then read), or anything that is not a prune checkpoint."""
+    from prunelab.errors import ResultsError
+    from prunelab.results import differences
+
+    if not out.exists():
+        return
+    meta = out / META_FILE
+    existing = json.loads(meta.read_text()) if meta.exists() else {}
+    if existing.get("stage") != "prune":
+        raise ResultsError(f"output_dir {str(out)!r} exists and is not a checkpoint that prunelab prune wrote; "
+                           "choose another output_dir (nothing was written)")
+    changed = differences(existing.get("identity"), json.loads(json.dumps(config.identity())))
+    if changed:
+        raise ResultsError(f"checkpoint directory {str(out)!r} holds a model pruned with other settings (differs "
+                           f"in: {', '.join(changed[:8])}); choose another output_dir or delete that directory "
+                           "(nothing was written)")
+
+
 def prune(config: PruneConfig, executor: Executor | None = None, progress: bool = True) -> tuple[Path, Selection]:
     import torch
 
@@ -34,6 +54,7 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
 
     device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(config.output_dir)
+    check_checkpoint_dir(out, config)
     if config.layers is not None:
         from prunelab.models import inspect_model
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+log = logging.getLogger("prunelab")
+
 
 def _replace(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,9 +36,6 @@ def write_json(path: Path, data, sort_keys: bool = True) -> Path:
 
 def write_parquet(path: Path, table: pa.Table) -> Path:
     return _replace(Path(path), lambda tmp: pq.write_table(table, tmp))
-
-
-log = logging.getLogger("prunelab")
 
 
 def read_parquet_or_set_aside(path: Path, what: str, schema: pa.Schema | None = None) -> pa.Table | None:

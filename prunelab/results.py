@@ -187,8 +187,8 @@ class ResultsStore:
                 continue
             try:
                 pq.read_metadata(path)
-            except (pa.ArrowException, OSError, ValueError):
-                read_parquet_or_set_aside(path, "the generations")  # says so, and moves it
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                set_aside(path, "the generations", f"is unreadable ({str(exc).splitlines()[0][:200]})")
                 metrics = self.results / path.relative_to(root)
                 if metrics.exists():
                     set_aside(metrics, "the metrics computed from them")

@@ -155,17 +155,23 @@ class Sandbox:
         an endless or slow generator read one element at a time costs one element at a time)."""
         iterator, n = self.answer(self.request({"iter": handle.id})), 1
         while True:
-            reply = self.request({"next": iterator.id, "n": n})
-            items = reply.get("items")
-            if type(items) is not list:
-                raise wire.WireError("an iteration reply without items")
-            for item in items:
-                yield self.decode(item)
-            if "raise" in reply:
-                raise remote_exception(str(reply["raise"]), str(reply.get("message", "")))
-            if reply.get("done") is not False:
+            items, done, error = self.next_items(iterator.id, n)
+            yield from items
+            if error is not None:
+                raise error
+            if done:
                 return
             n = min(2 * n, 1024)
+
+    def next_items(self, key: int, n: int) -> tuple[list, bool, BaseException | None]:
+        """(up to `n` next elements of sandboxed iterator `key` as data, whether it ended, what it raised after
+        them)."""
+        reply = self.request({"next": key, "n": n})
+        items = reply.get("items")
+        if type(items) is not list:
+            raise wire.WireError("an iteration reply without items")
+        error = remote_exception(str(reply["raise"]), str(reply.get("message", ""))) if "raise" in reply else None
+        return [self.decode(item) for item in items], reply.get("done") is not False, error
 
     def close(self) -> None:
         try:
@@ -213,15 +219,10 @@ class RemoteObject(wire.Handle):
         return self._sandbox.iterate(self)
 
     def __next__(self):  # next(candidate(...)) on a returned generator
-        reply = self._sandbox.request({"next": self.id, "n": 1})
-        items = reply.get("items")
-        if type(items) is not list:
-            raise wire.WireError("an iteration reply without items")
+        items, _, error = self._sandbox.next_items(self.id, 1)
         if items:
-            return self._sandbox.decode(items[0])
-        if "raise" in reply:
-            raise remote_exception(str(reply["raise"]), str(reply.get("message", "")))
-        raise StopIteration
+            return items[0]
+        raise error or StopIteration
 
 
 @functools.lru_cache(maxsize=64)  # a sweep checks the same tests (EvalPlus's, megabytes of inputs) many times

@@ -1,4 +1,6 @@
 """The Ray executor: workers as restartable actors, fed one unit at a time, with the work of a dead actor resubmitted.
+What goes where, careful mode, resubmission and giving up are `prunelab.execution.schedule.Scheduler`'s decisions
+(plain logic, tested without Ray); this module carries them out on Ray: actors, calls, probes, timeouts.
 
 Actors get work once they answer (placed on a node and their model loaded), so actors the cluster cannot place
 yet (more actors than fit, or a node lost) never hold work: the others take it. Each actor takes a whole unit
@@ -22,7 +24,6 @@ everything finished was stored.
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import ray
 from ray.exceptions import RayActorError
@@ -31,8 +32,8 @@ from prunelab.distributed.resources import cluster_offer, placeable, require, re
 from prunelab.errors import PrunelabError
 from prunelab.execution.plan import Unit, spread
 from prunelab.execution.run import OnResult
+from prunelab.execution.schedule import BASE_PASS, Call, Scheduler
 from prunelab.execution.worker import Worker, WorkerSpec
-from prunelab.results import Candidate
 
 log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 0.5
@@ -44,33 +45,6 @@ class UnitsFailed(PrunelabError):
 
 class NoActorPlaced(PrunelabError):
     """Work was waiting and no actor could take it for `placement_timeout_s`."""
-
-
-BASE_PASS = "the base pass"
-
-
-@dataclass
-class _Job:
-    """A unit handed to one actor: its candidates, in the order the actor runs them (after the base pass).
-    `careful`: one call at a time (the unit's worker died before)."""
-
-    unit: Unit
-    candidates: list[Candidate]
-    careful: bool = False
-    landed: set[Candidate] = field(default_factory=set)
-    prepared: bool = False
-
-    def calls(self) -> list:
-        """What is left to run, in order: BASE_PASS (classification, until it lands), then candidates. A
-        generative unit's candidates generate together (one call, a tuple), or one by one once it is careful."""
-        left = [c for c in self.candidates if c not in self.landed]
-        if self.unit.generative:
-            return [(c,) for c in left] if self.careful else ([tuple(left)] if left else [])
-        return ([] if self.prepared else [BASE_PASS]) + [c for c in left if c.removed]
-
-
-def _name(call) -> str:
-    return ", ".join(c.name for c in call) if isinstance(call, tuple) else call.name
 
 
 class RayExecutor:
@@ -127,132 +101,95 @@ class RayExecutor:
             log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
                         offer.describe())
         actors = self._pool(worker, n)
-        queue = [_Job(u, list(u.candidates)) for u in units]
-        attempts: dict[tuple[int, object], int] = {}  # (unit, call) -> deaths it caused (careful mode)
-        deaths: dict[int, int] = {}
+        plan = Scheduler(units, max_attempts=self.max_attempts, max_restarts=self.max_restarts)
         unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
-        given_up: list[str] = []
-        ready: set[int] = set()  # actors that answered since they were last lost: they take work when idle
-        # ref -> (actor index, job, call); job None: a probe (is the actor back?)
-        in_flight: dict[ray.ObjectRef, tuple[int, _Job | None, object]] = {}
+        # ref -> (actor index, call); call None: a probe (is the actor back?)
+        in_flight: dict[ray.ObjectRef, tuple[int, Call | None]] = {}
 
-        def submit(a: int, job: _Job, call) -> None:
-            unit, actor = job.unit, actors[a]
-            if call is BASE_PASS:
+        def submit(call: Call) -> None:
+            unit, actor, what = call.job.unit, actors[call.actor], call.what
+            if what is BASE_PASS:
                 ref = actor.prepare.remote(unit.requests)
             elif unit.generative:
-                ref = actor.generate_candidates.remote(unit.generation_requests, [c.removed for c in call],
+                ref = actor.generate_candidates.remote(unit.generation_requests, [c.removed for c in what],
                                                        unit.sampling)
             else:
-                ref = actor.score.remote(call.removed)
-            in_flight[ref] = (a, job, call)
-
-        def feed(a: int) -> None:
-            job = queue.pop(0)
-            for call in job.calls()[:1] if job.careful else job.calls():
-                submit(a, job, call)
+                ref = actor.score.remote(what.removed)
+            in_flight[ref] = (call.actor, call)
 
         def probe(a: int) -> None:
-            in_flight[actors[a].pid.remote()] = (a, None, None)
+            in_flight[actors[a].pid.remote()] = (a, None)
 
-        def land(job: _Job, call, result) -> None:
-            if call is BASE_PASS:
-                job.prepared = True
-                landed = [(c, result) for c in job.candidates if not c.removed]
-            elif isinstance(call, tuple):  # generative: one list of generations per candidate
-                landed = list(zip(call, result))
-            else:
-                landed = [(call, result)]
-            for c, r in landed:
-                job.landed.add(c)
-                on_result(job.unit, c, r)
+        def store(results) -> None:
+            for unit, candidate, result in results:
+                on_result(unit, candidate, result)
 
-        def lost(a: int, job: _Job, error: Exception) -> None:
-            """Actor `a` died with `job` unfinished: keep what it finished, requeue the rest carefully (charging
-            the call that was running if it ran alone), and wait for the actor to come back or replace it."""
-            pending = [r for r, (owner, _, _) in in_flight.items() if owner == a]
-            for ref in pending:
-                _, _, call = in_flight.pop(ref)
+        def replace(a: int) -> None:
+            actors[a] = self._replace(worker, a)
+            plan.replaced(a)
+
+        def lost(a: int, error: Exception) -> None:
+            """Actor `a` died: what its other calls returned after all is kept, the scheduler requeues the rest."""
+            salvaged = {}
+            for ref in [r for r, (owner, call) in in_flight.items() if owner == a and call is not None]:
+                _, call = in_flight.pop(ref)
                 try:  # every call of a dead actor fails: none of these waits can hang
-                    land(job, call, ray.get(ref))
+                    salvaged[call] = ray.get(ref)
                 except RayActorError:
                     pass
-            ready.discard(a)
-            deaths[a] = deaths.get(a, 0) + 1
-            if deaths[a] > self.max_restarts:  # Ray will not restart it again: a fresh actor takes its place
-                actors[a], deaths[a] = self._replace(worker, a), 0
-            probe(a)
-            rest = [c for c in job.candidates if c not in job.landed]
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            if job.careful:  # one call was in flight: it is the one that died
-                call = job.calls()[0]  # what has not landed, in order: the call that was running
-                key = (id(job.unit), call)
-                attempts[key] = attempts.get(key, 0) + 1
-                what = call if call is BASE_PASS else _name(call)
-                log.warning("actor %d died computing %s, %s (attempt %d of %d): %s", a, job.unit.describe(), what,
-                            attempts[key], self.max_attempts, reason)
-                if attempts[key] >= self.max_attempts:
-                    # without a base pass none of the unit runs
-                    dropped = rest if call is BASE_PASS else list(call) if isinstance(call, tuple) else [call]
-                    rest = [c for c in rest if c not in dropped]
-                    given_up.append(f"task {job.unit.task}, {job.unit.describe()}: {what} killed its worker "
-                                    f"{attempts[key]} times; not computed: {', '.join(c.name for c in dropped)} "
-                                    f"(last error: {reason})")
-            else:
-                log.warning("actor %d died computing %s; its %d unfinished candidates go again, one call at a "
-                            "time: %s", a, job.unit.describe(), len(rest), reason)
-            if rest:
-                queue.insert(0, _Job(job.unit, rest, careful=True))
-                self.resubmitted += 1
-
-        def working() -> bool:
-            return any(job is not None for _, job, _ in in_flight.values())
+            results, fresh = plan.lose(a, reason, salvaged)
+            store(results)
+            self.resubmitted = plan.resubmitted
+            if fresh:  # Ray will not restart it again: a fresh actor takes its place
+                replace(a)
+            probe(a)
 
         for a in range(len(actors)):  # an actor gets work once it answers
             probe(a)
         idle_since = time.monotonic()
-        while queue or working():
+        while not plan.finished():
             # every idle actor that is up takes work: also one that went idle before a lost actor's work came back
-            for a in sorted(ready):
-                if queue and all(owner != a for owner, _, _ in in_flight.values()):
-                    feed(a)
+            for call in plan.assign():
+                submit(call)
             ready_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
-            if working():
+            if plan.working():
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since > self.placement_timeout_s:
-                left = sum(len(j.candidates) for j in queue)
                 raise NoActorPlaced(
-                    f"for {self.placement_timeout_s:g} s no sweep actor was ready to take the {left} candidates "
-                    f"waiting (ray.placement_timeout_s): each actor asks for {short(self.request)}; "
+                    f"for {self.placement_timeout_s:g} s no sweep actor was ready to take the {plan.waiting()} "
+                    f"candidates waiting (ray.placement_timeout_s): each actor asks for {short(self.request)}; "
                     f"{cluster_offer().describe()}. Everything finished is stored; a rerun computes only the rest.")
             if not ready_refs:
                 continue
-            a, job, call = in_flight[ready_refs[0]]
+            a, call = in_flight[ready_refs[0]]
             try:
                 result = ray.get(ready_refs[0])
             except RayActorError as exc:
-                if job is not None:
-                    lost(a, job, exc)
+                if call is not None:
+                    lost(a, exc)
                     continue
                 # a probe: still restarting; after `restart_wait_s` of that, a fresh actor takes its place
                 del in_flight[ready_refs[0]]
                 unanswered[a] = unanswered.get(a, 0) + 1
                 if unanswered[a] > self.restart_wait_s / PROBE_INTERVAL_S:
-                    actors[a], unanswered[a] = self._replace(worker, a), 0
+                    replace(a)
+                    unanswered[a] = 0
                 time.sleep(PROBE_INTERVAL_S)
                 probe(a)
                 continue
             del in_flight[ready_refs[0]]
-            if job is None:
+            if call is None:
                 unanswered[a] = 0
-                ready.add(a)
+                plan.up(a)
             else:
-                land(job, call, result)
-                if job.careful and job.calls():
-                    submit(a, job, job.calls()[0])
-        if given_up:
+                results, more = plan.land(call, result)
+                store(results)
+                for follow_up in more:
+                    submit(follow_up)
+        if plan.given_up:
             raise UnitsFailed("work given up after repeated worker deaths (everything else is computed and stored; "
-                              "a rerun retries only this):\n  " + "\n  ".join(given_up))
+                              "a rerun retries only this):\n  " + "\n  ".join(plan.given_up))
 
     def close(self) -> None:
         for pool in self.pools.values():

@@ -49,9 +49,12 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     scaling = ScalingConfig(num_workers=workers.num_workers, use_gpu=use_gpu,
                             resources_per_worker={"CPU": workers.cpus_per_worker},
                             accelerator_type=workers.accelerator_type)
+    # Ray Train routes print(file=None) of its workers to its logger, past a redirected sys.stdout: dill (datasets'
+    # fingerprints) captures dis.dis's output that way, so every bytecode disassembly landed in the job's log
     run = RunConfig(name=job.run_name, storage_path=job.storage_path,
                     failure_config=FailureConfig(max_failures=workers.max_failures),
-                    checkpoint_config=CheckpointConfig(num_to_keep=2))
+                    checkpoint_config=CheckpointConfig(num_to_keep=2),
+                    worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
     scratch = tempfile.mkdtemp(prefix=f"prunelab-{job.run_name}-")
     trainer = TorchTrainer(_train_loop, train_loop_config={"job": job.to_dict(), "scratch": scratch,
                                                            "callbacks": list(callbacks)},

@@ -13,6 +13,15 @@ from prunelab.models.builtin import BUILTIN_MODELS, builtin_model_dir
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def sliding_window(config) -> int | None:
+    """The attention window of a model (by its config) that has sliding-window layers, else None."""
+    types = getattr(config, "layer_types", None) or []
+    window = getattr(config, "sliding_window", None)
+    if window and "sliding_attention" in types:
+        return int(window)
+    return None
+
+
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """`auto` is bf16 on a GPU or a CPU with native bf16, fp32 otherwise (`prunelab.hardware.dtype_name`)."""
     if dtype == "auto":
@@ -96,7 +105,6 @@ def inspect_model(spec) -> ModelFacts:
     Nothing is written and no weights are read, so stages call it before touching their output directory."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from prunelab.scoring.engine import sliding_window
     from prunelab.surgery import check_supported
 
     path = resolve_model_path(spec.name)

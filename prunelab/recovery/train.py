@@ -3,6 +3,8 @@
 
 import json
 import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -43,6 +45,16 @@ def accumulation_steps(training, world_size: int) -> int:
     return training.batch_size // per_step
 
 
+@contextmanager
+def _peft_wrapping():
+    """PEFT reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model (PeftModel.__init__):
+    that FutureWarning is PEFT's to fix, not the user's (prunelab asks for `activation_checkpointing`), so it is
+    silenced there and nowhere else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world_size: int, callbacks=()):
     """TRL's SFTTrainer for a RecoverConfig: LoRA on the configured modules, loss on completions only, warmup then a
     constant learning rate, a checkpoint every `save_steps` (and at the end) with optimizer state for resumption."""
@@ -64,8 +76,9 @@ def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world
     )
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config, callbacks=list(callbacks))
+    with _peft_wrapping():
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config, callbacks=list(callbacks))
 
 
 def check_lora_targets(model_config, target_modules: list[str], model_name: str) -> None:
@@ -92,7 +105,8 @@ def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: 
     from prunelab.surgery import save_pruned
 
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=resolve_dtype(dtype, "cpu"))
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with _peft_wrapping():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     manifest_files = dict(files)
     manifest = manifest_files.pop("prunelab_manifest.json", None)
     return save_pruned(merged, tokenizer, out_dir, json.loads(manifest) if manifest else {}, manifest_files)

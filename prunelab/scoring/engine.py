@@ -21,6 +21,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from prunelab.models.cache_api import cache_of, with_cache
+from prunelab.models.loading import sliding_window
 from prunelab.scoring.requests import Request, Scores
 from prunelab.surgery import decoder, keep_layers
 
@@ -45,15 +46,6 @@ class Capture:
 
     prefix: list[torch.Tensor] | None
     chunks: list[ContextChunkCapture]
-
-
-def sliding_window(config) -> int | None:
-    """The attention window of a model (by its config) that has sliding-window layers, else None."""
-    types = getattr(config, "layer_types", None) or []
-    window = getattr(config, "sliding_window", None)
-    if window and "sliding_attention" in types:
-        return int(window)
-    return None
 
 
 def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | None = None) -> list[Batch]:

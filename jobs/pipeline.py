@@ -15,7 +15,7 @@ storage every node mounts).
 
 import sys
 
-from prunelab.cli import main
+from prunelab.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["pipeline", *sys.argv[1:]]))
+    sys.exit(job_main(__file__, sys.argv[1:]))  # the stage is this file's name (prunelab.stages.registry)

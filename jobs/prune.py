@@ -10,7 +10,7 @@ submission. The iterative strategy evaluates its candidates on Ray actors sized 
 
 import sys
 
-from prunelab.cli import main
+from prunelab.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["prune", *sys.argv[1:]]))
+    sys.exit(job_main(__file__, sys.argv[1:]))  # the stage is this file's name (prunelab.stages.registry)

@@ -9,7 +9,7 @@ directories into one table (or one plot) (see `prunelab report`). CPU only; runs
 
 import sys
 
-from prunelab.cli import main
+from prunelab.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["report", *sys.argv[1:]]))
+    sys.exit(job_main(__file__, sys.argv[1:]))  # the stage is this file's name (prunelab.stages.registry)

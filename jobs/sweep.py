@@ -13,7 +13,7 @@ the same command resumes: finished work is read back from `output_dir`, which mu
 
 import sys
 
-from prunelab.cli import main
+from prunelab.cli import job_main
 
 if __name__ == "__main__":
-    sys.exit(main(["sweep", *sys.argv[1:]]))
+    sys.exit(job_main(__file__, sys.argv[1:]))  # the stage is this file's name (prunelab.stages.registry)

@@ -9,6 +9,7 @@ units in flight, and a rerun skips every (task, candidate, item) already present
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from prunelab.atomic import read_parquet_or_set_aside, set_aside, write_json, write_parquet
 from prunelab.errors import ResultsError
 
+log = logging.getLogger(__name__)
 SCHEMA = pa.schema(
     [
         ("model", pa.string()),
@@ -154,8 +156,10 @@ class ResultsStore:
             },
             schema=SCHEMA,
         )
-        return write_parquet(self.results / task / candidate.name / f"{_unit_key([i for i, _ in rows])}.parquet",
+        path = write_parquet(self.results / task / candidate.name / f"{_unit_key([i for i, _ in rows])}.parquet",
                              table)
+        log.debug("stored results %s %s (%d items)", task, candidate.name, len(rows))
+        return path
 
     def write_generations(self, task: str, candidate: Candidate, records: list[dict]) -> Path:
         """Records every generation of some items (prompt, output, finish reason, token counts, latency) beside
@@ -166,9 +170,20 @@ class ResultsStore:
         return write_parquet(self.root / "generations" / task / candidate.name / f"{unit}.parquet", table)
 
     def generations(self) -> pa.Table | None:
-        """Every stored generation; a file that cannot be read is set aside (its items generate again)."""
+        """Every stored generation, one per (task, candidate, item): where an item was generated again after its
+        metrics were lost (in a unit split otherwise, `plan.spread`), the newest file's. A file that cannot be read
+        is set aside (its items generate again)."""
         files = sorted(p for p in (self.root / "generations").rglob("*.parquet") if not p.name.startswith("."))
-        tables = [t for p in files if (t := read_parquet_or_set_aside(p, "the generations")) is not None]
+        read = [(p, t) for p in files if (t := read_parquet_or_set_aside(p, "the generations")) is not None]
+        seen: set = set()
+        for i in sorted(range(len(read)), key=lambda i: -read[i][0].stat().st_mtime_ns):  # newest first
+            keep = []
+            for key in zip(*(read[i][1][c].to_pylist() for c in ("task", "candidate", "item_id"))):
+                keep.append(key not in seen)
+                seen.add(key)
+            if not all(keep):
+                read[i] = (read[i][0], read[i][1].filter(pa.array(keep)))
+        tables = [t for _, t in read]  # in the files' order, as before
         # files written before a column existed lack it (null there)
         return pa.concat_tables(_text_where_text(tables), promote_options="default") if tables else None
 
@@ -192,6 +207,7 @@ class ResultsStore:
                 metrics = self.results / path.relative_to(root)
                 if metrics.exists():
                     set_aside(metrics, "the metrics computed from them")
+
 
     def done(self) -> set[tuple[str, Candidate, str]]:
         """(task, candidate, item_id) triples already stored."""

@@ -4,6 +4,7 @@ results), `shard K` (an SGR shard), `start STEP` / `step STEP` (a training attem
 from inside the Ray Train worker). With $PRUNELAB_TEST_DELAY_S set, each is followed by that pause, so a test can
 kill the driver at a known point and then read what the rerun computed."""
 
+import logging
 import os
 import sys
 import time
@@ -36,27 +37,34 @@ class RecordSteps(TrainerCallback):
         time.sleep(self.delay_s)
 
 
+class RecordStored(logging.Handler):
+    """What the store and the SGR shards log as they write (at DEBUG), recorded; anything else of WARNING and
+    above is printed as the CLI would print it."""
+
+    def emit(self, entry: logging.LogRecord) -> None:
+        words = entry.getMessage().split()
+        if words[:2] == ["stored", "results"]:
+            record(f"result {words[2]} {words[3]}")
+        elif words[:2] == ["stored", "shard"]:
+            record(f"shard {words[2]}")
+        elif entry.levelno >= logging.WARNING:
+            print(f"{entry.levelname} {entry.getMessage()}", file=sys.stderr)
+
+
 def instrument() -> None:
     import prunelab.distributed.train as ray_train
-    from prunelab.results import ResultsStore
-    from prunelab.sgr.shards import CorpusShards
 
-    store_write, shard_write, train_on_ray = ResultsStore.write, CorpusShards.write, ray_train.train_on_ray
+    for name in ("prunelab.results", "prunelab.sgr.shards"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(RecordStored())
+        logger.propagate = False
+    train_on_ray = ray_train.train_on_ray
 
-    def write_results(self, task, candidate, rows):
-        path = store_write(self, task, candidate, rows)
-        record(f"result {task} {candidate.name}")
-        return path
-
-    def write_shard(self, shard, rows):
-        path = shard_write(self, shard, rows)
-        record(f"shard {shard}")
-        return path
-
-    def train(job, workers, out, callbacks=()):
+    def train(job, workers, out, callbacks=()):  # the training worker is another process: a callback records there
         return train_on_ray(job, workers, out, [*callbacks, RecordSteps(LOG, DELAY_S)])
 
-    ResultsStore.write, CorpusShards.write, ray_train.train_on_ray = write_results, write_shard, train
+    ray_train.train_on_ray = train
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@ sets up token authentication on every node, and names only paths that exist."""
 import ast
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import ray
 import yaml
 
+from prunelab.config import STAGE_CONFIGS
 from prunelab.distributed.resources import (
     ClusterOffer,
     InfeasibleRequest,
@@ -18,6 +21,7 @@ from prunelab.distributed.resources import (
     require,
     resource_request,
 )
+from prunelab.stages.registry import STAGES, job_file, job_names
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER_FILES = ["ray-cluster.yaml", "cluster/ray-cluster-gcp.yaml"]
@@ -139,15 +143,23 @@ def test_runtime_env_is_valid_and_keeps_no_second_dependency_list():
     assert {".venv", "runs"} <= set(env["excludes"])
 
 
-STAGES = {"sweep", "eval", "prune", "compare-strategies", "sgr", "recover", "report", "pipeline", "cost"}
+JOBS = job_names()
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_the_jobs_are_the_registry_stages_and_nothing_else():
+    assert sorted(p.name for p in (ROOT / "jobs").glob("*.py")) == sorted(job_file(n).name for n in JOBS)
+    assert set(STAGES.names()) == set(STAGE_CONFIGS)  # every stage config has its stage, and no stage lacks one
+
+
+@pytest.mark.parametrize("stage", sorted(JOBS))
 def test_every_stage_has_a_job_with_local_and_submit_lines(stage):
-    path = ROOT / "jobs" / f"{stage.replace('-', '_')}.py"
+    path = ROOT / job_file(stage)
     tree = ast.parse(path.read_text())
     doc = ast.get_docstring(tree)
-    assert f'main(["{stage}", *sys.argv[1:]])' in path.read_text()  # no library logic: the CLI, as a job
+    # no library logic: the CLI's command of the file's name, as a job
+    assert "job_main(__file__, sys.argv[1:])" in path.read_text()
+    run = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0 and f"usage: prunelab {stage} " in run.stdout, run.stdout + run.stderr
     local = re.search(rf"^\s+python jobs/{path.name} (\S+)", doc, re.M)
     submit = re.search(rf"ray job submit --working-dir \. --runtime-env cluster/runtime_env.yaml .*?-- python "
                        rf"jobs/{path.name} (\S+)", doc, re.S)
@@ -156,9 +168,14 @@ def test_every_stage_has_a_job_with_local_and_submit_lines(stage):
         assert named.startswith("/data/") or (ROOT / named).exists() or named.startswith("runs/"), named
 
 
-def test_the_cli_stages_are_the_job_stages():
+def test_the_cli_and_submit_offer_every_stage_of_the_registry():
     from prunelab import cli
 
-    source = Path(cli.__file__).read_text()
-    stages = set(re.findall(r'sub\.add_parser\("([a-z-]+)"', source)) - {"drop", "models", "submit", "samples"}
-    assert stages == STAGES
+    helps = subprocess.run([sys.executable, "-m", "prunelab", "--help"], capture_output=True, text=True).stdout
+    submit = subprocess.run([sys.executable, "-m", "prunelab", "submit", "--help"], capture_output=True,
+                            text=True).stdout
+    for name in JOBS:
+        assert name in helps and name in submit
+    with pytest.raises(SystemExit) as refused:  # argparse: a stage the registry does not hold
+        cli.main(["submit", "--address", "http://127.0.0.1:9", "no-such-stage"])
+    assert refused.value.code == 2

@@ -92,6 +92,32 @@ def test_overrides_parse_values_and_indices():
     assert c.tasks[0].limit == 16 and c.ray.actors.num_gpus == 0.25 and c.sweep.layers == [1, 2]
     with pytest.raises(ValidationError, match="frozen"):
         c.__setattr__("name", "x")
+    both = parse_config({**BASE, "tasks": [{"name": "arithmetic"}, {"name": "piqa", "limit": 9}]}, ["tasks.*.limit=5"])
+    assert [t.limit for t in both.tasks] == [5, 5]  # a.*.b: every item
+
+
+def test_flags_set_config_keys_and_a_section_only_where_it_is(capsys):
+    import yaml
+
+    from prunelab.cli import main
+
+    assert main(["eval", "--model", "m", "--tasks", "arithmetic,piqa", "--limit", "7", "--dtype", "float32",
+                 "--out", "runs/x", "--check"]) == 0
+    alone = yaml.safe_load(capsys.readouterr().out)
+    assert alone["model"] == {**alone["model"], "name": "m", "dtype": "float32"} and alone["base_model"] is None
+    assert [t["limit"] for t in alone["tasks"]] == [7, 7] and alone["name"] == "x"  # the name from --out
+    assert main(["eval", "--model", "m", "--base", "b", "--tasks", "piqa", "--dtype", "float16", "--out", "runs/x",
+                 "--name", "mine", "--check"]) == 0
+    paired = yaml.safe_load(capsys.readouterr().out)
+    assert paired["base_model"]["dtype"] == "float16" and paired["name"] == "mine"
+    assert main(["prune", "--model", "m", "--strategy", "iterative", "--ratio", "0.25", "--selection-task",
+                 "arithmetic", "--selection-seed", "3", "--out", "pruned/x", "--check"]) == 0
+    chosen = yaml.safe_load(capsys.readouterr().out)["selection"]
+    assert (chosen["name"], chosen["limit"], chosen["seed"]) == ("arithmetic", 32, 3)
+    assert main(["prune", "--model", "m", "--layers", "1,x", "--out", "pruned/x", "--check"]) == 2
+    assert "--layers: '1,x' is not a comma-separated list of integers" in capsys.readouterr().err
+    assert main(["eval", "--model", "m", "--tasks", "piqa", "--limit", "many", "--out", "runs/x", "--check"]) == 2
+    assert "--limit 'many': expected int" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,29 @@ def test_measured_costs_are_reused_and_remeasured_when_a_checkpoint_changes(chec
     assert ["measured before" in s for s in said] == [True, False]
 
 
+@pytest.mark.slow
+def test_on_a_cluster_each_model_is_measured_in_a_ray_task_sized_by_ray_actors(checkpoints, tmp_path):
+    import ray
+
+    from prunelab.distributed import ray_runtime
+
+    base, pruned, _ = checkpoints
+    if torch.get_num_threads() < 2:
+        pytest.skip("tells the measuring task from this process by its thread count: needs 2 threads here")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        config = cost_config(base, [pruned], tmp_path / "cost")
+        runtime = ray_runtime(ray.get_runtime_context().gcs_address, progress=False)
+        measure_costs(config, place=runtime.task(config.ray), say=lambda _: None)
+    finally:
+        ray.shutdown()
+    meta = json.loads((tmp_path / "cost" / "meta.json").read_text())
+    # the machine recorded is the measuring task's: Ray gives a task of one CPU one thread (this process has more)
+    assert meta["machine"]["torch_threads"] == 1
+    results = [json.loads(p.read_text()) for p in (tmp_path / "cost" / "results").glob("*.json")]
+    assert sorted(r["num_layers"] for r in results) == [2, 4]
+
+
 def test_bad_checkpoints_and_batches_are_refused_before_measuring(checkpoints, tmp_path, capsys):
     base, pruned, root = checkpoints
     out = tmp_path / "cost"

@@ -26,7 +26,7 @@ def _aside(path) -> list:
 def test_damaged_results_and_generations_are_set_aside_and_computed_again(tiny_model_dir, tmp_path, caplog):
     model = str(tiny_model_dir("qwen2"))
     out = tmp_path / "eval"
-    args = ["eval", "--model", model, "--base", model, "--tasks", "arithmetic,gsm8k", "--limit", "3", "--out",
+    args = ["eval", "--local", "--model", model, "--base", model, "--tasks", "arithmetic,gsm8k", "--limit", "3", "--out",
             str(out), "--dtype", "float32", "--no-progress", "tasks.1.max_new_tokens=4", "generation.batch_size=2"]
     assert main(args) == 0
     undamaged = pd.read_csv(out / "retention.csv", index_col=0)

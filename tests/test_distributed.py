@@ -44,23 +44,28 @@ def config(model_dir, out, **extra):
                          "output_dir": str(out), **extra})
 
 
-class KillOnFirstWrite(ResultsStore):
-    """Kills actor `pid` with SIGKILL when the first result is written (the actors are mid-unit then)."""
+class KillOnFirstResult:
+    """An executor around another that kills actor `pid` with SIGKILL when the first result lands (the actors are
+    mid-unit then): the sweep sees only the executor it was given."""
 
-    def __init__(self, root, pid, **kw):
-        super().__init__(root, **kw)
-        self.pid, self.killed = pid, False
+    def __init__(self, executor, pid):
+        self.executor, self.pid, self.killed = executor, pid, False
 
-    def write(self, *args, **kw):
-        if not self.killed:
-            os.kill(self.pid, signal.SIGKILL)
-            self.killed = True
-        return super().write(*args, **kw)
+    def execute(self, worker, units, on_result):
+        def first_kills(unit, candidate, result):
+            if not self.killed:
+                os.kill(self.pid, signal.SIGKILL)
+                self.killed = True
+            on_result(unit, candidate, result)
+
+        self.executor.execute(worker, units, first_kills)
+
+    def close(self):
+        self.executor.close()
 
 
-def test_sigkilled_actor_loses_nothing(ray_cluster, tiny_model_dir, tmp_path, monkeypatch):
+def test_sigkilled_actor_loses_nothing(ray_cluster, tiny_model_dir, tmp_path):
     from prunelab.distributed.executor import RayExecutor
-    from prunelab.stages import sweep as sweep_stage
     from prunelab.stages.common import worker_spec
 
     # wide enough that a unit (base pass + 8 candidates) takes about a second per actor
@@ -72,13 +77,12 @@ def test_sigkilled_actor_loses_nothing(ray_cluster, tiny_model_dir, tmp_path, mo
     executor = RayExecutor(num_actors=2, num_cpus=1)
     spec = worker_spec(disturbed.model, disturbed.sweep.batch_tokens, disturbed.generation, sweep=disturbed.sweep)
     pid = executor.pids(spec)[0]  # the pool run_sweep will use (same spec)
-    store = KillOnFirstWrite(disturbed.output_dir, pid, model=disturbed.model.name)
-    monkeypatch.setattr(sweep_stage, "ResultsStore", lambda *a, **kw: store)
+    killing = KillOnFirstResult(executor, pid)
     try:
-        run_sweep(disturbed, executor, progress=False)
+        run_sweep(disturbed, killing, progress=False)
     finally:
         executor.close()
-    assert store.killed and executor.resubmitted >= 1
+    assert killing.killed and executor.resubmitted >= 1
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the killed process is gone; its restarted self or the other actor did its work
 

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import tiny
 from transformers import AutoTokenizer
@@ -23,7 +24,7 @@ def test_drop_then_eval_against_base(tiny_dir, tmp_path, capsys):
     pruned = tmp_path / "pruned"
     assert main(["drop", "--model", str(tiny_dir), "--layers", "1,2", "--out", str(pruned), "--dtype", "float32"]) == 0
     out = tmp_path / "eval"
-    args = ["eval", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic", "--limit", "8",
+    args = ["eval", "--local", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic", "--limit", "8",
             "--out", str(out), "--dtype", "float32", "--no-progress"]
     assert main(args) == 0
     assert "arithmetic retention" in capsys.readouterr().out
@@ -56,7 +57,7 @@ def test_the_command_line_as_a_new_user_types_it(tiny_dir, tmp_path, capsys, mon
     """Flags anywhere among the overrides; eval says what it wrote; a checkpoint not made yet is named as such,
     with the command that makes it, not tried as a hub download."""
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "tasks.0.limit=2", "--out", str(out),
+    assert main(["eval", "--local", "--model", str(tiny_dir), "--tasks", "arithmetic", "tasks.0.limit=2", "--out", str(out),
                  "--no-progress", "model.dtype=float32", "--dtype", "float32"]) == 0
     printed = capsys.readouterr().out
     assert f"markdown: {out / 'retention.md'}" in printed and "arithmetic" in printed
@@ -67,7 +68,7 @@ def test_the_command_line_as_a_new_user_types_it(tiny_dir, tmp_path, capsys, mon
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pruned").mkdir()
-    assert main(["eval", "--model", "pruned/not-yet", "--tasks", "arithmetic", "--limit", "2", "--out", "e2",
+    assert main(["eval", "--local", "--model", "pruned/not-yet", "--tasks", "arithmetic", "--limit", "2", "--out", "e2",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "model directory 'pruned/not-yet' does not exist" in err and "prunelab prune" in err
@@ -94,16 +95,21 @@ def test_eval_of_generative_and_classification_tasks_resumes_and_reports_group_m
         assert retention.loc["model", f"{column}:p_value"] == 1.0  # (a random tiny model may score 0: no ratio)
     assert retention.loc["model", "xsum:rouge1"] == retention.loc["base", "xsum:rouge1"]
 
-    # a stopped run resumes: remove one generative chunk, and only it is computed again
+    # a stopped run resumes: remove one generative chunk, and only its items are computed again (on Ray's two
+    # actors, in units split otherwise: the generations of the lost chunk are kept once, the newest)
+    done, rows = store.done(), store.read().num_rows
     victim = sorted((out / "results" / "xsum" / "base").glob("*.parquet"))[0]
+    lost = pq.read_table(victim).num_rows
     victim.unlink()
+    assert len(ResultsStore(out).done()) < len(done)
     assert main(args) == 0
-    assert victim.exists()
-    assert len(ResultsStore(out).generations().to_pandas()) == 12  # rewritten in place, not duplicated
+    assert ResultsStore(out).done() == done and ResultsStore(out).read().num_rows == rows > lost
+    again = ResultsStore(out).generations().to_pandas()
+    assert len(again) == 12 and not again.duplicated(["task", "candidate", "item_id"]).any()
 
 
 def test_generation_options_are_rejected_on_classification_tasks(tiny_dir, tmp_path, capsys):
-    args = ["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "--out", str(tmp_path / "x"),
+    args = ["eval", "--local", "--model", str(tiny_dir), "--tasks", "arithmetic", "--out", str(tmp_path / "x"),
             "tasks.0.temperature=0.9"]
     assert main(args) == 2
     assert "temperature only apply to generative tasks" in capsys.readouterr().err
@@ -117,7 +123,7 @@ def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tm
         pruned = tmp_path / f"pruned-{layers}"
         assert main(["drop", "--model", str(tiny_dir), "--layers", layers, "--out", str(pruned)]) == 0
         outs.append(tmp_path / f"eval-{layers}")
-        assert main(["eval", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic,piqa",
+        assert main(["eval", "--local", "--model", str(pruned), "--base", str(tiny_dir), "--tasks", "arithmetic,piqa",
                      "--limit", "24", "--out", str(outs[-1]), "--dtype", "float32", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["report", *map(str, outs), "--out", str(tmp_path / "cmp"), "--labels", "minus1,minus2"]) == 0
@@ -136,7 +142,7 @@ def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tm
     names = [f"eval-{target}", f"eval-{target}-sgr", f"eval-{target}-reference"]
     summary = {"config": {"name": "p", "model": {"name": str(tiny_dir)},
                           "recover": {"targets": [target], "responses": ["sgr", "reference"]}},
-               "stages": [{"name": n, "dir": str(d), "status": "computed", "key": "0" * 64}
+               "stages": [{"name": n, "kind": "eval", "dir": str(d), "status": "computed", "key": "0" * 64}
                           for n, d in zip(names, [outs[0], *outs])]}
     (tmp_path / "page").mkdir()
     (tmp_path / "page" / "pipeline.json").write_text(json.dumps(summary))

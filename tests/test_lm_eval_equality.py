@@ -122,7 +122,7 @@ def test_lm_eval_backend_chooses_the_same_answers(tiny_dir_llama, tmp_path):
             assert [x for s in a for x in s.logprobs] == pytest.approx([x for s in b for x in s.logprobs], rel=1e-5, abs=1e-4)
 
     out = tmp_path / "run"
-    args = ["eval", "--model", str(tiny_dir_llama), "--tasks", "arc_easy", "--limit", "6", "--out", str(out),
+    args = ["eval", "--local", "--model", str(tiny_dir_llama), "--tasks", "arc_easy", "--limit", "6", "--out", str(out),
             "--dtype", "float32", "--no-progress", "backend=lm-eval"]
     assert main(args) == 0
     assert len(ResultsStore(out).read()) == 6 * 2

@@ -18,10 +18,11 @@ import yaml
 from prunelab.cli import main
 from prunelab.config import PipelineConfig, parse_config
 from prunelab.execution.run import InProcessExecutor
-from prunelab.pipeline.run import Runners, run_pipeline
+from prunelab.pipeline.run import run_pipeline
+from prunelab.stages.runtime import Runtime
 
 pytestmark = pytest.mark.slow
-LOCAL = Runners(executor=lambda ray_spec: InProcessExecutor())
+LOCAL = Runtime.in_process(progress=False)
 
 
 def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
@@ -46,7 +47,7 @@ def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
 
 def run(data: dict, say=None) -> dict:
     lines = []
-    summary = run_pipeline(parse_config(data, cls=PipelineConfig), LOCAL, progress=False, say=lines.append)
+    summary = run_pipeline(parse_config(data, cls=PipelineConfig), LOCAL, say=lines.append)
     return {s["name"]: s for s in summary["stages"]} | {"_lines": lines}
 
 
@@ -191,6 +192,25 @@ def test_changed_unfinished_and_foreign_stage_outputs_are_recomputed(finished):
     assert any(p.name.startswith(pruned.name + ".set-aside-") for p in pruned.parent.iterdir())  # kept, not lost
     assert config.read_text() == written  # recomputed: the checkpoint's config as prune writes it, not the altered one
     assert statuses(run(data), "computed") == set()
+
+
+def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished, tmp_path, capsys):
+    from prunelab.artifacts import ArtifactMissing
+    from prunelab.report.page import write_pipeline_report
+
+    data, _ = finished
+    root, copy = Path(data["output_dir"]).resolve(), tmp_path / "copy"
+    shutil.copytree(root, copy)
+    summary = json.loads((copy / "pipeline.json").read_text())
+    for stage in summary["stages"]:
+        stage["dir"] = stage["dir"].replace(str(root), str(copy))
+    (copy / "pipeline.json").write_text(json.dumps(summary))
+    write_pipeline_report(copy)  # the copy renders as the original
+    compare = next(Path(s["dir"]) for s in summary["stages"] if s["name"] == "compare")
+    (compare / "strategies.csv").unlink()  # a finished stage's file gone (a partial copy, a cleanup)
+    with pytest.raises(ArtifactMissing, match=r"strategies\.csv' is missing: run `prunelab compare-strategies`"):
+        write_pipeline_report(copy)
+    assert main(["report", str(copy)]) == 2 and "strategies.csv" in capsys.readouterr().err
 
 
 def test_a_stopped_segment_counts_up_to_its_last_write(tmp_path):

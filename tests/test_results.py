@@ -125,7 +125,7 @@ def test_head_to_head_of_two_candidates_against_one_base():
 @pytest.mark.slow
 def test_meta_json_and_a_report_rerendered_anywhere(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(tiny_model_dir("qwen2")), "--base", str(tiny_model_dir("qwen2")),
+    assert main(["eval", "--local", "--model", str(tiny_model_dir("qwen2")), "--base", str(tiny_model_dir("qwen2")),
                  "--tasks", "humaneval,arithmetic", "--limit", "3", "--out", str(out), "--dtype", "float32",
                  "--no-progress", "tasks.0.max_new_tokens=4"]) == 0
     meta = read_meta(out)

@@ -22,7 +22,7 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     pruned = root / "pruned"
     assert main(["drop", "--model", str(base), "--layers", "1", "--out", str(pruned), "--dtype", "float32"]) == 0
     out = root / "eval"
-    args = ["eval", "--model", str(pruned), "--base", str(base), "--tasks", "gsm8k,humaneval", "--limit", "3",
+    args = ["eval", "--local", "--model", str(pruned), "--base", str(base), "--tasks", "gsm8k,humaneval", "--limit", "3",
             "--out", str(out), "--dtype", "float32", "--no-progress", "tasks.0.max_new_tokens=6",
             "tasks.1.max_new_tokens=6", "generation.batch_size=3"]
     assert main(args) == 0
@@ -69,6 +69,25 @@ def test_samples_sit_beside_the_base_models(run_dir, capsys):
     assert "== humaneval humaneval-HumanEval/" in printed and "-- base output:" in printed and "3 samples (first 2 shown)" in printed
     assert main(["samples", str(out), "--task", "mbpp"]) == 2
     assert "task 'mbpp' has no generations" in capsys.readouterr().err
+
+
+def test_a_combined_tables_directory_shows_each_rows_samples_under_its_label(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    other = tmp_path / "other"
+    shutil.copytree(out, other)  # a second evaluation of the same base model
+    combined = tmp_path / "cmp"
+    assert main(["report", str(out), str(other), "--out", str(combined), "--labels", "pruned,again"]) == 0
+    capsys.readouterr()
+    table = samples(combined, task="humaneval")
+    alone = samples(out, task="humaneval")
+    assert sorted(set(table["candidate"])) == ["again", "pruned"] and len(table) == 2 * len(alone)
+    mine = table[table["candidate"] == "pruned"].reset_index(drop=True)
+    assert mine["output"].tolist() == alone["output"].tolist() and mine["base_output"].tolist() == alone[
+        "base_output"].tolist()
+    assert main(["samples", str(combined), "--candidate", "again", "--task", "humaneval"]) == 0
+    assert "humaneval-HumanEval/" in capsys.readouterr().out
+    assert main(["samples", str(combined), "--candidate", "model"]) == 2
+    assert "its rows: pruned, again" in capsys.readouterr().err
 
 
 def test_a_run_made_before_samples_were_kept_is_a_clear_error(run_dir, tmp_path, capsys):

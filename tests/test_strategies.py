@@ -123,6 +123,23 @@ def test_prune_with_packaged_calibration_records_the_data(tiny_dir, tmp_path):
     assert manifest["removed_layers"] == [int(min(manifest["scores"], key=manifest["scores"].get))]
 
 
+def test_a_selection_split_overlapping_the_tests_is_drawn_from_the_items_they_do_not_hold(tok):
+    from prunelab.config import TaskSpec
+    from prunelab.tasks.held_out import selection_split
+
+    tests = {it.id for it in TaskSpec(name="arithmetic").build().items(tok)}  # a task named alone: its whole split
+    spec = TaskSpec(name="arithmetic", limit=32, seed=7)  # the README's iterative example
+    own = [it.id for it in spec.build().items(tok)]
+    assert set(own) & tests  # its own seeded sample overlaps the tests (it was refused before)
+    task, items = selection_split(spec, tests, tok)
+    ids = [it.id for it in items]
+    assert len(set(ids)) == 32 and not set(ids) & tests
+    assert ids == [it.id for it in task.items(tok)]  # deterministic
+    assert task.primary_metric == spec.build().primary_metric
+    # a sample that holds no test item is kept as it is: a selection accepted before keeps its items
+    assert [it.id for it in selection_split(spec, tests - set(own), tok)[1]] == own
+
+
 def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
     import datasets
 
@@ -137,7 +154,7 @@ def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
         (["--strategy", "sweep_score", "--ratio", "0.25", "--from-sweep", str(tmp_path)], "run `prunelab sweep` first"),
         (["--strategy", "iterative", "--ratio", "0.25"], "strategy iterative needs `selection`"),
         (["--strategy", "iterative", "--ratio", "0.25", "--selection-task", "arithmetic", "--selection-limit", "64",
-          "--selection-seed", "1234", "--test-tasks", "arithmetic"], "selection split overlaps the test split"),
+          "--selection-seed", "1234", "--test-tasks", "arithmetic"], "every item is in the test sample"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 2, extra

@@ -149,7 +149,7 @@ def test_bad_input_is_refused_before_the_output_directory_is_touched(tiny_dir, t
         assert message in capsys.readouterr().err
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     # `prunelab eval` pointed at the sweep's directory says what differs and which stage the directory holds
-    assert main(["eval", "--model", str(tiny_dir), "--tasks", "arithmetic", "--limit", "2", "--out", str(out),
+    assert main(["eval", "--local", "--model", str(tiny_dir), "--tasks", "arithmetic", "--limit", "2", "--out", str(out),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "belongs to another experiment (differs in: backend, base_model, model.dtype; it holds a sweep run)" in err

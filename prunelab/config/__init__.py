@@ -8,13 +8,13 @@ Every stage (sweep, eval, prune, compare-strategies, sgr, recover, cost, and the
     sections.py  the sections stage configs are made of (model, tasks, generation, Ray, SGR, training, cost...)
     stages.py    one config class per stage
     pipeline.py  the pipeline's config, whose sections are the stage configs' own section classes
-    loading.py   YAML, `extends:`, overrides and error messages
+    loading.py   YAML, `extends:`, overrides (`a.b=value`, `a.0.b`, `a.*.b` for every item) and error messages
 
 Nothing here imports torch, transformers, ray or task code: names are checked against lazy registries.
 """
 
 from prunelab.config.fields import EXTENT, KEY, SETTING, Frozen, extent, key, role_of, setting
-from prunelab.config.loading import config_kind, format_errors, load_config, parse_config, read_config_file
+from prunelab.config.loading import config_kind, format_errors, load_config, parse_config, read_config_file, set_key
 from prunelab.config.pipeline import (
     PipelineConfig,
     PipelineCost,
@@ -34,6 +34,7 @@ from prunelab.config.sections import (
     LoraSpec,
     ModelSpec,
     PromptsSpec,
+    RayCluster,
     RaySpec,
     RecoverSection,
     ResponseSampling,
@@ -62,8 +63,8 @@ STAGE_CONFIGS = {c.model_fields["kind"].default: c
 __all__ = ["EXTENT", "GENERATION_FIELDS", "KEY", "LORA_TARGETS", "SETTING", "STAGE_CONFIGS", "ActorSpec",
            "CalibrationSpec", "CompareConfig", "CostConfig", "CostMeasure", "EvalConfig", "Frozen", "GenerationSpec",
            "LoraSpec", "ModelSpec", "PipelineConfig", "PipelineCost", "PipelinePrune", "PipelineRecover",
-           "PipelineSGR", "PipelineSweep", "PromptsSpec", "PruneConfig", "RaySpec", "RecoverConfig",
+           "PipelineSGR", "PipelineSweep", "PromptsSpec", "PruneConfig", "RayCluster", "RaySpec", "RecoverConfig",
            "RecoverSection", "ResponseSampling", "SGRConfig", "SGREngineSpec", "SGRSection", "StrategyOptions",
            "SweepConfig", "SweepSpec", "TaskSpec", "TrainWorkersSpec", "TrainingSpec", "config_kind", "extent",
-           "format_errors", "key", "load_config", "parse_config", "read_config_file", "role_of", "setting",
+           "format_errors", "key", "load_config", "parse_config", "read_config_file", "role_of", "set_key", "setting",
            "target_key"]

@@ -18,25 +18,41 @@ def _apply_override(data: dict, override: str) -> None:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from exc
+    set_key(data, key, value, f"override {override!r}")
+
+
+def set_key(data: dict, key: str, value: Any, source: str, where_present: bool = False) -> None:
+    """Sets the dotted `key` (a.b, a.0.b for list items, a.*.b for every item) of `data` to `value`; sections on the
+    way are made, unless `where_present` (then a key whose section is absent is left unset)."""
     parts = key.split(".")
-    node: Any = data
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
+
+    def walk(node: Any, i: int) -> None:
+        part, last = parts[i], i == len(parts) - 1
+        where = ".".join(parts[:i + 1])
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"override {override!r}: {'.'.join(parts[:i + 1])} is not an index of a list of "
-                                  f"{len(node)}")
-            if last:
-                node[int(part)] = value
+            if part == "*":
+                indices = range(len(node))
+            elif part.isdigit() and int(part) < len(node):
+                indices = [int(part)]
             else:
-                node = node[int(part)]
+                raise ConfigError(f"{source}: {where} is not an index of a list of {len(node)}")
+            for j in indices:
+                if last:
+                    node[j] = value
+                else:
+                    walk(node[j], i + 1)
         elif isinstance(node, dict):
             if last:
                 node[part] = value
-            else:
-                node = node.setdefault(part, {})
+            elif node.get(part) is not None:
+                walk(node[part], i + 1)
+            elif not where_present:
+                node[part] = {}
+                walk(node[part], i + 1)
         else:
-            raise ConfigError(f"override {override!r}: {'.'.join(parts[:i])} is a value, not a section")
+            raise ConfigError(f"{source}: {'.'.join(parts[:i])} is a value, not a section")
+
+    walk(data, 0)
 
 
 def format_errors(exc: ValidationError, source: str) -> str:
@@ -120,4 +136,4 @@ def load_config(path: str | Path, overrides: list[str] = (), cls=None, data: dic
     return parse_config(data, overrides, source=source, cls=STAGE_CONFIGS[kind])
 
 
-__all__ = ["config_kind", "format_errors", "load_config", "parse_config", "read_config_file"]
+__all__ = ["config_kind", "format_errors", "load_config", "parse_config", "read_config_file", "set_key"]

@@ -118,8 +118,16 @@ class ActorSpec(Frozen):
     accelerator_type: str | None = setting(None, description="e.g. A100, H100: only nodes with this GPU")
 
 
-class RaySpec(Frozen):
+class RayCluster(Frozen):
+    """The Ray cluster a stage runs on: every stage that runs work has `ray:` of this shape (with `actors` where it
+    evaluates candidates on actors); its other resources are its own section's (SGR's engine, recovery's workers)."""
+
     address: str | None = setting(None, description="cluster to attach to; a local Ray starts if unset")
+
+
+class RaySpec(RayCluster):
+    """A stage that evaluates candidates on a pool of actors (sweep, compare-strategies, eval, iterative prune)."""
+
     actors: ActorSpec = setting(ActorSpec())
     max_restarts: int = setting(3, ge=0, description="times Ray restarts a dead actor before a fresh one replaces it")
     max_attempts: int = setting(3, ge=1, description="a unit whose candidate kills its worker this many times is "
@@ -354,7 +362,7 @@ def resolved_quantization(quantization: str) -> str:
 
 __all__ = ["GENERATION_FIELDS", "LORA_TARGETS", "ActorSpec", "CalibrationSpec", "CostBackend", "CostMeasure",
            "GenerationSpec", "RecoverSection", "SGRSection",
-           "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RaySpec", "Ratios", "ResponseSampling",
+           "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RayCluster", "RaySpec", "Ratios", "ResponseSampling",
            "SGREngineSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
            "TrainingSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
            "check_unique", "resolved_quantization"]

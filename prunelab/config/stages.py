@@ -12,6 +12,7 @@ from prunelab.config.sections import (
     GenerationSpec,
     ModelSpec,
     Ratios,
+    RayCluster,
     RaySpec,
     RecoverSection,
     SGRSection,
@@ -61,6 +62,7 @@ class EvalConfig(Frozen):
         "prunelab", description="classification scorer: prunelab's engine, or lm-eval's HF backend itself")
     generation: GenerationSpec = key(GenerationSpec())
     threads: int | None = setting(None, ge=1)
+    ray: RaySpec = setting(RaySpec(), description="the actors that evaluate the model and the base model")
     output_dir: str = setting()
 
     @model_validator(mode="after")
@@ -142,7 +144,7 @@ class SGRConfig(SGRSection):
     kind: Literal["sgr"] = setting("sgr")
     name: str = setting()
     model: ModelSpec = key()
-    ray_address: str | None = setting(None, description="cluster to attach to; a local Ray starts if unset")
+    ray: RayCluster = setting(RayCluster())
     output_dir: str = setting()
 
 
@@ -158,7 +160,7 @@ class RecoverConfig(RecoverSection):
     paired: bool = key(False, description="train only on prompts with both a kept SGR response and an original "
                                           "answer within max_length, so that the sgr and reference arms differ in "
                                           "their answers alone")
-    ray_address: str | None = setting(None)
+    ray: RayCluster = setting(RayCluster())
     output_dir: str = setting()
 
 
@@ -174,6 +176,8 @@ class CostConfig(CostMeasure):
                                                      "tokenizer)")
     removed: dict[str, list[int]] = extent({}, description="label -> layers removed from the base model in memory "
                                                            "(no checkpoint written)")
+    ray: RaySpec = setting(RaySpec(), description="the measurements run one at a time in a Ray task sized like one "
+                                                  "of ray.actors (num_cpus, num_gpus, accelerator_type)")
     output_dir: str = setting()
 
 

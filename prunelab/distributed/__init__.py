@@ -46,7 +46,7 @@ def connect(address: str | None = None) -> None:
         _check_reachable(address, source)
     # Workers import prunelab from the driver's environment; a job's runtime_env (cluster/) ships it on clusters.
     try:
-        ray.init(address=address, log_to_driver=True, include_dashboard=False if address is None else None)
+        ray.init(address=address, log_to_driver=True)
     except ConnectionError as exc:
         raise ClusterUnreachable(f"cannot attach to a Ray cluster at {address} ({source}): {exc}") from None
     except Exception as exc:
@@ -68,4 +68,53 @@ def ray_executor(ray_spec):
                        max_attempts=ray_spec.max_attempts, placement_timeout_s=ray_spec.placement_timeout_s)
 
 
-__all__ = ["ClusterUnreachable", "connect", "ray_executor"]
+def ray_runtime(address: str | None = None, progress: bool = True):
+    """A stage runtime on Ray (`prunelab.stages.runtime`): actors for candidate units, Ray Data for SGR, Ray Train for
+    recovery. It attaches to `address` (else a stage's `ray.address`, $RAY_ADDRESS, else a local Ray) when a stage
+    first needs Ray, so a stage that computes in the driver (block influence, a finished run) starts none."""
+    from prunelab.stages.runtime import Runtime
+
+    def executor(ray_spec):
+        connect(address or ray_spec.address)
+        return ray_executor(ray_spec)
+
+    def sgr(*args, **kwargs):
+        from prunelab.distributed.sgr import ray_responses
+
+        connect(address)
+        return ray_responses(*args, **kwargs)
+
+    def trainer(workers):
+        def train(job, out):
+            from prunelab.distributed.train import train_on_ray
+
+            connect(address)
+            return train_on_ray(job, workers, out)
+
+        return train
+
+    def task(ray_spec):
+        """Measurements (cost) on a cluster run in a Ray task on a node with what `ray.actors` asks for; with no
+        cluster they run here, on all of this machine (a local Ray task would be limited to its num_cpus)."""
+        if not (address or ray_spec.address or os.environ.get("RAY_ADDRESS")):
+            return lambda fn, *args: fn(*args)
+
+        def place(fn, *args):
+            import ray
+
+            from prunelab.distributed.resources import require, resource_request
+
+            connect(address or ray_spec.address)
+            a = ray_spec.actors
+            require(resource_request(a.num_cpus, a.num_gpus, a.accelerator_type), "the measuring task",
+                    "ray.actors.num_cpus / num_gpus / accelerator_type")
+            remote = ray.remote(fn).options(num_cpus=a.num_cpus, num_gpus=a.num_gpus,
+                                            accelerator_type=a.accelerator_type, max_retries=0)
+            return ray.get(remote.remote(*args))
+
+        return place
+
+    return Runtime(executor=executor, sgr=sgr, trainer=trainer, task=task, progress=progress)
+
+
+__all__ = ["ClusterUnreachable", "connect", "ray_executor", "ray_runtime"]

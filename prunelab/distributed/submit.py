@@ -14,6 +14,7 @@ import yaml
 
 from prunelab.distributed import ClusterUnreachable, _check_reachable
 from prunelab.errors import ConfigError
+from prunelab.stages.registry import JOB_COMMANDS, job_file
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -66,7 +67,7 @@ def _validate(stage: str, args: list[str]) -> None:
     from prunelab.config import load_config
 
     values = [a for a in args if not a.startswith("--")]
-    if stage == "report" or not values or not values[0].endswith((".yaml", ".yml")):
+    if stage in JOB_COMMANDS or not values or not values[0].endswith((".yaml", ".yml")):
         return
     if not Path(values[0]).exists():
         raise ConfigError(f"config {values[0]!r} not found (paths are relative to the working directory, which is "
@@ -97,7 +98,7 @@ def submit(stage: str, args: list[str], address: str, working_dir: str = ".",
     """Submits `python jobs/<stage>.py ARGS` from `working_dir`, with `env_vars` added to the runtime env's; returns
     (job id, final status or None with wait=False). While waiting, the job's logs are printed as they come."""
     root = Path(working_dir).resolve()
-    job = Path("jobs") / f"{stage.replace('-', '_')}.py"
+    job = job_file(stage)
     if not (root / job).exists():
         raise ConfigError(f"{root / job} not found: run from the prunelab repository, or give --working-dir")
     env = yaml.safe_load((root / runtime_env).read_text()) if runtime_env else {}

@@ -13,6 +13,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunelab.artifacts import (
+    BASE_EVAL,
+    COMPARE_STAGE,
+    COST_STAGE,
+    MERGED,
+    SGR_STAGE,
+    SWEEP_STAGE,
+    eval_stage,
+    prune_stage,
+    recover_stage,
+)
 from prunelab.config import (
     CompareConfig,
     CostConfig,
@@ -24,8 +35,6 @@ from prunelab.config import (
     SweepConfig,
     target_key,
 )
-
-BASE_EVAL = "eval-base"
 
 
 @dataclass(frozen=True)
@@ -73,41 +82,45 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
     tasks = [t.model_dump() for t in config.tasks]
     generation = config.generation.model_dump()
     name = config.name
-    p.add(BASE_EVAL, EvalConfig, (), name=f"{name}-base", model=model, tasks=tasks, generation=generation)
+    ray = config.ray.model_dump()
+    cluster = {"address": config.ray.address}  # the stages whose resources are their own sections'
+    p.add(BASE_EVAL, EvalConfig, (), name=f"{name}-base", model=model, tasks=tasks, generation=generation, ray=ray)
     if config.sweep is not None:
-        p.add("sweep", SweepConfig, (), name=f"{name}-sweep", model=model,
+        p.add(SWEEP_STAGE, SweepConfig, (), name=f"{name}-sweep", model=model,
               tasks=[t.model_dump() for t in config.sweep.tasks] if config.sweep.tasks else tasks,
               sweep=config.sweep.sweep.model_dump(), generation=generation,
-              ray=config.ray.model_dump())
+              ray=ray)
     options = config.prune.model_dump(exclude={"strategies", "ratios", "sweep"})
     # compare and every evaluation after eval-base start from its base rows (`run.seed_base_rows`)
-    p.add("compare", CompareConfig, (BASE_EVAL,), name=f"{name}-strategies", model=model, tasks=tasks,
+    p.add(COMPARE_STAGE, CompareConfig, (BASE_EVAL,), name=f"{name}-strategies", model=model, tasks=tasks,
           strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
-          generation=generation, ray=config.ray.model_dump(), **options)
+          generation=generation, ray=ray, **options)
     if config.cost is not None:  # every strategy x ratio's layers, removed in memory, against the base
-        p.add("cost", CostConfig, ("compare",), name=f"{name}-cost", base_model=model, **config.cost.model_dump())
+        p.add(COST_STAGE, CostConfig, (COMPARE_STAGE,), name=f"{name}-cost", base_model=model, ray=ray,
+              **config.cost.model_dump())
     if config.recover is None:
         return list(p.stages.values())
     s = config.sgr
-    corpus = p.add("sgr", SGRConfig, (), name=f"{name}-sgr", model=model, chat_template=s.chat_template,
-                   prompts=s.prompts.model_dump(), sampling=s.sampling.model_dump(), engine=s.engine.model_dump())
+    corpus = p.add(SGR_STAGE, SGRConfig, (), name=f"{name}-sgr", model=model, chat_template=s.chat_template,
+                   prompts=s.prompts.model_dump(), sampling=s.sampling.model_dump(), engine=s.engine.model_dump(),
+                   ray=cluster)
     r = config.recover
     for target in r.targets:
         strategy, ratio = target.rsplit("@", 1)
-        pruned = p.add(f"prune-{target}", PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
+        pruned = p.add(prune_stage(target), PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
                        ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
-                       ray=config.ray.model_dump(), **options)
-        evaluated = [(f"eval-{target}", pruned.output_dir, (pruned.name, "compare"), target)]
+                       ray=ray, **options)
+        evaluated = [(eval_stage(target), pruned.output_dir, (pruned.name, COMPARE_STAGE), target)]
         for responses in r.responses:
-            rec = p.add(f"recover-{target}-{responses}", RecoverConfig, (pruned.name, corpus.name),
+            rec = p.add(recover_stage(target, responses), RecoverConfig, (pruned.name, corpus.name),
                         name=f"{name}-{target}-{responses}", model={**model, "name": str(pruned.output_dir)},
                         corpus=str(corpus.output_dir), responses=responses, paired=r.paired and len(r.responses) > 1,
                         quantization=r.quantization,
-                        lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump())
-            evaluated.append((f"eval-{target}-{responses}", rec.output_dir / "merged", (rec.name,), None))
+                        lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump(), ray=cluster)
+            evaluated.append((eval_stage(target, responses), rec.output_dir / MERGED, (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:
             p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
-                  model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation)
+                  model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation, ray=ray)
     return list(p.stages.values())
 
 

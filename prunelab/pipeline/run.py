@@ -1,7 +1,7 @@
 """`prunelab pipeline`: the stages of `plan.py` run in order, each reused when its directory holds a verified
 artifact of the same key (`cache.py`), then the report (`prunelab.report.page`).
 
-    run_pipeline(config, Runners(...))   # the CLI and jobs/pipeline.py build the runners (Ray or this process)
+    run_pipeline(config, runtime)   # the CLI and jobs/pipeline.py build the runtime (Ray or this process)
 
 Progress: one line per stage (reused, or computing and why) and the stage's own progress bars; at the end a summary
 of what was reused and what was computed, also written to `OUTPUT_DIR/pipeline.json`, which `prunelab report DIR`
@@ -13,33 +13,31 @@ layers (`seed_pruned_rows`).
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from prunelab.artifacts import (
+    BASE_EVAL,
+    COMPARE_STAGE,
+    PIPELINE_SUMMARY,
+    CompareArtifact,
+    PipelineArtifact,
+    PruneArtifact,
+    prune_stage,
+)
 from prunelab.atomic import write_json
 from prunelab.config import PipelineConfig
-from prunelab.metadata import META_FILE, build_meta
+from prunelab.metadata import build_meta
 from prunelab.pipeline import cache
-from prunelab.pipeline.plan import BASE_EVAL, Stage, plan_pipeline
+from prunelab.pipeline.plan import Stage, plan_pipeline
 from prunelab.results import BASE, Candidate, ResultsStore
+from prunelab.stages.runtime import Runtime
 
 log = logging.getLogger(__name__)
-SUMMARY = "pipeline.json"
+SUMMARY = PIPELINE_SUMMARY
 SEEDED = "seeded.json"  # in a stage directory: the rows copied from other stages
-
-
-@dataclass
-class Runners:
-    """How stages compute: `executor(ray_spec)` for the stages that evaluate candidates, `sgr` (a runner factory for
-    `generate_corpus`; None: in this process), `trainer(workers)` (a recovery trainer; None: in this process)."""
-
-    executor: Callable
-    sgr: Callable | None = None
-    trainer: Callable | None = None
 
 
 def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate) -> int:
@@ -90,66 +88,49 @@ def seed_base_rows(stage: Stage, base: Stage) -> int:
     return seed_rows(stage, base, _base_name(base), BASE)
 
 
-def seed_pruned_rows(stage: Stage, prune_stage: Stage, compare: Stage, target: str) -> int:
+def seed_pruned_rows(stage: Stage, pruned: Stage, compare: Stage, target: str) -> int:
     """Starts the evaluation of a pruned checkpoint with compare's rows for the same layers removed in memory
     (equal up to float rounding: tests/test_generation.py, tests/test_sweep.py); nothing when prune chose other
     layers than compare did."""
-    chosen = json.loads((compare.output_dir / "selections.json").read_text())["selections"].get(target)
-    removed = json.loads((prune_stage.output_dir / META_FILE).read_text())["removed_layers"]
-    if chosen is None or sorted(chosen["removed"]) != sorted(removed):
+    chosen = CompareArtifact(compare.output_dir).selections().get(target)
+    removed = PruneArtifact(pruned.output_dir).removed_layers()
+    if chosen is None or sorted(chosen.removed) != sorted(removed):
         log.warning("%s: compare chose layers %s for %s, prune %s; evaluating the checkpoint in full", stage.name,
-                    chosen and chosen["removed"], target, removed)
+                    chosen and chosen.removed, target, removed)
         return 0
     from prunelab.stages.evaluate import MODEL
 
     return seed_rows(stage, compare, Candidate(tuple(removed)).name, MODEL)
 
 
-def run_stage(stage: Stage, stages: dict[str, Stage], runners: Runners, progress: bool) -> None:
-    from prunelab.stages.compare import compare_strategies
-    from prunelab.stages.evaluate import evaluate
-    from prunelab.stages.prune import prune
-    from prunelab.stages.recover import recover
-    from prunelab.stages.sgr import generate_corpus
-    from prunelab.stages.sweep import run_sweep
+def run_stage(stage: Stage, stages: dict[str, Stage], runtime: Runtime) -> None:
+    """Seeds what the stage can take from earlier ones, then runs it as its registry entry runs it on its own."""
+    from prunelab.stages.registry import STAGES
 
     c = stage.config
-    if stage.kind == "eval":
-        if BASE_EVAL in stage.needs:
-            seed_base_rows(stage, stages[BASE_EVAL])
-        if stage.pruned_from is not None:  # the checkpoint of a strategy that compare evaluated already
-            seed_pruned_rows(stage, stages[f"prune-{stage.pruned_from}"], stages["compare"], stage.pruned_from)
-        with runners.executor(None) as executor:
-            evaluate(c, executor, progress=progress)
-    elif stage.kind == "sweep":
-        with runners.executor(c.ray) as executor:
-            run_sweep(c, executor, progress=progress)
-    elif stage.kind == "compare-strategies":
-        if BASE_EVAL in stage.needs:
-            seed_base_rows(stage, stages[BASE_EVAL])
-        with runners.executor(c.ray) as executor:
-            compare_strategies(c, executor, progress=progress)
-    elif stage.kind == "prune":
-        with runners.executor(c.ray) as executor:
-            prune(c, executor, progress=progress)
-    elif stage.kind == "cost":
-        from prunelab.stages.cost import measure_costs
-
-        chosen = json.loads((stages["compare"].output_dir / "selections.json").read_text())["selections"]
-        measure_costs(c.model_copy(update={"removed": {k: v["removed"] for k, v in chosen.items()}}),
-                      progress=progress)
-    elif stage.kind == "sgr":
-        generate_corpus(c, runners.sgr, progress=progress)
-    elif stage.kind == "recover":
-        recover(c, runners.trainer(c.workers) if runners.trainer else None, progress=progress)
-    else:
-        raise AssertionError(f"no runner for stage kind {stage.kind!r}")
+    if stage.kind in ("eval", "compare-strategies") and BASE_EVAL in stage.needs:
+        seed_base_rows(stage, stages[BASE_EVAL])
+    if stage.pruned_from is not None:  # the checkpoint of a strategy that compare evaluated already
+        seed_pruned_rows(stage, stages[prune_stage(stage.pruned_from)], stages[COMPARE_STAGE], stage.pruned_from)
+    if stage.kind == "cost":  # every strategy x ratio's layers, removed in memory
+        chosen = CompareArtifact(stages[COMPARE_STAGE].output_dir).selections()
+        c = c.model_copy(update={"removed": {k: v.removed for k, v in chosen.items()}})
+    STAGES.get(stage.kind).run(c, runtime)
 
 
-def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True, say=print) -> dict:
+def run(config: PipelineConfig, runtime: Runtime) -> PipelineArtifact:
+    """The stage's entry point (`prunelab.stages.registry`)."""
+    run_pipeline(config, runtime)
+    return PipelineArtifact(config.output_dir)
+
+
+def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
     """Runs (or reuses) every stage, then writes the report; returns the summary."""
     from prunelab.report.page import write_pipeline_report
+    from prunelab.stages.sgr import check_runner
 
+    if config.sgr is not None and config.recover is not None:
+        check_runner(config.sgr.engine, runtime.sgr, "sgr.engine")
     stages = plan_pipeline(config)
     by_name = {s.name: s for s in stages}
     root = Path(config.output_dir).resolve()
@@ -172,7 +153,7 @@ def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True
             why += f": the config changed {changed}" if changed else ""
         say(f"[{i}/{len(stages)}] {stage.name}: computing ({why})")
         cache.begin_segment(stage.output_dir)
-        run_stage(stage, by_name, runners, progress)
+        run_stage(stage, by_name, runtime)
         seconds = cache.mark_done(stage.output_dir, stage.name, stage.key, stage.config.stage_identity())
         summary["stages"].append({**entry, "status": "computed", "reason": why, "seconds": seconds})
         write_json(root / SUMMARY, summary, sort_keys=False)  # what is finished so far, for a report mid-way
@@ -186,4 +167,4 @@ def run_pipeline(config: PipelineConfig, runners: Runners, progress: bool = True
     return summary
 
 
-__all__ = ["Runners", "run_pipeline", "seed_base_rows", "seed_pruned_rows", "seed_rows"]
+__all__ = ["run", "run_pipeline", "run_stage", "seed_base_rows", "seed_pruned_rows", "seed_rows"]

@@ -6,8 +6,10 @@
 `prunelab report DIR` calls it, so any artifact directory can be re-rendered anywhere, with the same result.
 """
 
-import json
 from pathlib import Path
+
+from prunelab.artifacts import SELECTIONS, SOURCES, CompareArtifact, RecoverArtifact
+from prunelab.atomic import write_json
 
 
 def write_report(root: str | Path) -> dict[str, Path]:
@@ -23,15 +25,12 @@ def write_report(root: str | Path) -> dict[str, Path]:
              "compare-strategies": f"Strategies: {config['name']} ({config['model']['name']})"}.get(
         meta["stage"], config.get("name", root.name))
     paths = retention_report(root, ResultsStore(root).read(), meta["tasks"], title)
-    selections = root / "selections.json"
-    if meta["stage"] == "compare-strategies" and "csv" in paths and selections.exists():
-        import pandas as pd
-
-        chosen = json.loads(selections.read_text())["selections"]
+    compare = CompareArtifact(root)
+    if meta["stage"] == compare.stage and "csv" in paths and compare.has(SELECTIONS):
+        chosen = compare.selections()
         keys = [f"{s}@{r:g}" for s in config["strategies"] for r in config["ratios"]]
-        retention = pd.read_csv(paths["csv"], index_col=0)
-        paths |= strategies_report(root, retention, meta["tasks"], {k: chosen[k] for k in keys if k in chosen},
-                                   config["name"])
+        paths |= strategies_report(root, compare.retention(), meta["tasks"],
+                                   {k: chosen[k] for k in keys if k in chosen}, config["name"])
     return paths
 
 
@@ -88,6 +87,7 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
     sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
                         zip(labels, roots, metas))
     write_text(out / "sources.md", f"# Sources\n\n{sources}\n")
+    write_json(out / SOURCES, {label: str(Path(root).resolve()) for label, root in zip(labels, roots)}, sort_keys=False)
     return paths
 
 
@@ -106,11 +106,7 @@ def combine_training_curves(roots: list[str | Path], out: str | Path, labels: li
     labels = labels or [f"{m['config']['name']} ({m['config']['responses']})" for m in metas]
     if len(labels) != len(roots):
         raise ResultsError(f"labels {labels}: give one label per directory ({len(roots)})")
-    curves = {}
-    for root, label in zip(roots, labels):
-        if not (root / "training_curve.csv").exists():
-            raise ResultsError(f"{str(root)!r} has no training_curve.csv: not a finished `prunelab recover` run")
-        curves[label] = pd.read_csv(root / "training_curve.csv")
+    curves = {label: RecoverArtifact(root).training_curve() for root, label in zip(roots, labels)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.concat([c.assign(run=label) for label, c in curves.items()])

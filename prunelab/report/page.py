@@ -17,11 +17,25 @@ the files cannot disagree (a browser test checks it).
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from prunelab.artifacts import (
+    COMPARE_STAGE,
+    COST_STAGE,
+    SWEEP_STAGE,
+    TRAINING_CURVE,
+    ArtifactMissing,
+    CompareArtifact,
+    CostArtifact,
+    EvalArtifact,
+    PipelineArtifact,
+    RecoverArtifact,
+    SweepArtifact,
+    eval_stage,
+    recover_stage,
+)
 from prunelab.atomic import write_text
 from prunelab.report.plots import _figure, _save, single_layer_rows
 from prunelab.report.tables import format_interval, with_interval
@@ -56,7 +70,7 @@ class Page:
     def figure(self, path: Path, caption: str, name: str | None = None) -> None:
         """A figure of the report; one from a stage directory is copied under report/figures/ (as `name`)."""
         if not path.exists():
-            return
+            raise ArtifactMissing(f"the report's figure {str(path)!r} is missing")
         if self.root not in path.parents:
             copy = self.root / "figures" / (name or path.name)
             copy.write_bytes(path.read_bytes())
@@ -115,15 +129,6 @@ class Page:
                 f"{style}</style></head><body>{''.join(body)}{check}</body></html>")
 
 
-def _retention(dir_: Path) -> pd.DataFrame | None:
-    path = dir_ / "retention.csv"
-    return pd.read_csv(path, index_col=0) if path.exists() else None
-
-
-def _tasks(dir_: Path) -> dict:
-    return json.loads((dir_ / "meta.json").read_text())["tasks"]
-
-
 def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
     """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where p < 0.05."""
     out = pd.DataFrame(index=table.index)
@@ -136,17 +141,14 @@ def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
     return out
 
 
-def _strategies(page: Page, stage: Path) -> None:
-    path = stage / "strategies.csv"
-    if not path.exists():
-        return
-    table = pd.read_csv(path)
+def _strategies(page: Page, compare: CompareArtifact) -> None:
+    table = compare.strategies()
     page.section("Table 1: retention by strategy and ratio",
                  "Classification against generative retention of each strategy's pruned model (retention = metric "
                  "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05).")
-    cols = _retention_columns(table, _tasks(stage))
+    cols = _retention_columns(table, compare.tasks())
     page.table("table1_strategies", pd.concat([table[["strategy", "ratio", "removed"]], cols], axis=1))
-    page.figure(stage / "strategies.png", "Retention by strategy and ratio", "table1_strategies.png")
+    page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png")
 
 
 def _recovery(page: Page, groups: dict, out: Path) -> None:
@@ -157,15 +159,13 @@ def _recovery(page: Page, groups: dict, out: Path) -> None:
     page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
     for target, rows in groups.items():
         dirs = [Path(d) for _, d in rows]
-        if not all((d / "meta.json").exists() for d in dirs):
-            continue
         combined = out / f"recovery-{target.replace('@', '-at-')}"
         labels = [label for label, _ in rows]
         arms = {label.split()[2]: label for label in labels[1:]}  # "+ SFT sgr (target)" -> sgr
         versus = (arms["sgr"], arms["reference"]) if {"sgr", "reference"} <= set(arms) else None
         paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus)
-        table = _retention(combined)
-        tasks = _tasks(dirs[0])
+        table = EvalArtifact(combined).retention()  # the combined table has an eval directory's layout
+        tasks = EvalArtifact(dirs[0]).tasks()
         name = target.replace("@", "_")
         page.table(f"table2_recovery_{name}", _retention_columns(table, tasks).reset_index(names="model"))
         if versus is not None:
@@ -246,14 +246,12 @@ def _code_errors(page: Page, table: pd.DataFrame, tasks: dict, target: str, out:
     page.figure(path, f"Code error taxonomy ({target})")
 
 
-def _sweep(page: Page, stage: Path, out: Path) -> None:
-    table = _retention(stage)
-    if table is None:
-        return
-    tasks = _tasks(stage)
+def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
+    table = sweep.retention()
+    tasks = sweep.tasks()
     page.section("Figure 1: layer sensitivity",
                  "Retention of each task with one layer removed (the single-layer sweep).")
-    page.figure(stage / "layer_sensitivity.png", "Retention against the removed layer", "figure1_layers.png")
+    page.figure(sweep.layer_plot(), "Retention against the removed layer", "figure1_layers.png")
     layers = single_layer_rows(table)
     cols = _retention_columns(table.loc[layers], tasks)
     page.table("figure1_layers", cols.reset_index(names="removed layer"))
@@ -281,7 +279,7 @@ def _sweep(page: Page, stage: Path, out: Path) -> None:
 def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> None:
     from prunelab.report import combine_training_curves
 
-    done = [(label, d) for label, d in recover_dirs if (d / "training_curve.csv").exists()]
+    done = [(label, RecoverArtifact(d).file(TRAINING_CURVE).parent) for label, d in recover_dirs]
     if not done:
         return
     page.section("Training perplexity", "Perplexity per optimizer step of each recovery run.")
@@ -289,14 +287,11 @@ def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> No
     page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
 
 
-def _cost(page: Page, cost_dir: Path, compare_dir: Path, out: Path) -> None:
+def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out: Path) -> None:
     """Retention against measured decode speed-up and memory, one point per strategy x ratio; the base model's
     point at speed-up 1, nothing saved, retention 1."""
-    cost_path, strategies_path = cost_dir / "cost.csv", compare_dir / "strategies.csv"
-    if not cost_path.exists() or not strategies_path.exists():
-        return
-    cost = pd.read_csv(cost_path).set_index("model")
-    strategies = pd.read_csv(strategies_path)
+    cost = cost_artifact.cost().set_index("model")
+    strategies = compare.strategies()
     rows = [{"model": "base", "removed": "", "decode speed-up b1": 1.0, "decode bound b1": 1.0,
              "decode speed-up batched": 1.0, "memory saved": 0.0, "classification mean": "1.000",
              "generative mean": "1.000"}]
@@ -341,19 +336,18 @@ def _cost(page: Page, cost_dir: Path, compare_dir: Path, out: Path) -> None:
     page.figure(path, "Retention against decode speed-up and memory saved (base at speed-up 1, nothing saved)")
 
 
-def _flipped_examples(page: Page, compare_dir: Path, per_candidate: int = 2) -> None:
+def _flipped_examples(page: Page, compare: CompareArtifact, per_candidate: int = 2) -> None:
     """For each candidate, a few items the base model solved and it failed, with both outputs."""
     from prunelab.errors import ResultsError
     from prunelab.report.samples import samples
 
     try:
-        flipped = samples(compare_dir, flipped=True)
+        flipped = samples(compare.root, flipped=True)
     except ResultsError:
         return  # no generative task, or a run made before samples were kept
     if flipped.empty:
         return
-    chosen = json.loads((compare_dir / "selections.json").read_text())["selections"]
-    names = {Candidate(tuple(v["removed"])).name: k for k, v in chosen.items()}
+    names = {Candidate(tuple(v.removed)).name: k for k, v in compare.selections().items()}
     page.section("Where it breaks: items the base model solved and the pruned model lost",
                  "The first items of each pruned model whose primary metric fell below the base model's, with both "
                  "outputs and what was scored from them.")
@@ -371,17 +365,13 @@ def _text(value, width: int = 1200) -> str:
 
 
 def write_pipeline_report(root: str | Path) -> dict[str, Path]:
-    """report.md and report.html under ROOT/report, from ROOT/pipeline.json and the stage directories it names."""
-    from prunelab.errors import ResultsError
-
-    root = Path(root)
-    summary_path = root / "pipeline.json"
-    if not summary_path.exists():
-        raise ResultsError(f"{str(root)!r} has no pipeline.json: not a `prunelab pipeline` output directory")
-    summary = json.loads(summary_path.read_text())
-    stages = {s["name"]: Path(s["dir"]) for s in summary["stages"]}
+    """report.md and report.html under ROOT/report, from ROOT/pipeline.json and the stage directories it names; a
+    file a section needs from a stage this run finished is an `ArtifactMissing` naming it."""
+    pipeline = PipelineArtifact(root)
+    summary = pipeline.summary_data()
+    stages = {s.name: s.dir for s in pipeline.stages()}
     config = summary["config"]
-    out = root / "report"
+    out = pipeline.root / "report"
     page = Page(out, f"{config['name']}: depth pruning of {config['model']['name']}")
     host = summary.get("host")
     machine = (f" Driver machine: {host['cpus']} CPUs, {', '.join(host['gpus']) or 'no GPU'}, "
@@ -392,22 +382,24 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                  "last write." + machine)
     page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
-    if "compare" in stages:
-        _strategies(page, stages["compare"])
-        if "cost" in stages:
-            _cost(page, stages["cost"], stages["compare"], out)
-        _flipped_examples(page, stages["compare"])
+    if COMPARE_STAGE in stages:
+        compare = CompareArtifact(stages[COMPARE_STAGE])
+        _strategies(page, compare)
+        if COST_STAGE in stages:
+            _cost(page, CostArtifact(stages[COST_STAGE]), compare, out)
+        _flipped_examples(page, compare)
     groups = {}
-    for target in (config.get("recover") or {}).get("targets", []):
-        rows = [(f"pruned {target}", stages.get(f"eval-{target}"))]
-        rows += [(f"+ SFT {r} ({target})", stages.get(f"eval-{target}-{r}")) for r in config["recover"]["responses"]]
+    recover = config.get("recover") or {}
+    for target in recover.get("targets", []):
+        rows = [(f"pruned {target}", stages.get(eval_stage(target)))]
+        rows += [(f"+ SFT {r} ({target})", stages.get(eval_stage(target, r))) for r in recover["responses"]]
         if all(d is not None for _, d in rows):
             groups[target] = rows
     _recovery(page, groups, out)
-    if "sweep" in stages:
-        _sweep(page, stages["sweep"], out)
-    _training(page, [(name.removeprefix("recover-"), d) for name, d in stages.items() if name.startswith("recover-")],
-              out)
+    if SWEEP_STAGE in stages:
+        _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)
+    _training(page, [(f"{target}-{r}", stages[recover_stage(target, r)]) for target in recover.get("targets", [])
+                     for r in recover.get("responses", []) if recover_stage(target, r) in stages], out)
     return {"markdown": write_text(out / "report.md", page.markdown()),
             "html": write_text(out / "report.html", page.html())}
 

@@ -6,12 +6,14 @@ each (the extracted answer or the assembled program, the outcome and its message
 `prunelab samples RUN_DIR` prints them. Reads the store alone (`generations/` and `results/`), like every report.
 """
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from prunelab.artifacts import SOURCES
 from prunelab.errors import ResultsError
-from prunelab.metadata import read_meta
+from prunelab.metadata import META_FILE, read_meta
 from prunelab.results import ResultsStore
 
 
@@ -19,8 +21,11 @@ def samples(root: str | Path, task: str | None = None, candidate: str | None = N
             flipped: bool = False) -> pd.DataFrame:
     """One row per (task, candidate, item) other than the base model's: its output and what was scored from it, the
     base model's beside it (columns base_*), and the primary metric of both. `flipped`: only items where the base
-    model's primary metric is higher than the candidate's (solved by the base, lost by the candidate)."""
+    model's primary metric is higher than the candidate's (solved by the base, lost by the candidate). A combined
+    table's directory (`prunelab report A B --out C`) gives each of its evaluations' samples, named by its label."""
     root = Path(root)
+    if not (root / META_FILE).exists() and (root / SOURCES).exists():
+        return _combined(root, task, candidate, flipped)
     meta = read_meta(root)
     store = ResultsStore(root)
     table = store.generations()
@@ -54,6 +59,18 @@ def samples(root: str | Path, task: str | None = None, candidate: str | None = N
     if flipped:
         out = out[out["base_score"] > out["score"]]
     return out.sort_values(["task", "candidate", "item_id"]).reset_index(drop=True)
+
+
+def _combined(root: Path, task: str | None, candidate: str | None, flipped: bool) -> pd.DataFrame:
+    sources = json.loads((root / SOURCES).read_text())
+    if candidate is not None and candidate not in sources:
+        raise ResultsError(f"candidate {candidate!r} is not a row of {str(root)!r}; its rows: {', '.join(sources)}")
+    parts = []
+    for label, source in sources.items():
+        if candidate in (None, label):
+            part = samples(source, task=task, candidate="model", flipped=flipped)
+            parts.append(part.assign(candidate=label))
+    return pd.concat(parts).sort_values(["task", "candidate", "item_id"]).reset_index(drop=True)
 
 
 def _clip(text, width: int) -> str:

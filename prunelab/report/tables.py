@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab.artifacts import LAYER_PLOT, RETENTION, RETENTION_MD, STRATEGIES, STRATEGIES_MD, STRATEGIES_PLOT
 from prunelab.atomic import write_text
 from prunelab.report import plots
 from prunelab.report.retention import GROUPS, retention_table
@@ -35,7 +36,7 @@ def retention_report(root: Path, results, tasks: dict[str, dict], title: str,
     if order:
         first = [c for c in order if c in retention.index]
         retention = retention.reindex(first + [c for c in retention.index if c not in first])
-    paths = {"csv": root / "retention.csv", "markdown": root / "retention.md"}
+    paths = {"csv": root / RETENTION, "markdown": root / RETENTION_MD}
     write_text(paths["csv"], retention.to_csv(float_format="%.4f"))
     compared = [t for t in primary if t in retention]  # tasks with a base model to compare with
     md = pd.DataFrame(index=retention.index)
@@ -50,7 +51,7 @@ def retention_report(root: Path, results, tasks: dict[str, dict], title: str,
     header = f"# {title}\n\n" + (NOTE + "\n\n" if compared else "")
     write_text(paths["markdown"], header + md.to_markdown() + "\n")
     if compared and plots.single_layer_rows(retention):
-        paths["plot"] = root / "layer_sensitivity.png"
+        paths["plot"] = root / LAYER_PLOT
         plots.layer_sensitivity(retention, compared, {t: f"{labels[t]} ({primary[t]})" for t in compared},
                                 paths["plot"], title)
     return paths
@@ -64,15 +65,15 @@ def strategies_report(root: Path, retention: pd.DataFrame, tasks: dict[str, dict
     columns = [t for t in tasks if t in retention] + [f"{g}_mean" for g in GROUPS if f"{g}_mean" in retention]
     rows = []
     for sel in selections.values():
-        cand = Candidate(tuple(sel["removed"])).name
-        row = {"strategy": sel["strategy"], "ratio": sel["ratio"], "removed": " ".join(map(str, sel["removed"]))}
+        cand = Candidate(tuple(sel.removed)).name
+        row = {"strategy": sel.strategy, "ratio": sel.ratio, "removed": " ".join(map(str, sel.removed))}
         for c in columns:
             for suffix in ("", ":ci_low", ":ci_high", ":p_value"):
                 row[c + suffix] = retention.loc[cand, c + suffix] if cand in retention.index else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows).sort_values(["strategy", "ratio"])
-    paths = {"strategies_csv": root / "strategies.csv", "strategies_markdown": root / "strategies.md",
-             "strategies_plot": root / "strategies.png"}
+    paths = {"strategies_csv": root / STRATEGIES, "strategies_markdown": root / STRATEGIES_MD,
+             "strategies_plot": root / STRATEGIES_PLOT}
     write_text(paths["strategies_csv"], table.to_csv(index=False, float_format="%.4f"))
     md = table[["strategy", "ratio", "removed"]].copy()
     for c in columns:

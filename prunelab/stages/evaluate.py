@@ -4,11 +4,13 @@ a stopped evaluation resumes and the report has the same intervals and paired te
 
 In the store the base model's rows are candidate "base" (as in a sweep) and the evaluated model's are "model".
 Classification runs in units of about `batch_tokens`; generative tasks in chunks of 4 x `generation.batch_size`
-items, each written (with every generation) as it finishes. Runs in this process unless given an executor.
+items, each written (with every generation) as it finishes. Runs in this process unless given an executor;
+`run(config, runtime)` evaluates on the runtime's actors (Ray, sized by `ray.actors`), or here with --local.
 """
 
 from pathlib import Path
 
+from prunelab.artifacts import EvalArtifact
 from prunelab.config import EvalConfig
 from prunelab.execution.plan import plan_units
 from prunelab.execution.run import Executor, run_plan
@@ -48,3 +50,8 @@ def evaluate(config: EvalConfig, executor: Executor | None = None, progress: boo
     finally:
         executor.close()
     return write_report(config.output_dir)
+
+
+def run(config: EvalConfig, runtime) -> EvalArtifact:
+    with runtime.executor(config.ray) as executor:
+        return EvalArtifact(config.output_dir, evaluate(config, executor, progress=runtime.progress))

@@ -9,6 +9,7 @@ stopped run resumes inside the round it was in.
 import json
 from pathlib import Path
 
+from prunelab.artifacts import PruneArtifact
 from prunelab.config import PruneConfig, TaskSpec
 from prunelab.execution.run import Executor
 from prunelab.metadata import META_FILE, build_meta
@@ -19,12 +20,14 @@ from prunelab.surgery import check_layers, drop_layers, save_pruned
 
 
 def greedy_runner(config, root: Path, executor: Executor, progress: bool):
-    """n -> the Selection of n greedy rounds of `config` (prune or compare-strategies), stored under `root`."""
+    """(n, held-out item ids) -> the Selection of n greedy rounds of `config` (prune or compare-strategies), stored
+    under `root`, scored on the selection split without those items."""
     from prunelab.strategies.iterative import iterative_greedy
 
     worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
-    return lambda n: iterative_greedy(config.model, config.selection, n, root, executor, worker,
-                                      config.sweep.batch_tokens, config.sweep.generation_unit, progress)
+    return lambda n, held_out=frozenset(): iterative_greedy(
+        config.model, config.selection, n, root, executor, worker, config.sweep.batch_tokens,
+        config.sweep.generation_unit, progress, held_out=held_out)
 
 
 def check_checkpoint_dir(out: Path, config: PruneConfig) -> None:
@@ -77,3 +80,16 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
     meta = build_meta("prune", config, removed_layers=selection.removed, base_num_hidden_layers=total)
     files = {META_FILE: json.dumps(meta, indent=2) + "\n"}
     return save_pruned(model, tokenizer, out, manifest, files), selection
+
+
+def run(config: PruneConfig, runtime) -> PruneArtifact:
+    """Only the iterative strategy evaluates candidates, on the runtime's actors; the others score in this process."""
+    from contextlib import nullcontext
+
+    from prunelab.execution.run import InProcessExecutor
+    from prunelab.strategies import STRATEGIES
+
+    needs_workers = config.strategy is not None and STRATEGIES.entry(config.strategy).kind == "selection"
+    with runtime.executor(config.ray) if needs_workers else nullcontext(InProcessExecutor()) as executor:
+        path, _ = prune(config, executor, progress=runtime.progress)
+    return PruneArtifact(path)

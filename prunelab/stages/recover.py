@@ -1,5 +1,6 @@
 """`prunelab recover`: fine-tune a pruned model on an SGR corpus (or its original answers) with (Q)LoRA, then merge.
 
+    run(config, runtime) -> RecoverArtifact  # the stage's entry point: Ray Train workers, or here (num_workers 0)
     recover(config)                          # in this process (LoRA on CPU, QLoRA on a GPU)
     recover(config, trainer=runner)          # runner(job, out) -> final HF checkpoint: Ray Train (distributed/train)
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prunelab.artifacts import MERGED, RecoverArtifact
 from prunelab.atomic import write_json
 from prunelab.config import RecoverConfig
 from prunelab.errors import DataError, ModelError
@@ -31,7 +33,7 @@ from prunelab.sgr.shards import read_corpus
 from prunelab.surgery import MANIFEST_NAME
 
 Trainer = Callable[[TrainJob, Path], Path]
-ADAPTER, MERGED = "adapter", "merged"
+ADAPTER = "adapter"
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -130,3 +132,8 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                                            complete=True), sort_keys=False)
     return out
 
+
+
+def run(config: RecoverConfig, runtime) -> RecoverArtifact:
+    trainer = runtime.trainer(config.workers) if runtime.trainer and config.workers.num_workers > 0 else None
+    return RecoverArtifact(recover(config, trainer, progress=runtime.progress))

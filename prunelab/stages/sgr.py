@@ -1,5 +1,6 @@
 """`prunelab sgr`: the base model answers a prompt corpus (Self-Generated Responses), as parquet shards + meta.json.
 
+    run(config, runtime) -> SGRArtifact       # the stage's entry point: the runtime's runner (Ray Data), or here
     generate_corpus(config)                   # in this process (transformers generate)
     generate_corpus(config, ray_responses)    # Ray Data (prunelab.distributed.sgr): HF actors or vLLM engines
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm import tqdm
 
+from prunelab.artifacts import SGRArtifact
 from prunelab.atomic import write_json, write_parquet
 from prunelab.config import SGRConfig
 from prunelab.data.prompts import load_prompts, prompts_hash
@@ -161,3 +163,15 @@ def _write_meta(root: Path, config: SGRConfig, extra: dict, shards: CorpusShards
                       corpus_sha256=corpus_hash(kept) if complete else None)
     write_json(root / META_FILE, meta, sort_keys=False)
     return root
+
+
+def check_runner(engine, runner, where: str = "engine") -> None:
+    """vLLM engines run on Ray Data only."""
+    if runner is None and engine.backend != "hf":
+        raise ConfigError(f"{where}.backend {engine.backend} runs on Ray Data (vLLM engines as Ray actors); drop "
+                          f"--local, or use {where}.backend=hf to generate in this process")
+
+
+def run(config: SGRConfig, runtime) -> SGRArtifact:
+    check_runner(config.engine, runtime.sgr)
+    return SGRArtifact(generate_corpus(config, runtime.sgr, progress=runtime.progress))

@@ -1,10 +1,12 @@
 """`prunelab sweep`: single-layer ablation of every layer, resumable, with a retention report.
 
-    run_sweep(config, executor)   # executor: prunelab.distributed.RayExecutor on a cluster, in-process if None
+    run(config, runtime) -> SweepArtifact   # the stage's entry point (prunelab.stages.registry)
+    run_sweep(config, executor)             # executor: prunelab.distributed.RayExecutor on a cluster, in-process if None
 """
 
 from pathlib import Path
 
+from prunelab.artifacts import SweepArtifact
 from prunelab.config import SweepConfig
 from prunelab.errors import ConfigError
 from prunelab.execution.plan import Plan, plan_units
@@ -55,3 +57,8 @@ def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: b
     worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     run_plan(plan, store, default_executor(executor), worker, progress, desc=config.name)
     return write_report(config.output_dir)
+
+
+def run(config: SweepConfig, runtime) -> SweepArtifact:
+    with runtime.executor(config.ray) as executor:
+        return SweepArtifact(config.output_dir, run_sweep(config, executor, progress=runtime.progress))

@@ -30,20 +30,23 @@ def check_selection_disjoint(selection_items, test_items: dict[str, set[str]], t
 
 
 def iterative_greedy(model, selection, n: int, root: Path, executor, worker, batch_tokens: int,
-                     generation_unit: int, progress: bool = True) -> Selection:
+                     generation_unit: int, progress: bool = True, held_out: frozenset = frozenset()) -> Selection:
     """Removes `n` layers of `model` (a ModelSpec) greedily, scoring each round on `selection` (a TaskSpec), with
     results stored under `root`; a longer run later continues the same path (its first rounds are the stored ones).
-    `executor` and `worker` (a WorkerSpec) compute the rounds."""
+    `executor` and `worker` (a WorkerSpec) compute the rounds. `held_out`: test item ids the split must not hold
+    (`prunelab.tasks.held_out.selection_split`)."""
     from prunelab.execution.plan import plan_units
     from prunelab.execution.run import run_plan
     from prunelab.models import inspect_model
     from prunelab.report.retention import item_rows
     from prunelab.results import BASE, Candidate, ResultsStore
+    from prunelab.tasks.held_out import HeldOut, selection_split
 
     facts = inspect_model(model)
-    task = selection.build()
+    task, items = selection_split(selection, set(held_out), facts.tokenizer)
     store = ResultsStore(root, model=model.name)
-    store.claim({"model": model.identity(), "tasks": [selection.identity()]})
+    split = {"held_out_sha256": texts_hash(sorted(held_out))} if isinstance(task, HeldOut) else {}
+    store.claim({"model": model.identity(), "tasks": [selection.identity() | split]})
     removed: list[int] = []
     rounds = []
     for round_no in range(n):
@@ -63,7 +66,7 @@ def iterative_greedy(model, selection, n: int, root: Path, executor, worker, bat
         log.info("greedy round %d: remove layer %d (%s %.4f; base %.4f)", round_no + 1, best, task.primary_metric,
                  scores[best], means["base"])
     final = {str(layer): r["scores"][str(layer)] for r, layer in zip(rounds, removed)}
-    ids = [it.id for it in task.items(facts.tokenizer)]
+    ids = [it.id for it in items]
     return Selection("iterative", sorted(removed), final,
                      {"order": removed, "rounds": rounds, "selection_task": selection.model_dump(),
                       "selection_sha256": texts_hash(sorted(ids))})

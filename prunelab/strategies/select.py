@@ -41,17 +41,28 @@ class LayerChooser:
             self.data |= {"calibration": cal.source, "calibration_samples": len(self._texts),
                           "calibration_seed": cal.seed, "calibration_sha256": texts_hash(self._texts),
                           "max_length": cal.max_length}
+        self.held_out: set[str] = set()
         if "selection" in needs:
             self._check_selection(test_tasks)
         self._greedy_run = greedy
         self._greedy: Selection | None = None
 
     def _check_selection(self, test_tasks: list) -> None:
+        """The selection task's test items are held out of the selection split (`tasks.held_out`); the split then
+        cannot overlap them, and is checked anyway."""
         from prunelab.strategies.iterative import check_selection_disjoint
+        from prunelab.tasks.held_out import selection_split
 
         spec, tokenizer = self.options.selection, self.facts.tokenizer
         test_ids = {t.name: {it.id for it in t.build().items(tokenizer)} for t in test_tasks if t.name == spec.name}
-        check_selection_disjoint(spec.build().items(tokenizer), test_ids, spec.name)
+        self.held_out = test_ids.get(spec.name, set())
+        _, items = selection_split(spec, self.held_out, tokenizer)
+        if not items:
+            from prunelab.errors import DataError
+
+            raise DataError(f"selection {spec.name}: every item is in the test sample; test on fewer items, or "
+                            "select on another task")
+        check_selection_disjoint(items, test_ids, spec.name)
 
     def _calibration(self):
         if self._pass is None:
@@ -69,7 +80,7 @@ class LayerChooser:
 
     def _greedy_prefix(self, n: int) -> Selection:
         if self._greedy is None or len(self._greedy.details["order"]) < n:
-            self._greedy = self._greedy_run(max(n, *self.counts.values()))
+            self._greedy = self._greedy_run(max(n, *self.counts.values()), self.held_out)
             self.data |= {"selection_task": self._greedy.details["selection_task"],
                           "selection_sha256": self._greedy.details["selection_sha256"]}
         order = self._greedy.details["order"][:n]

@@ -1,23 +1,20 @@
 """Sweep score: the n layers whose single-layer removal kept the most (mean retention over chosen tasks) in a
 finished `prunelab sweep`."""
 
-from pathlib import Path
-
+from prunelab.artifacts import ArtifactMissing, SweepArtifact
 from prunelab.errors import ConfigError, DataError
 from prunelab.results import Candidate
 from prunelab.strategies.base import Context, Selection
 
 
 def select(n: int, ctx: Context) -> Selection:
-    import pandas as pd
-
     sweep_dir, tasks = ctx.options.sweep_dir, ctx.options.sweep_tasks
     if not sweep_dir:
         raise ConfigError("strategy sweep_score needs sweep_dir (a finished `prunelab sweep` output directory)")
-    path = Path(sweep_dir) / "retention.csv"
-    if not path.exists():
-        raise DataError(f"{str(path)!r} does not exist; run `prunelab sweep` first (it writes retention.csv)")
-    table = pd.read_csv(path, index_col=0)
+    try:
+        table = SweepArtifact(sweep_dir).retention()
+    except ArtifactMissing as exc:
+        raise DataError(f"sweep_dir: {exc}") from None
     available = [c[: -len(":ci_low")] for c in table.columns if c.endswith(":ci_low") and not c.endswith("_mean:ci_low")]
     tasks = tasks or available
     missing = [t for t in tasks if t not in available]

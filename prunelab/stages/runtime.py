@@ -1,0 +1,41 @@
+"""Where a stage computes: the one thing a stage's `run(config, runtime)` gets besides its config. The CLI and
+`jobs/` build it (on Ray: `prunelab.distributed.ray_runtime`; without: `Runtime.in_process()`), so no stage starts
+or attaches to Ray itself.
+
+    executor(ray_spec)   a context-managed executor of candidate units (sweep, compare, eval, iterative prune),
+                         sized by the stage's `ray` section
+    sgr                  a runner factory for SGR responses (None: transformers generate in this process)
+    trainer(workers)     a recovery trainer for the stage's `workers` (None: train in this process)
+    task(ray_spec)       place(fn, *args): runs fn where the stage's measurements run (cost), a Ray task sized like
+                         one of `ray.actors`, or here
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _in_process_executor(ray_spec=None):
+    from prunelab.execution.run import InProcessExecutor
+
+    return InProcessExecutor()
+
+
+def _here(ray_spec=None):
+    return lambda fn, *args: fn(*args)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    executor: Callable = _in_process_executor
+    sgr: Callable | None = None
+    trainer: Callable | None = None
+    task: Callable = _here
+    progress: bool = True
+
+    @classmethod
+    def in_process(cls, progress: bool = True) -> "Runtime":
+        """No Ray: one worker in this process, SGR and training in this process."""
+        return cls(progress=progress)
+
+
+__all__ = ["Runtime"]

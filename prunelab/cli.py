@@ -100,7 +100,7 @@ def cmd_drop(args) -> int:
     from prunelab.surgery import check_layers, drop_layers, num_layers, save_pruned
 
     model, tokenizer = load_model(args.model, dtype=args.dtype)
-    layers = check_layers(comma_ints(args.layers), num_layers(model))
+    layers = check_layers(comma_ints(args.layers), num_layers(model), "--layers")
     drop_layers(model, layers)
     manifest = {"base_model": args.model, "base_model_path": resolve_model_path(args.model),
                 "removed_layers": layers, "strategy": "manual"}

@@ -22,13 +22,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def device_name(device: str | None = "auto") -> str:
+    """The device a model runs on: `device` itself, or for auto (or none given) the GPU if this process sees one,
+    else the CPU."""
+    return ("cuda" if cuda_available() else "cpu") if device in (None, "", "auto") else device
+
+
 def dtype_name(dtype: str, device: str | None = None) -> str:
     """The dtype a model computes in: `dtype` itself, or what `auto` means on `device` (default: the GPU if this
     machine has one, else the CPU)."""
     if dtype != "auto":
         return dtype
-    device = device or ("cuda" if cuda_available() else "cpu")
+    device = device_name(device)
     return "bfloat16" if device.startswith("cuda") or cpu_has_fast_bf16() else "float32"
 
 
-__all__ = ["cpu_has_fast_bf16", "cuda_available", "dtype_name"]
+__all__ = ["cpu_has_fast_bf16", "cuda_available", "device_name", "dtype_name"]

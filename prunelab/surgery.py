@@ -43,19 +43,22 @@ def num_layers(model: nn.Module) -> int:
     return len(decoder(model).layers)
 
 
-def check_layers(layers: Iterable[int], total: int) -> list[int]:
-    """Validates layer indices against a model of `total` layers; returns them sorted."""
+def check_layers(layers: Iterable[int], total: int, field: str = "layers", together: bool = True) -> list[int]:
+    """Validates layer indices against a model of `total` layers; returns them sorted. `field` names where the list
+    came from in the error (a config key, a flag); `together`: the layers are removed at once, so not all of them
+    (a sweep's are removed one at a time)."""
     layers = list(layers)
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise ModelError(f"layer index {layer!r} is not an integer; allowed: 0..{total - 1}")
-        if not 0 <= layer < total:
-            raise ModelError(f"layer index {layer} is out of range; the model has {total} layers (0..{total - 1})")
+    wrong = [x for x in layers if isinstance(x, bool) or not isinstance(x, int)]
+    if wrong:
+        raise ModelError(f"{field} has {wrong} that are not layer indices; allowed: integers 0..{total - 1}")
+    bad = [x for x in layers if not 0 <= x < total]
+    if bad:
+        raise ModelError(f"{field} has {bad} out of range; the model has {total} layers (0..{total - 1})")
     repeated = sorted({x for x in layers if layers.count(x) > 1})
     if repeated:
-        raise ModelError(f"layer indices repeated: {repeated}; give each layer once")
-    if len(set(layers)) >= total:
-        raise ModelError(f"cannot remove all {total} layers; at least one must remain")
+        raise ModelError(f"{field} repeats {repeated}; give each layer once")
+    if together and len(layers) >= total:
+        raise ModelError(f"{field}: cannot remove all {total} layers; at least one must remain")
     return sorted(layers)
 
 

@@ -138,6 +138,10 @@ def test_bad_checkpoints_and_batches_are_refused_before_measuring(checkpoints, t
         measure_costs(cost_config(base, [other_tok], out))
     with pytest.raises(ConfigError, match="batch_size 100000000 x .* needs about .* GiB"):
         measure_costs(cost_config(base, [pruned], out, batch_size=10**8))
+    for layers, message in (([1, 9], r"removed.cut has \[9\] out of range; the model has 4 layers"),
+                            ([1, 1], r"removed.cut repeats \[1\]"), ([0, 1, 2, 3], "cannot remove all 4")):
+        with pytest.raises(ModelError, match=message):
+            measure_costs(cost_config(base, [], out, removed={"cut": layers}))
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps({"kind": "cost", "name": "x", "base_model": {"name": str(base)},
                                 "models": [{"name": str(not_lm)}], "output_dir": str(out)}))

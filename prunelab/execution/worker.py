@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling
+from prunelab.hardware import device_name
 from prunelab.scoring.requests import Request, Scores
 
 MULTI_CANDIDATE = "multi-candidate"
@@ -44,7 +45,7 @@ class Worker:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device_name(spec.device)
         self._model = self._tokenizer = self._scorer = self._generator = self._vllm_candidates = None
         self._unit: tuple[list[Request], list] | None = None
 

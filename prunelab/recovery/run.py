@@ -4,6 +4,8 @@ Ray Train worker (`prunelab.distributed.train`), which adds its report callback 
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prunelab.hardware import device_name
+
 CHECKPOINTS = "checkpoints"
 
 
@@ -56,6 +58,6 @@ def train_in_process(job: TrainJob, out: Path, callbacks=()) -> Path:
 
     checkpoints = out / CHECKPOINTS
     checkpoints.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device_name())
     train(job, device, 1, checkpoints, get_last_checkpoint(str(checkpoints)), callbacks)
     return Path(get_last_checkpoint(str(checkpoints)))

@@ -5,6 +5,7 @@ import hashlib
 import json
 
 from prunelab.generation.base import GenerationRequest, Sampling
+from prunelab.hardware import device_name
 from prunelab.sgr.shards import drop_reason
 
 
@@ -28,13 +29,12 @@ class ResponseGenerator:
 
     def __init__(self, model: str, dtype: str, chat_template: str, sampling: dict, batch_size: int,
                  device: str | None = None, model_label: str | None = None):
-        import torch
 
         from prunelab.generation.hf import HFBackend
         from prunelab.models import load_model
         from prunelab.models.templates import apply_template
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device_name(device)
         loaded, tokenizer = load_model(model, dtype=dtype, device=device)
         self.backend = HFBackend(loaded, apply_template(tokenizer, chat_template), batch_size=batch_size)
         self.sampling = sampling

@@ -33,9 +33,10 @@ from prunelab.atomic import write_json, write_text
 from prunelab.config import CostConfig
 from prunelab.cost.bound import Shape, expected_speedups
 from prunelab.errors import ConfigError, ModelError
-from prunelab.hardware import dtype_name
+from prunelab.hardware import device_name, dtype_name
 from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
+from prunelab.surgery import check_layers
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -45,7 +46,7 @@ def measuring_host(device: str) -> dict:
     cpu, cuda) means there, what `dtype: auto` means there, the memory free there and the machine's description."""
     import torch
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = device_name(device)
     if device.startswith("cuda"):
         free = torch.cuda.mem_get_info()[0]
     else:
@@ -117,12 +118,8 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=_h
     for label, layers in config.removed.items():
         if label in taken:
             raise ConfigError(f"removed: label {label!r} is taken (by the base model or a checkpoint)")
-        bad = [i for i in layers if not 0 <= i < facts["base"].num_layers]
-        if bad or len(set(layers)) != len(layers) or len(layers) >= facts["base"].num_layers:
-            raise ConfigError(f"removed.{label}: {layers} is not a set of layers to remove from the base model's "
-                              f"{facts['base'].num_layers} (0-based, distinct, not all)")
+        removed[label] = check_layers(layers, facts["base"].num_layers, f"removed.{label}")
         taken.add(label)
-        removed[label] = sorted(layers)
         models.append((label, config.base_model))
         facts[label] = facts["base"]
     base_vocab = facts["base"].tokenizer.get_vocab()

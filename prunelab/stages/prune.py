@@ -12,11 +12,12 @@ from pathlib import Path
 from prunelab.artifacts import PruneArtifact
 from prunelab.config import PruneConfig, TaskSpec
 from prunelab.execution.run import Executor
+from prunelab.hardware import device_name
 from prunelab.metadata import META_FILE, build_meta
 from prunelab.models import load_model, resolve_model_path
 from prunelab.stages.common import default_executor, worker_spec
 from prunelab.strategies import Selection
-from prunelab.surgery import check_layers, drop_layers, save_pruned
+from prunelab.surgery import check_layers, drop_layers, num_layers, save_pruned
 
 
 def greedy_runner(config, root: Path, executor: Executor, progress: bool):
@@ -51,11 +52,10 @@ def check_checkpoint_dir(out: Path, config: PruneConfig) -> None:
 
 
 def prune(config: PruneConfig, executor: Executor | None = None, progress: bool = True) -> tuple[Path, Selection]:
-    import torch
 
     from prunelab.strategies.select import LayerChooser
 
-    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_name(config.device)
     out = Path(config.output_dir)
     check_checkpoint_dir(out, config)
     if config.layers is not None:
@@ -72,7 +72,7 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
         data = chooser.data
     m = config.model
     model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
-    total = len(model.model.layers)
+    total = num_layers(model)
     drop_layers(model, selection.removed)
     manifest = {"base_model": m.name, "base_model_path": resolve_model_path(m.name), "base_num_hidden_layers": total,
                 "strategy": selection.strategy, "ratio": config.ratio, "removed_layers": selection.removed,

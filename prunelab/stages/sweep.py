@@ -8,7 +8,6 @@ from pathlib import Path
 
 from prunelab.artifacts import SweepArtifact
 from prunelab.config import SweepConfig
-from prunelab.errors import ConfigError
 from prunelab.execution.plan import Plan, plan_units
 from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
@@ -16,6 +15,7 @@ from prunelab.models import inspect_model
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
 from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.surgery import check_layers
 from prunelab.tasks import describe
 
 
@@ -23,14 +23,8 @@ def sweep_candidates(layers: list[int] | None, num_layers: int) -> list[Candidat
     """The base model and each of `layers` (all if None) removed alone."""
     if layers is None:
         layers = list(range(num_layers))
-    bad = [layer for layer in layers if not 0 <= layer < num_layers]
-    if bad:
-        raise ConfigError(f"sweep.layers has {bad} out of range; the model has {num_layers} layers "
-                          f"(0..{num_layers - 1})")
-    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
-    if repeated:
-        raise ConfigError(f"sweep.layers repeats {repeated}; give each layer once")
-    return [BASE] + [Candidate((layer,)) for layer in sorted(layers)]
+    layers = check_layers(layers, num_layers, "sweep.layers", together=False)  # each is removed alone
+    return [BASE] + [Candidate((layer,)) for layer in layers]
 
 
 def plan_sweep(config: SweepConfig, done: set, facts=None) -> Plan:

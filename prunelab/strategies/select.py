@@ -10,6 +10,7 @@ largest one's order).
 import logging
 from collections.abc import Callable
 
+from prunelab.hardware import device_name
 from prunelab.strategies.base import Context, Selection, count_to_remove
 from prunelab.strategies.registry import STRATEGIES
 
@@ -66,12 +67,11 @@ class LayerChooser:
 
     def _calibration(self):
         if self._pass is None:
-            import torch
 
             from prunelab.models import load_model
             from prunelab.strategies.similarity import calibration_pass
 
-            device = self.device if self.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            device = device_name(self.device)
             m = self.model
             model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
             self._pass = calibration_pass(model, tokenizer, self._texts, self.options.calibration.max_length)

@@ -56,6 +56,7 @@ class Artifact:
 
     stage = ""  # the stage (config kind) that writes it
     command = ""  # the command that writes it, for error messages
+    table = None  # the written file (by role) the command line prints after the paths
 
     def __init__(self, root: str | Path, written: dict[str, Path] | None = None):
         self.root = Path(root)
@@ -81,28 +82,30 @@ class Artifact:
         return self.meta()["tasks"]
 
     def summary(self) -> str:
-        """What the command line prints when the stage finishes: what it wrote."""
-        return "\n".join(f"{role}: {path}" for role, path in self.written.items())
+        """What the command line prints when the stage finishes: what it wrote, then its table."""
+        return written_summary(self.written, self.table)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r})"
 
 
+def written_summary(written: dict[str, Path], table: str | None = None) -> str:
+    """Each written file by role, then the text of the one called `table` (a report's markdown)."""
+    text = "\n".join(f"{role}: {path}" for role, path in written.items())
+    if table in written:
+        text += "\n" + Path(written[table]).read_text()
+    return text
+
+
 class RetentionArtifact(Artifact):
     """A results store with its retention report (sweep, eval, compare-strategies)."""
 
-    table = "markdown"  # the written file printed after the paths
+    table = "markdown"
 
     def retention(self):
         import pandas as pd
 
         return pd.read_csv(self.file(RETENTION), index_col=0)
-
-    def summary(self) -> str:
-        text = super().summary()
-        if self.table in self.written:
-            text += "\n" + Path(self.written[self.table]).read_text()
-        return text
 
 
 class SweepArtifact(RetentionArtifact):
@@ -165,17 +168,12 @@ class PruneArtifact(Artifact):
 
 class CostArtifact(Artifact):
     stage, command = "cost", "prunelab cost"
+    table = "markdown"
 
     def cost(self):
         import pandas as pd
 
         return pd.read_csv(self.file(COST))
-
-    def summary(self) -> str:
-        text = super().summary()
-        if "markdown" in self.written:
-            text += "\n" + Path(self.written["markdown"]).read_text()
-        return text
 
 
 class SGRArtifact(Artifact):
@@ -190,11 +188,6 @@ class SGRArtifact(Artifact):
 
 class RecoverArtifact(Artifact):
     stage, command = "recover", "prunelab recover"
-
-    @property
-    def merged(self) -> Path:
-        """The merged (pruned + adapter) checkpoint, a plain HF model directory."""
-        return self.file(MERGED)
 
     def training_curve(self):
         import pandas as pd
@@ -236,27 +229,11 @@ class PipelineArtifact(Artifact):
         return next((s for s in self.stages() if s.name == name), None)
 
     def summary(self) -> str:
-        report = self.summary_data().get("report") or {}
-        return "\n".join(f"{role}: {path}" for role, path in report.items())
+        return written_summary(self.summary_data().get("report") or {})
 
 
-ARTIFACTS = {a.stage: a for a in (SweepArtifact, EvalArtifact, CompareArtifact, PruneArtifact, CostArtifact,
-                                  SGRArtifact, RecoverArtifact, PipelineArtifact)}
-
-
-def open_artifact(root: str | Path) -> Artifact:
-    """The artifact in `root`, typed by the stage its meta.json names."""
-    root = Path(root)
-    if (root / PIPELINE_SUMMARY).exists():
-        return PipelineArtifact(root)
-    stage = read_meta(root)["stage"]
-    if stage not in ARTIFACTS:
-        raise ResultsError(f"{str(root)!r} was written by stage {stage!r}, which has no reader")
-    return ARTIFACTS[stage](root)
-
-
-__all__ = ["ARTIFACTS", "BASE_EVAL", "COMPARE_STAGE", "COST_STAGE", "SGR_STAGE", "SWEEP_STAGE", "eval_stage",
+__all__ = ["BASE_EVAL", "COMPARE_STAGE", "COST_STAGE", "SGR_STAGE", "SWEEP_STAGE", "eval_stage",
            "prune_stage", "recover_stage", "Artifact", "ArtifactMissing", "Chosen", "CompareArtifact", "CostArtifact", "EvalArtifact",
            "PipelineArtifact", "PruneArtifact", "RecoverArtifact", "RetentionArtifact", "SGRArtifact", "StageRecord",
-           "SweepArtifact", "open_artifact", "COST", "LAYER_PLOT", "MERGED", "PIPELINE_SUMMARY", "RETENTION",
+           "SweepArtifact", "written_summary", "COST", "LAYER_PLOT", "MERGED", "PIPELINE_SUMMARY", "RETENTION",
            "RETENTION_MD", "SELECTIONS", "SOURCES", "STRATEGIES", "STRATEGIES_MD", "STRATEGIES_PLOT", "TRAINING_CURVE"]

@@ -108,13 +108,6 @@ def cmd_drop(args) -> int:
     return 0
 
 
-def _print_paths(paths: dict, table: str) -> None:
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    if table in paths:
-        print(paths[table].read_text())
-
-
 def cmd_samples(args) -> int:
     from prunelab.report.samples import format_samples, samples
 
@@ -125,6 +118,7 @@ def cmd_samples(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from prunelab.artifacts import PIPELINE_SUMMARY, written_summary
     from prunelab.report import combine, write_report
 
     if len(args.dirs) > 1 or args.out:
@@ -132,18 +126,16 @@ def cmd_report(args) -> int:
             raise ConfigError("several directories make one combined table: give --out DIR for it")
         labels = [x for x in args.labels.split(",")] if args.labels else None
         paths = combine(args.dirs, args.out, labels, title=args.title)
-        _print_paths(paths, "markdown")
+        print(written_summary(paths, "markdown"))
         return 0
-    from prunelab.artifacts import PIPELINE_SUMMARY
-
     if (Path(args.dirs[0]) / PIPELINE_SUMMARY).exists():
         from prunelab.report.page import write_pipeline_report
 
         paths = write_pipeline_report(args.dirs[0])
-        _print_paths(paths, "markdown")
+        print(written_summary(paths, "markdown"))
         return 0
     paths = write_report(args.dirs[0])
-    _print_paths(paths, "strategies_markdown" if "strategies_markdown" in paths else "markdown")
+    print(written_summary(paths, "strategies_markdown" if "strategies_markdown" in paths else "markdown"))
     return 0
 
 

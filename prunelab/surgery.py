@@ -16,31 +16,23 @@ from pathlib import Path
 from torch import nn
 
 from prunelab.errors import ModelError
-
-# model_type -> attribute path of the decoder stack (all are `<CausalLM>.model.layers`)
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral", "gemma2", "gemma3_text")
+from prunelab.models.view import family_of, view
 
 MANIFEST_NAME = "prunelab_manifest.json"
 
 
 def check_supported(config, what: str = "") -> None:
-    """A clear error unless `config` (a model's config) is of an architecture layer surgery supports."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ModelError(
-            f"unsupported architecture {model_type!r}{f' ({what})' if what else ''}; "
-            f"layer surgery supports: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    """A clear error unless `config` (a model's config) is of a family layer surgery supports."""
+    family_of(config, what)
 
 
 def decoder(model: nn.Module) -> nn.Module:
-    """The base model holding `.layers` and `.norm`, for a supported causal LM; a clear error otherwise."""
-    check_supported(model.config, type(model).__name__)
-    return model.model
+    """The module holding `.layers` and `.norm`, for a supported causal LM; a clear error otherwise."""
+    return view(model).decoder
 
 
 def num_layers(model: nn.Module) -> int:
-    return len(decoder(model).layers)
+    return view(model).num_layers
 
 
 def check_layers(layers: Iterable[int], total: int, field: str = "layers", together: bool = True) -> list[int]:
@@ -62,36 +54,16 @@ def check_layers(layers: Iterable[int], total: int, field: str = "layers", toget
     return sorted(layers)
 
 
-def _set_layer_idx(layer: nn.Module, idx: int) -> None:
-    for module in layer.modules():
-        if hasattr(module, "layer_idx"):
-            module.layer_idx = idx
-
-
 def drop_layers(model: nn.Module, layers: Iterable[int]) -> nn.Module:
     """Removes decoder layers `layers` (indices of the current model) in place; weights are not copied.
 
-    Returns the model. Renumbers `layer_idx` of the remaining layers and filters `config.layer_types`, so generation
-    with a KV cache, sliding-window masks and per-layer RoPE stay right.
+    Returns the model. Renumbers `layer_idx` of the remaining layers and rewrites the per-layer config (layer types,
+    MoE layout; `prunelab.models.view`), so generation with a cache, sliding-window masks and per-layer RoPE stay
+    right and the exported config describes the remaining layers exactly.
     """
-    base = decoder(model)
-    total = len(base.layers)
-    removed = set(check_layers(layers, total))
-    keep = [i for i in range(total) if i not in removed]
-    _keep_only(model, keep)
+    v = view(model)
+    v.drop(set(check_layers(layers, v.num_layers)))
     return model
-
-
-def _keep_only(model: nn.Module, keep: list[int]) -> None:
-    base = decoder(model)
-    old = list(base.layers)
-    base.layers = nn.ModuleList(old[i] for i in keep)
-    for new_idx, layer in enumerate(base.layers):
-        _set_layer_idx(layer, new_idx)
-    config = model.config
-    if getattr(config, "layer_types", None) is not None:
-        config.layer_types = [config.layer_types[i] for i in keep]
-    config.num_hidden_layers = len(keep)
 
 
 @contextlib.contextmanager
@@ -100,21 +72,8 @@ def keep_layers(model: nn.Module, keep: list[int]) -> Iterator[nn.Module]:
 
     Used by the sweep to evaluate many candidates on one loaded model without copying weights.
     """
-    base = decoder(model)
-    config = model.config
-    saved_layers = base.layers
-    saved_types = list(config.layer_types) if getattr(config, "layer_types", None) is not None else None
-    saved_num = config.num_hidden_layers
-    try:
-        _keep_only(model, keep)
-        yield model
-    finally:
-        base.layers = saved_layers
-        for idx, layer in enumerate(saved_layers):
-            _set_layer_idx(layer, idx)
-        if saved_types is not None:
-            config.layer_types = saved_types
-        config.num_hidden_layers = saved_num
+    with view(model).keep(list(keep)) as kept:
+        yield kept
 
 
 def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict,
@@ -132,7 +91,7 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        manifest = {**manifest, "num_hidden_layers": model.config.num_hidden_layers}
+        manifest = {**manifest, "num_hidden_layers": view(model).num_layers}
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)

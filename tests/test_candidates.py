@@ -9,6 +9,7 @@ import torch
 from prunelab.errors import ConfigError, ModelError
 from prunelab.generation import GenerationRequest, HFBackend, Sampling, candidates
 from prunelab.generation.candidates import CandidateGenerator
+from prunelab.models.view import view
 from prunelab.surgery import keep_layers
 
 PROMPTS = ["Question: What is (4 * 4) * 1? Answer:", "def add(a, b):", "The quick brown fox", "7 + 5 =",
@@ -22,16 +23,16 @@ def requests(tok):
 
 
 def model_with_inert_layer(family: str, scale: float = 0.05):
-    """A tiny model whose layer INERT adds `scale` times its usual update to the residual stream."""
+    """A tiny model whose layer INERT adds `scale` times its usual update to the residual stream (a forward hook on
+    the layer, part of the model for every path that runs it)."""
     model = tiny.model(family, LAYERS)
-    layer = model.model.layers[INERT]
-    with torch.no_grad():
-        if hasattr(layer, "post_feedforward_layernorm"):  # Gemma: post-norms rescale; their gain is 1 + weight
-            layer.post_attention_layernorm.weight.fill_(scale - 1)
-            layer.post_feedforward_layernorm.weight.fill_(scale - 1)
-        else:
-            layer.self_attn.o_proj.weight.mul_(scale)
-            layer.mlp.down_proj.weight.mul_(scale)
+
+    def damp(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        damped = args[0] + scale * (hidden - args[0])
+        return (damped, *output[1:]) if isinstance(output, tuple) else damped
+
+    view(model).layers[INERT].register_forward_hook(damp)
     return model
 
 
@@ -48,17 +49,33 @@ def outcome(generations):
 CANDIDATES = [(), *[(layer,) for layer in range(LAYERS)], (1, 3), (INERT, LAYERS - 1)]
 
 
-@pytest.mark.parametrize("family", tiny.FAMILIES)
+def inert_setup(family, tok, reqs, sampling):
+    """A model with an inert layer and an end token such that, generating alone, some base rows stop early and some
+    run to the length limit, and the inert layer's candidate keeps some items' base output and changes others;
+    with the expected outcome of every candidate. How inert the layer must be depends on the family's weights."""
+    for scale in (0.1, 0.05, 0.02, 0.01, 0.005):
+        model = model_with_inert_layer(family, scale)
+        with torch.no_grad():
+            outputs = [model.generate(torch.tensor([r.prompt_ids]), max_new_tokens=sampling.max_new_tokens,
+                                      do_sample=False, pad_token_id=0, eos_token_id=2)[0, len(r.prompt_ids):].tolist()
+                       for r in reqs]
+        # a second end-of-sequence token: the one in the most base outputs, but not in all of them
+        stop_token = max({t for o in outputs for t in o}, key=lambda t: (
+            0 < (n := sum(t in o for o in outputs)) < len(outputs), n, -t))
+        model.generation_config.eos_token_id = [2, stop_token]
+        expected = [outcome(alone(model, tok, reqs, removed, sampling)) for removed in CANDIDATES]
+        inert, base = expected[CANDIDATES.index((INERT,))], expected[0]
+        if ({g[1] for g in base} >= {"stop", "length"} and any(a == b for a, b in zip(inert, base))
+                and any(a != b for a, b in zip(inert, base))):
+            return model, expected
+    raise AssertionError(f"no setting gives {family} early stops and a partly diverging candidate")
+
+
+@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
 def test_every_candidate_gets_the_tokens_it_gets_alone(family, tok, monkeypatch):
-    model = model_with_inert_layer(family)
     reqs = requests(tok)
     sampling = Sampling(max_new_tokens=14)
-    # a second end-of-sequence token that the base model writes early for some prompts: rows stop at different steps
-    first = HFBackend(model, tok).generate(reqs[:1], sampling)[0]
-    stop_token = tok(first.text)["input_ids"][3]
-    model.generation_config.eos_token_id = [2, stop_token]
-    expected = [outcome(alone(model, tok, reqs, removed, sampling)) for removed in CANDIDATES]
-    assert any(g[1] == "stop" for g in expected[0]) and any(g[1] == "length" for g in expected[0])
+    model, expected = inert_setup(family, tok, reqs, sampling)
 
     # small budgets: several prefill/trace groups, and decode batches that admit rows as others finish
     fused = CandidateGenerator(model, tok, batch_tokens=48, decode_tokens=120)

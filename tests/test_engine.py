@@ -8,6 +8,8 @@ import pytest
 import tiny
 import torch
 
+from prunelab.errors import ModelError
+from prunelab.models.view import view
 from prunelab.scoring.engine import Scorer, plan_batches
 from prunelab.scoring.requests import Request, choice_request, encode_pair, next_token_request
 from prunelab.surgery import keep_layers
@@ -29,7 +31,7 @@ def requests(tok):
 
 def reference(model, request: Request, removed=()):
     """Sum of log-probs of each continuation from one plain forward of context + continuation."""
-    keep = [l for l in range(len(model.model.layers)) if l not in removed]
+    keep = [l for l in range(view(model).num_layers) if l not in removed]
     out = []
     with keep_layers(model, keep), torch.no_grad():
         for cont in request.continuations:
@@ -40,7 +42,7 @@ def reference(model, request: Request, removed=()):
     return out
 
 
-@pytest.mark.parametrize("family", tiny.FAMILIES)
+@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
 def test_scores_equal_plain_forward(family, tok):
     model = tiny.model(family, 4)
     reqs = requests(tok)
@@ -51,7 +53,7 @@ def test_scores_equal_plain_forward(family, tok):
             assert s.logprobs == pytest.approx(reference(model, r), abs=TOL)
 
 
-@pytest.mark.parametrize("family", tiny.FAMILIES)
+@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
 def test_resume_from_layer_inputs_equals_plain_removal(family, tok):
     model = tiny.model(family, 5)
     scorer = Scorer(model, batch_tokens=4096)
@@ -66,6 +68,13 @@ def test_resume_from_layer_inputs_equals_plain_removal(family, tok):
             resumed, _ = scorer.run(reqs, batch, keep=keep, resume=(start, capture))
             for i, s in zip(batch.indices, resumed):
                 assert s.logprobs == pytest.approx(reference(model, reqs[i], removed), abs=TOL), (removed, i)
+
+
+def test_a_hybrid_model_is_refused_by_name():
+    """Linear-attention layers hold a recurrent state that the engine's padding and cache slicing would change."""
+    with pytest.raises(ModelError, match=r"prefix-cached scorer needs a KV cache in every layer, and qwen3_5_text "
+                                         r"layers \[0, 2\] are linear attention.*scorer: lm-eval"):
+        Scorer(tiny.model("qwen3_5", 4))
 
 
 def test_greedy_flag_matches_argmax(tok):

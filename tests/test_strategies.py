@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from prunelab.cli import main
 from prunelab.config import StrategyOptions
 from prunelab.errors import ConfigError
+from prunelab.models.view import view
 from prunelab.strategies import STRATEGIES, Context, count_to_remove
 from prunelab.strategies.similarity import angular_distances, block_influence, calibration_pass, last_token_states
 from prunelab.surgery import drop_layers
@@ -25,17 +26,18 @@ TEXTS = ["Question: What is (4 * 4) * 1? Answer: 16", "The quick brown fox jumps
 def reference_states(model, tok, text):
     """Every layer's input and the last layer's raw output, one text, no padding, through output_hidden_states with
     the final norm removed (so the last hidden state is the last layer's output)."""
-    saved = model.model.norm
-    model.model.norm = nn.Identity()
+    decoder = view(model).decoder
+    saved = decoder.norm
+    decoder.norm = nn.Identity()
     try:
         with torch.no_grad():
             out = model(torch.tensor([tok(text)["input_ids"]]), output_hidden_states=True)
     finally:
-        model.model.norm = saved
+        decoder.norm = saved
     return [h[0].float() for h in out.hidden_states]
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3"])
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_block_influence_and_angular_equal_a_one_text_reference(family, tok):
     model = tiny.model(family, num_layers=6)
     states = [reference_states(model, tok, t) for t in TEXTS]

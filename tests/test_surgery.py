@@ -8,24 +8,45 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 from prunelab.errors import ModelError
+from prunelab.models.view import layer_kinds, view
 from prunelab.surgery import MANIFEST_NAME, check_layers, drop_layers, keep_layers, save_pruned
 
 IDS = torch.tensor([[1, 17, 45, 99, 3, 250, 7, 61, 88, 120, 33, 5, 77, 200, 14, 9, 300, 41, 52, 8, 19, 90]])
 TOL = dict(atol=1e-5, rtol=1e-4)  # fp32; the same weights in the same order of operations
 
 
+def reference_config(family: str, full, keep: list[int]):
+    """The config of the family's model with len(keep) layers that are `full`'s layers `keep`, written out here
+    for each family's per-layer entries (not through prunelab's model view)."""
+    cfg = tiny.config(family, len(keep))
+    text, full_text = (cfg.text_config, full.config.text_config) if family == "gemma3-mm" else (cfg, full.config)
+    for name in ("layer_types", "no_rope_layers"):
+        if getattr(full_text, name, None) is not None:
+            setattr(text, name, [getattr(full_text, name)[i] for i in keep])
+    if family == "qwen3_moe":  # dense where the full model was dense
+        text.decoder_sparse_step = 1
+        text.mlp_only_layers = [n for n, i in enumerate(keep) if i in full_text.mlp_only_layers]
+    if family == "deepseek_v3":
+        text.first_k_dense_replace = sum(i < full_text.first_k_dense_replace for i in keep)
+    return cfg
+
+
+def comparable(config: dict) -> dict:
+    """A config's entries without those that say where and how it was saved."""
+    return {k: comparable(v) if isinstance(v, dict) else v for k, v in config.items()
+            if k not in ("transformers_version", "dtype", "architectures", "_name_or_path")}
+
+
 def reference_model(family: str, full, keep: list[int]):
     """A fresh model with len(keep) layers whose weights are copied from `full`'s layers `keep`."""
-    cfg = tiny.config(family, len(keep))
-    if getattr(full.config, "layer_types", None) is not None:
-        cfg.layer_types = [full.config.layer_types[i] for i in keep]
-    ref = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    ref = AutoModelForCausalLM.from_config(reference_config(family, full, keep), dtype=torch.float32).eval()
+    prefix = "model.language_model.layers." if family == "gemma3-mm" else "model.layers."
     state = {}
     for name, tensor in full.state_dict().items():
-        if name.startswith("model.layers."):
-            idx, rest = name[len("model.layers."):].split(".", 1)
+        if name.startswith(prefix):
+            idx, rest = name[len(prefix):].split(".", 1)
             if int(idx) in keep:
-                state[f"model.layers.{keep.index(int(idx))}.{rest}"] = tensor
+                state[f"{prefix}{keep.index(int(idx))}.{rest}"] = tensor
         else:
             state[name] = tensor
     ref.load_state_dict(state, strict=True)
@@ -44,11 +65,15 @@ def test_drop_equals_model_built_without_the_layers(family, tmp_path):
 
     pruned = drop_layers(tiny.model(family, 6), [1, 4])
     torch.testing.assert_close(pruned(IDS).logits, expected, **TOL)
-    assert pruned.config.num_hidden_layers == 4
+    assert view(pruned).num_layers == 4 and view(pruned).config.num_hidden_layers == 4
 
     out = save_pruned(pruned, tiny.tokenizer(), tmp_path / "ckpt", {"removed_layers": [1, 4], "base_model": family})
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert type(reloaded) is type(full)  # Gemma 3 as shipped reloads with its vision tower
     torch.testing.assert_close(reloaded(IDS).logits, expected, **TOL)
+    # the exported config describes the remaining layers exactly: every layer's attention and dense/sparse block
+    assert layer_kinds(reloaded.config) == [layer_kinds(full.config)[i] for i in keep]
+    assert comparable(reloaded.config.to_dict()) == comparable(reference_config(family, full, keep).to_dict())
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["removed_layers"] == [1, 4] and manifest["num_hidden_layers"] == 4
 
@@ -62,7 +87,8 @@ def test_view_restores_the_model(family):
         pass
     torch.testing.assert_close(m(IDS).logits, before, atol=0, rtol=0)
     assert list(getattr(m.config, "layer_types", None) or []) == types
-    assert [l.self_attn.layer_idx for l in m.model.layers] == [0, 1, 2, 3]
+    assert [[x.layer_idx for x in layer.modules() if hasattr(x, "layer_idx")][0]
+            for layer in view(m).layers] == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("family", tiny.FAMILIES)
@@ -94,10 +120,10 @@ def test_bad_layer_lists_are_rejected(layers, message):
     m = tiny.model("llama", 4)
     with pytest.raises(ModelError, match=message):
         drop_layers(m, layers)
-    assert len(m.model.layers) == 4  # nothing changed
+    assert view(m).num_layers == 4  # nothing changed
 
 
 def test_unsupported_architecture_is_named():
     gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=64))
-    with pytest.raises(ModelError, match="unsupported architecture 'gpt2'.*llama, qwen2"):
+    with pytest.raises(ModelError, match="unsupported architecture 'gpt2'.*llama, mistral, qwen2"):
         drop_layers(gpt2, [0])

@@ -16,6 +16,8 @@ class ModelSpec(Frozen):
     name: str = key(description="built-in name, local Hugging Face directory, or hub id")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = key("auto")
     revision: str | None = key(None)
+    trust_remote_code: bool = setting(False, description="run code shipped with the checkpoint (auto_map); read it "
+                                      "first")
 
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         # what `auto` computes in on this machine: an fp32 run on an AVX2 CPU is not a bf16 run on another

@@ -72,7 +72,7 @@ def ray_runtime(address: str | None = None, progress: bool = True):
     """A stage runtime on Ray (`prunelab.stages.runtime`): actors for candidate units, Ray Data for SGR, Ray Train for
     recovery. It attaches to `address` (else a stage's `ray.address`, $RAY_ADDRESS, else a local Ray) when a stage
     first needs Ray, so a stage that computes in the driver (block influence, a finished run) starts none."""
-    from prunelab.stages.runtime import Runtime
+    from prunelab.stages.runtime import Runtime, here
 
     def executor(ray_spec):
         connect(address or ray_spec.address)
@@ -97,7 +97,7 @@ def ray_runtime(address: str | None = None, progress: bool = True):
         """Measurements (cost) on a cluster run in a Ray task on a node with what `ray.actors` asks for; with no
         cluster they run here, on all of this machine (a local Ray task would be limited to its num_cpus)."""
         if not (address or ray_spec.address or os.environ.get("RAY_ADDRESS")):
-            return lambda fn, *args: fn(*args)
+            return here
 
         def place(fn, *args):
             import ray

@@ -23,6 +23,7 @@ class WorkerSpec:
     model: str
     dtype: str = "auto"
     revision: str | None = None
+    trust_remote_code: bool = False
     batch_tokens: int = 4096
     generation_batch_size: int = 8
     scorer: str = "prunelab"  # or "lm-eval": lm-eval's own HF backend (the model as loaded, no layer removal)
@@ -68,7 +69,8 @@ class Worker:
 
             hf_logging.disable_progress_bar()  # one bar per actor per load is noise in the driver's log
             s = self.spec
-            self._model, self._tokenizer = load_model(s.model, dtype=s.dtype, device=self.device, revision=s.revision)
+            self._model, self._tokenizer = load_model(s.model, dtype=s.dtype, device=self.device, revision=s.revision,
+                                                      trust_remote_code=s.trust_remote_code)
         return self._model, self._tokenizer
 
     @property

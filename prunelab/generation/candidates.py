@@ -36,7 +36,8 @@ from prunelab.generation.hf import attention_backends
 from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.surgery import check_layers, decoder, keep_layers
+from prunelab.models.view import view
+from prunelab.surgery import check_layers
 
 CHECK_CHUNK = 64  # output positions a candidate runs at a time when checked against the base output
 
@@ -81,11 +82,12 @@ class CandidateStats:
 class CandidateGenerator:
     def __init__(self, model, tokenizer, batch_tokens: int = 4096, decode_tokens: int = 32768, reuse: bool = True):
         self.model, self.tokenizer = model, tokenizer
-        self.base = decoder(model)
-        self.num_layers = len(self.base.layers)
+        self.view = view(model)
+        self.view.require_kv_cache("the multi-candidate generator")
+        self.base = self.view.decoder
+        self.num_layers = self.view.num_layers
         self.batch_tokens, self.decode_tokens, self.reuse = batch_tokens, decode_tokens, reuse
-        self.device = next(model.parameters()).device
-        self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.device = self.view.device
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         eos = eos if eos is not None else tokenizer.eos_token_id
         eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
@@ -164,10 +166,7 @@ class CandidateGenerator:
     # -- pieces -----------------------------------------------------------------------------------------------
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.model.lm_head(hidden).float()
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+        return self.view.logits(hidden)
 
     def choose(self, logits: torch.Tensor, items: Sequence[int], steps: Sequence[int]) -> list[int]:
         uniforms = None if self.uniforms is None else self.uniforms[list(items), list(steps)]
@@ -239,7 +238,7 @@ class CandidateGenerator:
                 index = torch.tensor(alive, device=self.device)
                 hidden_in = trace.inputs[first].index_select(0, index)[:, pos:end]
                 if keep:
-                    with keep_layers(self.model, keep):
+                    with self.view.keep(keep):
                         result = self.base(inputs_embeds=hidden_in, attention_mask=trace.mask[index, :end],
                                            position_ids=trace.positions[index, pos:end], **with_cache(cache),
                                            use_cache=True)
@@ -310,14 +309,9 @@ class CandidateGenerator:
             ids[r, start : start + len(tokens)] = torch.tensor(tokens, device=self.device)
             mask[r, start : start + len(tokens)] = 1
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        inputs: list[torch.Tensor] = []
-        hooks = [layer.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for layer in self.base.layers]
-        try:
+        with self.view.recording() as inputs:
             result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
                                **with_cache(DynamicCache()), use_cache=True)
-        finally:
-            for hook in hooks:
-                hook.remove()
         return _Trace(inputs, KVRows.from_cache(cache_of(result), mask), mask, positions, width_prompt)
 
 

@@ -13,15 +13,6 @@ from prunelab.models.builtin import BUILTIN_MODELS, builtin_model_dir
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def sliding_window(config) -> int | None:
-    """The attention window of a model (by its config) that has sliding-window layers, else None."""
-    types = getattr(config, "layer_types", None) or []
-    window = getattr(config, "sliding_window", None)
-    if window and "sliding_attention" in types:
-        return int(window)
-    return None
-
-
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     """`auto` is bf16 on a GPU or a CPU with native bf16, fp32 otherwise (`prunelab.hardware.dtype_name`)."""
     if dtype == "auto":
@@ -63,27 +54,45 @@ def _hub_hint(name: str, path: str) -> str:
             f"output_dir={name}` or `prunelab recover` makes it)")
 
 
-def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: str | None = None):
+def _remote_code_error(name: str, exc: Exception) -> ModelError | None:
+    """The error for a checkpoint whose code ships with it, when `trust_remote_code` was not given."""
+    if "trust_remote_code" not in str(exc):
+        return None
+    return ModelError(f"model {name!r} needs code that ships with the checkpoint (trust_remote_code); prunelab runs "
+                      "it only when asked: set model.trust_remote_code: true (recorded in meta.json), after reading "
+                      "that code")
+
+
+def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: str | None = None,
+               trust_remote_code: bool = False):
     """Returns (model, tokenizer), the model in eval mode on `device`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prunelab.models.view import view
 
     torch_dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
-    except OSError as exc:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision,
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        if (remote := _remote_code_error(name, exc)) is not None:
+            raise remote from exc
+        if isinstance(exc, ValueError):
+            raise
         raise ModelError(f"could not load model {name!r} from {path!r}: {exc}{_hub_hint(name, path)}") from exc
+    view(model)  # the family's layout, checked before anyone removes a layer
     model.to(device).eval()
     return model, tokenizer
 
 
-def load_tokenizer(name: str, revision: str | None = None):
+def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name)
     try:
-        return AutoTokenizer.from_pretrained(path, revision=revision)
+        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise ModelError(f"could not load the tokenizer of {name!r} from {path!r}: {exc}"
                          f"{_hub_hint(name, path)}") from exc
@@ -105,16 +114,19 @@ def inspect_model(spec) -> ModelFacts:
     Nothing is written and no weights are read, so stages call it before touching their output directory."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from prunelab.surgery import check_supported
+    from prunelab.models.view import attention_window, family_of, text_config
 
     path = resolve_model_path(spec.name)
+    trust = getattr(spec, "trust_remote_code", False)
     try:
-        config = AutoConfig.from_pretrained(path, revision=spec.revision)
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision)
+        config = AutoConfig.from_pretrained(path, revision=spec.revision, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
+        if (remote := _remote_code_error(spec.name, exc)) is not None:
+            raise remote from exc
         raise ModelError(f"could not load model {spec.name!r}: {exc}{_hub_hint(spec.name, path)}") from exc
-    check_supported(config, spec.name)
-    return ModelFacts(path, config, tokenizer, config.num_hidden_layers, sliding_window(config))
+    family_of(config, spec.name)
+    return ModelFacts(path, config, tokenizer, text_config(config).num_hidden_layers, attention_window(config))
 
 
 def eos_token_ids(facts: ModelFacts) -> list[int]:

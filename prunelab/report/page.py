@@ -25,13 +25,11 @@ from prunelab.artifacts import (
     COMPARE_STAGE,
     COST_STAGE,
     SWEEP_STAGE,
-    TRAINING_CURVE,
     ArtifactMissing,
     CompareArtifact,
     CostArtifact,
     EvalArtifact,
     PipelineArtifact,
-    RecoverArtifact,
     SweepArtifact,
     eval_stage,
     recover_stage,
@@ -279,11 +277,11 @@ def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
 def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> None:
     from prunelab.report import combine_training_curves
 
-    done = [(label, RecoverArtifact(d).file(TRAINING_CURVE).parent) for label, d in recover_dirs]
-    if not done:
+    if not recover_dirs:
         return
     page.section("Training perplexity", "Perplexity per optimizer step of each recovery run.")
-    combine_training_curves([d for _, d in done], out / "training", [label for label, _ in done])
+    # each run's curve is read through RecoverArtifact: a missing one names its file
+    combine_training_curves([d for _, d in recover_dirs], out / "training", [label for label, _ in recover_dirs])
     page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
 
 

@@ -21,9 +21,8 @@ from torch import nn
 from transformers import DynamicCache
 
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.models.loading import sliding_window
+from prunelab.models.view import view
 from prunelab.scoring.requests import Request, Scores
-from prunelab.surgery import decoder, keep_layers
 
 
 @dataclass(frozen=True)
@@ -124,14 +123,15 @@ class Scorer:
 
     def __init__(self, model: nn.Module, batch_tokens: int = 4096):
         self.model = model
-        self.base = decoder(model)
-        self.num_layers = len(self.base.layers)
+        self.view = view(model)
+        self.view.require_kv_cache("the prefix-cached scorer")
+        self.base = self.view.decoder
+        self.num_layers = self.view.num_layers
         self.batch_tokens = batch_tokens
-        self.device = next(model.parameters()).device
-        self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.device = self.view.device
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        return plan_batches(requests, self.batch_tokens, sliding_window(self.model.config))
+        return plan_batches(requests, self.batch_tokens, self.view.window)
 
     @torch.inference_mode()
     def score(self, requests: Sequence[Request], removed: Sequence[int] = ()) -> list[Scores]:
@@ -232,32 +232,21 @@ class Scorer:
             cache = DynamicCache()
         if not keep:  # every layer after the resume point is removed: nothing mixes tokens any more
             return self.base.norm(hidden_in), cache, None
-        recorded: list[torch.Tensor] = []
-        hooks = []
-        if capture:
-            for layer in self.base.layers:
-                hooks.append(layer.register_forward_pre_hook(lambda _m, args: recorded.append(args[0])))
-        try:
-            full = keep == list(range(self.num_layers))
-            with keep_layers(self.model, keep) if not full else contextlib.nullcontext():
-                out = self.base(
-                    input_ids=None if hidden_in is not None else ids,
-                    inputs_embeds=hidden_in,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    **with_cache(cache),
-                    use_cache=True,
-                )
-        finally:
-            for h in hooks:
-                h.remove()
-        return out.last_hidden_state, cache_of(out), (recorded if capture else None)
+        full = keep == list(range(self.num_layers))
+        with (self.view.recording() if capture else contextlib.nullcontext()) as recorded, \
+                (self.view.keep(keep) if not full else contextlib.nullcontext()):
+            out = self.base(
+                input_ids=None if hidden_in is not None else ids,
+                inputs_embeds=hidden_in,
+                attention_mask=mask,
+                position_ids=positions,
+                **with_cache(cache),
+                use_cache=True,
+            )
+        return out.last_hidden_state, cache_of(out), recorded
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.model.lm_head(hidden).float()
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return torch.log_softmax(logits, dim=-1)
+        return torch.log_softmax(self.view.logits(hidden), dim=-1)
 
 
 class _Segments:

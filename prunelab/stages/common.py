@@ -8,7 +8,8 @@ def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", 
     SweepSpec) chooses how many candidates generate (the multi-candidate engine or one at a time)."""
     engine = {} if sweep is None else {"generation_engine": sweep.generation_engine,
                                        "generation_tokens": sweep.generation_tokens}
-    return WorkerSpec(model=model.name, dtype=model.dtype, revision=model.revision, batch_tokens=batch_tokens,
+    return WorkerSpec(model=model.name, dtype=model.dtype, revision=model.revision,
+                      trust_remote_code=model.trust_remote_code, batch_tokens=batch_tokens,
                       generation_batch_size=generation.batch_size, scorer=scorer, generator=generation.backend,
                       **engine)
 

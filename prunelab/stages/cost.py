@@ -23,7 +23,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +35,7 @@ from prunelab.errors import ConfigError, ModelError
 from prunelab.hardware import device_name, dtype_name
 from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
+from prunelab.stages.runtime import here
 from prunelab.surgery import check_layers
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -53,10 +53,6 @@ def measuring_host(device: str) -> dict:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return {"device": device, "dtype_auto": dtype_name("auto", device), "free_bytes": int(free),
             "machine": _machine(device)}
-
-
-def _here(fn, *args):
-    return fn(*args)
 
 
 def fingerprint(path: str) -> str:
@@ -100,13 +96,17 @@ def _label(spec, taken: set) -> str:
     return label
 
 
-def measure_costs(config: CostConfig, progress: bool = True, say=print, place=_here) -> dict[str, Path]:
+def measure_costs(config: CostConfig, progress: bool = True, say=print, place=here) -> dict[str, Path]:
     """Measures what is not measured yet. `place(fn, *args)` runs `fn` where the measurements run: here (default),
     or in a Ray task on the node that measures (`Runtime.task`); every model is measured there, one at a time."""
     root = Path(config.output_dir)
     host = place(measuring_host, config.device)
     device = host["device"]
-    dtype = host["dtype_auto"] if config.base_model.dtype == "auto" else dtype_name(config.base_model.dtype, device)
+
+    def resolved(dtype: str) -> str:  # what `auto` means where the measurements run
+        return host["dtype_auto"] if dtype == "auto" else dtype
+
+    dtype = resolved(config.base_model.dtype)
     dtype_bytes = BYTES.get(dtype, 4)
     models, taken = [("base", config.base_model)], {"base"}
     for spec in config.models:
@@ -129,11 +129,8 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=_h
                              "costs are compared on the same token ids, so every model must share the base's")
     shapes = {label: Shape.of(f.config) for label, f in facts.items()}
     for label, layers in removed.items():
-        base = shapes["base"]
-        kept = [i for i in range(base.layers) if i not in layers]
-        types = list(getattr(facts["base"].config, "layer_types", None) or [])
-        sliding = sum(types[i] == "sliding_attention" for i in kept) if types and base.sliding_window else 0
-        shapes[label] = replace(base, layers=len(kept), sliding_layers=sliding)
+        kept = [i for i in range(shapes["base"].layers) if i not in layers]
+        shapes[label] = Shape.of(facts["base"].config, keep=kept)
     _check_memory(config, shapes, device, dtype_bytes, host["free_bytes"])
     ids = prompt_ids(facts["base"].tokenizer, config.prompts, config.batch_size, config.prompt_tokens)
     write_meta(root, "cost", config, machine=host["machine"], backend=config.backend, dtype=dtype, device=device,
@@ -162,7 +159,7 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=_h
                 checkpoint = str(_export_variant(root / "variants" / f"{label}-{key}", facts["base"].path,
                                                  removed[label]))
             run = {**workload, "removed": [], "path": checkpoint,
-                   "dtype": host["dtype_auto"] if spec.dtype == "auto" else dtype_name(spec.dtype, device)}
+                   "dtype": resolved(spec.dtype)}
         else:
             run = {**workload, "path": checkpoint}
         write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),

@@ -71,7 +71,8 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
         selection = chooser.choose(config.strategy, config.ratio)
         data = chooser.data
     m = config.model
-    model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
+    model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision,
+                                  trust_remote_code=m.trust_remote_code)
     total = num_layers(model)
     drop_layers(model, selection.removed)
     manifest = {"base_model": m.name, "base_model_path": resolve_model_path(m.name), "base_num_hidden_layers": total,

@@ -20,8 +20,13 @@ def _in_process_executor(ray_spec=None):
     return InProcessExecutor()
 
 
-def _here(ray_spec=None):
-    return lambda fn, *args: fn(*args)
+def here(fn, *args):
+    """Runs `fn` in this process: where a runtime without a cluster measures."""
+    return fn(*args)
+
+
+def _measure_here(ray_spec=None):
+    return here
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Runtime:
     executor: Callable = _in_process_executor
     sgr: Callable | None = None
     trainer: Callable | None = None
-    task: Callable = _here
+    task: Callable = _measure_here
     progress: bool = True
 
     @classmethod
@@ -38,4 +43,4 @@ class Runtime:
         return cls(progress=progress)
 
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "here"]

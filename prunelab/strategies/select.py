@@ -73,7 +73,8 @@ class LayerChooser:
 
             device = device_name(self.device)
             m = self.model
-            model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision)
+            model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision,
+                                          trust_remote_code=m.trust_remote_code)
             self._pass = calibration_pass(model, tokenizer, self._texts, self.options.calibration.max_length)
             del model
         return self._pass

@@ -73,7 +73,7 @@ def test_resume_from_layer_inputs_equals_plain_removal(family, tok):
 def test_a_hybrid_model_is_refused_by_name():
     """Linear-attention layers hold a recurrent state that the engine's padding and cache slicing would change."""
     with pytest.raises(ModelError, match=r"prefix-cached scorer needs a KV cache in every layer, and qwen3_5_text "
-                                         r"layers \[0, 2\] are linear attention.*scorer: lm-eval"):
+                                         r"layers \[0, 2\] are linear attention.*backend=lm-eval"):
         Scorer(tiny.model("qwen3_5", 4))
 
 

@@ -42,7 +42,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def config(family: str, num_layers: int = 4, hidden: int = 32):
+def config(family: str, num_layers: int = 4, hidden: int = 32, window: int = 16):
     common = dict(
         vocab_size=VOCAB,
         hidden_size=hidden,
@@ -64,21 +64,21 @@ def config(family: str, num_layers: int = 4, hidden: int = 32):
     if family == "qwen2":
         return hf.qwen2.Qwen2Config(**common, tie_word_embeddings=False)
     if family == "qwen3":
-        return hf.qwen3.Qwen3Config(**common, head_dim=8)
+        return hf.qwen3.Qwen3Config(**common, head_dim=hidden // 4)
     if family == "qwen3_moe":  # layers 1 and 2 dense (mlp_only_layers), the others sparse: a removal must keep both
-        return hf.qwen3_moe.Qwen3MoeConfig(**common, head_dim=8, num_experts=4, mlp_only_layers=[1, 2],
+        return hf.qwen3_moe.Qwen3MoeConfig(**common, head_dim=hidden // 4, num_experts=4, mlp_only_layers=[1, 2],
                                            decoder_sparse_step=1, **moe)
     if family == "mistral":
         return hf.mistral.MistralConfig(**common, sliding_window=None)
     if family == "mixtral":
         return hf.mixtral.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2)
     if family == "gemma2":
-        return hf.gemma2.Gemma2Config(**common, head_dim=8, sliding_window=16, final_logit_softcapping=30.0)
+        return hf.gemma2.Gemma2Config(**common, head_dim=hidden // 4, sliding_window=window, final_logit_softcapping=30.0)
     if family == "gemma3":
         # sliding window of 16 with the pattern 1 global per 2 layers, so short tests exercise both mask types
-        return hf.gemma3.Gemma3TextConfig(**common, head_dim=8, sliding_window=16, layer_types=alternating)
+        return hf.gemma3.Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=window, layer_types=alternating)
     if family == "gemma3-mm":  # Gemma 3 as shipped: a vision tower and the language model under model.language_model
-        text = hf.gemma3.Gemma3TextConfig(**common, head_dim=8, sliding_window=16, layer_types=alternating)
+        text = hf.gemma3.Gemma3TextConfig(**common, head_dim=hidden // 4, sliding_window=window, layer_types=alternating)
         vision = hf.siglip.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                               num_attention_heads=2, image_size=16, patch_size=8)
         return hf.gemma3.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
@@ -91,24 +91,29 @@ def config(family: str, num_layers: int = 4, hidden: int = 32):
     if family == "smollm3":  # every 4th layer without RoPE (no_rope_layers), so removals must keep the pattern
         return hf.smollm3.SmolLM3Config(**common, no_rope_layer_interval=3)
     if family == "gpt_oss":
-        return hf.gpt_oss.GptOssConfig(**common, head_dim=8, num_local_experts=4, num_experts_per_tok=2,
-                                       sliding_window=16, layer_types=alternating)
+        return hf.gpt_oss.GptOssConfig(**common, head_dim=hidden // 4, num_local_experts=4, num_experts_per_tok=2,
+                                       sliding_window=window, layer_types=alternating)
     if family == "qwen3_5":
-        return hf.qwen3_5.Qwen3_5TextConfig(**common, head_dim=8, linear_num_key_heads=2, linear_num_value_heads=2,
-                                            linear_key_head_dim=8, linear_value_head_dim=8,
+        return hf.qwen3_5.Qwen3_5TextConfig(**common, head_dim=hidden // 4, linear_num_key_heads=2, linear_num_value_heads=2,
+                                            linear_key_head_dim=hidden // 4, linear_value_head_dim=hidden // 4,
                                             layer_types=[("full_attention" if i % 2 else "linear_attention")
                                                          for i in range(num_layers)])
     if family == "deepseek_v3":  # multi-head latent attention; the first 2 layers dense, then mixture of experts
-        # multi-head latent attention has no grouped heads: as many key-value heads as query heads
-        return hf.deepseek_v3.DeepseekV3Config(**{**common, "num_key_value_heads": 4}, first_k_dense_replace=2, n_routed_experts=4, n_shared_experts=1,
-                                               n_group=1, topk_group=1, q_lora_rank=16, kv_lora_rank=16,
-                                               qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, **moe)
+        # no grouped heads in MLA: as many key-value heads as query heads. From hidden 256 up (the vLLM tests), the
+        # latent and RoPE widths of the real model (512 + 64): vLLM's MLA kernels take that head size only
+        latent, rope = (512, 64) if hidden >= 256 else (hidden // 2, hidden // 8)
+        return hf.deepseek_v3.DeepseekV3Config(**{**common, "num_key_value_heads": 4}, first_k_dense_replace=2,
+                                               n_routed_experts=4, n_shared_experts=1, n_group=1, topk_group=1,
+                                               topk_method="noaux_tc", q_lora_rank=hidden // 2, kv_lora_rank=latent,
+                                               qk_rope_head_dim=rope, qk_nope_head_dim=hidden // 8,
+                                               v_head_dim=hidden // 4, **moe)
     raise ValueError(family)
 
 
-def model(family: str, num_layers: int = 4, seed: int = 0, dtype=torch.float32, hidden: int = 32):
+def model(family: str, num_layers: int = 4, seed: int = 0, dtype=torch.float32, hidden: int = 32, window: int = 16):
+    """`window`: the sliding-window families' window (16, so that short tests cross it)."""
     torch.manual_seed(seed)
-    m = AutoModelForCausalLM.from_config(config(family, num_layers, hidden), dtype=dtype)
+    m = AutoModelForCausalLM.from_config(config(family, num_layers, hidden, window), dtype=dtype)
     # Random init gives near-uniform predictions; larger weights make layers matter, so errors show up in logits.
     with torch.no_grad():
         for p in m.parameters():

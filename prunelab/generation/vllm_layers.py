@@ -21,12 +21,24 @@ def _passthrough(positions, hidden_states, residual, *args, **kwargs):
     return hidden_states, residual
 
 
+def _decoder_layers(model):
+    """vLLM's decoder layers: `model.layers` of a text model, `language_model.model.layers` of a multimodal one."""
+    for path in ("model.layers", "language_model.model.layers"):
+        layers = model
+        for name in path.split("."):
+            layers = getattr(layers, name, None)
+        if layers is not None:
+            return layers
+    raise ValueError(f"vLLM's {type(model).__name__} has its decoder layers neither at .model.layers nor at "
+                     ".language_model.model.layers; its layers cannot be switched")
+
+
 class LayerSkip:
     """Methods added to every vLLM worker (one per tensor-parallel rank)."""
 
     def prunelab_remove_layers(self, layers: list[int]) -> list[int]:
         """Makes decoder layers `layers` identities and restores every other layer; returns the removed layers."""
-        decoder_layers = self.get_model().model.layers
+        decoder_layers = _decoder_layers(self.get_model())
         removed = set(layers)
         bad = sorted(removed - set(range(len(decoder_layers))))
         if bad:

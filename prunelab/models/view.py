@@ -141,6 +141,17 @@ def attention_window(config) -> int | None:
     return None
 
 
+def require_kv_cache(config, what: str) -> None:
+    """Refuses `what` (a component that pads, slices and resumes KV caches: the prefix-cached scorer, the
+    multi-candidate generator) on a model with recurrent-state layers, naming them."""
+    linear = [i for i, kind in enumerate(layer_kinds(config)) if kind.attention == LINEAR]
+    if linear:
+        raise ModelError(
+            f"{what} needs a KV cache in every layer, and {config.model_type} layers {linear} are linear attention "
+            "(a recurrent state, which padding would change). `prunelab eval` runs such a model with backend=lm-eval "
+            "for classification and the hf generation backend; sweeps of it are not supported")
+
+
 def keep_in_config(config, keep: list[int]) -> None:
     """Rewrites `config` (the whole model's) in place to describe only the layers `keep`, in order: per-layer lists
     filtered, the MoE layout rewritten so each kept layer keeps its kind, the layer count. Checks first, so a
@@ -148,6 +159,12 @@ def keep_in_config(config, keep: list[int]) -> None:
     family = family_of(config)
     text = text_config(config)
     kinds = family.moe(text)
+    attention = [kind.attention for kind in layer_kinds(config)]
+    if LINEAR in attention and all(attention[i] == LINEAR for i in keep):
+        # transformers' cache of a hybrid model sizes its masks from an attention layer: with none, it fails
+        raise ModelError(f"removing these layers leaves {config.model_type} with linear-attention layers only; keep "
+                         f"at least one of its attention layers "
+                         f"{[i for i, a in enumerate(attention) if a != LINEAR]}")
     trial = copy.deepcopy(text)
     family.set_moe(trial, [kinds[i] for i in keep])  # raises before `config` is touched
     for name in PER_LAYER_LISTS:
@@ -237,13 +254,7 @@ class ModelView:
         return attention_window(self.model.config)
 
     def require_kv_cache(self, what: str) -> None:
-        """Refuses `what` (a component that slices and pads KV caches) on a model with recurrent-state layers."""
-        linear = [i for i, kind in enumerate(self.kinds()) if kind.attention == LINEAR]
-        if linear:
-            raise ModelError(
-                f"{what} needs a KV cache in every layer, and {self.model.config.model_type} layers {linear} are "
-                "linear attention (a recurrent state, which padding would change); use scorer: lm-eval for "
-                "classification and the hf generation backend, which run each candidate's model as it is")
+        require_kv_cache(self.model.config, what)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits from final-normed hidden states, softcapped where the family softcaps."""
@@ -303,5 +314,5 @@ def view(model: nn.Module) -> ModelView:
 
 
 __all__ = ["DENSE", "FAMILIES", "FULL", "LINEAR", "SLIDING", "SPARSE", "SUPPORTED_MODEL_TYPES", "Family",
-           "LayerKind", "ModelView", "attention_window", "family_of", "keep_in_config", "layer_kinds", "text_config",
-           "view"]
+           "LayerKind", "ModelView", "attention_window", "family_of", "keep_in_config", "layer_kinds",
+           "require_kv_cache", "text_config", "view"]

@@ -28,14 +28,14 @@ class ResponseGenerator:
     feature; the seed recorded on each row is the one its batch used."""
 
     def __init__(self, model: str, dtype: str, chat_template: str, sampling: dict, batch_size: int,
-                 device: str | None = None, model_label: str | None = None):
+                 device: str | None = None, model_label: str | None = None, trust_remote_code: bool = False):
 
         from prunelab.generation.hf import HFBackend
         from prunelab.models import load_model
         from prunelab.models.templates import apply_template
 
         device = device_name(device)
-        loaded, tokenizer = load_model(model, dtype=dtype, device=device)
+        loaded, tokenizer = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         self.backend = HFBackend(loaded, apply_template(tokenizer, chat_template), batch_size=batch_size)
         self.sampling = sampling
         self.model_label = model_label or model

@@ -14,6 +14,19 @@ def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", 
                       **engine)
 
 
+def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
+    """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model's
+    recurrent layers under the prefix-cached scorer or the multi-candidate generator)."""
+    from prunelab.execution.worker import MULTI_CANDIDATE
+    from prunelab.models.view import require_kv_cache
+    from prunelab.tasks import GENERATIVE
+
+    if worker.scorer == "prunelab" and any(name not in GENERATIVE for name in tasks):
+        require_kv_cache(facts.config, f"the prefix-cached scorer (tasks {', '.join(n for n in tasks if n not in GENERATIVE)})")
+    if worker.generation_budget is not None and any(name in GENERATIVE for name in tasks):
+        require_kv_cache(facts.config, f"the {MULTI_CANDIDATE} generator")
+
+
 def build_tasks(specs, generation) -> dict:
     """name -> task for a config's task specs."""
     return {spec.name: spec.build(generation) for spec in specs}

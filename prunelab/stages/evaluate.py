@@ -18,7 +18,7 @@ from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.stages.common import build_tasks, check_engines, default_executor, worker_spec
 from prunelab.tasks import describe
 
 MODEL = Candidate((), "model")
@@ -32,6 +32,8 @@ def evaluate(config: EvalConfig, executor: Executor | None = None, progress: boo
     runs = [(MODEL, config.model)] + ([(BASE, config.base_model)] if config.base_model else [])
     facts = {c: inspect_model(spec) for c, spec in runs}  # every model is checked before anything is written
     tasks = build_tasks(config.tasks, config.generation)
+    for c, spec in runs:
+        check_engines(facts[c], worker_spec(spec, config.batch_tokens, config.generation, scorer=config.backend), tasks)
     store = ResultsStore(config.output_dir, model=config.model.name)
     store.check_claim(config.identity())
     done = store.done()

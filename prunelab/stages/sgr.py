@@ -81,7 +81,8 @@ def generator_kwargs(config: SGRConfig, facts, template: str) -> dict:
     path = Path(facts.path)
     return {"model": str(path.resolve()) if path.exists() else config.model.name, "dtype": config.model.dtype,
             "chat_template": template, "sampling": config.sampling.model_dump(),
-            "batch_size": config.engine.batch_size, "model_label": config.model.name}
+            "batch_size": config.engine.batch_size, "model_label": config.model.name,
+            "trust_remote_code": config.model.trust_remote_code}
 
 
 def _clean(row: dict) -> dict:

@@ -14,7 +14,7 @@ from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.stages.common import build_tasks, check_engines, default_executor, worker_spec
 from prunelab.surgery import check_layers
 from prunelab.tasks import describe
 
@@ -32,7 +32,9 @@ def plan_sweep(config: SweepConfig, done: set, facts=None) -> Plan:
     facts = facts or inspect_model(config.model)
     candidates = sweep_candidates(config.sweep.layers, facts.num_layers)
     tasks = build_tasks(config.tasks, config.generation)
-    budget = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep).generation_budget
+    worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
+    check_engines(facts, worker, tasks)
+    budget = worker.generation_budget
     return plan_units(tasks, facts.tokenizer, candidates, done, batch_tokens=config.sweep.batch_tokens,
                       generation_unit=config.sweep.generation_unit, window=facts.window, generation_tokens=budget)
 

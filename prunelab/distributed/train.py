@@ -9,9 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-import ray
-
-from prunelab.distributed.resources import require, resource_request
+from prunelab.distributed.resources import require, resource_request, uses_gpu
 from prunelab.recovery.run import TrainJob
 
 
@@ -43,7 +41,7 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    use_gpu = workers.use_gpu if workers.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    use_gpu = uses_gpu(workers.use_gpu, "Ray Train workers", "workers.use_gpu", workers.accelerator_type)
     require(resource_request(workers.cpus_per_worker, 1 if use_gpu else 0, workers.accelerator_type),
             "Ray Train workers", "workers.cpus_per_worker / use_gpu / accelerator_type")
     scaling = ScalingConfig(num_workers=workers.num_workers, use_gpu=use_gpu,

@@ -262,3 +262,23 @@ def test_a_killed_training_driver_resumes_from_its_last_checkpoint(head, tiny_mo
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] and meta["training"]["steps"] == 6
     assert (out / "merged" / "config.json").exists()
+
+
+def test_a_local_run_stays_local_beside_a_head_started_with_ray_start(head):
+    """With no address, Ray's own lookup attaches to the last head `ray start` recorded on this machine
+    (`<temp>/ray/ray_current_cluster`); a prunelab run without an address starts a Ray of its own instead."""
+    temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # Ray's socket paths must stay short
+    try:
+        (temp / "ray").mkdir()
+        (temp / "ray" / "ray_current_cluster").write_text(head.gcs)  # what `ray start` leaves for later drivers
+        code = ("import ray\nfrom prunelab.distributed import connect\nconnect(None)\n"
+                "print('GCS', ray.get_runtime_context().gcs_address)\nray.shutdown()\n")
+        env = {**head.env, "RAY_TMPDIR": str(temp)}
+        env.pop("RAY_ADDRESS", None)
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                             timeout=180)
+        # Ray writes the head's address with this machine's IP for 127.0.0.1: the port tells the two apart
+        ports = [line.rsplit(":", 1)[1] for line in out.stdout.splitlines() if line.startswith("GCS ")]
+        assert ports and ports[0] != head.gcs.rsplit(":", 1)[1], out.stdout + out.stderr
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)

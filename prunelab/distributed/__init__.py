@@ -34,7 +34,8 @@ def _check_reachable(address: str, source: str) -> None:
 
 
 def connect(address: str | None = None) -> None:
-    """Attaches to `address` (or $RAY_ADDRESS); with neither, starts a local Ray on this machine. An address that
+    """Attaches to `address` (or $RAY_ADDRESS); with neither, starts a local Ray of its own on this machine, even
+    where a head started with `ray start` runs here (Ray's own lookup would attach to that one). An address that
     does not answer, or a cluster that refuses this driver's token, fails within seconds."""
     import ray
 
@@ -46,7 +47,7 @@ def connect(address: str | None = None) -> None:
         _check_reachable(address, source)
     # Workers import prunelab from the driver's environment; a job's runtime_env (cluster/) ships it on clusters.
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address or "local", log_to_driver=True)
     except ConnectionError as exc:
         raise ClusterUnreachable(f"cannot attach to a Ray cluster at {address} ({source}): {exc}") from None
     except Exception as exc:

@@ -13,12 +13,32 @@ import pyarrow.parquet as pq
 log = logging.getLogger("prunelab")
 
 
+def umask() -> int:
+    """This process's umask, read without changing it (another thread may be creating files meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(path, directory: bool = False) -> None:
+    """Gives a file or directory made by `tempfile` (owner-only) the mode a plain open() or mkdir() would have had:
+    results on a cluster's shared storage are read by the group's other users and nodes as the umask allows."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+
+
 def _replace(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     os.close(fd)
     try:
         write(tmp)
+        shared_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

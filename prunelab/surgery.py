@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from prunelab.atomic import shared_mode
 from prunelab.errors import ModelError
 from prunelab.models.view import family_of, view
 
@@ -88,6 +89,7 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:
+        shared_mode(tmp, directory=True)
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

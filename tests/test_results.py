@@ -164,3 +164,25 @@ def test_meta_records_what_dtype_auto_means_on_this_machine():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     assert host["dtype_auto"] == str(resolve_dtype("auto", device)).removeprefix("torch.")
     assert host["cpus"] >= 1 and isinstance(host["gpus"], list)
+
+
+def test_results_and_checkpoints_are_as_readable_as_the_umask_allows(tmp_path):
+    """tempfile makes files 0600 and directories 0700; renamed into place, a cluster's shared storage would hide
+    them from the group's other users and nodes. They get the mode a plain open() or mkdir() gives."""
+    import os
+    import stat
+
+    import tiny
+
+    from prunelab.atomic import write_json
+    from prunelab.surgery import save_pruned
+
+    old = os.umask(0o002)
+    try:
+        path = write_json(tmp_path / "meta.json", {"a": 1})
+        checkpoint = save_pruned(tiny.model("llama", 2), tiny.tokenizer(), tmp_path / "ckpt", {"removed_layers": []})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o775
+    assert stat.S_IMODE((checkpoint / "prunelab_manifest.json").stat().st_mode) == 0o664

@@ -45,8 +45,7 @@ def sweep_cached(scorer: Scorer, reqs) -> float:
     for batch in scorer.plan(reqs):
         _, capture = scorer.run(reqs, batch, capture=True)
         for layer in range(scorer.num_layers):
-            keep = [later for later in range(layer + 1, scorer.num_layers)]
-            scorer.run(reqs, batch, keep=keep, resume=(layer, capture))
+            scorer.run(reqs, batch, keep=list(range(layer + 1, scorer.num_layers)), resume=(layer, capture))
     return time.perf_counter() - start
 
 

@@ -42,8 +42,8 @@ def _all_sparse(config) -> list[str]:
     return [SPARSE] * config.num_hidden_layers
 
 
-def _set_uniform(config, kinds: list[str]) -> None:
-    pass  # every layer is of one kind: nothing to rewrite
+def _uniform_fields(config, kinds: list[str]) -> dict:
+    return {}  # every layer is of one kind: nothing to rewrite
 
 
 def _qwen_moe(config) -> list[str]:
@@ -53,22 +53,21 @@ def _qwen_moe(config) -> list[str]:
             for i in range(config.num_hidden_layers)]
 
 
-def _set_qwen_moe(config, kinds: list[str]) -> None:
+def _qwen_moe_fields(config, kinds: list[str]) -> dict:
     # a list describes any pattern: every layer is a candidate for experts, the dense ones listed
-    config.decoder_sparse_step = 1
-    config.mlp_only_layers = [i for i, kind in enumerate(kinds) if kind == DENSE]
+    return {"decoder_sparse_step": 1, "mlp_only_layers": [i for i, kind in enumerate(kinds) if kind == DENSE]}
 
 
 def _deepseek(config) -> list[str]:
     return [DENSE if i < config.first_k_dense_replace else SPARSE for i in range(config.num_hidden_layers)]
 
 
-def _set_deepseek(config, kinds: list[str]) -> None:
+def _deepseek_fields(config, kinds: list[str]) -> dict:
     dense = kinds.count(DENSE)
     if kinds != [DENSE] * dense + [SPARSE] * (len(kinds) - dense):  # cannot happen by removal; a guard for others
         raise ModelError(f"the layers left are {kinds}; {config.model_type} can only express dense layers first "
                          "(first_k_dense_replace)")
-    config.first_k_dense_replace = dense
+    return {"first_k_dense_replace": dense}
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Family:
     decoder: str = "model"  # attribute path from the causal LM to the module holding `.layers` and `.norm`
     text_config: str | None = None  # the sub-config of the decoder (multimodal checkpoints), else the config itself
     moe: Callable = _all_dense  # config -> DENSE/SPARSE per layer
-    set_moe: Callable = _set_uniform  # writes a DENSE/SPARSE list back into a config
+    moe_fields: Callable = _uniform_fields  # (config, DENSE/SPARSE list) -> the config entries that express it
 
 
 FAMILIES = {f.model_type: f for f in (
@@ -85,7 +84,7 @@ FAMILIES = {f.model_type: f for f in (
     Family("mistral"),
     Family("qwen2"),
     Family("qwen3"),
-    Family("qwen3_moe", moe=_qwen_moe, set_moe=_set_qwen_moe),
+    Family("qwen3_moe", moe=_qwen_moe, moe_fields=_qwen_moe_fields),
     Family("mixtral", moe=_all_sparse),
     Family("gemma2"),
     Family("gemma3_text"),
@@ -96,7 +95,7 @@ FAMILIES = {f.model_type: f for f in (
     Family("gpt_oss", moe=_all_sparse),
     Family("qwen3_5_text"),  # hybrid: linear-attention layers hold a recurrent state, not a KV cache
     Family("qwen3_5", decoder="model.language_model", text_config="text_config"),
-    Family("deepseek_v3", moe=_deepseek, set_moe=_set_deepseek),
+    Family("deepseek_v3", moe=_deepseek, moe_fields=_deepseek_fields),
 )}
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 
@@ -165,17 +164,16 @@ def keep_in_config(config, keep: list[int]) -> None:
         raise ModelError(f"removing these layers leaves {config.model_type} with linear-attention layers only; keep "
                          f"at least one of its attention layers "
                          f"{[i for i, a in enumerate(attention) if a != LINEAR]}")
-    trial = copy.deepcopy(text)
-    family.set_moe(trial, [kinds[i] for i in keep])  # raises before `config` is touched
+    changes = family.moe_fields(text, [kinds[i] for i in keep])  # raises before `config` is touched
     for name in PER_LAYER_LISTS:
         values = getattr(text, name, None)
         if values is not None:
             if len(values) != text.num_hidden_layers:
                 raise ModelError(f"{config.model_type}: config.{name} has {len(values)} entries for "
                                  f"{text.num_hidden_layers} layers")
-            setattr(text, name, [values[i] for i in keep])
-    family.set_moe(text, [kinds[i] for i in keep])
-    text.num_hidden_layers = len(keep)
+            changes[name] = [values[i] for i in keep]
+    for name, value in {**changes, "num_hidden_layers": len(keep)}.items():
+        setattr(text, name, value)
 
 
 def _config_state(config) -> dict:

@@ -20,6 +20,7 @@ stage's config and prints it without running anything.
     prunelab report runs/qwen2.5-coder-0.5b-sweep                 # re-render a finished artifact directory
     prunelab report runs/e-pruned runs/e-sgr --out runs/cmp --labels pruned,sgr   # one table of several evals
     prunelab submit --address http://HEAD:8265 sweep configs/sweep/llama-3.1-8b-instruct.yaml   # as a Ray job
+    prunelab runtime-env --env HF_TOKEN                            # for ray job submit --runtime-env-json
     prunelab models                                                # the built-in models
 
 Bad input (a config, a model, a layer list, a results directory) prints what was wrong and exits with code 2,
@@ -145,14 +146,27 @@ def cmd_submit(args) -> int:
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
         raise ConfigError("submit needs the cluster's job API: --address http://HEAD:8265 or $RAY_ADDRESS")
-    missing = [name for name in args.env if name not in os.environ]
-    if missing:
-        raise ConfigError(f"--env {', '.join(missing)}: not set in this environment (export it first)")
     _, status = submit(args.stage, args.job_args, address, working_dir=args.working_dir,
-                       env_vars={name: os.environ[name] for name in args.env},
+                       env_vars=_env_vars(args.env),
                        runtime_env=args.runtime_env or None, entrypoint_num_gpus=args.entrypoint_num_gpus,
                        submission_id=args.submission_id, wait=not args.no_wait)
     return 0 if status in (None, "SUCCEEDED") else 1
+
+
+def cmd_runtime_env(args) -> int:
+    import json
+
+    from prunelab.distributed.submit import runtime_env_of
+
+    print(json.dumps(runtime_env_of(args.runtime_env or None, _env_vars(args.env))))
+    return 0
+
+
+def _env_vars(names: list[str]) -> dict[str, str]:
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        raise ConfigError(f"--env {', '.join(missing)}: not set in this environment (export it first)")
+    return {name: os.environ[name] for name in names}
 
 
 def cmd_models(args) -> int:
@@ -231,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=job_names())
     p.add_argument("job_args", nargs=argparse.REMAINDER, metavar="...", help="the stage's arguments")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("runtime-env", help="print the jobs' runtime env as JSON, with variables of your environment "
+                                           "added: for plain `ray job submit --runtime-env-json`")
+    p.add_argument("--runtime-env", default="cluster/runtime_env.yaml", help="YAML runtime env ('' for none)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="add this variable of your environment (e.g. HF_TOKEN); repeatable")
+    p.set_defaults(func=cmd_runtime_env)
 
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)

@@ -38,7 +38,10 @@ def test_launcher_config_passes_rays_schema(path):
 
     config = load(path)
     validate_config(prepare_config(config))  # raises on a missing or misspelled key
-    assert config["docker"]["image"].startswith(f"rayproject/ray:{ray.__version__}-")
+    # the images of cluster/Dockerfile: a CPU head, GPU workers (nothing reinstalls the CUDA stack at launch)
+    docker = config["docker"]
+    assert "image" not in docker and docker["head_image"].endswith(f"{ray.__version__}-cpu")
+    assert docker["worker_image"] == docker["head_image"].replace("-cpu", "-gpu")
     workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
     assert config["available_node_types"][config["head_node_type"]]["resources"] == {"CPU": 0}
     assert workers and all(t["min_workers"] == 0 and t["max_workers"] > 0 for t in workers.values())  # autoscaled
@@ -51,10 +54,27 @@ def test_launcher_config_passes_rays_schema(path):
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         start = next(c for c in config[key] if "ray start" in c)
         assert "RAY_AUTH_MODE=token" in start and f"RAY_AUTH_TOKEN_PATH={token[0]}" in start
-    # prunelab comes from this repository, with its GPU extra (the dependency list lives in pyproject.toml only)
+    # prunelab comes from this repository, GPU nodes with its GPU extra, the head with what `ray up`'s autoscaler
+    # needs (the dependency list lives in pyproject.toml only)
     repo = next(dest for dest, src in config["file_mounts"].items() if src == ".")
-    assert any(f'pip install -q -e "{repo}[gpu]"' in c for c in config["setup_commands"])
-    assert "gpu" in load_pyproject()["project"]["optional-dependencies"]
+    assert config["worker_setup_commands"] == [f'pip install -q -e "{repo}[gpu]"']
+    assert config["head_setup_commands"] == [f'pip install -q -e "{repo}[cluster]"']
+    assert not config.get("setup_commands")
+    extras = load_pyproject()["project"]["optional-dependencies"]
+    assert {"gpu", "cluster"} <= set(extras)
+    # GPU hosts with a driver that runs the CUDA 13 of `.[gpu]` (R580+), never the provider's default image
+    for name, node_type in workers.items():
+        node = node_type["node_config"]
+        if config["provider"]["type"] == "aws":
+            assert node["ImageId"] == AWS_GPU_AMI, name
+        else:
+            images = [d["initializeParams"]["sourceImage"] for d in node["disks"]]
+            assert images and all(i.endswith("-nvidia-580") for i in images), name
+            assert {"key": "install-nvidia-driver", "value": "True"} in node["metadata"]["items"]
+            assert any("nvidia-smi" in c for c in node_type["initialization_commands"])  # waits for the driver
+
+
+AWS_GPU_AMI = "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 
 
 def load_pyproject():
@@ -93,7 +113,8 @@ def check_ray_cluster_spec(spec: dict):
         for c in pod["spec"]["containers"]:
             images.add(c["image"])
             assert "RAY_AUTH_TOKEN" not in {e["name"] for e in c.get("env", [])}  # never a token in a manifest
-    assert len(images) == 1
+    head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    assert head.endswith(f"{ray.__version__}-cpu") and images == {head, head.replace("-cpu", "-gpu")}
     gpus = []
     for group in spec["workerGroupSpecs"]:
         for key in KUBERAY_REQUIRED["workerGroupSpecs"]:
@@ -128,12 +149,22 @@ def dockerfile_workdir() -> str:
     return next(line.split()[1] for line in lines if line.startswith("WORKDIR"))
 
 
-def test_dockerfile_builds_from_this_ray_and_copies_what_exists():
-    lines = [line for line in (ROOT / "cluster/Dockerfile").read_text().splitlines() if line and line[0] != "#"]
-    assert lines[0] == f"FROM rayproject/ray:{ray.__version__}-py311-gpu"
-    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY")]
-    assert copies and all((ROOT / src).exists() for srcs in copies for src in srcs)
-    assert any('".[gpu]"' in line for line in lines if line.startswith("RUN"))
+def test_dockerfile_builds_from_this_ray_without_buildkit_and_copies_what_exists():
+    text = (ROOT / "cluster/Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if line and line[0] != "#"]
+    assert lines[0] == f"ARG BASE=rayproject/ray:{ray.__version__}-py311-gpu" and lines[1] == "FROM ${BASE}"
+    # every documented build names this Ray's CPU image for the head
+    assert f"BASE=rayproject/ray:{ray.__version__}-py311-cpu" in text
+    copies = [line.split()[1:] for line in lines if line.startswith("COPY")]
+    # the classic builder copies as root unless told: everything belongs to the image's user, who installs it
+    assert copies and all(c[0] == "--chown=ray:users" for c in copies)
+    assert all((ROOT / src).exists() for c in copies for src in c[1:-1])
+    # nothing only BuildKit understands
+    assert not re.search(r"^# ?syntax=|--mount=|--chmod=|--link|<<", text, re.MULTILINE)
+    # the classic builder's WORKDIR would be root-owned: it is made and handed over first
+    workdir = dockerfile_workdir()
+    assert f"RUN mkdir -p {workdir} && chown ray:users {workdir}" in lines[lines.index(f"WORKDIR {workdir}") - 2]
+    assert any('".[${EXTRAS}]"' in line for line in lines if line.startswith("RUN")) and "ARG EXTRAS=gpu" in lines
 
 
 def test_runtime_env_is_valid_and_keeps_no_second_dependency_list():

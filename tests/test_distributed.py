@@ -114,3 +114,48 @@ def _wide_model(tmp_path):
     import tiny
 
     return tiny.save(tmp_path / "wide-llama", "llama", num_layers=8, hidden=256)
+
+
+
+def out_of_memory_worker(counter: Path, failures: int):
+    """A worker class that runs out of (GPU) memory the first `failures` times it scores layer 2 removed, as a unit
+    too large for the card would (`counter` counts them across restarts; the class travels to the actors by
+    value)."""
+
+    class OutOfMemoryWorker(Worker):
+        def score(self, removed):
+            import torch
+
+            seen = int(counter.read_text()) if counter.exists() else 0
+            if tuple(removed) == (2,) and seen < failures:
+                counter.write_text(str(seen + 1))
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return super().score(removed)
+
+    return OutOfMemoryWorker
+
+
+@pytest.mark.parametrize("failures", [1, 99])
+def test_out_of_memory_in_a_unit_is_retried_carefully_then_given_up_by_name(ray_cluster, tiny_model_dir, tmp_path,
+                                                                            failures):
+    from prunelab.distributed.executor import RayExecutor, UnitsFailed
+
+    counter = tmp_path / "out-of-memory-count"
+    cfg = config(tiny_model_dir("llama"), tmp_path / "oom", sweep={"batch_tokens": 4096})  # one unit
+    executor = RayExecutor(num_actors=2, num_cpus=1, max_restarts=1, max_attempts=2,
+                           worker_class=out_of_memory_worker(counter, failures))
+    try:
+        if failures == 1:  # the careful retry fits
+            run_sweep(cfg, executor, progress=False)
+        else:
+            with pytest.raises(UnitsFailed, match=r"drop-2 killed its worker 2 times; not computed: drop-2 "
+                                                  r"\(last error: OutOfMemoryError: CUDA out of memory"):
+                run_sweep(cfg, executor, progress=False)
+    finally:
+        executor.close()
+    assert int(counter.read_text()) == min(failures, 1 + 2)  # the first try, then max_attempts careful ones
+    stored = item_rows(ResultsStore(cfg.output_dir).read())
+    want = {"base", "drop-0", "drop-1", "drop-3"} | ({"drop-2"} if failures == 1 else set())
+    assert set(stored.candidate) == want  # an out-of-memory call aborts nothing else
+    assert stored.groupby("candidate").item_id.nunique().tolist() == [24] * len(want)
+    assert executor.resubmitted >= 1

@@ -2,6 +2,7 @@
 validates (`--check`: nothing runs). A `prunelab submit` line validates the stage it submits the same way. Read in
 order, no command reads a run or checkpoint directory that no earlier command writes."""
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -92,3 +93,56 @@ def test_the_readme_reads_only_what_an_earlier_command_made(capsys, monkeypatch)
             if path and path.startswith(("runs/", "pruned/")):
                 assert path.rstrip("/") in made, f"README line {line} reads {path}, which no earlier command writes"
         made |= {w.rstrip("/") for w in writes if w}
+
+
+SUBMIT_SOURCES = ["README.md", "cluster/runtime_env.yaml", "cluster/kuberay-raycluster.yaml", "ray-cluster.yaml",
+                  *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "jobs").glob("*.py"))]
+
+
+def ray_job_submit_lines() -> list[tuple[str, str]]:
+    """(where, command) of every `ray job submit` the user is shown: README code blocks, job docstrings, cluster
+    file comments; continuation lines joined."""
+    found = []
+    for source in SUBMIT_SOURCES:
+        pending = ""
+        for line in (ROOT / source).read_text().splitlines():
+            line = re.sub(r"^\s*#\s?", "", line) if not source.endswith(".md") else line
+            pending += line.strip()
+            if pending.endswith("\\"):
+                pending = pending.rstrip("\\").rstrip() + " "
+                continue
+            if pending.startswith("ray job submit") and "..." not in pending:
+                found.append((source, pending))
+            pending = ""
+    return found
+
+
+SUBMITS = ray_job_submit_lines()
+
+
+def test_every_ray_job_submit_shown_is_one_ray_accepts(monkeypatch):
+    """Each as a user pastes it: Ray's own CLI parses its flags, and its runtime env arguments (one of
+    --runtime-env and --runtime-env-json, never both: Ray refuses the pair) make a valid runtime env."""
+    from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
+    from ray.dashboard.modules.job.cli import submit as ray_job_submit
+
+    from prunelab.distributed.submit import runtime_env_of
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert len(SUBMITS) >= 10 and any("--runtime-env-json" in c for _, c in SUBMITS)
+    for where, command in SUBMITS:
+        # the shell's part first: $(prunelab runtime-env --env NAME) is what the README pipes in
+        command = re.sub(r'"\$\(prunelab runtime-env --env (\w+)\)"',
+                         lambda m: shlex.quote(json.dumps(runtime_env_of(env_vars={m.group(1): "hf_test"}))), command)
+        words = shlex.split(command)[3:]
+        context = ray_job_submit.make_context("submit", words)  # click raises on an unknown flag
+        params = context.params
+        env = parse_runtime_env_args(runtime_env=params["runtime_env"], runtime_env_json=params["runtime_env_json"],
+                                     working_dir=params["working_dir"])
+        assert env["working_dir"] == ".", where
+        assert (ROOT / params["entrypoint"][1]).exists(), f"{where}: {command}"
+        if params["runtime_env_json"]:
+            assert env["env_vars"]["HF_TOKEN"] == "hf_test" and env["excludes"], where
+    with pytest.raises(ValueError, match="Only one of"):  # what the README used to say, refused by Ray itself
+        parse_runtime_env_args(runtime_env="cluster/runtime_env.yaml", runtime_env_json='{"env_vars": {}}')

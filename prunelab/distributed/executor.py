@@ -11,8 +11,9 @@ out-of-memory kill, a lost node), Ray restarts it (`max_restarts`; its `__init__
 a fresh actor replaces it) and every call it had in flight fails. What had landed is kept; the rest of its unit
 goes back to the front of the queue, for whichever actor is free first, in careful mode: one call at a time, so
 that a further death is known to come from that call (when an actor dies with several calls in flight, Ray cannot
-say which one was running: replies already sent can be lost too). A call that kills its worker `max_attempts`
-times is given up; the rest of its unit goes on, and once everything else is computed and stored `UnitsFailed`
+say which one was running: replies already sent can be lost too). A call that runs out of memory (GPU or CPU) is
+a death too: the actor is restarted, which frees what the call held, and the call goes the same careful way. A call
+that kills its worker `max_attempts` times is given up; the rest of its unit goes on, and once everything else is computed and stored `UnitsFailed`
 names what was given up. Results land through the same callback as in-process runs, so each (task, candidate,
 item) is written once.
 
@@ -26,9 +27,17 @@ import time
 from collections.abc import Sequence
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayTaskError
 
-from prunelab.distributed.resources import cluster_offer, placeable, require, resource_request, short
+from prunelab.distributed.resources import (
+    HIDE_GPUS,
+    check_gpu_node,
+    cluster_offer,
+    placeable,
+    require,
+    resource_request,
+    short,
+)
 from prunelab.errors import PrunelabError
 from prunelab.execution.plan import Unit, spread
 from prunelab.execution.run import OnResult
@@ -45,6 +54,15 @@ class UnitsFailed(PrunelabError):
 
 class NoActorPlaced(PrunelabError):
     """Work was waiting and no actor could take it for `placement_timeout_s`."""
+
+
+def out_of_memory(error: Exception) -> bool:
+    """Whether a failed call ran out of memory: torch's `OutOfMemoryError` (CUDA) or a `MemoryError`, raised in the
+    actor and carried by Ray's task error."""
+    import torch
+
+    kinds = (torch.OutOfMemoryError, MemoryError)
+    return isinstance(error, kinds) or isinstance(getattr(error, "cause", None), kinds)
 
 
 class RayExecutor:
@@ -66,7 +84,8 @@ class RayExecutor:
         # resubmits whole units instead
         actor = ray.remote(self.worker_class).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                                                      accelerator_type=self.accelerator_type,
-                                                     max_restarts=self.max_restarts, max_task_retries=0)
+                                                     max_restarts=self.max_restarts, max_task_retries=0,
+                                                     runtime_env=None if self.num_gpus else HIDE_GPUS)
         return actor.remote(local)
 
     def _pool(self, spec: WorkerSpec, n: int) -> list:
@@ -97,6 +116,8 @@ class RayExecutor:
         n = min(self.num_actors, len(units))
         offer = cluster_offer()
         require(self.request, "sweep actors", "ray.actors.num_cpus / num_gpus / accelerator_type", offer)
+        if self.num_gpus and not self.pools.get(worker):
+            check_gpu_node("sweep actors", self.accelerator_type)
         if (fit := placeable(self.request, n, offer)) < n:
             log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
                         offer.describe())
@@ -135,9 +156,11 @@ class RayExecutor:
                 _, call = in_flight.pop(ref)
                 try:  # every call of a dead actor fails: none of these waits can hang
                     salvaged[call] = ray.get(ref)
-                except RayActorError:
+                except (RayActorError, RayTaskError):
                     pass
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            error = getattr(error, "cause", None) or error  # a task error: what the actor raised
+            text = str(error).strip()
+            reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
             results, fresh = plan.lose(a, reason, salvaged)
             store(results)
             self.resubmitted = plan.resubmitted
@@ -165,6 +188,13 @@ class RayExecutor:
             a, call = in_flight[ready_refs[0]]
             try:
                 result = ray.get(ready_refs[0])
+            except RayTaskError as exc:
+                if call is None or not out_of_memory(exc):
+                    raise  # a bug, not a worker's death: everything landed so far is stored
+                # a restart frees what the call held (its memory, the unit's recorded inputs); Ray counts it
+                ray.kill(actors[a], no_restart=False)
+                lost(a, exc)
+                continue
             except RayActorError as exc:
                 if call is not None:
                     lost(a, exc)

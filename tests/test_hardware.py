@@ -1,0 +1,34 @@
+"""The node's NVIDIA driver against the CUDA the installed torch needs: an old driver is one clear error, never a CPU
+run nor a failure deep in CUDA init."""
+
+import pytest
+
+from prunelab.hardware import GPUDriverTooOld, check_gpu_driver, nvidia_driver_version
+
+# /proc/driver/nvidia/version as the proprietary and the open kernel modules write it
+PROPRIETARY = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024\n"
+               "GCC version:  gcc version 11.4.0 (Ubuntu 11.4.0-1ubuntu1~22.04)\n")
+OPEN = ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs-builder@U16)  "
+        "Sun Jul 27 07:09:40 UTC 2025\nGCC version:  gcc version 13.3.0\n")
+
+
+def test_the_loaded_drivers_version_is_read_from_either_kernel_module(tmp_path):
+    for text, version in [(PROPRIETARY, "535.183.01"), (OPEN, "580.65.06")]:
+        (tmp_path / "version").write_text(text)
+        assert nvidia_driver_version(str(tmp_path / "version")) == version
+    assert nvidia_driver_version(str(tmp_path / "absent")) is None
+
+
+def test_a_driver_too_old_for_torchs_cuda_is_refused_with_what_to_do():
+    with pytest.raises(GPUDriverTooOld, match=r"driver is 535.183.01, but the installed torch is built for CUDA 13.0, "
+                                              r"which needs driver 580.65.06 or newer \(R580\+\).*GPU hosts and "
+                                              r"drivers"):
+        check_gpu_driver("13.0", "535.183.01")
+    with pytest.raises(GPUDriverTooOld, match="needs driver 525.60.13"):
+        check_gpu_driver("12.8", "470.256.02")
+
+
+@pytest.mark.parametrize("cuda, driver", [("13.0", "580.65.06"), ("13.0", "590.44.01"), ("12.8", "535.183.01"),
+                                          ("12.4", "580.65.06"), (None, "470.1"), ("13.0", None)])
+def test_a_driver_that_runs_torchs_cuda_or_no_gpu_at_all_passes(cuda, driver):
+    check_gpu_driver(cuda, driver)  # a CPU torch (None), or no driver here (None: this machine's, if any)

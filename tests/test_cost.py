@@ -163,8 +163,11 @@ def test_engine_arguments_are_vllms_and_leave_the_workload_to_prunelab(tmp_path)
     with pytest.raises(ConfigError, match=r"engine_kwargs \['enable_prefix_caching', 'max_model_len'\] are set by"):
         parse_config({**base, "backend": "vllm", "engine_kwargs": {"max_model_len": 64, "enable_prefix_caching": 1}},
                      cls=CostConfig)
-    assert parse_config({**base, "backend": "vllm", "engine_kwargs": {"enforce_eager": True}},
-                        cls=CostConfig).engine_kwargs == {"enforce_eager": True}
+    with pytest.raises(ConfigError, match=r"engine_kwargs sets \['enforce_eager'\], which are vllm's settings"):
+        parse_config({**base, "backend": "vllm", "engine_kwargs": {"enforce_eager": True}}, cls=CostConfig)
+    config = parse_config({**base, "backend": "vllm", "engine_kwargs": {"kv_cache_memory_bytes": 2**30},
+                           "vllm": {"enforce_eager": True}}, cls=CostConfig)
+    assert config.engine_kwargs == {"kv_cache_memory_bytes": 2**30} and config.vllm.enforce_eager
 
 
 @pytest.mark.slow

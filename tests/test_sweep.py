@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from prunelab.cli import main
 from prunelab.config import parse_config
-from prunelab.errors import ResultsError
+from prunelab.errors import ConfigError, ResultsError
 from prunelab.execution.run import InProcessExecutor
 from prunelab.execution.worker import Worker, WorkerSpec
 from prunelab.results import Candidate, ResultsStore
@@ -261,3 +261,53 @@ def test_an_evaluation_spread_over_idle_workers_splits_its_generative_units_by_i
     rows = [ResultsStore(tmp_path / d).read().to_pandas().sort_values(["item_id", "metric"]).reset_index(drop=True)
             for d in ("alone", "many")]
     pd.testing.assert_frame_equal(rows[0], rows[1])
+
+
+def test_a_vllm_generator_never_shares_a_worker_with_the_scoring_model(tiny_dir, tmp_path):
+    """With generation.backend vllm, classification units run on their workers first, the executor releases them,
+    and only then do generating workers start, their engine sized for the plan's longest request (prompt +
+    max_new_tokens), not the checkpoint's maximum; a configured max_model_len below it is refused before any run."""
+    from prunelab.execution.run import run_plan, worker_parts
+    from prunelab.results import ResultsStore
+    from prunelab.stages.common import worker_spec
+    from prunelab.stages.sweep import plan_sweep
+
+    cfg = parse_config({"kind": "sweep", "name": "split", "model": {"name": str(tiny_dir), "dtype": "float32"},
+                        "tasks": [{"name": "gsm8k", "limit": 4, "max_new_tokens": 7},
+                                  {"name": "piqa", "limit": 4}],
+                        "generation": {"backend": "vllm", "vllm": {"gpu_memory_utilization": 0.4}},
+                        "output_dir": str(tmp_path / "split")})
+    plan = plan_sweep(cfg, set())
+    worker = worker_spec(cfg.model, cfg.sweep.batch_tokens, cfg.generation, sweep=cfg.sweep)
+    parts = worker_parts(plan, worker)
+    assert [{u.generative for u in units} for _, units in parts] == [{False}, {True}]  # scoring first, then vLLM
+    generating = parts[1][0]
+    longest = max(len(r.prompt_ids) for u in parts[1][1] for r in u.generation_requests) + 7
+    assert parts[0][0] == worker and generating.max_request_tokens == longest
+    assert generating.vllm_args == {"gpu_memory_utilization": 0.4, "max_model_len": longest,
+                                    "tensor_parallel_size": 1, "enforce_eager": False}
+
+    class Recording:
+        """An executor that records what it is asked (the order is the contract; nothing is computed)."""
+
+        def __init__(self):
+            self.calls = []
+
+        def execute(self, spec, units, on_result):
+            self.calls.append(("execute", spec.max_request_tokens, {u.generative for u in units}))
+
+        def close(self):
+            self.calls.append(("close",))
+
+    executor = Recording()
+    run_plan(plan, ResultsStore(tmp_path / "store"), executor, worker, progress=False)
+    assert executor.calls == [("execute", None, {False}), ("close",), ("execute", longest, {True})]
+
+    small = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={
+        "vllm": cfg.generation.vllm.model_copy(update={"max_model_len": longest - 1})})})
+    with pytest.raises(ConfigError, match=f"max_model_len is {longest - 1}, but the longest request needs {longest}"):
+        worker_parts(plan, worker_spec(small.model, small.sweep.batch_tokens, small.generation, sweep=small.sweep))
+    # an actor share of a GPU sizes the engine: 0.9 of it
+    from prunelab.generation.vllm import engine_arguments
+
+    assert engine_arguments({}, gpu_share=0.5, needed_len=100)["gpu_memory_utilization"] == 0.45

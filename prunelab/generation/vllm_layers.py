@@ -56,8 +56,9 @@ class VLLMCandidateGenerator:
     the removed layers between candidates (no restart, no checkpoint written)."""
 
     def __init__(self, model_path: str, dtype: str = "auto", **engine_kwargs):
-        self.backend = VLLMBackend(model_path, dtype=dtype, enforce_eager=True, worker_extension_cls=EXTENSION,
-                                   **engine_kwargs)
+        # always eager, whatever the config says: CUDA graphs would replay the layers they captured
+        self.backend = VLLMBackend(model_path, dtype=dtype, worker_extension_cls=EXTENSION,
+                                   **{**engine_kwargs, "enforce_eager": True})
 
     def remove(self, layers: Sequence[int]) -> None:
         llm = self.backend.llm

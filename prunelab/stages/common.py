@@ -11,7 +11,7 @@ def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", 
     return WorkerSpec(model=model.name, dtype=model.dtype, revision=model.revision,
                       trust_remote_code=model.trust_remote_code, batch_tokens=batch_tokens,
                       generation_batch_size=generation.batch_size, scorer=scorer, generator=generation.backend,
-                      **engine)
+                      vllm_engine=tuple(sorted(generation.vllm.model_dump().items())), **engine)
 
 
 def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:

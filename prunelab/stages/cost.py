@@ -142,6 +142,8 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=he
                     "dtype": spec.dtype, "device": device, "threads": config.threads, "removed": removed.get(label, [])}
         if config.backend == "vllm":  # keys of transformers measurements stay those of earlier versions
             workload |= {"backend": "vllm", "engine_kwargs": config.engine_kwargs}
+            if config.vllm != type(config.vllm)():  # and those of vLLM ones made with the default engine
+                workload |= {"vllm": config.vllm.model_dump()}
         key = hashlib.sha256(json.dumps({"fingerprint": fingerprint(facts[label].path), **workload},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = root / "results" / f"{label}-{key}.json"

@@ -165,6 +165,13 @@ def test_dockerfile_builds_from_this_ray_without_buildkit_and_copies_what_exists
     workdir = dockerfile_workdir()
     assert f"RUN mkdir -p {workdir} && chown ray:users {workdir}" in lines[lines.index(f"WORKDIR {workdir}") - 2]
     assert any('".[${EXTRAS}]"' in line for line in lines if line.startswith("RUN")) and "ARG EXTRAS=gpu" in lines
+    # every build the README and the Dockerfile show passes only arguments the Dockerfile declares, and extras that
+    # pyproject.toml has
+    declared = {line.split()[1].split("=")[0] for line in lines if line.startswith("ARG")}
+    shown = text + (ROOT / "README.md").read_text()
+    assert set(re.findall(r"--build-arg (\w+)=", shown)) == declared
+    extras = set(load_pyproject()["project"]["optional-dependencies"])
+    assert set(re.findall(r"--build-arg EXTRAS=(\w+)", shown)) | {"gpu"} <= extras
 
 
 def test_runtime_env_is_valid_and_keeps_no_second_dependency_list():

@@ -32,3 +32,13 @@ def test_a_driver_too_old_for_torchs_cuda_is_refused_with_what_to_do():
                                           ("12.4", "580.65.06"), (None, "470.1"), ("13.0", None)])
 def test_a_driver_that_runs_torchs_cuda_or_no_gpu_at_all_passes(cuda, driver):
     check_gpu_driver(cuda, driver)  # a CPU torch (None), or no driver here (None: this machine's, if any)
+
+
+@pytest.mark.parametrize("device, gpus, where", [("cpu", 0, None), ("cuda", 1, {"": "cuda"}), ("cuda", 2, "balanced"),
+                                                 ("cuda:1", 2, {"": "cuda:1"})])
+def test_weights_load_straight_onto_the_gpus_a_worker_holds(device, gpus, where):
+    """One GPU: the checkpoint loads onto it (no host copy first); an actor that sees several (num_gpus > 1): its
+    layers are spread evenly over all of them; a named device: that one; the CPU: the plain load."""
+    from prunelab.models.loading import device_map
+
+    assert device_map(device, gpus) == where

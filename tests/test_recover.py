@@ -131,6 +131,18 @@ def test_lora_recovery_merges_into_a_checkpoint_equal_to_the_adapted_model(linea
     manifest = json.loads((out / "merged" / "prunelab_manifest.json").read_text())
     assert manifest["removed_layers"] == [1] and manifest["recovery"]["responses"] == "reference"
 
+    # with dtype auto the merge keeps the checkpoint's own dtype: a bf16 model is never merged into an fp32 copy
+    from safetensors import safe_open
+
+    from prunelab.recovery.train import merge_adapter
+
+    bf16 = tmp_path / "pruned-bf16"
+    plain.to(torch.bfloat16).save_pretrained(bf16)
+    tokenizer.save_pretrained(bf16)
+    again = merge_adapter(str(bf16), out / "adapter", tokenizer, tmp_path / "merged-bf16", "auto", {})
+    with safe_open(str(next(Path(again).glob("*.safetensors"))), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+
 
 def test_a_stopped_run_resumes_from_its_last_checkpoint(lineage, tmp_path):
     _, pruned, corpus = lineage
@@ -227,15 +239,17 @@ def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path):
     """(A driver killed mid-run: tests/test_ray_jobs.py, against a real head.)"""
     import ray
 
-    from prunelab.distributed.train import train_on_ray
+    from prunelab.distributed.train import like_a_worker, train_on_ray
 
     _, pruned, corpus = lineage
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
     try:
         config = recover_config(pruned, corpus, tmp_path / "w", workers={"num_workers": 1, "max_failures": 1})
         log = tmp_path / "starts-worker"
-        recover(config, lambda job, out: train_on_ray(job, config.workers, out, [RecordStarts(log, die_at=3, grace_s=5)]),
-                progress=False)
+        out = recover(config, lambda job, out: train_on_ray(job, config.workers, out,
+                                                            [RecordStarts(log, die_at=3, grace_s=5)]),
+                      progress=False, place=lambda fn, *args: like_a_worker(config.workers, fn, *args))
         assert starts(log) == [0, 2]  # the worker died at step 3; Ray Train restarted it from step 2
+        assert (out / "merged" / "config.json").exists()  # merged in a task with a worker's resources
     finally:
         ray.shutdown()

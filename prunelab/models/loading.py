@@ -63,19 +63,34 @@ def _remote_code_error(name: str, exc: Exception) -> ModelError | None:
                       "that code")
 
 
+def device_map(device: str, gpus: int | None = None) -> dict | str | None:
+    """Where `from_pretrained` puts the weights. On a GPU they load straight onto it (no full copy in host memory
+    first: that copy is what kills an 80 GiB pod loading a 70B model); where this process sees several GPUs (`gpus`,
+    default: torch's count; an actor holding num_gpus > 1 sees exactly its own) the layers spread evenly over all of
+    them, for models larger than one GPU. On the CPU: None (the plain load)."""
+    if not device.startswith("cuda"):
+        return None
+    if gpus is None:
+        gpus = torch.cuda.device_count()
+    return "balanced" if device == "cuda" and gpus > 1 else {"": device}
+
+
 def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: str | None = None,
                trust_remote_code: bool = False):
-    """Returns (model, tokenizer), the model in eval mode on `device`."""
+    """Returns (model, tokenizer), the model in eval mode on `device` (spread over every visible GPU for "cuda"
+    where there are several: `device_map`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from prunelab.models.view import view
 
     torch_dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(name)
+    placement = device_map(device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision,
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code,
+                                                     **({"device_map": placement} if placement else {}))
     except (OSError, ValueError) as exc:
         if (remote := _remote_code_error(name, exc)) is not None:
             raise remote from exc
@@ -83,7 +98,9 @@ def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: st
             raise
         raise ModelError(f"could not load model {name!r} from {path!r}: {exc}{_hub_hint(name, path)}") from exc
     view(model)  # the family's layout, checked before anyone removes a layer
-    model.to(device).eval()
+    if placement is None:
+        model.to(device)
+    model.eval()
     return model, tokenizer
 
 

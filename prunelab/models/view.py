@@ -295,8 +295,10 @@ class ModelView:
         per layer per forward), for `layers` (default: all)."""
         recorded: list[torch.Tensor] = []
 
-        def hook(_module, args, kwargs):
-            recorded.append(args[0] if args else kwargs["hidden_states"])
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            # kept on the layer's own device (with layers spread over GPUs, the input arrives on the one before)
+            recorded.append(hidden.to(next(module.parameters()).device))
 
         handles = [layer.register_forward_pre_hook(hook, with_kwargs=True)
                    for layer in (self.layers if layers is None else layers)]

@@ -96,15 +96,23 @@ def check_lora_targets(model_config, target_modules: list[str], model_name: str)
 
 def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: str | Path, dtype: str,
                   files: dict[str, str]) -> Path:
-    """The adapter merged into the pruned model reloaded unquantized (in `dtype`), saved as a stock checkpoint that
-    `prunelab eval` (and vLLM) load; `files` (name -> text) go beside it."""
+    """The adapter merged into the pruned model reloaded unquantized, saved as a stock checkpoint that `prunelab
+    eval` (and vLLM) load; `files` (name -> text) go beside it. It runs where the memory is: loaded straight onto
+    this process's GPU if it has one, in `dtype`, where auto is the checkpoint's own dtype (bf16 for released
+    models), never an fp32 copy of a bf16 model (~25 GB for a pruned 8B) because the CPU lacks native bf16."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from prunelab.models.loading import resolve_dtype
+    from prunelab.hardware import device_name
+    from prunelab.models.loading import DTYPES
     from prunelab.surgery import save_pruned
 
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=resolve_dtype(dtype, "cpu"))
+    if dtype == "auto":
+        stored = getattr(AutoConfig.from_pretrained(model_path), "dtype", None)
+        torch_dtype = stored if isinstance(stored, torch.dtype) else DTYPES.get(str(stored), torch.bfloat16)
+    else:
+        torch_dtype = DTYPES[dtype]
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, device_map={"": device_name()})
     with _peft_wrapping():
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     manifest_files = dict(files)

@@ -101,7 +101,9 @@ def _length_chunks(lengths: list[int], slack: float = 1.25, min_tokens: int = 51
 
 def _select_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
     # A fresh cache holding rows `index` of every layer (repeating rows where an index repeats).
-    return DynamicCache(ddp_cache_data=[(l.keys.index_select(0, index), l.values.index_select(0, index)) for l in cache.layers])
+    # each layer's rows on that layer's device (layers spread over GPUs keep their cache where they run)
+    return DynamicCache(ddp_cache_data=[(l.keys.index_select(0, index.to(l.keys.device)),
+                                         l.values.index_select(0, index.to(l.values.device))) for l in cache.layers])
 
 
 def _pad(rows: list[Sequence[int]], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,6 +30,7 @@ from prunelab.recovery.train import accumulation_steps, check_lora_targets, merg
 from prunelab.report.training import write_curve
 from prunelab.results import ResultsStore
 from prunelab.sgr.shards import read_corpus
+from prunelab.stages.runtime import here
 from prunelab.surgery import MANIFEST_NAME
 
 Trainer = Callable[[TrainJob, Path], Path]
@@ -63,7 +64,7 @@ def check_adapter(out: Path, model_path: str, model_name: str) -> None:
                          f"({model_path}); choose another output_dir or delete that directory")
 
 
-def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: bool = True) -> Path:
+def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: bool = True, place=here) -> Path:
     """Trains (or resumes, or finds finished) the recovery of `config`; returns the output directory."""
     out = Path(config.output_dir).resolve()
     store = ResultsStore(out)
@@ -122,8 +123,9 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
     recovery = {"strategy": "sft-lora", "responses": config.responses, "corpus": lineage["corpus"],
                 "corpus_sha256": lineage["corpus_sha256"], "adapter": str(adapter)}
     merged_manifest = {**manifest, "recovery": recovery} if manifest else {"recovery": recovery}
-    merge_adapter(facts.path, adapter, tokenizer, out / MERGED, config.model.dtype,
-                  {MANIFEST_NAME: json.dumps(merged_manifest, indent=2)})
+    # where the training ran (a GPU node on a cluster), not on a small head: absolute paths, as for the workers
+    place(merge_adapter, model_path, str(adapter.resolve()), tokenizer, str((out / MERGED).resolve()),
+          config.model.dtype, {MANIFEST_NAME: json.dumps(merged_manifest, indent=2)})
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
     training = {"steps": state["global_step"], "epochs": state.get("epoch"), "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None, "train_seconds_this_run": round(train_s, 1),
@@ -135,5 +137,7 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
 
 
 def run(config: RecoverConfig, runtime) -> RecoverArtifact:
-    trainer = runtime.trainer(config.workers) if runtime.trainer and config.workers.num_workers > 0 else None
-    return RecoverArtifact(recover(config, trainer, progress=runtime.progress))
+    on_ray = runtime.trainer and config.workers.num_workers > 0
+    trainer = runtime.trainer(config.workers) if on_ray else None
+    place = runtime.worker_task(config.workers) if on_ray else here
+    return RecoverArtifact(recover(config, trainer, progress=runtime.progress, place=place))

@@ -8,6 +8,8 @@ or attaches to Ray itself.
     trainer(workers)     a recovery trainer for the stage's `workers` (None: train in this process)
     task(ray_spec)       place(fn, *args): runs fn where the stage's measurements run (cost), a Ray task sized like
                          one of `ray.actors`, or here
+    worker_task(workers) place(fn, *args): runs fn where a recovery worker runs (the adapter merge: on a GPU node,
+                         not on a small head), or here
 """
 
 from collections.abc import Callable
@@ -29,12 +31,17 @@ def _measure_here(ray_spec=None):
     return here
 
 
+def _merge_here(workers=None):
+    return here
+
+
 @dataclass(frozen=True)
 class Runtime:
     executor: Callable = _in_process_executor
     sgr: Callable | None = None
     trainer: Callable | None = None
     task: Callable = _measure_here
+    worker_task: Callable = _merge_here
     progress: bool = True
 
     @classmethod

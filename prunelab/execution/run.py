@@ -86,10 +86,28 @@ def worker_parts(plan: Plan, worker: WorkerSpec) -> list[tuple[WorkerSpec, list[
     if not generative or GENERATION_BACKENDS.entry(worker.generator).kind != CHECKPOINT:
         return [(worker, list(plan.units))]
     longest = max(len(r.prompt_ids) + u.sampling.max_new_tokens for u in generative for r in u.generation_requests)
+    _check_context(worker, longest)
     generating = dataclasses.replace(worker, max_request_tokens=longest)
     _ = generating.vllm_args  # a max_model_len below the longest request is refused before anything runs
     scored = [u for u in plan.units if not u.generative]
     return ([(worker, scored)] if scored else []) + [(generating, generative)]
+
+
+def _check_context(worker: WorkerSpec, longest: int) -> None:
+    """Refuses requests longer than the model's context (vLLM would refuse the engine inside the worker)."""
+    from transformers import AutoConfig
+
+    from prunelab.errors import ConfigError
+    from prunelab.models import resolve_model_path
+    from prunelab.models.view import text_config
+
+    config = AutoConfig.from_pretrained(resolve_model_path(worker.model), revision=worker.revision,
+                                        trust_remote_code=worker.trust_remote_code)
+    context = getattr(text_config(config), "max_position_embeddings", None)
+    if context and longest > context:
+        raise ConfigError(f"the longest generative request needs {longest} tokens (its prompt + max_new_tokens), "
+                          f"but {worker.model!r} holds {context} (max_position_embeddings): lower the task's "
+                          "max_new_tokens or num_fewshot")
 
 
 def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: WorkerSpec, progress: bool = True,

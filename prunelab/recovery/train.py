@@ -55,6 +55,15 @@ def _peft_wrapping():
         yield
 
 
+def _checkpointing_argument(config_class) -> str:
+    """transformers 5.23 renamed `gradient_checkpointing` to `activation_checkpointing`; the GPU stack (vLLM 0.33)
+    pins transformers below 5.21, which knows only the old name."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world_size: int, callbacks=()):
     """TRL's SFTTrainer for a RecoverConfig: LoRA on the configured modules, loss on completions only, warmup then a
     constant learning rate, a checkpoint every `save_steps` (and at the end) with optimizer state for resumption."""
@@ -71,8 +80,8 @@ def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world
         logging_steps=1, save_strategy="steps", save_steps=t.save_steps, seed=t.seed, data_seed=t.seed,
         bf16=device.type == "cuda" or quantized or model.dtype == torch.bfloat16, fp16=False,
         use_cpu=device.type == "cpu", max_length=t.max_length, packing=False, completion_only_loss=True,
-        activation_checkpointing=t.gradient_checkpointing, report_to="none", dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, disable_tqdm=True, save_total_limit=2,
+        report_to="none", dataloader_num_workers=0, ddp_find_unused_parameters=False, disable_tqdm=True,
+        save_total_limit=2, **{_checkpointing_argument(SFTConfig): t.gradient_checkpointing},
     )
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=list(lora.target_modules), task_type="CAUSAL_LM")

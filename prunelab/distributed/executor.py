@@ -11,11 +11,11 @@ out-of-memory kill, a lost node), Ray restarts it (`max_restarts`; its `__init__
 a fresh actor replaces it) and every call it had in flight fails. What had landed is kept; the rest of its unit
 goes back to the front of the queue, for whichever actor is free first, in careful mode: one call at a time, so
 that a further death is known to come from that call (when an actor dies with several calls in flight, Ray cannot
-say which one was running: replies already sent can be lost too). A call that runs out of memory (GPU or CPU) is
-a death too: the actor is restarted, which frees what the call held, and the call goes the same careful way. A call
-that kills its worker `max_attempts` times is given up; the rest of its unit goes on, and once everything else is computed and stored `UnitsFailed`
-names what was given up. Results land through the same callback as in-process runs, so each (task, candidate,
-item) is written once.
+say which one was running: replies already sent can be lost too). A call that runs out of memory (GPU or CPU) is a
+death too: the actor is restarted, which frees what the call held, and the call goes the same careful way. A call
+that kills its worker `max_attempts` times is given up; the rest of its unit goes on, and once everything else is
+computed and stored `UnitsFailed` names what was given up. Results land through the same callback as in-process
+runs, so each (task, candidate, item) is written once.
 
 A request no node can ever satisfy fails before any actor is asked for (`resources.require`); work that no actor
 could take for `placement_timeout_s` (every actor lost or unplaceable) fails with what the cluster offers, after

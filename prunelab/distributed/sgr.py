@@ -59,7 +59,7 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     longest = max((len(r["prompt_ids"]) for r in rows), default=0) + max_tokens
     settings = engine.vllm.engine_args(1.0, longest)  # each replica holds whole GPUs
     # ignore the checkpoint's sampling defaults, as the HF backend does
-    # the model's dtype as the config says (auto: the checkpoint's), as the hf backend loads it
+    # the model's dtype as the config says (auto: vLLM's own choice, from the checkpoint's dtype)
     engine_kwargs = {"generation_config": "vllm", "dtype": dtype, "max_model_len": settings["max_model_len"],
                      **engine.engine_kwargs}
     options, map_kwargs, detokenize = {}, None, True

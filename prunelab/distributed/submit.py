@@ -105,7 +105,6 @@ def runtime_env_of(path: str | None = "cluster/runtime_env.yaml", env_vars: dict
     return env
 
 
-
 def submit(stage: str, args: list[str], address: str, working_dir: str = ".",
            runtime_env: str | None = "cluster/runtime_env.yaml", entrypoint_num_gpus: float = 0,
            submission_id: str | None = None, wait: bool = True,

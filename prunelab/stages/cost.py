@@ -41,14 +41,15 @@ from prunelab.surgery import check_layers
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def measuring_host(device: str) -> dict:
+def measuring_host(device: str, gpus: int = 1) -> dict:
     """Where measurements run (this process, or a Ray task on the node that measures): the device `device` (auto,
-    cpu, cuda) means there, what `dtype: auto` means there, the memory free there and the machine's description."""
+    cpu, cuda) means there, what `dtype: auto` means there, the memory free there (on the `gpus` GPUs one engine
+    spans, with vLLM's tensor parallelism) and the machine's description."""
     import torch
 
     device = device_name(device)
     if device.startswith("cuda"):
-        free = torch.cuda.mem_get_info()[0]
+        free = sum(torch.cuda.mem_get_info(i)[0] for i in range(min(gpus, torch.cuda.device_count())))
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return {"device": device, "dtype_auto": dtype_name("auto", device), "free_bytes": int(free),
@@ -100,7 +101,7 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=he
     """Measures what is not measured yet. `place(fn, *args)` runs `fn` where the measurements run: here (default),
     or in a Ray task on the node that measures (`Runtime.task`); every model is measured there, one at a time."""
     root = Path(config.output_dir)
-    host = place(measuring_host, config.device)
+    host = place(measuring_host, config.device, config.vllm.tensor_parallel_size if config.backend == "vllm" else 1)
     device = host["device"]
 
     def resolved(dtype: str) -> str:  # what `auto` means where the measurements run

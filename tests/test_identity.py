@@ -87,8 +87,17 @@ def _changed(data: dict, path: tuple, value) -> dict:
     return data
 
 
-def _same_after_resolving(path: tuple, old, new) -> bool:
-    """Values that resolve to the same computation on this machine (dtype auto vs what auto means here)."""
+def _same_after_resolving(path: tuple, old, new, config=None) -> bool:
+    """Values that resolve to the same computation on this machine (dtype auto vs what auto means here), and the
+    section of a recovery method that the config does not run."""
+    from prunelab.config.sections import METHOD_SECTIONS, RecoverSection
+
+    for i, part in enumerate(path):
+        section = config
+        for p in path[:i]:
+            section = getattr(section, p, None) if isinstance(p, str) else None
+        if isinstance(section, RecoverSection) and part in METHOD_SECTIONS and part not in section.methods_used():
+            return True
     if path[-1] == "num_fewshot":  # the arithmetic probe runs 3-shot whatever is asked (0 or 3)
         return {old, new} == {0, 3}
     if path[-1] == "dtype":
@@ -118,7 +127,7 @@ def test_changing_a_field_changes_exactly_the_identities_its_marker_names(kind):
                 changed = cls.model_validate(_changed(data, path, other))
             except ValidationError:
                 continue  # not a valid value there (a task name, a constraint): try the next
-            same = _same_after_resolving(path, value, other)
+            same = _same_after_resolving(path, value, other, config)
             claim_changes = changed.identity() != config.identity()
             stage_changes = changed.stage_identity() != config.stage_identity()
             where = f"{kind}: {'.'.join(map(str, path))} ({role}) {value!r} -> {other!r}"

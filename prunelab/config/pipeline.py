@@ -13,11 +13,13 @@ from prunelab.config.sections import (
     Ratios,
     RaySpec,
     RecoverSection,
+    RecoveryMethod,
     SGRSection,
     StrategyNames,
     StrategyOptions,
     SweepSpec,
     TaskSpec,
+    check_method,
     check_strategy_needs,
     check_sweepable,
     check_unique,
@@ -48,10 +50,29 @@ class PipelineRecover(RecoverSection):
     `prunelab recover`'s config says it."""
 
     targets: list[str] = extent(["block_influence@0.25"], min_length=1)
-    responses: list[Literal["sgr", "reference"]] = extent(["sgr", "reference"], min_length=1)
+    methods: list[RecoveryMethod] = extent(["sft"], min_length=1, description="sft (one arm per responses), kd, "
+                                                                              "partial (on SGR responses), linear")
+    responses: list[Literal["sgr", "reference"]] = extent(["sgr", "reference"], min_length=1,
+                                                          description="the sft arms' answers")
     paired: bool = key(True, description="when both arms are trained, both train on the same prompts (those with a "
                                          "kept SGR response and an original answer that fit), so they differ in "
                                          "their answers alone")
+
+    @model_validator(mode="after")
+    def _methods(self):
+        check_unique_names(self.methods, "recover.methods")
+        for method in self.methods:
+            check_method(method, self)
+        return self
+
+    def methods_used(self) -> set[str]:
+        return self._used(set(self.methods))
+
+
+def check_unique_names(names: list[str], where: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{where} repeats {repeated}; list each once")
 
 
 def target_key(strategy: str, ratio: float) -> str:

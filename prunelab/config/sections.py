@@ -347,13 +347,60 @@ class SGRSection(Frozen):
     engine: SGREngineSpec = key(SGREngineSpec())
 
 
+RecoveryMethod = Literal["sft", "kd", "linear", "partial"]
+RECOVERY_METHODS = ("sft", "kd", "linear", "partial")
+METHOD_SECTIONS = ("kd", "linear", "partial")  # the sections only their own method reads
+
+
+class KDSpec(Frozen):
+    """Logit distillation from the unpruned model (TRL's GKD trainer): the student (the pruned model with (Q)LoRA)
+    matches the teacher's next-token distribution on the corpus's texts, or on its own samples (`lmbda`)."""
+
+    teacher: str | None = key(None, description="the teacher: the base model the corpus was made with if unset; "
+                                                "another must share the student's tokenizer")
+    beta: float = key(0.5, ge=0, le=1, description="generalized Jensen-Shannon divergence: 0 forward KL, 1 reverse "
+                                                   "KL, 0.5 JSD")
+    lmbda: float = key(0.0, ge=0, le=1, description="share of steps trained on the student's own samples "
+                                                    "(on-policy); 0: off-policy on the corpus's responses")
+    temperature: float = key(1.0, gt=0, description="of both distributions, and of on-policy sampling")
+    max_new_tokens: int = key(128, ge=1, description="length of the student's on-policy samples")
+
+
+class PartialSpec(Frozen):
+    """Partial-layer fine-tuning: the output head, the final norm and the last `layers` decoder layers trained fully
+    (no adapter), everything else frozen."""
+
+    layers: int = key(2, ge=0, description="decoder layers trained, counted from the last")
+    learning_rate: float = key(2e-5, gt=0, description="full fine-tuning takes a smaller step than LoRA's "
+                                                       "training.learning_rate")
+
+
+class LinearSpec(Frozen):
+    """Training-free replacement (ReplaceMe): each contiguous run of removed layers becomes a least-squares linear
+    map, estimated on calibration texts and folded into the down projection of the layer before the run."""
+
+    calibration: CalibrationSpec = key(CalibrationSpec())
+    ridge: float = key(1e-4, ge=0, description="ridge, relative to the mean diagonal of the normal equations")
+    then: Literal["sft", "kd"] | None = key(None, description="train the folded model afterwards (LinearPatch)")
+
+
 class RecoverSection(Frozen):
     """How a pruned model is fine-tuned (`prunelab recover`, and the pipeline's recover section)."""
 
     quantization: Quantization = key("auto", description="auto: QLoRA (nf4) on GPU, LoRA on CPU")
     lora: LoraSpec = key(LoraSpec())
     training: TrainingSpec = key(TrainingSpec())
+    kd: KDSpec = key(KDSpec(), description="method kd (and linear's then: kd)")
+    partial: PartialSpec = key(PartialSpec(), description="method partial")
+    linear: LinearSpec = key(LinearSpec(), description="method linear")
     workers: TrainWorkersSpec = setting(TrainWorkersSpec())
+
+    def methods_used(self) -> set[str]:
+        """The methods this section runs (a stage config: one; the pipeline's: several)."""
+        raise NotImplementedError
+
+    def _used(self, methods: set[str]) -> set[str]:
+        return methods | ({self.linear.then} if "linear" in methods and self.linear.then else set())
 
     @model_validator(mode="after")
     def _effective_batch(self):
@@ -370,6 +417,10 @@ class RecoverSection(Frozen):
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         if "quantization" not in identity:
             return identity
+        # a method's section belongs to the identity only where that method runs: an sft run keeps the identity
+        # it had before there were other methods
+        used = self.methods_used()
+        identity = {k: v for k, v in identity.items() if k not in METHOD_SECTIONS or k in used}
         return {**identity, "quantization": resolved_quantization(self.quantization)}
 
 
@@ -404,6 +455,13 @@ class CostMeasure(Frozen):
                              "timestamps on)")
         _check_engine_kwargs(self.engine_kwargs, "engine_kwargs", "vllm")
         return self
+
+
+def check_method(method: str, section: "RecoverSection") -> None:
+    """What a method cannot run with, refused before anything is loaded."""
+    if method == "partial" and section.quantization == "nf4":
+        raise ValueError("method partial trains the last layers' full weights, which a 4-bit (nf4) model cannot "
+                         "train; use quantization: none (or auto: full precision for partial)")
 
 
 def resolved_quantization(quantization: str) -> str:

@@ -15,11 +15,13 @@ from prunelab.config.sections import (
     RayCluster,
     RaySpec,
     RecoverSection,
+    RecoveryMethod,
     SGRSection,
     StrategyNames,
     StrategyOptions,
     SweepSpec,
     TaskSpec,
+    check_method,
     check_ratios,
     check_strategies,
     check_strategy_needs,
@@ -149,10 +151,13 @@ class SGRConfig(SGRSection):
 
 
 class RecoverConfig(RecoverSection):
-    """`prunelab recover`: fine-tune a pruned model on an SGR corpus (or its original answers) with (Q)LoRA."""
+    """`prunelab recover`: heal a pruned model. sft: (Q)LoRA on an SGR corpus (or its original answers); kd: (Q)LoRA
+    distilling the base model's logits; partial: the last layers, final norm and head trained fully; linear: each run
+    of removed layers replaced by a least-squares linear map folded into the weights (no training)."""
 
     kind: Literal["recover"] = setting("recover")
     name: str = setting()
+    method: RecoveryMethod = key("sft", description="sft, kd, linear or partial")
     model: ModelSpec = key(description="the pruned checkpoint (from prunelab prune)")
     corpus: str = key(description="a `prunelab sgr` output directory")
     responses: Literal["sgr", "reference"] = key("sgr", description="sgr: the base model's answers; reference: the "
@@ -162,6 +167,20 @@ class RecoverConfig(RecoverSection):
                                           "their answers alone")
     ray: RayCluster = setting(RayCluster())
     output_dir: str = setting()
+
+    @model_validator(mode="after")
+    def _method(self):
+        check_method(self.method, self)
+        return self
+
+    def methods_used(self) -> set[str]:
+        return self._used({self.method})
+
+    def resolve_identity(self, identity):
+        identity = super().resolve_identity(identity)
+        if identity.get("method") == "sft":
+            del identity["method"]  # an sft run keeps the identity it had before there were other methods
+        return identity
 
 
 class CostConfig(CostMeasure):

@@ -16,6 +16,7 @@ class TrainJob:
     chat_template: str  # the corpus's, so the model is trained the way the corpus was asked
     run_name: str  # a stable name per output directory and identity: a rerun resumes it
     storage_path: str  # Ray Train's checkpoints (shared storage on a cluster)
+    teacher_path: str | None = None  # kd: the model distilled from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,11 +42,11 @@ def prepare(job: TrainJob):
 def train(job: TrainJob, device, world_size: int, output_dir: str | Path, resume_from: str | None = None,
           callbacks=()):
     """Trains (or resumes from `resume_from`, a Hugging Face checkpoint directory); returns the trainer."""
-    from prunelab.recovery.train import load_for_training, sft_trainer
+    from prunelab.recovery.methods import trained_method
 
     config, tokenizer, dataset, _ = prepare(job)
-    model = load_for_training(job.model_path, config.model.dtype, config.quantization, device)
-    trainer = sft_trainer(model, tokenizer, dataset, config, output_dir, world_size, callbacks)
+    trainer = trained_method(config).trainer(job, config, tokenizer, dataset, device, output_dir, world_size,
+                                             callbacks)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 

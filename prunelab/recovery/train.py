@@ -3,6 +3,7 @@
 
 import json
 import logging
+import math
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,30 +65,65 @@ def _checkpointing_argument(config_class) -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
-def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world_size: int, callbacks=()):
-    """TRL's SFTTrainer for a RecoverConfig: LoRA on the configured modules, loss on completions only, warmup then a
-    constant learning rate, a checkpoint every `save_steps` (and at the end) with optimizer state for resumption."""
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+def total_steps(training, examples: int, world_size: int) -> int:
+    """Optimizer steps of a run, as transformers' Trainer counts them: `max_steps`, or the epochs over batches of
+    `per_device_batch_size` on each of `world_size` ranks, `accumulation_steps` batches per step."""
+    if training.max_steps:
+        return training.max_steps
+    batches = math.ceil(examples / (training.per_device_batch_size * max(1, world_size)))
+    per_epoch = max(1, math.ceil(batches / accumulation_steps(training, world_size)))
+    return max(1, math.ceil(training.epochs * per_epoch))
 
-    t, lora = config.training, config.lora
+
+def warmup_steps(training, steps: int) -> int:
+    """Whole warmup steps for a run of `steps`: a fraction below 1 is rounded down (transformers rounds it up, so a
+    run of a few steps warmed up for all of them, starting at learning rate 0), and warmup never takes more than
+    half the run: a run of one or two steps trains at the full rate."""
+    wanted = int(training.warmup_steps * steps) if training.warmup_steps < 1 else int(training.warmup_steps)
+    return min(wanted, (steps - 1) // 2)
+
+
+def training_arguments(args_class, config, model, output_dir: str | Path, world_size: int, examples: int,
+                       learning_rate: float | None = None, **extra):
+    """`args_class` (SFTConfig or a subclass) with the settings every trained method shares: the effective batch,
+    warmup then a constant learning rate, a checkpoint every `save_steps` (and at the end) with optimizer state for
+    resumption, tokens counted, and bf16 where the model computes in it."""
+    t = config.training
     device = next(model.parameters()).device
     quantized = getattr(model, "is_loaded_in_4bit", False)
-    args = SFTConfig(
-        output_dir=str(output_dir), learning_rate=t.learning_rate, per_device_train_batch_size=t.per_device_batch_size,
+    steps = total_steps(t, examples, world_size)
+    return args_class(
+        output_dir=str(output_dir), learning_rate=learning_rate or t.learning_rate,
+        per_device_train_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=accumulation_steps(t, world_size), num_train_epochs=t.epochs,
-        max_steps=t.max_steps or -1, lr_scheduler_type="constant_with_warmup", warmup_steps=t.warmup_steps,
+        max_steps=t.max_steps or -1, lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps(t, steps),
         logging_steps=1, save_strategy="steps", save_steps=t.save_steps, seed=t.seed, data_seed=t.seed,
         bf16=device.type == "cuda" or quantized or model.dtype == torch.bfloat16, fp16=False,
-        use_cpu=device.type == "cpu", max_length=t.max_length, packing=False, completion_only_loss=True,
-        report_to="none", dataloader_num_workers=0, ddp_find_unused_parameters=False, disable_tqdm=True,
-        save_total_limit=2, **{_checkpointing_argument(SFTConfig): t.gradient_checkpointing},
-    )
-    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                             target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+        use_cpu=device.type == "cpu", max_length=t.max_length, report_to="none", dataloader_num_workers=0,
+        ddp_find_unused_parameters=False, disable_tqdm=True, save_total_limit=2,
+        include_num_input_tokens_seen="non_padding",
+        **{_checkpointing_argument(args_class): t.gradient_checkpointing}, **extra)
+
+
+def lora_config(config):
+    from peft import LoraConfig
+
+    lora = config.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world_size: int, callbacks=(),
+                peft: bool = True, learning_rate: float | None = None):
+    """TRL's SFTTrainer for a RecoverConfig: loss on completions only, LoRA on the configured modules (`peft`), or
+    the model's own trainable parameters (partial fine-tuning)."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = training_arguments(SFTConfig, config, model, output_dir, world_size, len(dataset), learning_rate,
+                              packing=False, completion_only_loss=True)
     with _peft_wrapping():
         return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=peft_config, callbacks=list(callbacks))
+                          peft_config=lora_config(config) if peft else None, callbacks=list(callbacks))
 
 
 def check_lora_targets(model_config, target_modules: list[str], model_name: str) -> None:
@@ -103,6 +139,18 @@ def check_lora_targets(model_config, target_modules: list[str], model_name: str)
                           f"{', '.join(sorted(names))}")
 
 
+def checkpoint_dtype(model_path: str, dtype: str) -> torch.dtype:
+    """`dtype`, where auto is the checkpoint's own (bf16 for released models): what a result is saved in."""
+    from transformers import AutoConfig
+
+    from prunelab.models.loading import DTYPES, resolve_model_path
+
+    if dtype != "auto":
+        return DTYPES[dtype]
+    stored = getattr(AutoConfig.from_pretrained(resolve_model_path(model_path)), "dtype", None)
+    return stored if isinstance(stored, torch.dtype) else DTYPES.get(str(stored), torch.bfloat16)
+
+
 def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: str | Path, dtype: str,
                   files: dict[str, str]) -> Path:
     """The adapter merged into the pruned model reloaded unquantized, saved as a stock checkpoint that `prunelab
@@ -110,18 +158,13 @@ def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: 
     this process's GPU if it has one, in `dtype`, where auto is the checkpoint's own dtype (bf16 for released
     models), never an fp32 copy of a bf16 model (~25 GB for a pruned 8B) because the CPU lacks native bf16."""
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from prunelab.hardware import device_name
-    from prunelab.models.loading import DTYPES
     from prunelab.surgery import save_pruned
 
-    if dtype == "auto":
-        stored = getattr(AutoConfig.from_pretrained(model_path), "dtype", None)
-        torch_dtype = stored if isinstance(stored, torch.dtype) else DTYPES.get(str(stored), torch.bfloat16)
-    else:
-        torch_dtype = DTYPES[dtype]
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, device_map={"": device_name()})
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=checkpoint_dtype(model_path, dtype),
+                                                device_map={"": device_name()})
     with _peft_wrapping():
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     manifest_files = dict(files)

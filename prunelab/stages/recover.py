@@ -1,14 +1,20 @@
-"""`prunelab recover`: fine-tune a pruned model on an SGR corpus (or its original answers) with (Q)LoRA, then merge.
+"""`prunelab recover`: heal a pruned model with one method (`method`, prunelab.recovery.methods): sft ((Q)LoRA SFT on an
+SGR corpus or its original answers), kd ((Q)LoRA distilling the base model's logits on the corpus's texts), partial
+(the last layers, final norm and head trained fully) or linear (least-squares maps folded into the weights, no
+training; `then:` sft or kd on top).
 
     run(config, runtime) -> RecoverArtifact  # the stage's entry point: Ray Train workers, or here (num_workers 0)
     recover(config)                          # in this process (LoRA on CPU, QLoRA on a GPU)
     recover(config, trainer=runner)          # runner(job, out) -> final HF checkpoint: Ray Train (distributed/train)
 
 Output directory:
-    adapter/                the trained LoRA adapter (PEFT)
-    merged/                 the adapter merged into the pruned model reloaded unquantized: `prunelab eval` loads it
+    adapter/                sft, kd: the trained LoRA adapter (PEFT)
+    linear/                 linear with then: the folded checkpoint that was trained
+    merged/                 the result as a stock checkpoint (adapter merged into the pruned model reloaded
+                            unquantized, partial's trained weights, or linear's folded model): `prunelab eval` loads it
     training_curve.csv/png  loss and perplexity per step
-    meta.json               config, lineage (base model, pruning manifest, corpus hashes), counts, steps, losses
+    meta.json               config, lineage (base model, pruning manifest, corpus hashes, calibration, teacher),
+                            counts, and the budget: method, steps, examples per step, tokens, trainable parameters
 """
 
 import json
@@ -19,12 +25,14 @@ from pathlib import Path
 
 from prunelab.artifacts import MERGED, RecoverArtifact
 from prunelab.atomic import write_json
-from prunelab.config import RecoverConfig
+from prunelab.config import ModelSpec, RecoverConfig
 from prunelab.errors import DataError, ModelError
 from prunelab.metadata import META_FILE, build_meta, identity_hash
 from prunelab.models import inspect_model
 from prunelab.models.templates import apply_template
 from prunelab.recovery.data import select_examples
+from prunelab.recovery.linear import replace_with_maps
+from prunelab.recovery.methods import trainable_parameters
 from prunelab.recovery.run import TrainJob, train_in_process
 from prunelab.recovery.train import accumulation_steps, check_lora_targets, merge_adapter
 from prunelab.report.training import write_curve
@@ -35,6 +43,7 @@ from prunelab.surgery import MANIFEST_NAME
 
 Trainer = Callable[[TrainJob, Path], Path]
 ADAPTER = "adapter"
+LINEAR = "linear"  # linear with then: the folded checkpoint that is trained
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -64,8 +73,89 @@ def check_adapter(out: Path, model_path: str, model_name: str) -> None:
                          f"({model_path}); choose another output_dir or delete that directory")
 
 
+def check_method(config: RecoverConfig, facts, manifest: dict) -> dict:
+    """What the method needs besides the corpus, checked before anything is written: linear's removed layers and
+    calibration texts, kd's teacher, partial's layer count. Returns what the method reads (teacher, texts)."""
+    from prunelab.models import inspect_model
+    from prunelab.recovery.methods import trained_method
+
+    needs: dict = {}
+    method = trained_method(config)
+    if config.method == "linear":
+        from transformers import AutoModelForCausalLM
+
+        from prunelab.recovery.linear import calibration_texts, check_foldable
+
+        removed = manifest.get("removed_layers")
+        if not removed or not manifest.get("base_model_path"):
+            raise DataError(f"method linear rebuilds {config.model.name!r} from its base model, and its pruning "
+                            f"manifest ({MANIFEST_NAME}) does not say which layers of which base model were removed; "
+                            "prune it with prunelab prune")
+        base = inspect_model(ModelSpec(name=manifest["base_model_path"], dtype=config.model.dtype))
+        import torch
+
+        with torch.device("meta"):
+            check_foldable(AutoModelForCausalLM.from_config(base.config), removed)
+        needs["texts"], needs["calibration"] = calibration_texts(config.linear.calibration)
+        needs["base_path"], needs["removed"] = base.path, list(removed)
+    if method is None:
+        return needs
+    if method.adapter:
+        check_lora_targets(facts.config, config.lora.target_modules, config.model.name)
+    if method.name == "partial":
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from prunelab.recovery.partial import trained_modules
+
+        with torch.device("meta"):
+            trained_modules(AutoModelForCausalLM.from_config(facts.config), config.partial.layers)
+    if method.name == "kd":
+        from prunelab.recovery.kd import check_teacher
+
+        teacher_name = config.kd.teacher or manifest.get("base_model_path")
+        if not teacher_name:
+            raise DataError(f"method kd distils from the base model, and {config.model.name!r} has no pruning "
+                            f"manifest ({MANIFEST_NAME}) naming it: set kd.teacher")
+        teacher = inspect_model(ModelSpec(name=teacher_name, dtype=config.model.dtype))
+        check_teacher(teacher.tokenizer, teacher.config, facts.tokenizer, facts.config, teacher_name)
+        needs["teacher_path"] = str(Path(teacher.path).resolve()) if Path(teacher.path).exists() else teacher.path
+    needs["trainable_parameters"] = trainable_parameters(facts.config, config, method)
+    return needs
+
+
+def _install_adapter(checkpoint: Path, out: Path) -> Path:
+    adapter = out / ADAPTER
+    tmp = out / f".{ADAPTER}-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy2(checkpoint / name, tmp / name)
+    shutil.rmtree(adapter, ignore_errors=True)
+    tmp.replace(adapter)
+    return adapter
+
+
+def save_trained(checkpoint: str, tokenizer, out_dir: str, dtype: str, files: dict[str, str]) -> Path:
+    """partial's result: the trained checkpoint's weights (every parameter, the frozen ones as loaded), saved as a
+    stock checkpoint in `dtype` (auto: the checkpoint's own) with `files` beside it."""
+    from transformers import AutoModelForCausalLM
+
+    from prunelab.hardware import device_name
+    from prunelab.recovery.train import checkpoint_dtype
+    from prunelab.surgery import save_pruned
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=checkpoint_dtype(checkpoint, dtype),
+                                                 device_map={"": device_name()})
+    manifest_files = dict(files)
+    manifest = manifest_files.pop(MANIFEST_NAME, None)
+    return save_pruned(model, tokenizer, out_dir, json.loads(manifest) if manifest else {}, manifest_files)
+
+
 def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: bool = True, place=here) -> Path:
     """Trains (or resumes, or finds finished) the recovery of `config`; returns the output directory."""
+    from prunelab.recovery.methods import trained_method
+
     out = Path(config.output_dir).resolve()
     store = ResultsStore(out)
     store.check_claim(config.identity())
@@ -73,9 +163,10 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
     rows, corpus_meta = read_corpus(config.corpus, config.responses)
     manifest = check_lineage(facts.path, config.model.name, config.corpus, corpus_meta)
     check_adapter(out, facts.path, config.model.name)
-    check_lora_targets(facts.config, config.lora.target_modules, config.model.name)
+    method = trained_method(config)
+    needs = check_method(config, facts, manifest)
     accumulation_steps(config.training, config.workers.num_workers if trainer is not None else 1)
-    if not rows:
+    if method is not None and not rows:
         what = "original answers" if config.responses == "reference" else "kept responses"
         raise DataError(f"corpus {config.corpus!r} ({corpus_meta['config']['prompts']['source']}) has no {what} to "
                         f"train on ({corpus_meta['counts']}); "
@@ -84,8 +175,8 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                            "raise sampling.max_new_tokens (truncated responses are dropped)"))
     template = corpus_meta["chat_template"]
     tokenizer = apply_template(facts.tokenizer, template)
-    examples, counts = select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
-                                       config.paired)
+    examples, counts = (select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
+                                        config.paired) if method is not None else ([], {}))
     store.claim(config.identity())
 
     meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).exists() else {}
@@ -96,44 +187,68 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                "corpus": str(Path(config.corpus).resolve()), "corpus_sha256": corpus_meta["corpus_sha256"],
                "prompts_sha256": corpus_meta["prompts_sha256"], "chat_template_sha256": corpus_meta["chat_template_sha256"]}
     lineage["example_ids"] = [e["id"] for e in examples]
+    if "calibration" in needs:
+        lineage["calibration"] = needs["calibration"]
+    if "teacher_path" in needs:
+        lineage["teacher"] = needs["teacher_path"]
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, complete=False),
                sort_keys=False)
 
     # absolute paths: a Ray Train worker runs in a directory of its own (relative ones would read as hub ids)
     model_path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
+    recovery = {"method": config.method, "corpus": lineage["corpus"], "corpus_sha256": lineage["corpus_sha256"]}
+    extra: dict = {}
+    if config.method == "linear":
+        # the folded checkpoint is the result, or (then: sft / kd) what is trained next
+        folded = out / (LINEAR if method is not None else MERGED)
+        linear_manifest = {**manifest, "recovery": recovery}
+        if not (folded / "config.json").exists():
+            extra["linear"] = place(replace_with_maps, needs["base_path"], needs["removed"], config.linear,
+                                    needs["texts"], str(folded), tokenizer, linear_manifest, config.model.dtype)
+        else:
+            extra["linear"] = json.loads((folded / MANIFEST_NAME).read_text())["recovery"]
+        model_path = str(folded)
+        if method is None:
+            write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts,
+                                                   training={"method": "linear", "steps": 0, "tokens": 0,
+                                                             "trainable_parameters": 0, **extra["linear"]},
+                                                   complete=True), sort_keys=False)
+            return out
+        recovery["then"] = method.name
+
     job_config = config.model_copy(update={"corpus": str(Path(config.corpus).resolve())})
     job = TrainJob(config=job_config.model_dump(mode="json"), model_path=model_path, chat_template=template,
                    run_name=f"recover-{identity_hash(config.identity())[:12]}",
-                   storage_path=config.workers.storage_path or str(out / "train"))
+                   storage_path=config.workers.storage_path or str(out / "train"),
+                   teacher_path=needs.get("teacher_path"))
     start = time.perf_counter()
     checkpoint = trainer(job, out) if trainer is not None else train_in_process(job, out)
     train_s = time.perf_counter() - start
 
-    adapter = out / ADAPTER
-    tmp = out / f".{ADAPTER}-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        shutil.copy2(checkpoint / name, tmp / name)
-    shutil.rmtree(adapter, ignore_errors=True)
-    tmp.replace(adapter)
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    paths = write_curve(state["log_history"], out, f"{config.name} ({config.responses})")
-
-    recovery = {"strategy": "sft-lora", "responses": config.responses, "corpus": lineage["corpus"],
-                "corpus_sha256": lineage["corpus_sha256"], "adapter": str(adapter)}
-    merged_manifest = {**manifest, "recovery": recovery} if manifest else {"recovery": recovery}
+    paths = write_curve(state["log_history"], out, f"{config.name} ({method.name}, {config.responses})")
+    recovery["responses"] = config.responses
+    files = {MANIFEST_NAME: json.dumps({**manifest, "recovery": recovery} if manifest else {"recovery": recovery},
+                                       indent=2)}
     # where the training ran (a GPU node on a cluster), not on a small head: absolute paths, as for the workers
-    place(merge_adapter, model_path, str(adapter.resolve()), tokenizer, str((out / MERGED).resolve()),
-          config.model.dtype, {MANIFEST_NAME: json.dumps(merged_manifest, indent=2)})
+    if method.adapter:
+        adapter = _install_adapter(checkpoint, out)
+        recovery["adapter"] = str(adapter)
+        files[MANIFEST_NAME] = json.dumps({**manifest, "recovery": recovery}, indent=2)
+        place(merge_adapter, model_path, str(adapter.resolve()), tokenizer, str((out / MERGED).resolve()),
+              config.model.dtype, files)
+    else:
+        place(save_trained, str(checkpoint.resolve()), tokenizer, str((out / MERGED).resolve()), config.model.dtype,
+              files)
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    training = {"steps": state["global_step"], "epochs": state.get("epoch"), "first_loss": losses[0] if losses else None,
-                "last_loss": losses[-1] if losses else None, "train_seconds_this_run": round(train_s, 1),
-                "curve": str(paths["training_csv"].name)}
+    training = {"method": method.name, "steps": state["global_step"], "epochs": state.get("epoch"),
+                "examples_per_step": config.training.batch_size,
+                "tokens": state.get("num_input_tokens_seen"), "trainable_parameters": needs["trainable_parameters"],
+                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                "train_seconds_this_run": round(train_s, 1), "curve": str(paths["training_csv"].name), **extra}
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, training=training,
                                            complete=True), sort_keys=False)
     return out
-
 
 
 def run(config: RecoverConfig, runtime) -> RecoverArtifact:

@@ -38,13 +38,14 @@ def prune_stage(target: str) -> str:
     return f"prune-{target}"
 
 
-def recover_stage(target: str, responses: str) -> str:
-    return f"recover-{target}-{responses}"
+def recover_stage(target: str, arm: str) -> str:
+    """A recovery of target's pruned checkpoint: `arm` is sft's responses (sgr, reference) or another method."""
+    return f"recover-{target}-{arm}"
 
 
-def eval_stage(target: str, responses: str | None = None) -> str:
-    """The evaluation of target's pruned checkpoint, or (with `responses`) of its recovery on them."""
-    return f"eval-{target}" + (f"-{responses}" if responses else "")
+def eval_stage(target: str, arm: str | None = None) -> str:
+    """The evaluation of target's pruned checkpoint, or (with `arm`) of one of its recoveries."""
+    return f"eval-{target}" + (f"-{arm}" if arm else "")
 
 
 class ArtifactMissing(ResultsError):

@@ -38,7 +38,9 @@ def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
                 "sampling": {"max_new_tokens": 4}, "engine": {"shard_size": 4, "batch_size": 4}},
         # a tiny random model never stops within a few tokens, so every SGR answer is truncated and dropped: it
         # trains on the corpus's original answers (SGR training itself: tests/test_recover.py)
-        "recover": {"targets": ["block_influence@0.25"], "responses": ["reference"],
+        "recover": {"targets": ["block_influence@0.25"], "responses": ["reference"], "others_on": "reference",
+                    "methods": ["sft", "kd", "partial", "linear"],
+                    "linear": {"calibration": {"samples": 4, "max_length": 32}},
                     "training": {"max_steps": 2, "save_steps": 2, "batch_size": 4, "per_device_batch_size": 2,
                                  "max_length": 128, "warmup_steps": 0}},
         "cost": {"prompt_tokens": 8, "new_tokens": 3, "batch_size": 2, "warmup": 0, "runs": 1},
@@ -68,9 +70,9 @@ def finished(tiny_model_dir, tmp_path_factory):
 
 def test_every_stage_runs_once_and_a_rerun_reuses_them_all(finished):
     data, first = finished
+    arms = ("reference", "kd", "partial", "linear")
     stages = {"eval-base", "sweep", "compare", "cost", "sgr", "prune-block_influence@0.25",
-              "recover-block_influence@0.25-reference", "eval-block_influence@0.25",
-              "eval-block_influence@0.25-reference"}
+              "eval-block_influence@0.25", *(f"{s}-block_influence@0.25-{a}" for s in ("recover", "eval") for a in arms)}
     assert statuses(first, "computed") == stages
     # later evaluations start from the base model's rows: none computed its own base again
     pruned_eval = Path(first["eval-block_influence@0.25"]["dir"])
@@ -137,11 +139,25 @@ def test_a_changed_knob_recomputes_exactly_what_is_downstream(finished):
     changed = copy.deepcopy(data)
     changed["sgr"]["sampling"]["max_new_tokens"] = 5
     result = run(changed)
-    downstream = {"sgr", "recover-block_influence@0.25-reference", "eval-block_influence@0.25-reference"}
+    downstream = {"sgr", *(f"{s}-block_influence@0.25-{a}" for s in ("recover", "eval")
+                           for a in ("reference", "kd", "partial", "linear"))}
     assert statuses(result, "computed") == downstream
     assert statuses(result, "reused") == {"eval-base", "sweep", "compare", "cost", "prune-block_influence@0.25",
                                           "eval-block_influence@0.25"}
     assert statuses(run(data), "computed") == set()  # the original config's stages are all still there
+
+
+def test_a_method_setting_recomputes_that_arm_alone(finished):
+    """Each recovery arm is its own stage: a knob of one method recomputes its recovery and evaluation only, and a
+    training knob every trained arm but not linear's fit, which trains nothing."""
+    data, _ = finished
+    kd = copy.deepcopy(data)
+    kd["recover"]["kd"] = {"beta": 0.9}
+    assert statuses(run(kd), "computed") == {"recover-block_influence@0.25-kd", "eval-block_influence@0.25-kd"}
+    training = copy.deepcopy(data)
+    training["recover"]["training"]["learning_rate"] = 1e-3
+    assert statuses(run(training), "computed") == {f"{s}-block_influence@0.25-{a}" for s in ("recover", "eval")
+                                                   for a in ("reference", "kd", "partial")}
 
 
 def test_settings_reuse_and_what_changes_a_number_recomputes(finished):
@@ -301,7 +317,7 @@ def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbe
     expected_tables = {"tables/stages.csv", "tables/table1_strategies.csv", "tables/figure1_layers.csv",
                        "tables/arithmetic_probe.csv", "tables/table2_recovery_block_influence_0.25.csv",
                        "tables/code_errors_block_influence_0.25.csv", "tables/degeneration_block_influence_0.25.csv",
-                       "tables/cost_retention.csv", "tables/cost.csv"}
+                       "tables/cost_retention.csv", "tables/cost.csv", "tables/recovery_methods.csv"}
     assert expected_tables <= set(parsed.tables)
     for rel, rows in parsed.tables.items():
         csv = pd.read_csv(report / rel, dtype=str, keep_default_na=False)

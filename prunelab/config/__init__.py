@@ -22,6 +22,7 @@ from prunelab.config.pipeline import (
     PipelineRecover,
     PipelineSGR,
     PipelineSweep,
+    recovery_arms,
     target_key,
 )
 from prunelab.config.sections import (
@@ -67,4 +68,4 @@ __all__ = ["EXTENT", "GENERATION_FIELDS", "KEY", "LORA_TARGETS", "SETTING", "STA
            "RecoverSection", "ResponseSampling", "SGRConfig", "SGREngineSpec", "SGRSection", "StrategyOptions",
            "SweepConfig", "SweepSpec", "TaskSpec", "TrainWorkersSpec", "TrainingSpec", "config_kind", "extent",
            "format_errors", "key", "load_config", "parse_config", "read_config_file", "role_of", "set_key", "setting",
-           "target_key"]
+           "recovery_arms", "target_key"]

@@ -54,6 +54,8 @@ class PipelineRecover(RecoverSection):
                                                                               "partial (on SGR responses), linear")
     responses: list[Literal["sgr", "reference"]] = extent(["sgr", "reference"], min_length=1,
                                                           description="the sft arms' answers")
+    others_on: Literal["sgr", "reference"] = key("sgr", description="the answers kd, partial and linear's then "
+                                                                    "train on (each sft arm trains on its own)")
     paired: bool = key(True, description="when both arms are trained, both train on the same prompts (those with a "
                                          "kept SGR response and an original answer that fit), so they differ in "
                                          "their answers alone")
@@ -73,6 +75,18 @@ def check_unique_names(names: list[str], where: str) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ValueError(f"{where} repeats {repeated}; list each once")
+
+
+def recovery_arms(recover: PipelineRecover) -> list[tuple[str, str, str]]:
+    """(arm, method, responses) per recovered model of a target: sft once per responses (arm: the responses, the
+    stage names recovery had before other methods), every other method on `others_on` (arm: the method)."""
+    arms = []
+    for method in recover.methods:
+        if method == "sft":
+            arms += [(responses, "sft", responses) for responses in recover.responses]
+        else:
+            arms.append((method, method, recover.others_on))
+    return arms
 
 
 def target_key(strategy: str, ratio: float) -> str:
@@ -122,4 +136,4 @@ class PipelineConfig(Frozen):
 
 
 __all__ = ["PipelineConfig", "PipelineCost", "PipelinePrune", "PipelineRecover", "PipelineSGR", "PipelineSweep",
-           "target_key"]
+           "recovery_arms", "target_key"]

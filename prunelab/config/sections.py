@@ -420,7 +420,14 @@ class RecoverSection(Frozen):
         # a method's section belongs to the identity only where that method runs: an sft run keeps the identity
         # it had before there were other methods
         used = self.methods_used()
-        identity = {k: v for k, v in identity.items() if k not in METHOD_SECTIONS or k in used}
+        unread = {s for s in METHOD_SECTIONS if s not in used}
+        if not used & {"sft", "kd"}:  # no adapter trained
+            unread |= {"lora", "quantization"}
+        if not used & {"sft", "kd", "partial"}:  # nothing trained
+            unread |= {"training"}
+        identity = {k: v for k, v in identity.items() if k not in unread}
+        if "quantization" not in identity:
+            return identity
         return {**identity, "quantization": resolved_quantization(self.quantization)}
 
 

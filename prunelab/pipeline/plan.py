@@ -33,6 +33,7 @@ from prunelab.config import (
     RecoverConfig,
     SGRConfig,
     SweepConfig,
+    recovery_arms,
     target_key,
 )
 
@@ -111,13 +112,17 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
                        ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
                        ray=ray, **options)
         evaluated = [(eval_stage(target), pruned.output_dir, (pruned.name, COMPARE_STAGE), target)]
-        for responses in r.responses:
-            rec = p.add(recover_stage(target, responses), RecoverConfig, (pruned.name, corpus.name),
-                        name=f"{name}-{target}-{responses}", model={**model, "name": str(pruned.output_dir)},
-                        corpus=str(corpus.output_dir), responses=responses, paired=r.paired and len(r.responses) > 1,
-                        quantization=r.quantization,
-                        lora=r.lora.model_dump(), training=r.training.model_dump(), workers=r.workers.model_dump(), ray=cluster)
-            evaluated.append((eval_stage(target, responses), rec.output_dir / MERGED, (rec.name,), None))
+        arms = recovery_arms(r)
+        # the arms train on the same prompts when their answers differ (sgr against reference)
+        paired = r.paired and len({responses for _, _, responses in arms}) > 1
+        for arm, method, responses in arms:
+            rec = p.add(recover_stage(target, arm), RecoverConfig, (pruned.name, corpus.name),
+                        name=f"{name}-{target}-{arm}", model={**model, "name": str(pruned.output_dir)},
+                        corpus=str(corpus.output_dir), method=method, responses=responses, paired=paired,
+                        quantization=r.quantization, lora=r.lora.model_dump(), training=r.training.model_dump(),
+                        kd=r.kd.model_dump(), partial=r.partial.model_dump(), linear=r.linear.model_dump(),
+                        workers=r.workers.model_dump(), ray=cluster)
+            evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:
             p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
                   model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation, ray=ray)

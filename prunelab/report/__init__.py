@@ -35,19 +35,21 @@ def write_report(root: str | Path) -> dict[str, Path]:
 
 
 def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
-                  title: str = "Retention", versus: tuple[str, str] | None = None) -> dict[str, Path]:
+                  title: str = "Retention", versus: tuple[str, str] | None = None,
+                  references: list[str] = ()) -> dict[str, Path]:
     """One retention table (the paper's Tables 2-3: pruned, + SFT on external data, + SFT on SGR) from several
     `prunelab eval` directories of the same tasks and base model: each directory's model is a row, with intervals
     and paired tests against the base model on the items both have. Beside it, `gap.csv`: each model's
     classification minus generative retention with its interval; with `versus=(a, b)` (two labels),
-    `head_to_head.csv`: a against b on the same items (`prunelab.report.retention.head_to_head`)."""
+    `head_to_head.csv`: a against b on the same items (`prunelab.report.retention.head_to_head`); with
+    `references` (labels), `against.csv`: every other model against each of them (`retention.against`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from prunelab.atomic import write_text
     from prunelab.errors import ResultsError
     from prunelab.metadata import read_meta
-    from prunelab.report.retention import group_gap, head_to_head
+    from prunelab.report.retention import against, group_gap, head_to_head
     from prunelab.report.tables import retention_report
     from prunelab.results import ResultsStore
 
@@ -84,6 +86,11 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
             raise ResultsError(f"versus names {list(versus)}; the labels are {labels}")
         paths["head_to_head"] = write_text(out / "head_to_head.csv",
                                            head_to_head(combined, tasks, *versus).to_csv(index=False))
+    if references:
+        if not set(references) <= set(labels):
+            raise ResultsError(f"references name {list(references)}; the labels are {labels}")
+        paths["against"] = write_text(out / "against.csv",
+                                      against(combined, tasks, labels, list(references)).to_csv(index=False))
     sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
                         zip(labels, roots, metas))
     write_text(out / "sources.md", f"# Sources\n\n{sources}\n")

@@ -2,7 +2,9 @@
 from the stage directories named in `pipeline.json` (their retention CSVs, meta.json and curves) alone:
 
     Table 1     retention by strategy x ratio: classification vs generative means, 95% intervals, per task
-    Tables 2-3  recovery: pruned, + SFT on original answers, + SFT on SGR, each against the base model
+    Tables 2-3  recovery: pruned, + SFT on original answers, + SFT on SGR, + each other method, against the base model
+    methods     every recovery method at every ratio: retention, paired differences against the pruned model and
+                against SFT on SGR, the training budget; a figure of retention against the pruning ratio per method
     Figure 1    retention against the removed layer, per task (the single-layer sweep)
     probe       the arithmetic probe per removed layer: accuracy and the target digit's log-probability
     degeneration  Rep-n and Self-BLEU-4 of each model's generations, minus the base model's
@@ -30,11 +32,13 @@ from prunelab.artifacts import (
     CostArtifact,
     EvalArtifact,
     PipelineArtifact,
+    RecoverArtifact,
     SweepArtifact,
     eval_stage,
     recover_stage,
 )
 from prunelab.atomic import write_text
+from prunelab.config import PipelineRecover, recovery_arms
 from prunelab.report.plots import _figure, _save, single_layer_rows
 from prunelab.report.tables import format_interval, with_interval
 from prunelab.results import Candidate
@@ -149,19 +153,35 @@ def _strategies(page: Page, compare: CompareArtifact) -> None:
     page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png")
 
 
-def _recovery(page: Page, groups: dict, out: Path) -> None:
+def arm_label(arm: str, recover: dict) -> str:
+    """How a recovery arm reads in the report: sft arms as before other methods existed."""
+    if arm in ("sgr", "reference"):
+        return f"SFT {arm}"
+    if arm == "partial":
+        return f"partial (last {recover['partial']['layers']})"
+    then = recover["linear"].get("then") if arm == "linear" else None
+    return {"kd": "KD", "linear": f"linear + {then.upper()}" if then else "linear"}[arm]
+
+
+def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str]) -> None:
+    """Tables 2-3 per target, then every arm of every target in one table (retention, paired differences against
+    the pruned model and against SFT on SGR, the training budget) and one figure against the pruning ratio.
+    `names`: arm -> how the report calls it."""
     from prunelab.report import combine_evals
 
     if not groups:
         return
     page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
+    methods = []
     for target, rows in groups.items():
-        dirs = [Path(d) for _, d in rows]
+        dirs = [Path(d) for _, d, _ in rows]
         combined = out / f"recovery-{target.replace('@', '-at-')}"
-        labels = [label for label, _ in rows]
-        arms = {label.split()[2]: label for label in labels[1:]}  # "+ SFT sgr (target)" -> sgr
-        versus = (arms["sgr"], arms["reference"]) if {"sgr", "reference"} <= set(arms) else None
-        paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus)
+        labels = [label for label, _, _ in rows]
+        by_arm = {arm: label for label, _, arm in rows}
+        versus = (by_arm["sgr"], by_arm["reference"]) if {"sgr", "reference"} <= set(by_arm) else None
+        references = [labels[0], *([by_arm["sgr"]] if "sgr" in by_arm else [])]
+        paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus,
+                              references=references)
         table = EvalArtifact(combined).retention()  # the combined table has an eval directory's layout
         tasks = EvalArtifact(dirs[0]).tasks()
         name = target.replace("@", "_")
@@ -184,6 +204,66 @@ def _recovery(page: Page, groups: dict, out: Path) -> None:
                                                  zip(gap.iloc[:, 1], gap["ci_low"], gap["ci_high"])]}))
         _degeneration(page, table, tasks, target)
         _code_errors(page, table, tasks, target, out)
+        methods += _method_rows(target, rows, table, pd.read_csv(paths["against"]), references, budgets, names)
+    _methods(page, pd.DataFrame(methods), out)
+
+
+def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataFrame, references: list[str],
+                 budgets: dict, names: dict[str, str]) -> list[dict]:
+    """One row per model of a target's recovery: its retention per group, the paired differences, its budget."""
+    shorts = {references[0]: "pruned", **({references[1]: "SFT sgr"} if len(references) > 1 else {})}
+    out = []
+    for label, _, arm in rows:
+        row = {"target": target, "ratio": float(target.rsplit("@", 1)[1]),
+               "method": "pruned" if arm is None else names[arm]}
+        for group in ("classification", "generative"):
+            col = f"{group}_mean"
+            if col in table:
+                row[f"{group} retention"] = format_interval(table.loc[label, col], table.loc[label, f"{col}:ci_low"],
+                                                            table.loc[label, f"{col}:ci_high"])
+                row[f"_{group}"] = table.loc[label, col]
+                row[f"_{group}_low"], row[f"_{group}_high"] = (table.loc[label, f"{col}:ci_low"],
+                                                              table.loc[label, f"{col}:ci_high"])
+            for reference, short in shorts.items():
+                hit = against[(against.model == label) & (against.against == reference)
+                              & (against.task == f"{group} mean")]
+                if not hit.empty:
+                    h = hit.iloc[0]
+                    row[f"{group} vs {short}"] = (format_interval(h.difference, h.ci_low, h.ci_high)
+                                                  + (" *" if h.p_value < 0.05 else "") + f" (p {h.p_value:.3f})")
+        budget = budgets.get((target, arm), {})
+        row |= {"steps": budget.get("steps", ""), "tokens": budget.get("tokens", ""),
+                "trainable parameters": budget.get("trainable_parameters", ""), "seconds": budget.get("seconds", "")}
+        out.append(row)
+    return out
+
+
+def _methods(page: Page, frame: pd.DataFrame, out: Path) -> None:
+    if frame.empty:
+        return
+    page.section("Which healing gets generation back: every method at every ratio",
+                 "Each model's mean retention per task group (95% paired bootstrap interval), and its difference "
+                 "from the pruned model it started from and from SFT on SGR, on the same items (95% paired "
+                 "bootstrap interval; * p < 0.05 in a paired sign-flip test, else the difference is not "
+                 "significant). Budget: optimizer steps, input tokens trained on, trainable parameters, and the "
+                 "stage's seconds (training and merge, or the linear fit).")
+    page.table("recovery_methods", frame[[c for c in frame.columns if not c.startswith("_")]])
+    plt = _figure()
+    groups = [g for g in ("classification", "generative") if f"_{g}" in frame]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for method, g in frame.groupby("method", sort=False):
+            g = g.sort_values("ratio")
+            err = [g[f"_{group}"] - g[f"_{group}_low"], g[f"_{group}_high"] - g[f"_{group}"]]
+            ax.errorbar(g["ratio"], g[f"_{group}"], yerr=err, marker="o", capsize=3, label=method)
+        ax.axhline(1.0, linestyle="--", color="gray")
+        ax.set_xlabel("fraction of layers removed")
+        ax.set_ylabel(f"{group} retention")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    path = out / "figures" / "recovery_methods.png"
+    _save(fig, plt, path)
+    page.figure(path, "Retention against the pruning ratio, one line per recovery method (95% intervals)")
 
 
 def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -386,18 +466,27 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
         if COST_STAGE in stages:
             _cost(page, CostArtifact(stages[COST_STAGE]), compare, out)
         _flipped_examples(page, compare)
-    groups = {}
+    groups, budgets, trained = {}, {}, []
     recover = config.get("recover") or {}
+    arms = recovery_arms(PipelineRecover.model_validate(recover)) if recover else []
+    seconds = {s["name"]: s.get("seconds", "") for s in summary["stages"]}
+    names = {arm: arm_label(arm, recover) for arm, _, _ in arms}
     for target in recover.get("targets", []):
-        rows = [(f"pruned {target}", stages.get(eval_stage(target)))]
-        rows += [(f"+ SFT {r} ({target})", stages.get(eval_stage(target, r))) for r in recover["responses"]]
-        if all(d is not None for _, d in rows):
+        rows = [(f"pruned {target}", stages.get(eval_stage(target)), None)]
+        rows += [(f"+ {names[arm]} ({target})", stages.get(eval_stage(target, arm)), arm) for arm, _, _ in arms]
+        if all(d is not None for _, d, _ in rows):
             groups[target] = rows
-    _recovery(page, groups, out)
+        for arm, method, _ in arms:
+            stage = recover_stage(target, arm)
+            if stage in stages:
+                budgets[(target, arm)] = {**RecoverArtifact(stages[stage]).meta().get("training", {}),
+                                          "seconds": seconds.get(stage, "")}
+                if method != "linear" or recover["linear"].get("then"):  # linear alone has no training curve
+                    trained.append((f"{target}-{arm}", stages[stage]))
+    _recovery(page, groups, out, budgets, names)
     if SWEEP_STAGE in stages:
         _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)
-    _training(page, [(f"{target}-{r}", stages[recover_stage(target, r)]) for target in recover.get("targets", [])
-                     for r in recover.get("responses", []) if recover_stage(target, r) in stages], out)
+    _training(page, trained, out)
     return {"markdown": write_text(out / "report.md", page.markdown()),
             "html": write_text(out / "report.html", page.html())}
 

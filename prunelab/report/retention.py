@@ -128,6 +128,24 @@ def head_to_head(table, tasks: dict[str, dict], a: str, b: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def against(table, tasks: dict[str, dict], models: list[str], references: list[str]) -> pd.DataFrame:
+    """Each model against each reference (the pruned model, a baseline recovery) on the items all three (with the
+    base model) have: per task group and task, `model - reference` retention with its paired bootstrap interval
+    and the p-value of a paired sign-flip test (`head_to_head`, one row each)."""
+    rows = []
+    for reference in references:
+        for model in models:
+            if model == reference:
+                continue
+            frame = head_to_head(table, tasks, model, reference)
+            for r in frame.to_dict("records"):
+                rows.append({"model": model, "against": reference, "task": r["task"],
+                             "difference": r[f"{model} - {reference}"], "ci_low": r["ci_low"],
+                             "ci_high": r["ci_high"], "p_value": r["p_value"], "items": r["items"]})
+    return pd.DataFrame(rows, columns=["model", "against", "task", "difference", "ci_low", "ci_high", "p_value",
+                                       "items"])
+
+
 def group_gap(table, tasks: dict[str, dict], candidates: list[str]) -> pd.DataFrame:
     """Per candidate: classification mean retention minus generative mean retention, with a bootstrap interval
     (the two groups' items resampled independently: they are different tasks)."""

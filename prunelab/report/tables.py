@@ -15,7 +15,8 @@ NOTE = ("Retention = metric / base model's metric, with a 95% paired bootstrap i
 
 
 def format_interval(value, low, high) -> str:
-    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
+    """'value [low, high]'; empty where there is no value (a base model scoring 0 has no retention)."""
+    return "" if pd.isna(value) else f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def with_interval(table: pd.DataFrame, column: str) -> list[str]:

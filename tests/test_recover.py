@@ -235,8 +235,12 @@ def test_paired_arms_train_on_the_same_prompts(lineage, tok, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path):
-    """(A driver killed mid-run: tests/test_ray_jobs.py, against a real head.)"""
+@pytest.mark.parametrize("method,extra", [
+    ("sft", {}), ("kd", {}), ("partial", {}),
+    ("linear", {"linear": {"calibration": {"samples": 8, "max_length": 64}, "then": "sft"}})])
+def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path, method, extra):
+    """Every trained method on Ray Train (linear's fit in a task with a worker's resources, then SFT on the folded
+    model). (A driver killed mid-run: tests/test_ray_jobs.py, against a real head.)"""
     import ray
 
     from prunelab.distributed.train import like_a_worker, train_on_ray
@@ -244,7 +248,8 @@ def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path):
     _, pruned, corpus = lineage
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
     try:
-        config = recover_config(pruned, corpus, tmp_path / "w", workers={"num_workers": 1, "max_failures": 1})
+        config = recover_config(pruned, corpus, tmp_path / "w", method=method,
+                                workers={"num_workers": 1, "max_failures": 1}, **extra)
         log = tmp_path / "starts-worker"
         out = recover(config, lambda job, out: train_on_ray(job, config.workers, out,
                                                             [RecordStarts(log, die_at=3, grace_s=5)]),

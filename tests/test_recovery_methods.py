@@ -67,13 +67,18 @@ def test_warmup_never_swallows_a_short_run(lineage, tmp_path):
 # -- partial ----------------------------------------------------------------------------------------------------
 
 
-def test_partial_trains_the_last_layers_fully_and_leaves_the_rest_bit_identical(lineage, tmp_path):
-    _, pruned, corpus = lineage  # 3 layers left
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_partial_trains_the_last_layers_fully_and_leaves_the_rest_bit_identical(lineage, tmp_path, dtype):
+    """In bf16 too, where the trained weights are kept in fp32 during training (pure bf16 would round small steps
+    away) and the result is saved in bf16."""
+    _, pruned, corpus = lineage  # 3 layers left, saved in fp32
     out = recover(recover_config(pruned, corpus, tmp_path / "p", method="partial",
+                                 model={"dtype": str(dtype).removeprefix("torch.")},
                                  partial={"layers": 1, "learning_rate": 3e-3},
                                  training={"max_steps": 12, "save_steps": 6}), progress=False)
     assert not (out / "adapter").exists()
-    before, after = weights(pruned), weights(out / "merged")
+    before, after = {k: v.to(dtype) for k, v in weights(pruned).items()}, weights(out / "merged")
+    assert {v.dtype for v in after.values()} == {dtype}
     assert before.keys() == after.keys()
     trained = {k for k in before if not torch.equal(before[k], after[k])}
     expected = {k for k in before if k.startswith(("model.layers.2.", "model.norm.", "lm_head."))}

@@ -203,14 +203,44 @@ def test_vllm_loads_each_familys_pruned_checkpoint_with_transformers_greedy_outp
         [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
 
 
-def test_recovery_trains_and_merges_on_the_transformers_the_vllm_stack_pins(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("method", ["sft", "kd", "partial"])
+def test_recovery_trains_and_merges_on_the_transformers_the_vllm_stack_pins(tiny_model_dir, tmp_path, method):
     """This environment holds the transformers vLLM accepts (below 5.21 on the GPU stack, 5.19 here), where
-    TrainingArguments still calls activation checkpointing `gradient_checkpointing`: recovery runs here too."""
+    TrainingArguments still calls activation checkpointing `gradient_checkpointing`: every trained method runs here
+    too."""
     from test_recover import make_lineage, recover_config
 
     from prunelab.stages.recover import recover
 
     _, pruned, corpus = make_lineage(tmp_path, tiny_model_dir("llama"))
-    out = recover(recover_config(pruned, corpus, tmp_path / "r"), progress=False)
+    out = recover(recover_config(pruned, corpus, tmp_path / "r", method=method), progress=False)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] and meta["training"]["steps"] == 4 and (out / "merged" / "config.json").exists()
+
+
+def test_a_linearly_replaced_checkpoint_gives_transformers_greedy_output_in_vllm(tok, tmp_path, monkeypatch):
+    """Method linear's result is a stock checkpoint (the map folded into a down projection): vLLM runs it as
+    transformers does."""
+    import tiny
+    from test_recover import recover_config
+    from test_recovery_methods import lineage_removing
+
+    from prunelab.generation import GenerationRequest, HFBackend, Sampling
+    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.models import load_model
+    from prunelab.stages.recover import recover
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    base = tiny.save(tmp_path / "base", "llama", 4, hidden=256)
+    pruned, corpus = lineage_removing(tmp_path / "lineage", base, [2])
+    out = recover(recover_config(pruned, corpus, tmp_path / "lin", method="linear",
+                                 linear={"calibration": {"samples": 16, "max_length": 64}}), progress=False)
+    folded = out / "merged"
+    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
+                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
+    sampling = Sampling(max_new_tokens=8)
+    model, tokenizer = load_model(str(folded), dtype="float32")
+    want = HFBackend(model, tokenizer).generate(requests, sampling)
+    got = VLLMBackend(str(folded), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
+    assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
+        [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]

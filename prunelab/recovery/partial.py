@@ -27,12 +27,16 @@ def freeze_all_but_last(model, layers: int) -> int:
 
 
 def load_for_partial(path: str, dtype: str, device: torch.device, layers: int):
-    """The pruned model in full precision for training (bf16 on a GPU; on a CPU `dtype` as it resolves there)."""
+    """The pruned model for training: frozen weights in `dtype` (auto: bf16 on a GPU or a CPU with native bf16),
+    the trained ones in fp32, as mixed precision keeps its master weights: in bf16, AdamW's steps at a full
+    fine-tuning learning rate (~1e-3 of a weight) fall below its rounding and are lost."""
     from transformers import AutoModelForCausalLM
 
     from prunelab.models.loading import resolve_dtype
 
-    torch_dtype = torch.bfloat16 if device.type == "cuda" and dtype == "auto" else resolve_dtype(dtype, str(device))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map={"": device})
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, str(device)),
+                                                 device_map={"": device})
     freeze_all_but_last(model, layers)
+    for module in trained_modules(model, layers):
+        module.float()
     return model

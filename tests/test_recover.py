@@ -51,22 +51,23 @@ def starts(path) -> list[int]:
     return [int(x) for x in Path(path).read_text().split()]
 
 
-def make_lineage(root: Path, base) -> tuple:
-    """(base model, pruned model, corpus): `base`, the base with layer 1 removed, and a corpus of its answers to
-    prompts with original answers."""
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"instruction": f"What is {i} + {i}?", "output": f"It is {2 * i}."}) + "\n"
-                               for i in range(24)))
+def make_lineage(root: Path, base, removed=(1,), prompts: int = 24) -> tuple:
+    """(base model, pruned model, corpus): `base`, the base with `removed` layers dropped, and a corpus of its answers
+    to `prompts` prompts with original answers."""
+    root.mkdir(parents=True, exist_ok=True)
+    source = root / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"What is {i} + {i}?", "output": f"It is {2 * i}."}) + "\n"
+                              for i in range(prompts)))
     corpus = generate_corpus(parse_config({
         "kind": "sgr", "name": "c", "model": {"name": str(base), "dtype": "float32"}, "chat_template": "plain",
-        "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [], "max_prompt_tokens": 128},
+        "prompts": {"source": str(source), "limit": None, "exclude_tasks": [], "max_prompt_tokens": 128},
         "sampling": {"max_new_tokens": 4}, "output_dir": str(root / "corpus")}, cls=SGRConfig), progress=False)
     from prunelab.models import load_model
 
     model, tok = load_model(str(base), dtype="float32")
-    drop_layers(model, [1])
+    drop_layers(model, list(removed))
     pruned = save_pruned(model, tok, root / "pruned", {"base_model": str(base), "base_model_path": str(base),
-                                                       "removed_layers": [1]})
+                                                       "removed_layers": list(removed)})
     return base, pruned, corpus
 
 

@@ -14,15 +14,13 @@ from safetensors.torch import load_file
 from test_recover import RecordStarts, make_lineage, recover_config, starts
 
 from prunelab.cli import main
-from prunelab.config import RecoverConfig, SGRConfig, parse_config
+from prunelab.config import RecoverConfig, parse_config
 from prunelab.errors import ConfigError, DataError
 from prunelab.models import load_model
 from prunelab.models.templates import PLAIN_TEMPLATE, apply_template
 from prunelab.models.view import view
 from prunelab.recovery.run import train_in_process
 from prunelab.stages.recover import recover
-from prunelab.stages.sgr import generate_corpus
-from prunelab.surgery import drop_layers, save_pruned
 
 
 @pytest.fixture(scope="module")
@@ -188,23 +186,6 @@ def test_a_stopped_run_of_each_trained_method_resumes(lineage, tmp_path, method)
 # -- linear -----------------------------------------------------------------------------------------------------
 
 
-def lineage_removing(root: Path, base: Path, removed: list[int]) -> tuple:
-    """(pruned, corpus) for `base` with `removed` layers dropped."""
-    root.mkdir(parents=True, exist_ok=True)
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"instruction": f"What is {i} + 1?", "output": f"{i + 1}"}) + "\n"
-                               for i in range(8)))
-    corpus = generate_corpus(parse_config({
-        "kind": "sgr", "name": "c", "model": {"name": str(base), "dtype": "float32"}, "chat_template": "plain",
-        "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [], "max_prompt_tokens": 128},
-        "sampling": {"max_new_tokens": 4}, "output_dir": str(root / "corpus")}, cls=SGRConfig), progress=False)
-    model, tok = load_model(str(base), dtype="float32")
-    drop_layers(model, removed)
-    pruned = save_pruned(model, tok, root / "pruned", {"base_model": str(base), "base_model_path": str(base),
-                                                       "removed_layers": removed})
-    return pruned, corpus
-
-
 def test_linear_replaces_an_identity_block_exactly(tiny_model_dir, tmp_path):
     """A removed layer whose attention and MLP write nothing is the identity: the map estimated for it is I, and the
     folded checkpoint is the base model to float precision."""
@@ -215,7 +196,7 @@ def test_linear_replaces_an_identity_block_exactly(tiny_model_dir, tmp_path):
         layer.mlp.down_proj.weight.zero_()
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
-    pruned, corpus = lineage_removing(tmp_path, tmp_path / "base", [2])
+    _, pruned, corpus = make_lineage(tmp_path, tmp_path / "base", removed=[2], prompts=8)
     out = recover(recover_config(pruned, corpus, tmp_path / "lin", method="linear",
                                  linear={**CALIBRATION, "ridge": 0.0}), progress=False)
     training = json.loads((out / "meta.json").read_text())["training"]
@@ -287,10 +268,10 @@ def test_linear_refuses_what_it_cannot_fold(lineage, tiny_model_dir, tmp_path):
     # the base model itself: no manifest says which layers were removed
     cases.append((base, corpus, "does not say which layers of which base model were removed"))
     # a run at layer 0 has no layer before it
-    p0, c0 = lineage_removing(tmp_path / "zero", Path(base), [0])
+    _, p0, c0 = make_lineage(tmp_path / "zero", Path(base), removed=[0], prompts=8)
     cases.append((p0, c0, "starts at layer 0"))
     # Gemma 3 normalizes the MLP's output
-    pg, cg = lineage_removing(tmp_path / "gemma", Path(tiny_model_dir("gemma3")), [1])
+    _, pg, cg = make_lineage(tmp_path / "gemma", Path(tiny_model_dir("gemma3")), removed=[1], prompts=8)
     cases.append((pg, cg, "post_feedforward_layernorm"))
     for i, (model, corp, message) in enumerate(cases):
         out = tmp_path / f"out{i}"

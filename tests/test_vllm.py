@@ -172,14 +172,28 @@ VLLM_CPU_UNSUPPORTED = {
 }
 
 
+def assert_greedy_equal(checkpoint, tok) -> None:
+    """vLLM's greedy output of a checkpoint equals transformers' (token for token, same finish reasons)."""
+    from prunelab.generation import GenerationRequest, HFBackend, Sampling
+    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.models import load_model
+
+    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
+                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
+    sampling = Sampling(max_new_tokens=8)
+    model, tokenizer = load_model(str(checkpoint), dtype="float32")
+    want = HFBackend(model, tokenizer).generate(requests, sampling)
+    got = VLLMBackend(str(checkpoint), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
+    assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
+        [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
+
+
 @pytest.mark.parametrize("family", __import__("tiny").FAMILIES)
 def test_vllm_loads_each_familys_pruned_checkpoint_with_transformers_greedy_output(family, tok, tmp_path, monkeypatch):
     """Every family's exported pruned checkpoint, in vLLM: the greedy output transformers gives the same checkpoint.
     The engine runs in this process (half the time of starting an engine process per family)."""
     import tiny
 
-    from prunelab.generation import GenerationRequest, HFBackend, Sampling
-    from prunelab.generation.vllm import VLLMBackend
     from prunelab.models import load_model
     from prunelab.surgery import drop_layers, save_pruned
 
@@ -193,14 +207,7 @@ def test_vllm_loads_each_familys_pruned_checkpoint_with_transformers_greedy_outp
     full = tiny.save(tmp_path / family, family, 4, hidden=256)  # head size 64: vLLM's CPU kernels take 32 and up
     model, tokenizer = load_model(str(full), dtype="float32")
     pruned = save_pruned(drop_layers(model, [1]), tokenizer, tmp_path / f"{family}-minus1", {"removed_layers": [1]})
-    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
-                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
-    sampling = Sampling(max_new_tokens=8)
-    reloaded, _ = load_model(str(pruned), dtype="float32")
-    want = HFBackend(reloaded, tokenizer).generate(requests, sampling)
-    got = VLLMBackend(str(pruned), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
-    assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
-        [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
+    assert_greedy_equal(pruned, tok)
 
 
 @pytest.mark.parametrize("method", ["sft", "kd", "partial"])
@@ -222,25 +229,13 @@ def test_a_linearly_replaced_checkpoint_gives_transformers_greedy_output_in_vllm
     """Method linear's result is a stock checkpoint (the map folded into a down projection): vLLM runs it as
     transformers does."""
     import tiny
-    from test_recover import recover_config
-    from test_recovery_methods import lineage_removing
+    from test_recover import make_lineage, recover_config
 
-    from prunelab.generation import GenerationRequest, HFBackend, Sampling
-    from prunelab.generation.vllm import VLLMBackend
-    from prunelab.models import load_model
     from prunelab.stages.recover import recover
 
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     base = tiny.save(tmp_path / "base", "llama", 4, hidden=256)
-    pruned, corpus = lineage_removing(tmp_path / "lineage", base, [2])
+    _, pruned, corpus = make_lineage(tmp_path / "lineage", base, removed=[2], prompts=8)
     out = recover(recover_config(pruned, corpus, tmp_path / "lin", method="linear",
                                  linear={"calibration": {"samples": 16, "max_length": 64}}), progress=False)
-    folded = out / "merged"
-    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
-                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
-    sampling = Sampling(max_new_tokens=8)
-    model, tokenizer = load_model(str(folded), dtype="float32")
-    want = HFBackend(model, tokenizer).generate(requests, sampling)
-    got = VLLMBackend(str(folded), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
-    assert [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in got] == \
-        [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
+    assert_greedy_equal(out / "merged", tok)

@@ -248,8 +248,10 @@ class PromptsSpec(Frozen):
     """Which prompts the base model answers (SGR) and how they are chosen."""
 
     source: str = key("sharegpt", description="packaged corpus (sharegpt, mtbench, ifbench), a hub id "
-                                              "'org/name[:config]', a saved dataset directory or a .jsonl/.parquet "
-                                              "file")
+                                              "'org/name[:config]', a saved dataset directory, a .jsonl/.parquet "
+                                              "file, or 'task:NAME[@DATASET]': a generative task's training split "
+                                              "asked as the task asks (gsm8k, mbpp, xsum; the hub or a saved "
+                                              "dataset directory)")
     limit: int | None = key(256, ge=1, description="prompts to keep (a seeded sample); all if unset")
     seed: int = key(0)
     max_prompt_tokens: int = key(1024, ge=8, description="longer prompts (under the chat template) are left out")

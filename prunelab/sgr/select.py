@@ -4,10 +4,11 @@ duplicates, over-long prompts and prompts that contain a benchmark test item lef
 import json
 from dataclasses import dataclass, field
 
-from prunelab.data.prompts import Prompt
+from prunelab.data.prompts import Prompt, load_prompts
 from prunelab.data.sampling import sample_indices
 from prunelab.errors import DataError
 from prunelab.tasks.overlap import find_overlaps
+from prunelab.tasks.training_prompts import parse_task_source, task_prompts
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,13 @@ class PlannedPrompt:
 class Selection:
     prompts: list[PlannedPrompt]
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def corpus_prompts(source: str) -> list[Prompt]:
+    """The prompts of `prompts.source`: a task's training split asked as the task asks (`task:NAME[@DATASET]`), or
+    a prompt corpus (`load_prompts`)."""
+    task = parse_task_source(source)
+    return task_prompts(*task) if task else load_prompts(source)
 
 
 def render(tokenizer, prompt: Prompt) -> list[int]:

@@ -21,14 +21,14 @@ from tqdm import tqdm
 from prunelab.artifacts import SGRArtifact
 from prunelab.atomic import write_json, write_parquet
 from prunelab.config import SGRConfig
-from prunelab.data.prompts import load_prompts, prompts_hash
+from prunelab.data.prompts import prompts_hash
 from prunelab.errors import ConfigError
 from prunelab.metadata import META_FILE, build_meta
 from prunelab.models import inspect_model
 from prunelab.models.templates import apply_template, resolve_template, template_hash
 from prunelab.results import ResultsStore
 from prunelab.sgr.generate import ResponseGenerator, input_row
-from prunelab.sgr.select import select_prompts
+from prunelab.sgr.select import corpus_prompts, select_prompts
 from prunelab.sgr.shards import ROW_SCHEMA, CorpusShards, corpus_hash
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def plan_corpus(config: SGRConfig):
         raise ConfigError(f"prompts.max_prompt_tokens ({p.max_prompt_tokens}) + sampling.max_new_tokens "
                           f"({s.max_new_tokens}) exceed the context of {config.model.name!r} ({context} tokens): a "
                           "prompt that long could not be answered; lower one of them")
-    selection = select_prompts(load_prompts(p.source), tokenizer, p.limit, p.seed, p.max_prompt_tokens,
+    selection = select_prompts(corpus_prompts(p.source), tokenizer, p.limit, p.seed, p.max_prompt_tokens,
                                p.exclude_tasks, source=p.source)
     return facts, template, selection
 

@@ -137,11 +137,13 @@ def called_definitions(reference_code: str, tests: str) -> tuple[str, ...]:
 class HumanEval(CodeTask):
     benchmark = "humaneval"
 
+    def shot_answer(self, row) -> str:
+        return f"```python\n{row['prompt']}{row['canonical_solution']}```"
+
     def prompt(self, row, shots: Sequence[dict]):
         turns = []
         for shot in shots:
-            turns += [("user", self._ask(shot)),
-                      ("assistant", f"```python\n{shot['prompt']}{shot['canonical_solution']}```")]
+            turns += [("user", self._ask(shot)), ("assistant", self.shot_answer(shot))]
         turns.append(("user", self._ask(row)))
         completion = "".join(f"{s['prompt']}{s['canonical_solution']}\n\n" for s in shots)
         return turns, completion + row["prompt"]
@@ -174,11 +176,14 @@ class MBPP(CodeTask):
     def _problem(row) -> str:
         return f"{row['text']} Your code should pass these tests:\n\n" + "\n".join(row["test_list"])
 
+    def shot_answer(self, row) -> str:
+        return f"```python\n{row['code']}\n```"
+
     def prompt(self, row, shots):
         ask = "\n\nWrite the Python code in one ```python code block."
         turns = []
         for shot in shots:
-            turns += [("user", self._problem(shot) + ask), ("assistant", f"```python\n{shot['code']}\n```")]
+            turns += [("user", self._problem(shot) + ask), ("assistant", self.shot_answer(shot))]
         turns.append(("user", self._problem(row) + ask))
         # lm-eval's mbpp prompt
         completion = "".join(f"You are an expert Python programmer, and here is your task: {self._problem(s)}\n"

@@ -91,6 +91,11 @@ class GenerativeTask:
     def stop(self, chat: bool) -> tuple[str, ...]:
         return ()
 
+    def shot_answer(self, row: dict) -> str:
+        """The answer a chat model is shown for a row when it is a few-shot example (and what a task-aligned
+        training prompt's reference answer is)."""
+        raise NotImplementedError
+
     def sampling(self, chat: bool) -> Sampling:
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                         seed=self.seed, stop=self.stop(chat))

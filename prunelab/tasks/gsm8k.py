@@ -44,10 +44,13 @@ class GSM8K(GenerativeTask):
     task_metrics = ("exact_match",)
     default_max_new_tokens = 512
 
+    def shot_answer(self, row) -> str:
+        return worked_solution(row)
+
     def prompt(self, row, shots):
         turns = []
         for shot in shots:
-            turns += [("user", _INSTRUCTION.format(question=shot["question"])), ("assistant", worked_solution(shot))]
+            turns += [("user", _INSTRUCTION.format(question=shot["question"])), ("assistant", self.shot_answer(shot))]
         turns.append(("user", _INSTRUCTION.format(question=row["question"])))
         completion = "".join(f"Question: {s['question']}\nAnswer: {worked_solution(s)}\n\n" for s in shots)
         return turns, completion + f"Question: {row['question']}\nAnswer:"

@@ -14,10 +14,13 @@ class XSum(GenerativeTask):
     task_metrics = ("rouge1", "rouge2", "rougeL")
     default_max_new_tokens = 64
 
+    def shot_answer(self, row) -> str:
+        return row["summary"]
+
     def prompt(self, row, shots):
         turns = []
         for shot in shots:
-            turns += [("user", _INSTRUCTION.format(document=shot["document"])), ("assistant", shot["summary"])]
+            turns += [("user", _INSTRUCTION.format(document=shot["document"])), ("assistant", self.shot_answer(shot))]
         turns.append(("user", _INSTRUCTION.format(document=row["document"])))
         completion = "".join(f"Article: {s['document']}\nOne-sentence summary: {s['summary']}\n\n" for s in shots)
         return turns, completion + f"Article: {row['document']}\nOne-sentence summary:"

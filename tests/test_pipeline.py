@@ -210,6 +210,57 @@ def test_changed_unfinished_and_foreign_stage_outputs_are_recomputed(finished):
     assert statuses(run(data), "computed") == set()
 
 
+def test_the_report_opens_with_the_findings_its_tables_show(finished):
+    """The findings come first, on both pages, and say what the tables below say: the layers with a significant
+    arithmetic drop are the starred cells under 1 of Figure 1's table; a retention the table leaves empty (the
+    tiny random base model solves nothing) is not measured, not a finding."""
+    from prunelab.report.findings import NO_RETENTION
+
+    data, _ = finished
+    report = Path(data["output_dir"]) / "report"
+    text = (report / "report.md").read_text()
+    lead = text[text.index("## Findings"):text.index("## Stages")]
+    assert text.index("## Findings") < text.index("## Stages") and "<section id=findings>" in \
+        (report / "report.html").read_text()
+    layers = pd.read_csv(report / "tables" / "figure1_layers.csv", dtype=str, keep_default_na=False)
+    dropped = [row["removed layer"].split("-")[1] for _, row in layers.iterrows()
+               if row["arithmetic"].endswith("*") and float(row["arithmetic"].split()[0]) < 1]
+    if (layers["arithmetic"] == "").all():
+        assert "flatter.** Not measured.\n  - no task has a retention" in lead
+    else:
+        assert (f"arithmetic: a significant drop at {len(dropped)} of {len(layers)} layers "
+                f"({', '.join(dropped) or 'none'})") in lead
+    table1 = pd.read_csv(report / "tables" / "table1_strategies.csv", dtype=str, keep_default_na=False)
+    for _, row in table1.iterrows():
+        shown = row["classification mean"].rstrip(" *") or NO_RETENTION
+        assert f"(layers {row['removed']} removed): classification {shown}" in lead
+    if (table1["classification mean"] == "").all():
+        assert "exceeds generative retention.** Not measured." in lead
+    assert "**SFT on the base model's own answers (SGR) recovers generation better than SFT on the original " \
+           "answers.** Not measured." in lead  # this run trains on the original answers only
+
+
+def test_the_page_shows_the_samples_behind_the_scores(finished):
+    """Every stored output of every model, with the outcome it was scored as, is on the page beside the base
+    model's (escaped, so a model's output cannot write into the page)."""
+    import html
+
+    from prunelab.report.samples import samples
+
+    data, _ = finished
+    report = Path(data["output_dir"]) / "report"
+    page = (report / "report.html").read_text()
+    table = samples(report / "recovery-block_influence-at-0.25")
+    assert set(table["candidate"]) == {"pruned block_influence@0.25", "+ SFT reference (block_influence@0.25)",
+                                       "+ KD (block_influence@0.25)", "+ partial (last 2) (block_influence@0.25)",
+                                       "+ linear (block_influence@0.25)"}
+    block = page[page.index('data-samples="Samples: block_influence@0.25 and its recoveries"'):]
+    for r in table.itertuples():
+        assert f'data-model="{html.escape(r.candidate)}" data-outcome="{html.escape(r.outcome)}"' in block
+        assert f"<pre class=output>{html.escape(r.output)}</pre>" in block
+        assert f"<pre class=output>{html.escape(r.base_output)}</pre>" in block
+
+
 def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished, tmp_path, capsys):
     from prunelab.artifacts import ArtifactMissing
     from prunelab.report.page import write_pipeline_report
@@ -267,11 +318,12 @@ def test_a_pipeline_naming_an_input_no_stage_produces_is_refused_before_anything
 
 
 class Tables(HTMLParser):
-    """The tables of a page: data-csv -> rows of cell texts (header first)."""
+    """The tables of a page: data-csv -> rows of (what the CSV holds, what the page shows) per cell, header first;
+    the text of each samples block's count of shown items."""
 
     def __init__(self):
         super().__init__()
-        self.tables, self.current, self.row, self.cell, self.attrs = {}, None, None, None, {}
+        self.tables, self.current, self.row, self.cell, self.attrs, self.shown = {}, None, None, None, {}, []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -281,23 +333,41 @@ class Tables(HTMLParser):
         elif tag == "tr" and self.current:
             self.row = []
         elif tag in ("td", "th") and self.row is not None:
-            self.cell = ""
+            self.cell = [attrs.get("data-value", attrs.get("data-column")), ""]
         elif tag == "body":
             self.attrs = attrs
+        elif tag == "span" and attrs.get("class") == "shown":
+            self.cell = ["shown", ""]
 
     def handle_data(self, data):
         if self.cell is not None:
-            self.cell += data
+            self.cell[1] += data
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self.cell is not None:
-            self.row.append(self.cell)
+            self.row.append(tuple(self.cell))
+            self.cell = None
+        elif tag == "span" and self.cell is not None and self.cell[0] == "shown":
+            self.shown.append(self.cell[1])
             self.cell = None
         elif tag == "tr" and self.row is not None:
             self.tables[self.current].append(self.row)
             self.row = None
         elif tag == "table":
             self.current = None
+
+
+def shown_agrees(header: str, raw: str, shown: str) -> bool:
+    """A number on the page is the CSV's, in the header's unit, to three significant digits; other text is the
+    CSV's."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return shown == raw
+    if value != value:  # NaN: an empty cell
+        return shown == ""
+    scale = 1e-6 if header.endswith("(M)") else 100 if header.endswith("(%)") else 1
+    return abs(float(shown.replace(",", "")) - value * scale) <= 0.005 * abs(value * scale) + 0.5e-3
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -308,7 +378,7 @@ def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbe
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+         "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     parsed = Tables()
     parsed.feed(dom.stdout)
@@ -321,6 +391,12 @@ def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbe
     assert expected_tables <= set(parsed.tables)
     for rel, rows in parsed.tables.items():
         csv = pd.read_csv(report / rel, dtype=str, keep_default_na=False)
-        assert rows[0] == list(csv.columns), rel
-        assert rows[1:] == csv.to_numpy().tolist(), rel  # the numbers on the page are the file's
+        assert [column for column, _ in rows[0]] == list(csv.columns), rel
+        assert [[raw for raw, _ in row] for row in rows[1:]] == csv.to_numpy().tolist(), rel  # every digit kept
+        headers = [shown for _, shown in rows[0]]
+        for row in rows[1:]:  # and what a person reads is the same number, rounded, in the header's unit
+            assert all(shown_agrees(h, raw, shown) for h, (raw, shown) in zip(headers, row)), (rel, row)
+    assert page.read_text().count('class=samples') == len(parsed.shown) >= 2
+    assert all(text.endswith(" items") and text.split()[0] == text.split()[2] for text in parsed.shown)  # filters ran
+    assert "Uncaught" not in dom.stderr, dom.stderr[-2000:]  # no script error
     assert "retention" in (report / "report.md").read_text()

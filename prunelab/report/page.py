@@ -39,24 +39,36 @@ from prunelab.artifacts import (
 )
 from prunelab.atomic import write_text
 from prunelab.config import PipelineRecover, recovery_arms
-from prunelab.report.plots import _figure, _save, single_layer_rows
+from prunelab.report import display, samples_view
+from prunelab.report import findings as paper
+from prunelab.report.plots import _figure, _save, dodge, single_layer_rows
 from prunelab.report.tables import format_interval, with_interval
 from prunelab.results import Candidate
 
 ERROR_GROUPS = {"bracket": ["err_bracket"], "other syntax": ["err_syntax"], "truncated": ["err_truncated"],
                 "runtime": ["err_undefined_name", "err_timeout", "err_assertion", "err_other"]}
 DEGENERATION = ("rep2", "rep3", "rep4", "self_bleu4")
-
-
-def _fmt(x) -> str:
-    return "" if pd.isna(x) else f"{x:.4f}" if isinstance(x, float) else str(x)
+# a click on a column's header sorts its table by that column (numbers by value, text alphabetically; again: reversed)
+SORT_SCRIPT = """<script>
+document.querySelectorAll('th[data-column]').forEach((th) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], col = th.cellIndex, up = th.dataset.order !== 'up';
+  const key = (row) => { const v = row.cells[col].dataset.value, n = parseFloat(v);
+    return v !== '' && !isNaN(n) && isFinite(v) ? [0, n] : [1, v]; };
+  const rows = [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+    const d = x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0); return up ? d : -d; });
+  th.dataset.order = up ? 'up' : 'down'; rows.forEach((r) => body.appendChild(r));
+}));
+</script>"""
+FINDINGS_NOTE = ("The paper's findings, checked on this run by code from the tables below. Retention = metric / the "
+                 "base model's, with a 95% bootstrap interval; significant = p < 0.05 in a paired sign-flip test, or "
+                 "an interval of a difference that excludes 0.")
 
 
 class Page:
     """Sections of tables (written as CSVs) and figures, rendered to markdown and to one HTML file."""
 
     def __init__(self, root: Path, title: str):
-        self.root, self.title, self.sections = root, title, []
+        self.root, self.title, self.sections, self.findings = root, title, [], []
         (root / "tables").mkdir(parents=True, exist_ok=True)
         (root / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -64,7 +76,7 @@ class Page:
         self.sections.append({"heading": heading, "text": text, "parts": []})
 
     def table(self, name: str, frame: pd.DataFrame) -> None:
-        frame = frame.map(_fmt)
+        frame = frame.map(display.csv_cell)
         path = write_text(self.root / "tables" / f"{name}.csv", frame.to_csv(index=False))
         # the page prints the CSV as written (read back as text), so its numbers are the file's
         self.sections[-1]["parts"].append(("table", path, pd.read_csv(path, dtype=str, keep_default_na=False)))
@@ -79,17 +91,26 @@ class Page:
             path = copy
         self.sections[-1]["parts"].append(("figure", path, caption))
 
+    def samples(self, fragment: str, source: Path) -> None:
+        """The samples view of one set of models (`samples_view.fragment`); the markdown points to it."""
+        self.sections[-1]["parts"].append(("samples", source, fragment))
+
     def example(self, heading: str, blocks: list[tuple[str, str]]) -> None:
         """A worked example: a heading and (label, verbatim text) blocks, e.g. two outputs side by side."""
         self.sections[-1]["parts"].append(("example", heading, blocks))
 
     def markdown(self) -> str:
         out = [f"# {self.title}\n"]
+        if self.findings:
+            out.append(f"## Findings\n\n{FINDINGS_NOTE}\n\n{paper.markdown(self.findings)}")
         for s in self.sections:
             out.append(f"## {s['heading']}\n\n{s['text']}\n" if s["text"] else f"## {s['heading']}\n")
             for kind, path, body in s["parts"]:
                 if kind == "table":
-                    out.append(body.to_markdown(index=False) + f"\n\n(`{path.relative_to(self.root)}`)\n")
+                    out.append(display.readable(body).to_markdown(index=False, disable_numparse=True)
+                               + f"\n\n(`{path.relative_to(self.root)}`)\n")
+                elif kind == "samples":
+                    out.append(f"In `report.html` (filterable), or: `prunelab samples {path}`\n")
                 elif kind == "example":
                     out.append(f"**{path}**\n\n" + "\n".join(f"{label}:\n```\n{text}\n```\n" for label, text in body))
                 else:
@@ -98,6 +119,13 @@ class Page:
 
     def html(self) -> str:
         body = [f"<h1>{html.escape(self.title)}</h1>"]
+        if self.findings:
+            items = "".join(
+                f"<li><b>{html.escape(f.claim)}</b> <span class=verdict data-verdict=\"{html.escape(f.verdict)}\">"
+                f"{html.escape(f.verdict.capitalize())}.</span><ul>"
+                + "".join(f"<li>{html.escape(e)}</li>" for e in f.evidence) + "</ul></li>" for f in self.findings)
+            body.append(f"<section id=findings><h2>Findings</h2><p>{html.escape(FINDINGS_NOTE)}</p><ul>{items}</ul>"
+                        "</section>")
         for s in self.sections:
             body.append(f"<h2>{html.escape(s['heading'])}</h2>")
             if s["text"]:
@@ -105,11 +133,18 @@ class Page:
             for kind, path, content in s["parts"]:
                 if kind == "table":
                     rel = html.escape(str(path.relative_to(self.root)))
-                    head = "".join(f"<th>{html.escape(c)}</th>" for c in content.columns)
-                    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+                    # the cell shows the value in its unit; data-value holds the CSV's text (sorting reads it)
+                    head = "".join(f'<th data-column="{html.escape(c)}" title="sort">{html.escape(display.header(c))}'
+                                   "</th>" for c in content.columns)
+                    rows = "".join("<tr>" + "".join(f'<td data-value="{html.escape(v)}"'
+                                                    f'{" class=num" if display.is_number(c, v) else ""}>'
+                                                    f"{html.escape(display.cell(c, v))}</td>"
+                                                    for c, v in zip(content.columns, row)) + "</tr>"
                                    for row in content.itertuples(index=False))
-                    body.append(f'<table data-csv="{rel}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
-                                f"</table><p class=src>{rel}</p>")
+                    body.append(f'<div class=scroll><table data-csv="{rel}"><thead><tr>{head}</tr></thead><tbody>'
+                                f"{rows}</tbody></table></div><p class=src>{rel} (every digit)</p>")
+                elif kind == "samples":
+                    body.append(content)
                 elif kind == "example":
                     cells = "".join(f"<div><b>{html.escape(label)}</b><pre>{html.escape(text)}</pre></div>"
                                     for label, text in content)
@@ -124,11 +159,14 @@ class Page:
                  "document.body.dataset.figures = imgs.length; document.body.dataset.figuresLoaded = "
                  "imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
-                 "collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:"
+                 "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:"
+                 "#f3f3f3}td{white-space:nowrap}td.num{text-align:right}.scroll{overflow-x:auto;margin:.5em 0}img{max-width:"
                  "100%}.src{color:#777;font-size:11px}.pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}pre{white-space:"
-                 "pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}")
+                 "pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}#findings li{margin:.3em 0}.verdict{font-"
+                 "weight:bold;color:#1a5}.verdict[data-verdict^='not'],.verdict[data-verdict^='does']{color:#b50}.verdict[data-verdict^='holds in']{color:#a70}"
+                 + samples_view.STYLE)
         return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"
-                f"{style}</style></head><body>{''.join(body)}{check}</body></html>")
+                f"{style}</style></head><body>{''.join(body)}{check}{SORT_SCRIPT}{samples_view.SCRIPT}</body></html>")
 
 
 def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
@@ -153,6 +191,17 @@ def _strategies(page: Page, compare: CompareArtifact) -> None:
     page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png")
 
 
+def _strategy_gaps(compare: CompareArtifact) -> dict[str, tuple[float, float, float]]:
+    """"strategy@ratio" -> (classification minus generative retention, its 95% interval), from the compare
+    stage's per-item results."""
+    from prunelab.report.retention import group_gap
+    from prunelab.results import ResultsStore
+
+    keys = {Candidate(tuple(c.removed)).name: key for key, c in compare.selections().items()}
+    frame = group_gap(ResultsStore(compare.root).read(), compare.tasks(), list(keys))
+    return {keys[r[0]]: (r[1], r[2], r[3]) for r in frame.itertuples(index=False)}
+
+
 def arm_label(arm: str, recover: dict) -> str:
     """How a recovery arm reads in the report: sft arms as before other methods existed."""
     if arm in ("sgr", "reference"):
@@ -163,14 +212,15 @@ def arm_label(arm: str, recover: dict) -> str:
     return {"kd": "KD", "linear": f"linear + {then.upper()}" if then else "linear"}[arm]
 
 
-def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str]) -> None:
+def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str]) -> list[paper.Finding]:
     """Tables 2-3 per target, then every arm of every target in one table (retention, paired differences against
     the pruned model and against SFT on SGR, the training budget) and one figure against the pruning ratio.
-    `names`: arm -> how the report calls it."""
+    `names`: arm -> how the report calls it. Returns the findings these tables show."""
     from prunelab.report import combine_evals
 
     if not groups:
-        return
+        return []
+    head_to_heads, gaps, recovered, againsts, labels_of = {}, {}, {}, {}, {}
     page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
     methods = []
     for target, rows in groups.items():
@@ -192,8 +242,12 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
                          "SGR's minus the original answers' with a 95% paired bootstrap interval (items resampled "
                          "once for all three models), and a paired sign-flip test of one against the other "
                          "(* p < 0.05).")
-            page.table(f"sgr_vs_reference_{name}", _difference_table(pd.read_csv(paths["head_to_head"])))
+            head_to_heads[target] = pd.read_csv(paths["head_to_head"])
+            page.table(f"sgr_vs_reference_{name}", _difference_table(head_to_heads[target]))
         gap = pd.read_csv(paths["gap"])
+        gaps[target], recovered[target] = gap, labels[1:]
+        againsts[target] = pd.read_csv(paths["against"])
+        labels_of[target] = {"pruned": labels[0], **{names[arm]: label for label, _, arm in rows if arm}}
         if not gap.empty:
             page.section(f"Classification against generative retention ({target})",
                          "Per model: classification mean retention minus generative mean retention, with a 95% "
@@ -204,8 +258,14 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
                                                  zip(gap.iloc[:, 1], gap["ci_low"], gap["ci_high"])]}))
         _degeneration(page, table, tasks, target)
         _code_errors(page, table, tasks, target, out)
-        methods += _method_rows(target, rows, table, pd.read_csv(paths["against"]), references, budgets, names)
+        _samples(page, combined, f"Samples: {target} and its recoveries",
+                 "Each generative item: the base model's output and each model's, what was scored from it, the "
+                 "outcome and the error class; items the base model solved and a model lost are marked.")
+        methods += _method_rows(target, rows, table, againsts[target], references, budgets, names)
     _methods(page, pd.DataFrame(methods), out)
+    found = [paper.sgr_over_reference(head_to_heads), paper.recovery_gap(gaps, recovered)]
+    best = paper.best_method(pd.DataFrame(methods), againsts, labels_of)
+    return found + ([best] if best else [])
 
 
 def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataFrame, references: list[str],
@@ -251,11 +311,15 @@ def _methods(page: Page, frame: pd.DataFrame, out: Path) -> None:
     plt = _figure()
     groups = [g for g in ("classification", "generative") if f"_{g}" in frame]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    ratios = sorted(frame["ratio"].unique())
+    offsets = dodge(frame["method"].nunique(), 0.012 * (ratios[-1] - ratios[0]))
     for ax, group in zip(axes[0], groups):
-        for method, g in frame.groupby("method", sort=False):
+        for offset, (method, g) in zip(offsets, frame.groupby("method", sort=False)):
             g = g.sort_values("ratio")
-            err = [g[f"_{group}"] - g[f"_{group}_low"], g[f"_{group}_high"] - g[f"_{group}"]]
-            ax.errorbar(g["ratio"], g[f"_{group}"], yerr=err, marker="o", capsize=3, label=method)
+            err = [(g[f"_{group}"] - g[f"_{group}_low"]).clip(lower=0),
+                   (g[f"_{group}_high"] - g[f"_{group}"]).clip(lower=0)]
+            ax.errorbar(g["ratio"] + offset, g[f"_{group}"], yerr=err, marker="o", capsize=3, label=method)
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
         ax.axhline(1.0, linestyle="--", color="gray")
         ax.set_xlabel("fraction of layers removed")
         ax.set_ylabel(f"{group} retention")
@@ -276,6 +340,22 @@ def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
         "SGR - original answers": [format_interval(d, lo, hi) + (" *" if p < 0.05 else "") for d, lo, hi, p in
                                    zip(frame[diff], frame["ci_low"], frame["ci_high"], frame["p_value"])],
         "p": frame["p_value"].map("{:.3f}".format), "items": frame["items"]})
+
+
+def _samples(page: Page, source: Path, heading: str, text: str, names: dict[str, str] | None = None) -> None:
+    from prunelab.errors import ResultsError
+    from prunelab.report.samples import samples
+
+    try:
+        table = samples(source)
+    except ResultsError:
+        return  # no generative task, or a run made before samples were kept
+    if names:
+        table = table.assign(candidate=[names.get(c, c) for c in table["candidate"]])
+    fragment = samples_view.fragment(table, heading)
+    if fragment:
+        page.section(heading, text)
+        page.samples(fragment, source)
 
 
 def _degeneration(page: Page, table: pd.DataFrame, tasks: dict, target: str) -> None:
@@ -460,12 +540,19 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                  "last write." + machine)
     page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
+    sweep = SweepArtifact(stages[SWEEP_STAGE]) if SWEEP_STAGE in stages else None
+    found = [paper.layer_sensitivity(sweep.retention(), sweep.tasks()) if sweep else paper.layer_sensitivity(None, {})]
     if COMPARE_STAGE in stages:
         compare = CompareArtifact(stages[COMPARE_STAGE])
+        found.append(paper.classification_over_generative(compare.strategies(), _strategy_gaps(compare)))
         _strategies(page, compare)
         if COST_STAGE in stages:
             _cost(page, CostArtifact(stages[COST_STAGE]), compare, out)
         _flipped_examples(page, compare)
+        _samples(page, compare.root, "Samples: the pruned models",
+                 "Each generative item: the base model's output and each strategy's pruned model's, what was scored "
+                 "from it, the outcome and the error class; items the base model solved and a model lost are marked.",
+                 {Candidate(tuple(v.removed)).name: k for k, v in compare.selections().items()})
     groups, budgets, trained = {}, {}, []
     recover = config.get("recover") or {}
     arms = recovery_arms(PipelineRecover.model_validate(recover)) if recover else []
@@ -483,7 +570,8 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                                           "seconds": seconds.get(stage, "")}
                 if method != "linear" or recover["linear"].get("then"):  # linear alone has no training curve
                     trained.append((f"{target}-{arm}", stages[stage]))
-    _recovery(page, groups, out, budgets, names)
+    found += _recovery(page, groups, out, budgets, names)
+    page.findings = found
     if SWEEP_STAGE in stages:
         _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)
     _training(page, trained, out)

@@ -51,18 +51,47 @@ def layer_sensitivity(retention: pd.DataFrame, tasks: list[str], legend: dict[st
     _save(fig, plt, path)
 
 
+def dodge(n: int, width: float) -> list[float]:
+    """x offsets that spread n series of points around each x, so their interval bars do not hide each other."""
+    return [width * (i - (n - 1) / 2) for i in range(n)]
+
+
 def strategies(table: pd.DataFrame, columns: list[str], path: Path, title: str) -> None:
+    """One panel per task group (its mean retention, 95% interval): retention against the ratio, one line per
+    strategy; with a single ratio, a dot plot (one row per strategy) instead of lines over one x."""
     plt = _figure()
-    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.6), squeeze=False)
-    for ax, column in zip(axes[0], columns):
-        for strategy, group in table.groupby("strategy"):
-            low = group[column] - group[f"{column}:ci_low"]
-            high = group[f"{column}:ci_high"] - group[column]
-            ax.errorbar(group["ratio"], group[column], yerr=[low, high], marker="o", ms=4, capsize=3, label=strategy)
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_title(column, fontsize=9)
-        ax.set_xlabel("fraction of layers removed")
-    axes[0][0].set_ylabel("retention (pruned / base)")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    groups = [c for c in columns if c.endswith("_mean")] or columns
+    ratios = sorted(table["ratio"].unique())
+    names = list(dict.fromkeys(table["strategy"]))
+    single = len(ratios) == 1
+    size = (4.5 * len(groups), 0.6 + 0.45 * len(names)) if single else (4.5 * len(groups), 3.6)
+    fig, axes = plt.subplots(1, len(groups), figsize=(size[0], max(size[1], 2.2)), squeeze=False)
+    span = (ratios[-1] - ratios[0]) if not single else 0
+    offsets = dodge(len(names), 0.012 * span if span else 0)
+    for ax, column in zip(axes[0], groups):
+        for i, strategy in enumerate(names):
+            group = table[table["strategy"] == strategy].sort_values("ratio")
+            low = (group[column] - group[f"{column}:ci_low"]).clip(lower=0)
+            high = (group[f"{column}:ci_high"] - group[column]).clip(lower=0)
+            if single:
+                ax.errorbar(group[column], [i] * len(group), xerr=[low, high], fmt="o", capsize=3)
+            else:
+                ax.errorbar(group["ratio"] + offsets[i], group[column], yerr=[low, high], marker="o", ms=4,
+                            capsize=3, label=strategy)
+        label = column.replace("_mean", " mean").replace("_", " ")
+        if single:
+            ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_yticks(range(len(names)), names)
+            ax.set_ylim(-0.6, len(names) - 0.4)
+            ax.invert_yaxis()
+            ax.set_xlabel(f"{label} retention (pruned / base)")
+        else:
+            ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+            ax.set_xlabel("fraction of layers removed")
+            ax.set_ylabel(f"{label} retention")
+        ax.grid(alpha=0.3)
+    if not single:
+        axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title + (f" (ratio {ratios[0]:g})" if single else ""), fontsize=10)
     _save(fig, plt, path)

@@ -52,7 +52,8 @@ def test_counts_equal_what_the_pruned_config_implies(family):
 def cost_config(base, models, out, **extra) -> CostConfig:
     return parse_config({"kind": "cost", "name": "tiny", "base_model": {"name": str(base), "dtype": "float32"},
                          "models": [{"name": str(m), "dtype": "float32"} for m in models], "prompt_tokens": 16,
-                         "new_tokens": 4, "batch_size": 2, "warmup": 0, "runs": 1, "output_dir": str(out), **extra},
+                         "new_tokens": 4, "batch_size": 2, "warmup": 0, "runs": 1, "rounds": 1, "output_dir": str(out),
+                         **extra},
                         cls=CostConfig)
 
 
@@ -75,7 +76,7 @@ def test_measured_costs_are_reused_and_remeasured_when_a_checkpoint_changes(chec
     said = []
     measure_costs(cost_config(base, [pruned], out), say=said.append)
     assert [s.split(":")[1].strip().split()[0] for s in said] == ["measuring", "measuring"]
-    results = {p.name.split("-")[0]: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    results = {p.name.split("-")[0]: json.loads(p.read_text())["rounds"][0] for p in (out / "results").glob("*.json")}
     assert set(results) == {"base", "pruned"}
     workloads = [r["workload"] for r in results.values()]
     assert workloads[0] == workloads[1] == {"batch": 2, "prompt_tokens": 16, "new_tokens": 4, "generated_tokens": [4]}
@@ -99,6 +100,34 @@ def test_measured_costs_are_reused_and_remeasured_when_a_checkpoint_changes(chec
 
 
 @pytest.mark.slow
+def test_models_of_one_shape_measure_equal_within_their_intervals_and_more_rounds_resume(checkpoints, tmp_path):
+    """Two variants with the same shape (layer 1 or layer 2 removed) do the same work: their speed-ups, each a
+    geometric mean over rounds with a 95% interval, agree within the intervals. The models take turns, round by
+    round; a rerun with more rounds measures the new rounds only."""
+    base, _, _ = checkpoints
+    out = tmp_path / "cost"
+    said = []
+    settings = {"removed": {"minus1": [1], "minus2": [2]}, "new_tokens": 8, "runs": 2, "warmup": 1}
+    measure_costs(cost_config(base, [], out, rounds=3, **settings), say=said.append)
+    assert [s.split("]")[0] + "] " + s.split(": ")[0].split("] ")[-1] for s in said] == [
+        f"[round {r}/3] {m}" for r in (1, 2, 3) for m in ("base", "minus1", "minus2")]  # the models take turns
+    table = pd.read_csv(out / "cost.csv").set_index("model")
+    for what in ("decode_b1", "decode_batch", "prefill"):
+        low = table[f"{what}_speedup:ci_low"]
+        high = table[f"{what}_speedup:ci_high"]
+        assert (low <= table[f"{what}_speedup"]).all() and (table[f"{what}_speedup"] <= high).all()
+        assert low["minus1"] <= high["minus2"] and low["minus2"] <= high["minus1"], what  # equal within intervals
+    assert table.loc["base", "decode_b1_speedup"] == 1 and (table["rounds"] == 3).all()
+    assert "| base " in (md := (out / "cost.md").read_text()) and "1.00 [1.00, 1.00] (1.00) ~1" in md  # covers 1
+    stored = json.loads(next((out / "results").glob("minus1-*.json")).read_text())
+    assert len(stored["rounds"]) == 3 and all(r["warmup_runs"] >= 1 for r in stored["rounds"])
+    assert stored["rounds"][0]["threads"] == torch.get_num_threads()  # pinned to this process's count
+    said.clear()
+    measure_costs(cost_config(base, [], out, rounds=4, **settings), say=said.append)
+    assert ["measured before" in s for s in said] == [True] * 9 + [False] * 3
+
+
+@pytest.mark.slow
 def test_on_a_cluster_each_model_is_measured_in_a_ray_task_sized_by_ray_actors(checkpoints, tmp_path):
     import ray
 
@@ -117,7 +146,7 @@ def test_on_a_cluster_each_model_is_measured_in_a_ray_task_sized_by_ray_actors(c
     meta = json.loads((tmp_path / "cost" / "meta.json").read_text())
     # the machine recorded is the measuring task's: Ray gives a task of one CPU one thread (this process has more)
     assert meta["machine"]["torch_threads"] == 1
-    results = [json.loads(p.read_text()) for p in (tmp_path / "cost" / "results").glob("*.json")]
+    results = [json.loads(p.read_text())["rounds"][0] for p in (tmp_path / "cost" / "results").glob("*.json")]
     assert sorted(r["num_layers"] for r in results) == [2, 4]
 
 

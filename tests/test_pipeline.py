@@ -43,7 +43,7 @@ def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
                     "linear": {"calibration": {"samples": 4, "max_length": 32}},
                     "training": {"max_steps": 2, "save_steps": 2, "batch_size": 4, "per_device_batch_size": 2,
                                  "max_length": 128, "warmup_steps": 0}},
-        "cost": {"prompt_tokens": 8, "new_tokens": 3, "batch_size": 2, "warmup": 0, "runs": 1},
+        "cost": {"prompt_tokens": 8, "new_tokens": 3, "batch_size": 2, "warmup": 0, "runs": 1, "rounds": 2},
         "output_dir": str(out)}
 
 

@@ -131,7 +131,7 @@ def test_vllm_cost_backend_measures_what_the_transformers_backend_counts(model_d
 
     common = {"kind": "cost", "name": "tiny", "base_model": {"name": str(model_dir), "dtype": "float32"},
               "removed": {"drop": [1]}, "prompt_tokens": 16, "new_tokens": 4, "batch_size": 2, "warmup": 0,
-              "runs": 1}
+              "runs": 1, "rounds": 1}
     measure_costs(parse_config({**common, "output_dir": str(tmp_path / "hf")}, cls=CostConfig))
     config = parse_config({**common, "backend": "vllm", "engine_kwargs": {"kv_cache_memory_bytes": 2**28},
                            "output_dir": str(tmp_path / "vllm")}, cls=CostConfig)
@@ -140,7 +140,8 @@ def test_vllm_cost_backend_measures_what_the_transformers_backend_counts(model_d
     assert [s.split(":")[1].split()[0] for s in said] == ["measuring", "measuring"]
 
     def results(backend):
-        return {p.name.rsplit("-", 1)[0]: json.loads(p.read_text())
+        return {p.name.rsplit("-", 1)[0]: {**(stored := json.loads(p.read_text()))["rounds"][0],
+                                            "removed": stored["removed"]}
                 for p in (tmp_path / backend / "results").glob("*.json")}
 
     hf, vllm = results("hf"), results("vllm")

@@ -73,24 +73,38 @@ def _cache_bytes(cache) -> int:
     return sum(k.nbytes + v.nbytes for k, v in cache)
 
 
+STEADY = 0.05  # warm-up goes on while the last two warm-up runs' batch-1 decode rates differ by more than this
+EXTRA_WARMUP = 3  # at most this many warm-up runs beyond `warmup`
+
+
+def _steady(rates: list[float]) -> bool:
+    return len(rates) >= 2 and abs(rates[-1] - rates[-2]) <= STEADY * rates[-2]
+
+
 def timed_runs(generate, one, batch, rows: int, prompt_tokens: int, n: int, warmup: int,
-               runs: int) -> tuple[dict, set[int]]:
+               runs: int) -> tuple[dict, set[int], int]:
     """Per run, `n` tokens at batch 1 (`one`) and at the batch; `generate(prompts, n)` gives (prompt + first token
-    seconds, the other tokens' seconds, the token counts made). Returns the stats of time to first token, prefill
-    and decode tokens/s over the measured runs, and every token count made (warm-up included)."""
+    seconds, the other tokens' seconds, the token counts made). At least `warmup` warm-up runs, more while the
+    last two still differ (caches, allocator and clock settling), then `runs` measured ones. Returns the stats of
+    time to first token, prefill and decode tokens/s over the measured runs, every token count made (warm-up
+    included) and the number of warm-up runs."""
     timings = {"ttft_s": [], "prefill_tps": [], "decode_b1_tps": [], "decode_batch_tps": []}
     generated = set()
-    for run in range(warmup + runs):
+    warm: list[float] = []
+    while len(warm) < warmup or (warmup and not _steady(warm) and len(warm) < warmup + EXTRA_WARMUP):
+        _, decode_one, made_one = generate(one, n)
+        _, _, made_batch = generate(batch, n)
+        generated |= made_one | made_batch
+        warm.append((n - 1) / decode_one)
+    for _ in range(runs):
         ttft, decode_one, made_one = generate(one, n)
         prefill, decode_batch, made_batch = generate(batch, n)
         generated |= made_one | made_batch
-        if run < warmup:
-            continue
         timings["ttft_s"].append(ttft)
         timings["prefill_tps"].append(rows * prompt_tokens / prefill)
         timings["decode_b1_tps"].append((n - 1) / decode_one)
         timings["decode_batch_tps"].append(rows * (n - 1) / decode_batch)
-    return {k: _stats(v) for k, v in timings.items()}, generated
+    return {k: _stats(v) for k, v in timings.items()}, generated, len(warm)
 
 
 def measure(spec: dict) -> dict:
@@ -155,8 +169,8 @@ def measure(spec: dict) -> dict:
 
     with torch.inference_mode():
         kv = _cache_bytes(cache_of(model(ids[:1], use_cache=True)))
-    timings, generated = timed_runs(generate, ids[:1], ids, int(ids.shape[0]), int(ids.shape[1]), n,
-                                    spec["warmup"], spec["runs"])
+    timings, generated, warmed = timed_runs(generate, ids[:1], ids, int(ids.shape[0]), int(ids.shape[1]), n,
+                                            spec["warmup"], spec["runs"])
     embedding = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
     return {
@@ -170,6 +184,7 @@ def measure(spec: dict) -> dict:
         "peak_generate_counts_load": not peak_reset,  # the peak could not be reset after loading
         "workload": {"batch": int(ids.shape[0]), "prompt_tokens": int(ids.shape[1]), "new_tokens": n,
                      "generated_tokens": sorted(generated)},
+        "warmup_runs": warmed, "threads": torch.get_num_threads() if not device.startswith("cuda") else None,
         **timings,
     }
 

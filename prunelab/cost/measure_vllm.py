@@ -89,7 +89,8 @@ def measure(spec: dict) -> dict:
         first, last = max(s.first_token_ts for s in stats), max(s.last_token_ts for s in stats)
         return first - scheduled, last - first, {len(o.outputs[0].token_ids) for o in outputs}
 
-    timings, generated = timed_runs(generate, ids[:1], ids, len(ids), len(ids[0]), n, spec["warmup"], spec["runs"])
+    timings, generated, warmed = timed_runs(generate, ids[:1], ids, len(ids), len(ids[0]), n, spec["warmup"],
+                                            spec["runs"])
     counts = parameter_counts(spec["path"])
     dtype_bytes = torch.empty((), dtype=llm.llm_engine.model_config.dtype).element_size()
     weights = counts["parameters"] * dtype_bytes
@@ -105,6 +106,7 @@ def measure(spec: dict) -> dict:
         "engine_reserved_bytes": reserved,
         "workload": {"batch": len(ids), "prompt_tokens": len(ids[0]), "new_tokens": n,
                      "generated_tokens": sorted(generated)},
+        "warmup_runs": warmed,
         **timings,
     }
 

@@ -445,6 +445,13 @@ def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> No
     page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
 
 
+def _gain(row, what: str) -> str:
+    """A measured speed-up with its interval over rounds, marked where the interval covers 1 (no measured gain)."""
+    low, high = row.get(f"{what}_speedup:ci_low", float("nan")), row.get(f"{what}_speedup:ci_high", float("nan"))
+    text = format_interval(row[f"{what}_speedup"], low, high) if pd.notna(low) else f"{row[f'{what}_speedup']:.3f}"
+    return text + (" (covers 1)" if pd.notna(low) and low <= 1 <= high else "")
+
+
 def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out: Path) -> None:
     """Retention against measured decode speed-up and memory, one point per strategy x ratio; the base model's
     point at speed-up 1, nothing saved, retention 1."""
@@ -453,7 +460,7 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
     rows = [{"model": "base", "removed": "", "decode speed-up b1": 1.0, "decode bound b1": 1.0,
              "decode speed-up batched": 1.0, "memory saved": 0.0, "classification mean": "1.000",
              "generative mean": "1.000"}]
-    points = [("base", 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
+    points = [("base", 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
     for _, r in strategies.iterrows():
         key = f"{r['strategy']}@{r['ratio']:g}"
         if key not in cost.index:
@@ -461,17 +468,20 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
         c = cost.loc[key]
         one = strategies[(strategies.strategy == r["strategy"]) & (strategies.ratio == r["ratio"])]
         cls, gen = (with_interval(one, g)[0] if g in one else "" for g in ("classification_mean", "generative_mean"))
-        rows.append({"model": key, "removed": r["removed"], "decode speed-up b1": c["decode_b1_speedup"],
-                     "decode bound b1": c["decode_b1_bound"], "decode speed-up batched": c["decode_batch_speedup"],
+        rows.append({"model": key, "removed": r["removed"], "decode speed-up b1": _gain(c, "decode_b1"),
+                     "decode bound b1": c["decode_b1_bound"], "decode speed-up batched": _gain(c, "decode_batch"),
                      "memory saved": c["memory_saved"], "classification mean": cls, "generative mean": gen})
         means = [r.get(f"{g}{suffix}", float("nan")) for g in ("classification_mean", "generative_mean")
                  for suffix in ("", ":ci_low", ":ci_high")]
-        points.append((key, c["decode_b1_speedup"], c["memory_saved"], *means))
+        points.append((key, c["decode_b1_speedup"], c["memory_saved"], *means,
+                       c.get("decode_b1_speedup:ci_low", float("nan")), c.get("decode_b1_speedup:ci_high", float("nan"))))
     if len(rows) == 1:
         return
     page.section("What a cut buys: retention against measured speed-up and memory",
                  "Decode speed-up (batch 1 and batched) and peak memory saved, measured on the same workload "
-                 "(prunelab cost), beside the bound the architecture allows; the retention of the same removed layers.")
+                 "(prunelab cost), beside the bound the architecture allows; the retention of the same removed layers. "
+                 "A speed-up is the geometric mean over rounds (the models taking turns, each in a fresh process) of "
+                 "its rate over the base model's, with a 95% interval over rounds; '(covers 1)': no measured gain.")
     page.table("cost_retention", pd.DataFrame(rows))
     page.table("cost", cost.reset_index())
     plt = _figure()
@@ -482,7 +492,10 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
             ys = [p[offset] for p in points]
             lo = [max(0.0, p[offset] - p[offset + 1]) if pd.notna(p[offset + 1]) else 0 for p in points]
             hi = [max(0.0, p[offset + 2] - p[offset]) if pd.notna(p[offset + 2]) else 0 for p in points]
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, capsize=3, label=name)
+            # the speed-up's own interval over rounds, where it has one
+            xerr = None if x_index != 1 else [[max(0.0, p[1] - p[9]) if pd.notna(p[9]) else 0 for p in points],
+                                              [max(0.0, p[10] - p[1]) if pd.notna(p[10]) else 0 for p in points]]
+            ax.errorbar(xs, ys, yerr=[lo, hi], xerr=xerr, fmt=marker, capsize=3, label=name)
         for p in points:
             ax.annotate(p[0], (p[x_index], p[3]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(xlabel)

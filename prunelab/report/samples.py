@@ -73,7 +73,7 @@ def _combined(root: Path, task: str | None, candidate: str | None, flipped: bool
     return pd.concat(parts).sort_values(["task", "candidate", "item_id"]).reset_index(drop=True)
 
 
-def _clip(text, width: int) -> str:
+def clip(text, width: int) -> str:
     text = "" if text is None or (isinstance(text, float) and pd.isna(text)) else str(text)
     return text if len(text) <= width else text[:width] + f" ... [{len(text) - width} more characters]"
 
@@ -88,18 +88,18 @@ def format_samples(table: pd.DataFrame, width: int = 600) -> str:
         if getattr(r, "error_class", None):
             parts.append(f"   error class: {r.error_class} (base: {r.base_error_class})")
         if getattr(r, "gold", None):
-            parts.append(f"   gold: {_clip(r.gold, 200)}")
+            parts.append(f"   gold: {clip(r.gold, 200)}")
         for who, scored, output, message in ((r.candidate, r.scored, r.output, r.outcome_message),
                                              ("base", r.base_scored, r.base_output, r.base_outcome_message)):
             parts.append(f"-- {who} output:")
-            parts.append(_clip(output, width))
+            parts.append(clip(output, width))
             if scored is not None and scored != output:
                 parts.append(f"-- {who} scored:")
-                parts.append(_clip(scored, width))
+                parts.append(clip(scored, width))
             if message:
-                parts.append(f"-- {who} outcome message: {_clip(message, 300)}")
+                parts.append(f"-- {who} outcome message: {clip(message, 300)}")
         blocks.append("\n".join(parts))
     return "\n\n".join(blocks) if blocks else "no samples match"
 
 
-__all__ = ["format_samples", "samples"]
+__all__ = ["clip", "format_samples", "samples"]

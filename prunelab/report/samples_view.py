@@ -10,12 +10,13 @@ import html
 
 import pandas as pd
 
+from prunelab.report.samples import clip
+
 WIDTH = 2000  # characters of an output shown; the store keeps all of it
 
 
 def _text(value) -> str:
-    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-    return text if len(text) <= WIDTH else text[:WIDTH] + f" ... [{len(text) - WIDTH} more characters]"
+    return clip(value, WIDTH)
 
 
 def _score(value) -> str:

@@ -6,14 +6,15 @@ numbers of every table equal to its CSV."""
 
 import copy
 import json
+import re
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from browser import browse, hovered, needs_chromium
 
 from prunelab.cli import main
 from prunelab.config import PipelineConfig, parse_config
@@ -30,7 +31,8 @@ def pipeline_data(model_dir, prompts: Path, out: Path) -> dict:
         "kind": "pipeline", "name": "tiny", "model": {"name": str(model_dir), "dtype": "float32"},
         "tasks": [{"name": "arithmetic", "limit": 12}, {"name": "humaneval", "limit": 3, "max_new_tokens": 8}],
         "generation": {"batch_size": 4, "sandbox_workers": 2},
-        "sweep": {"tasks": [{"name": "arithmetic", "limit": 12}], "sweep": {"batch_tokens": 512}},
+        "sweep": {"tasks": [{"name": "arithmetic", "limit": 12}, {"name": "humaneval", "limit": 2, "max_new_tokens": 4}],
+                  "sweep": {"batch_tokens": 512}},
         "prune": {"strategies": ["block_influence", "reverse"], "ratios": [0.25],
                   "calibration": {"samples": 4, "max_length": 32}, "sweep": {"batch_tokens": 512}},
         "sgr": {"chat_template": "plain",
@@ -242,23 +244,30 @@ def test_the_report_opens_with_the_findings_its_tables_show(finished):
 
 def test_the_page_shows_the_samples_behind_the_scores(finished):
     """Every stored output of every model, with the outcome it was scored as, is on the page beside the base
-    model's (escaped, so a model's output cannot write into the page)."""
+    model's (escaped, so a model's output cannot write into the page): the recoveries', and the sweep's with each
+    layer removed."""
     import html
 
     from prunelab.report.samples import samples
 
-    data, _ = finished
+    data, first = finished
     report = Path(data["output_dir"]) / "report"
     page = (report / "report.html").read_text()
-    table = samples(report / "recovery-block_influence-at-0.25")
-    assert set(table["candidate"]) == {"pruned block_influence@0.25", "+ SFT reference (block_influence@0.25)",
-                                       "+ KD (block_influence@0.25)", "+ partial (last 2) (block_influence@0.25)",
-                                       "+ linear (block_influence@0.25)"}
-    block = page[page.index('data-samples="Samples: block_influence@0.25 and its recoveries"'):]
-    for r in table.itertuples():
-        assert f'data-model="{html.escape(r.candidate)}" data-outcome="{html.escape(r.outcome)}"' in block
-        assert f"<pre class=output>{html.escape(r.output)}</pre>" in block
-        assert f"<pre class=output>{html.escape(r.base_output)}</pre>" in block
+    recovered = samples(report / "recovery-block_influence-at-0.25")
+    assert set(recovered["candidate"]) == {"pruned block_influence@0.25", "+ SFT reference (block_influence@0.25)",
+                                           "+ KD (block_influence@0.25)", "+ partial (last 2) (block_influence@0.25)",
+                                           "+ linear (block_influence@0.25)"}
+    swept = samples(first["sweep"]["dir"])
+    assert set(swept["candidate"]) == {f"drop-{i}" for i in range(4)} and set(swept["task"]) == {"humaneval"}
+    for table, heading in ((recovered, "Samples: block_influence@0.25 and its recoveries"),
+                           (swept, "Samples: the single-layer sweep")):
+        start = page.index(f'data-samples="{heading}"')
+        end = page.find("data-samples=", start + 1)  # the next samples view, if any
+        block = page[start:end if end > 0 else None]
+        for r in table.itertuples():
+            assert f'data-model="{html.escape(r.candidate)}" data-outcome="{html.escape(r.outcome)}"' in block
+            assert f"<pre class=output>{html.escape(r.output)}</pre>" in block
+            assert f"<pre class=output>{html.escape(r.base_output)}</pre>" in block
 
 
 def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished, tmp_path, capsys):
@@ -370,20 +379,36 @@ def shown_agrees(header: str, raw: str, shown: str) -> bool:
     return abs(float(shown.replace(",", "")) - value * scale) <= 0.005 * abs(value * scale) + 0.5e-3
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+@needs_chromium
+def test_every_figure_of_the_page_answers_the_mouse(finished, tmp_path):
+    """Every point of every interactive figure on the pipeline's page shows a label under the mouse; a retention's
+    label gives its interval and item count, the base model's says it is the reference (the figures' contents
+    point by point: tests/test_interactive.py)."""
+    data, _ = finished
+    labels, _, body = hovered(Path(data["output_dir"]) / "report" / "report.html", tmp_path)
+    assert len(labels) == int(body["data-interactive"]) >= 5
+    assert labels["figure-training_curves"]  # two runs' perplexity per step
+    for figure, points in labels.items():
+        for name, _, text in points:
+            assert text.strip(), (figure, name)
+            if "retention" in text:
+                assert "(the reference: 1 by definition)" in text if text.startswith("base") else \
+                    re.search(r"retention \d+\.\d{3} \[\d+\.\d{2}, \d+\.\d{2}\]\s*\d+ items", text), text
+
+
+@needs_chromium
 def test_the_report_page_renders_in_a_browser_with_its_figures_and_the_csv_numbers(finished, tmp_path):
     data, _ = finished
     report = Path(data["output_dir"]) / "report"
     page = report / "report.html"
-    dom = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = browse(page, tmp_path)
     parsed = Tables()
     parsed.feed(dom.stdout)
     figures = int(parsed.attrs["data-figures"])
     assert figures >= 4 and int(parsed.attrs["data-figures-loaded"]) == figures  # every embedded figure decoded
+    # every figure is drawn interactive too, offline: the page's own copy of plotly.js
+    assert int(parsed.attrs["data-interactive"]) == int(parsed.attrs["data-interactive-drawn"]) == figures
+    assert "<script src=" not in page.read_text()
     expected_tables = {"tables/stages.csv", "tables/table1_strategies.csv", "tables/figure1_layers.csv",
                        "tables/arithmetic_probe.csv", "tables/table2_recovery_block_influence_0.25.csv",
                        "tables/code_errors_block_influence_0.25.csv", "tables/degeneration_block_influence_0.25.csv",

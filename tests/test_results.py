@@ -82,7 +82,7 @@ def test_retention_table_is_candidate_mean_over_base_mean_with_intervals():
     base = rng.integers(0, 2, 40).astype(float)
     cand = base * rng.integers(0, 2, 40)
     rows = _rows({"base": list(base), "drop-3": list(cand)}) + _rows(
-        {"base": [0.5] * 40, "drop-3": [0.25] * 40}, task="g", metric="rougeL")
+        {"base": [0.5] * 40, "drop-3": [0.25] * 30}, task="g", metric="rougeL")  # 10 items not scored yet
     tasks = {"t": {"kind": "classification", "primary_metric": "acc"},
              "g": {"kind": "generative", "primary_metric": "rougeL"}}
     table = retention_table(pa.Table.from_pylist(rows), tasks)
@@ -94,6 +94,9 @@ def test_retention_table_is_candidate_mean_over_base_mean_with_intervals():
     assert table.loc["drop-3", "generative_mean"] == pytest.approx(0.5)
     assert table.loc["base", "t"] == 1.0 and table.loc["base", "t:p_value"] == 1.0
     assert table.loc["drop-3", "t:acc"] == pytest.approx(cand.mean())
+    # each retention says how many paired items it rests on: a group, its tasks' items
+    assert table.loc["drop-3", "t:items"] == 40 and table.loc["drop-3", "g:items"] == 30
+    assert table.loc["drop-3", "generative_mean:items"] == 30 and table.loc["base", "g:items"] == 40
 
 
 def test_head_to_head_of_two_candidates_against_one_base():

@@ -41,6 +41,7 @@ from prunelab.atomic import write_text
 from prunelab.config import PipelineRecover, recovery_arms
 from prunelab.report import display, samples_view
 from prunelab.report import findings as paper
+from prunelab.report import interactive as plotly
 from prunelab.report.plots import _figure, _save, dodge, single_layer_rows
 from prunelab.report.tables import format_interval, with_interval
 from prunelab.results import Candidate
@@ -58,6 +59,18 @@ document.querySelectorAll('th[data-column]').forEach((th) => th.addEventListener
     const d = x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0); return up ? d : -d; });
   th.dataset.order = up ? 'up' : 'down'; rows.forEach((r) => body.appendChild(r));
 }));
+</script>"""
+# the page records in <body data-*> whether every figure drew, for a browser (and a test) to read back: PNGs decoded,
+# interactive figures drawn (an SVG with a point for every value: a retention the base model leaves undefined has none)
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', () => { const imgs = [...document.images], plots = [...document.querySelectorAll('.plotly-graph-div')];
+  const data = document.body.dataset;
+  data.figures = imgs.length; data.figuresLoaded = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
+  data.interactive = plots.length;
+  const values = (p) => p.data.reduce((n, t) => n + (t.x || []).filter((x, i) => x !== null && t.y[i] !== null).length, 0);
+  data.interactiveDrawn = plots.filter((p) => p.querySelector('.main-svg')
+    && p.querySelectorAll('.point').length >= values(p)).length;
+});
 </script>"""
 FINDINGS_NOTE = ("The paper's findings, checked on this run by code from the tables below. Retention = metric / the "
                  "base model's, with a 95% bootstrap interval; significant = p < 0.05 in a paired sign-flip test, or "
@@ -81,15 +94,17 @@ class Page:
         # the page prints the CSV as written (read back as text), so its numbers are the file's
         self.sections[-1]["parts"].append(("table", path, pd.read_csv(path, dtype=str, keep_default_na=False)))
 
-    def figure(self, path: Path, caption: str, name: str | None = None) -> None:
-        """A figure of the report; one from a stage directory is copied under report/figures/ (as `name`)."""
+    def figure(self, path: Path, caption: str, name: str | None = None, interactive=None) -> None:
+        """A figure of the report; one from a stage directory is copied under report/figures/ (as `name`). With
+        `interactive` (a plotly figure of the same data), the page draws that one and keeps the PNG below it."""
         if not path.exists():
             raise ArtifactMissing(f"the report's figure {str(path)!r} is missing")
         if self.root not in path.parents:
             copy = self.root / "figures" / (name or path.name)
             copy.write_bytes(path.read_bytes())
             path = copy
-        self.sections[-1]["parts"].append(("figure", path, caption))
+        drawn = plotly.embed(interactive, path.stem) if interactive is not None else None
+        self.sections[-1]["parts"].append(("figure", path, (caption, drawn)))
 
     def samples(self, fragment: str, source: Path) -> None:
         """The samples view of one set of models (`samples_view.fragment`); the markdown points to it."""
@@ -114,7 +129,7 @@ class Page:
                 elif kind == "example":
                     out.append(f"**{path}**\n\n" + "\n".join(f"{label}:\n```\n{text}\n```\n" for label, text in body))
                 else:
-                    out.append(f"![{body}]({path.relative_to(self.root)})\n")
+                    out.append(f"![{body[0]}]({path.relative_to(self.root)})\n")
         return "\n".join(out)
 
     def html(self) -> str:
@@ -151,24 +166,25 @@ class Page:
                     body.append(f"<details><summary>{html.escape(path)}</summary><div class=pair>{cells}</div>"
                                 "</details>")
                 else:
-                    data = base64.b64encode(path.read_bytes()).decode()
-                    body.append(f'<figure><img alt="{html.escape(content)}" src="data:image/png;base64,{data}">'
-                                f"<figcaption>{html.escape(content)}</figcaption></figure>")
-        # the page records whether every figure decoded, for a browser (and a test) to read back
-        check = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
-                 "document.body.dataset.figures = imgs.length; document.body.dataset.figuresLoaded = "
-                 "imgs.filter(i => i.complete && i.naturalWidth > 0).length; });</script>")
+                    caption, drawn = content
+                    image = (f'<img alt="{html.escape(caption)}" src="data:image/png;base64,'
+                             f'{base64.b64encode(path.read_bytes()).decode()}">')
+                    if drawn:  # the interactive figure, and the PNG of the same data for printing or saving
+                        image = (f"<div class=interactive>{drawn}</div><details><summary>static figure (PNG)"
+                                 f"</summary>{image}</details>")
+                    body.append(f"<figure>{image}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        interactive = any(kind == "figure" and content[1] for s in self.sections for kind, _, content in s["parts"])
         style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:"
                  "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}th{cursor:pointer;background:"
                  "#f3f3f3}td{white-space:nowrap}td.num{text-align:right}.scroll{overflow-x:auto;margin:.5em 0}img{max-width:"
                  "100%}.src{color:#777;font-size:11px}.pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}pre{white-space:"
                  "pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}#findings li{margin:.3em 0}.verdict{font-"
                  "weight:bold;color:#1a5}.verdict[data-verdict^='not'],.verdict[data-verdict^='does']{color:#b50}.verdict[data-verdict^='holds in']{color:#a70}"
+                 "figure{margin:1em 0}figure details summary{color:#777;font-size:12px;cursor:pointer}"
                  + samples_view.STYLE)
         return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"
-                f"{style}</style></head><body>{''.join(body)}{check}{SORT_SCRIPT}{samples_view.SCRIPT}</body></html>")
-
-
+                f"{style}</style>{plotly.script() if interactive else ''}</head><body>{''.join(body)}{CHECK_SCRIPT}"
+                f"{SORT_SCRIPT}{samples_view.SCRIPT}</body></html>")
 def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
     """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where p < 0.05."""
     out = pd.DataFrame(index=table.index)
@@ -188,7 +204,10 @@ def _strategies(page: Page, compare: CompareArtifact) -> None:
                  "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05).")
     cols = _retention_columns(table, compare.tasks())
     page.table("table1_strategies", pd.concat([table[["strategy", "ratio", "removed"]], cols], axis=1))
-    page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png")
+    columns = [t for t in compare.tasks() if t in table] + [g for g in ("classification_mean", "generative_mean")
+                                                             if g in table]
+    page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png",
+                plotly.strategies(table, columns))
 
 
 def _strategy_gaps(compare: CompareArtifact) -> dict[str, tuple[float, float, float]]:
@@ -284,6 +303,7 @@ def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataF
                 row[f"_{group}"] = table.loc[label, col]
                 row[f"_{group}_low"], row[f"_{group}_high"] = (table.loc[label, f"{col}:ci_low"],
                                                               table.loc[label, f"{col}:ci_high"])
+                row[f"_{group}_items"] = table.loc[label, f"{col}:items"] if f"{col}:items" in table else None
             for reference, short in shorts.items():
                 hit = against[(against.model == label) & (against.against == reference)
                               & (against.task == f"{group} mean")]
@@ -327,7 +347,8 @@ def _methods(page: Page, frame: pd.DataFrame, out: Path) -> None:
     axes[0][0].legend(fontsize=8)
     path = out / "figures" / "recovery_methods.png"
     _save(fig, plt, path)
-    page.figure(path, "Retention against the pruning ratio, one line per recovery method (95% intervals)")
+    page.figure(path, "Retention against the pruning ratio, one line per recovery method (95% intervals)",
+                interactive=plotly.methods(frame))
 
 
 def _difference_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -401,7 +422,9 @@ def _code_errors(page: Page, table: pd.DataFrame, tasks: dict, target: str, out:
     ax.legend(loc="lower right", fontsize=8)
     path = out / "figures" / f"code_errors_{target.replace('@', '_')}.png"
     _save(fig, plt, path)
-    page.figure(path, f"Code error taxonomy ({target})")
+    page.figure(path, f"Code error taxonomy ({target})",
+                interactive=plotly.stacked_bars(frame.assign(label=labels), "label", list(ERROR_GROUPS),
+                                                f"Code error taxonomy ({target})", "fraction of samples"))
 
 
 def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
@@ -409,10 +432,17 @@ def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
     tasks = sweep.tasks()
     page.section("Figure 1: layer sensitivity",
                  "Retention of each task with one layer removed (the single-layer sweep).")
-    page.figure(sweep.layer_plot(), "Retention against the removed layer", "figure1_layers.png")
+    compared = [t for t in tasks if t in table]
+    legend = {t: f"{tasks[t]['label']} ({tasks[t]['primary_metric']})" for t in compared}
+    page.figure(sweep.layer_plot(), "Retention against the removed layer", "figure1_layers.png",
+                plotly.layer_sensitivity(table, compared, legend))
     layers = single_layer_rows(table)
     cols = _retention_columns(table.loc[layers], tasks)
     page.table("figure1_layers", cols.reset_index(names="removed layer"))
+    _samples(page, sweep.root, "Samples: the single-layer sweep",
+             "Each generative item of the sweep: the base model's output and the output with each layer removed, what "
+             "was scored from it, the outcome and the error class; items the base model solved and a model lost are "
+             "marked.")
     if "arithmetic:acc" in table and "arithmetic:logprob" in table:
         page.section("The arithmetic probe per layer",
                      "Accuracy (argmax over the ten digits) and the target digit's log-probability with each layer "
@@ -431,7 +461,9 @@ def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
             ax.grid(alpha=0.3)
         path = out / "figures" / "arithmetic_probe.png"
         _save(fig, plt, path)
-        page.figure(path, "The arithmetic probe per removed layer")
+        page.figure(path, "The arithmetic probe per removed layer",
+                    interactive=plotly.probe(probe, {"accuracy": table.loc["base", "arithmetic:acc"],
+                                                     "target log-prob": table.loc["base", "arithmetic:logprob"]}))
 
 
 def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> None:
@@ -441,8 +473,13 @@ def _training(page: Page, recover_dirs: list[tuple[str, Path]], out: Path) -> No
         return
     page.section("Training perplexity", "Perplexity per optimizer step of each recovery run.")
     # each run's curve is read through RecoverArtifact: a missing one names its file
-    combine_training_curves([d for _, d in recover_dirs], out / "training", [label for label, _ in recover_dirs])
-    page.figure(out / "training" / "training_curves.png", "Training perplexity per step")
+    paths = combine_training_curves([d for _, d in recover_dirs], out / "training",
+                                    [label for label, _ in recover_dirs])
+    curves = pd.read_csv(paths["training_csv"])
+    page.figure(paths["training_plot"], "Training perplexity per step",
+                interactive=plotly.lines({run: g for run, g in curves.groupby("run", sort=False)}, "step",
+                                         "perplexity", "Training perplexity per step", "optimizer step",
+                                         "training perplexity", log_y=True))
 
 
 def _gain(row, what: str) -> str:
@@ -457,10 +494,12 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
     point at speed-up 1, nothing saved, retention 1."""
     cost = cost_artifact.cost().set_index("model")
     strategies = compare.strategies()
+    groups = [g for g in ("classification_mean", "generative_mean") if g in strategies]
     rows = [{"model": "base", "removed": "", "decode speed-up b1": 1.0, "decode bound b1": 1.0,
              "decode speed-up batched": 1.0, "memory saved": 0.0, "classification mean": "1.000",
              "generative mean": "1.000"}]
-    points = [("base", 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)]
+    points = [{"model": "base", "speedup": 1.0, "memory_saved": 0.0}
+              | {f"{g}{suffix}": 1.0 for g in groups for suffix in ("", ":ci_low", ":ci_high")}]
     for _, r in strategies.iterrows():
         key = f"{r['strategy']}@{r['ratio']:g}"
         if key not in cost.index:
@@ -471,10 +510,12 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
         rows.append({"model": key, "removed": r["removed"], "decode speed-up b1": _gain(c, "decode_b1"),
                      "decode bound b1": c["decode_b1_bound"], "decode speed-up batched": _gain(c, "decode_batch"),
                      "memory saved": c["memory_saved"], "classification mean": cls, "generative mean": gen})
-        means = [r.get(f"{g}{suffix}", float("nan")) for g in ("classification_mean", "generative_mean")
-                 for suffix in ("", ":ci_low", ":ci_high")]
-        points.append((key, c["decode_b1_speedup"], c["memory_saved"], *means,
-                       c.get("decode_b1_speedup:ci_low", float("nan")), c.get("decode_b1_speedup:ci_high", float("nan"))))
+        points.append({"model": key, "speedup": c["decode_b1_speedup"], "memory_saved": c["memory_saved"],
+                       # the speed-up's own interval over rounds, where it has one
+                       "speedup:ci_low": c.get("decode_b1_speedup:ci_low", float("nan")),
+                       "speedup:ci_high": c.get("decode_b1_speedup:ci_high", float("nan"))}
+                      | {f"{g}{suffix}": r.get(f"{g}{suffix}", float("nan")) for g in groups
+                         for suffix in ("", ":ci_low", ":ci_high", ":items")})
     if len(rows) == 1:
         return
     page.section("What a cut buys: retention against measured speed-up and memory",
@@ -484,27 +525,31 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
                  "its rate over the base model's, with a 95% interval over rounds; '(covers 1)': no measured gain.")
     page.table("cost_retention", pd.DataFrame(rows))
     page.table("cost", cost.reset_index())
+    points = pd.DataFrame(points).reindex(columns=["model", "speedup", "speedup:ci_low", "speedup:ci_high",
+                                                   "memory_saved", *[f"{g}{suffix}" for g in groups for suffix in
+                                                                     ("", ":ci_low", ":ci_high", ":items")]])
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, x_index, xlabel in ((axes[0], 1, "decode speed-up (batch 1)"), (axes[1], 2, "peak memory saved")):
-        for offset, marker, name in ((3, "o", "classification"), (6, "^", "generative")):
-            xs = [p[x_index] for p in points]
-            ys = [p[offset] for p in points]
-            lo = [max(0.0, p[offset] - p[offset + 1]) if pd.notna(p[offset + 1]) else 0 for p in points]
-            hi = [max(0.0, p[offset + 2] - p[offset]) if pd.notna(p[offset + 2]) else 0 for p in points]
-            # the speed-up's own interval over rounds, where it has one
-            xerr = None if x_index != 1 else [[max(0.0, p[1] - p[9]) if pd.notna(p[9]) else 0 for p in points],
-                                              [max(0.0, p[10] - p[1]) if pd.notna(p[10]) else 0 for p in points]]
-            ax.errorbar(xs, ys, yerr=[lo, hi], xerr=xerr, fmt=marker, capsize=3, label=name)
-        for p in points:
-            ax.annotate(p[0], (p[x_index], p[3]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for ax, x, xlabel in ((axes[0], "speedup", "decode speed-up (batch 1)"), (axes[1], "memory_saved",
+                                                                              "peak memory saved")):
+        for group, marker in zip(groups, ("o", "^")):
+            error = [(points[group] - points[f"{group}:ci_low"]).clip(lower=0).fillna(0),
+                     (points[f"{group}:ci_high"] - points[group]).clip(lower=0).fillna(0)]
+            xerr = None if x != "speedup" else [(points[x] - points[f"{x}:ci_low"]).clip(lower=0).fillna(0),
+                                                (points[f"{x}:ci_high"] - points[x]).clip(lower=0).fillna(0)]
+            ax.errorbar(points[x], points[group], yerr=error, xerr=xerr, fmt=marker, capsize=3,
+                        label=group.split("_")[0])
+        for p in points.itertuples(index=False):
+            ax.annotate(p.model, (getattr(p, x), getattr(p, groups[0]) if groups else 1.0), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mean retention")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     path = out / "figures" / "cost_retention.png"
     _save(fig, plt, path)
-    page.figure(path, "Retention against decode speed-up and memory saved (base at speed-up 1, nothing saved)")
+    page.figure(path, "Retention against decode speed-up and memory saved (base at speed-up 1, nothing saved)",
+                interactive=plotly.cost(points))
 
 
 def _flipped_examples(page: Page, compare: CompareArtifact, per_candidate: int = 2) -> None:

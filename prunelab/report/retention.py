@@ -46,8 +46,9 @@ GROUPS = ("classification", "generative")
 
 def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
     """Rows: candidates (base first, then by removed layer). Columns per task: `<task>` retention of its primary
-    metric with `<task>:ci_low` / `<task>:ci_high` (paired bootstrap, 95%) and `<task>:p_value` (paired test against
-    the base model); `<group>_mean` (and its interval and p-value) for the classification and generative groups;
+    metric with `<task>:ci_low` / `<task>:ci_high` (paired bootstrap, 95%), `<task>:p_value` (paired test against
+    the base model) and `<task>:items` (the paired items it rests on); `<group>_mean` (and its interval, p-value and
+    items, summed over its tasks) for the classification and generative groups;
     then `<task>:<metric>` raw means of every metric. `tasks`: name -> its description (`prunelab.tasks.describe`:
     primary_metric and kind), as recorded in meta.json."""
     primary = {name: task["primary_metric"] for name, task in tasks.items()}
@@ -64,7 +65,7 @@ def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
         per_item = per_item_values(items, task, metric)
         if "base" not in per_item:
             continue
-        cols = {task: [], f"{task}:ci_low": [], f"{task}:ci_high": [], f"{task}:p_value": []}
+        cols = {task: [], f"{task}:ci_low": [], f"{task}:ci_high": [], f"{task}:p_value": [], f"{task}:items": []}
         for cand in out.index:
             if cand not in per_item:
                 for v in cols.values():
@@ -72,7 +73,7 @@ def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
                 continue
             pair = per_item[["base", cand]].dropna().to_numpy().T if cand != "base" else [per_item["base"].dropna()] * 2
             point, low, high = retention_ci(pair[0], pair[1])
-            for key, v in zip(cols, (point, low, high, paired_p_value(pair[0], pair[1]))):
+            for key, v in zip(cols, (point, low, high, paired_p_value(pair[0], pair[1]), len(pair[0]))):
                 cols[key].append(v)
         for key, v in cols.items():
             out[key] = v
@@ -85,7 +86,8 @@ def retention_table(table, tasks: dict[str, dict]) -> pd.DataFrame:
 
 def _group_columns(out: pd.DataFrame, items: pd.DataFrame, primary: dict[str, str], column: str) -> None:
     per_task = {t: per_item_values(items, t, m) for t, m in primary.items()}
-    cols = {column: [], f"{column}:ci_low": [], f"{column}:ci_high": [], f"{column}:p_value": []}
+    cols = {column: [], f"{column}:ci_low": [], f"{column}:ci_high": [], f"{column}:p_value": [],
+            f"{column}:items": []}
     for cand in out.index:
         pairs = []
         for table in per_task.values():
@@ -93,7 +95,9 @@ def _group_columns(out: pd.DataFrame, items: pd.DataFrame, primary: dict[str, st
                 pair = table[["base", cand]].dropna().to_numpy().T if cand != "base" else [table["base"].dropna()] * 2
                 pairs.append((pair[0], pair[1]))
         point, low, high = mean_retention_ci(pairs)
-        for key, v in zip(cols, (point, low, high, mean_paired_p_value(pairs) if pairs else float("nan"))):
+        # the items of the tasks that have a retention (a base model scoring 0 has none)
+        items = sum(len(b) for b, _ in pairs if len(b) and b.mean() != 0)
+        for key, v in zip(cols, (point, low, high, mean_paired_p_value(pairs) if pairs else float("nan"), items)):
             cols[key].append(v)
     for key, v in cols.items():
         out[key] = v

@@ -69,8 +69,9 @@ def strategies_report(root: Path, retention: pd.DataFrame, tasks: dict[str, dict
         cand = Candidate(tuple(sel.removed)).name
         row = {"strategy": sel.strategy, "ratio": sel.ratio, "removed": " ".join(map(str, sel.removed))}
         for c in columns:
-            for suffix in ("", ":ci_low", ":ci_high", ":p_value"):
-                row[c + suffix] = retention.loc[cand, c + suffix] if cand in retention.index else float("nan")
+            for suffix in ("", ":ci_low", ":ci_high", ":p_value", ":items"):
+                if c + suffix in retention:  # a table written before it counted items has no `:items`
+                    row[c + suffix] = retention.loc[cand, c + suffix] if cand in retention.index else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows).sort_values(["strategy", "ratio"])
     paths = {"strategies_csv": root / STRATEGIES, "strategies_markdown": root / STRATEGIES_MD,

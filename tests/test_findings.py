@@ -64,3 +64,21 @@ def test_sgr_over_reference_needs_a_significant_paired_difference(difference, p,
     found = findings.sgr_over_reference({"bi@0.25": frame})
     assert found.verdict == verdict and f"p {p:.3f}" in found.evidence[0]
     assert findings.sgr_over_reference({}).verdict == findings.NOT_MEASURED
+
+
+@pytest.mark.parametrize("p_over_pruned, verdict", [(0.01, findings.SIGNIFICANT_LEAD), (0.4, findings.NOT_SIGNIFICANT)])
+def test_best_method_names_the_highest_generative_retention_and_its_paired_gains(p_over_pruned, verdict):
+    methods = pd.DataFrame({"target": ["bi@0.25"] * 4, "method": ["pruned", "SFT sgr", "KD", "linear"],
+                            "_generative": [0.0, 0.1, 0.3, float("nan")]})
+    labels = {"bi@0.25": {"pruned": "bi@0.25", "SFT sgr": "bi@0.25-sgr", "KD": "bi@0.25-kd", "linear": "bi@0.25-lin"}}
+    against = pd.DataFrame({"model": ["bi@0.25-kd", "bi@0.25-kd", "bi@0.25-kd"],
+                            "against": ["bi@0.25", "bi@0.25-sgr", "bi@0.25"],
+                            "task": ["generative mean", "generative mean", "classification mean"],
+                            "difference": [0.3, 0.2, -0.5], "ci_low": [0.1, -0.1, -0.6], "ci_high": [0.5, 0.4, -0.4],
+                            "p_value": [p_over_pruned, 0.3, 0.001]})
+    found = findings.best_method(methods, {"bi@0.25": against}, labels)
+    assert found.verdict == verdict  # the classification difference (p 0.001) is not the claim's
+    assert found.evidence == [f"bi@0.25: KD keeps 0.300 of the generative mean; gain over pruned 0.300 [0.10, 0.50], "
+                              f"p {p_over_pruned:.3f}; gain over SFT sgr 0.200 [-0.10, 0.40], p 0.300"]
+    one_method = methods[methods["method"].isin(["pruned", "SFT sgr"])]
+    assert findings.best_method(one_method, {"bi@0.25": against}, labels) is None  # nothing to choose between

@@ -21,6 +21,7 @@ from prunelab.report.tables import format_interval
 ALPHA = 0.05
 HOLDS, PARTLY, NOT_SIGNIFICANT, DOES_NOT_HOLD, NOT_MEASURED = (
     "holds", "holds in part", "not significant at this size", "does not hold", "not measured")
+SIGNIFICANT_LEAD = "a significant lead"  # which method is best is a question, not a claim that holds
 
 
 @dataclass(frozen=True)
@@ -184,12 +185,12 @@ def best_method(methods: pd.DataFrame, against: dict[str, pd.DataFrame], labels:
             if not hit.empty:
                 h = hit.iloc[0]
                 any_significant |= bool(h.p_value < ALPHA)
-                line += (f"; against {reference} {format_interval(h.difference, h.ci_low, h.ci_high)}, "
+                line += (f"; gain over {reference} {format_interval(h.difference, h.ci_low, h.ci_high)}, "
                          f"p {h.p_value:.3f}")
         evidence.append(line)
     if not evidence:
         return Finding(claim, NOT_MEASURED, [f"no model has a generative retention: {NO_RETENTION}"])
-    return Finding(claim, "a significant lead" if any_significant else NOT_SIGNIFICANT, evidence)
+    return Finding(claim, SIGNIFICANT_LEAD if any_significant else NOT_SIGNIFICANT, evidence)
 
 
 def markdown(findings: list[Finding]) -> str:

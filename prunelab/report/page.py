@@ -570,7 +570,8 @@ def _flipped_examples(page: Page, compare: CompareArtifact, per_candidate: int =
     for candidate, group in flipped.groupby("candidate", sort=True):
         for r in group.head(per_candidate).itertuples(index=False):
             label = names.get(candidate, candidate)
-            blocks = [(f"{label}: {r.outcome}" + (f", {r.error_class}" if getattr(r, "error_class", None) else ""),
+            error = _text(getattr(r, "error_class", None))  # NaN where the task has no error classes
+            blocks = [(f"{label}: {r.outcome}" + (f", {error}" if error else ""),
                        _text(r.output)), (f"base: {r.base_outcome}", _text(r.base_output))]
             page.example(f"{r.task} {r.item_id}: {label} ({candidate})", blocks)
 

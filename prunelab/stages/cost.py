@@ -290,7 +290,8 @@ def _report(root: Path, config: CostConfig, results: dict, shapes: dict, dtype_b
             stats = pooled(rounds, metric)
             row[metric] = stats["median"]
             row[f"{metric}:min"], row[f"{metric}:max"] = stats["min"], stats["max"]
-            gain, low, high = speedup(rounds, base, metric)
+            # the base model is the reference, not a measurement against itself (its [1, 1] would read as "no gain")
+            gain, low, high = speedup(rounds, base, metric) if label != "base" else (1.0, float("nan"), float("nan"))
             row[f"{what}_speedup"], row[f"{what}_speedup:ci_low"], row[f"{what}_speedup:ci_high"] = gain, low, high
             row[f"{what}_bound"] = bound[what]
             row[f"{what}_of_bound"] = (gain - 1) / (bound[what] - 1) if bound[what] > 1 else float("nan")

@@ -25,6 +25,7 @@ CONFIG_DIR = ROOT / "configs"
 BASES = sorted((CONFIG_DIR / "base").glob("*.yaml"))  # partial configs that others extend
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in BASES)
 BASE = {"name": "t", "model": {"name": "m"}, "tasks": [{"name": "arithmetic", "limit": 4}], "output_dir": "out"}
+RECOVER = {"kind": "recover", "name": "r", "model": {"name": "m"}, "corpus": "c", "output_dir": "out"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
@@ -174,3 +175,23 @@ def test_compare_config_rejects_bad_strategies_and_ratios():
         parse_config({**base, "ratios": [0.1, 1.5]}, cls=CompareConfig)
     with pytest.raises(ConfigError, match="strategy iterative needs `selection`"):
         parse_config({**base, "strategies": ["iterative"]}, cls=CompareConfig)
+
+
+def test_statistics_and_grader_settings_are_checked_before_anything_runs():
+    out = subprocess.run([sys.executable, "-m", "prunelab", "sweep", "configs/sweep/default.yaml", "stats.adjust=bonf",
+                          "output_dir=never-written"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "stats.adjust" in out.stderr and "'holm' or 'bh'" in out.stderr
+    assert not (ROOT / "never-written").exists()
+    # kd.temperature never reaches TRL's GKD loss: without on-policy samples it would do nothing, so it is refused
+    from prunelab.config import RecoverConfig, TaskSpec
+
+    with pytest.raises(ValidationError, match="kd.temperature is 2, but with lmbda 0"):
+        RecoverConfig.model_validate({**RECOVER, "method": "kd", "kd": {"temperature": 2.0}})
+    kd = {**RECOVER, "method": "kd", "kd": {"temperature": 2.0, "lmbda": 0.5}}
+    assert RecoverConfig.model_validate(kd).kd.temperature == 2
+    # a grader that gsm8k does not have: the task's metrics are named
+
+    with pytest.raises(ConfigError, match="tasks.gsm8k.metric is 'strict'; allowed: flexible_extract, strict_match"):
+        TaskSpec(name="gsm8k", metric="strict").build()
+    assert TaskSpec(name="gsm8k", metric="strict_match").build().primary_metric == "strict_match"
+    assert "metric" not in TaskSpec(name="gsm8k").identity()  # unset: results written before it stay valid

@@ -2,6 +2,8 @@
 the sandbox, worked solutions verify, reference summaries score ROUGE 1), wrong ones do not; prompts, few-shot
 disjointness, data sources and their errors."""
 
+from pathlib import Path
+
 import pytest
 from rouge_score import rouge_scorer
 
@@ -68,6 +70,51 @@ def test_gsm8k_checks_answers_with_math_verify(tok):
     item = next(it for it in items if float(it.reference["short_answer"]) >= 1000)
     formatted = f"So that is ${int(item.reference['short_answer']):,}. The final answer is ${int(item.reference['short_answer']):,}."
     assert task.score([item], [answer(item, formatted)])[0]["exact_match"] == 1.0
+
+
+def lm_eval_gsm8k_grades(outputs: list[str], targets: list[str]) -> dict[str, list[bool]]:
+    """lm-eval's own grading of `gsm8k_cot_llama`: its YAML's filter list built by lm-eval, then its exact_match with
+    the YAML's settings, item by item."""
+    import lm_eval
+    import yaml
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters import build_filter_ensemble
+
+    class Loader(yaml.SafeLoader):  # the YAML may hold `!function` tags; the filters and metric have none
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    config = yaml.load((Path(lm_eval.__file__).parent / "tasks/gsm8k/gsm8k-cot-llama.yaml").read_text(), Loader)
+    (metric,) = config["metric_list"]
+    settings = {k: metric[k] for k in ("regexes_to_ignore", "ignore_case", "ignore_punctuation")}
+    out = {}
+    for spec in config["filter_list"]:
+        ensemble = build_filter_ensemble(spec["name"], [(f["function"], {k: v for k, v in f.items() if k != "function"})
+                                                        for f in spec["filter"]])
+        responses = [[o] for o in outputs]
+        for make in ensemble.filters:
+            responses = list(make().apply(responses, [{}] * len(outputs)))
+        out[spec["name"].replace("-", "_")] = [
+            bool(exact_match_hf_evaluate([r], [t], **settings)["exact_match"]) for r, t in zip(responses, targets)]
+    return out
+
+
+def test_gsm8k_grades_as_lm_eval_grades(tok):
+    task = build_task("gsm8k", limit=12, seed=5)
+    items = task.items(tok)
+    shapes = ["The final answer is {a}", "so {a} in all.", "The final answer is ${a:,}.", "It is {a}. The final answer "
+              "is {b}", "The final answer is {b}. Actually {a}", "no number here", "#### {a}", "{a}.00 dollars",
+              "The final answer is -{a}", "The Final Answer Is {a}", "{a}, then 7", "$ {a}"]
+    outputs = []
+    for i, it in enumerate(items):
+        a = int(float(it.reference["short_answer"]))
+        outputs.append(shapes[i % len(shapes)].format(a=a, b=a + 3))
+    ours = task.score(items, [answer(it, o) for it, o in zip(items, outputs)])
+    theirs = lm_eval_gsm8k_grades(outputs, [it.reference["answer"].split("####")[-1].strip() for it in items])
+    for name in ("strict_match", "flexible_extract"):
+        assert [bool(m[name]) for m in ours] == theirs[name], name
+    assert 0 < sum(theirs["strict_match"]) < len(items) and 0 < sum(theirs["flexible_extract"]) < len(items)
+    assert task.primary_metric == "flexible_extract"
 
 
 def test_xsum_rouge_matches_rouge_score(tok):

@@ -41,6 +41,7 @@ from prunelab.config.sections import (
     ResponseSampling,
     SGREngineSpec,
     SGRSection,
+    StatsSpec,
     StrategyOptions,
     SweepSpec,
     TaskSpec,
@@ -65,7 +66,7 @@ __all__ = ["EXTENT", "GENERATION_FIELDS", "KEY", "LORA_TARGETS", "SETTING", "STA
            "CalibrationSpec", "CompareConfig", "CostConfig", "CostMeasure", "EvalConfig", "Frozen", "GenerationSpec",
            "LoraSpec", "ModelSpec", "PipelineConfig", "PipelineCost", "PipelinePrune", "PipelineRecover",
            "PipelineSGR", "PipelineSweep", "PromptsSpec", "PruneConfig", "RayCluster", "RaySpec", "RecoverConfig",
-           "RecoverSection", "ResponseSampling", "SGRConfig", "SGREngineSpec", "SGRSection", "StrategyOptions",
-           "SweepConfig", "SweepSpec", "TaskSpec", "TrainWorkersSpec", "TrainingSpec", "config_kind", "extent",
+           "RecoverSection", "ResponseSampling", "SGRConfig", "SGREngineSpec", "SGRSection", "StatsSpec",
+           "StrategyOptions", "SweepConfig", "SweepSpec", "TaskSpec", "TrainWorkersSpec", "TrainingSpec", "config_kind", "extent",
            "format_errors", "key", "load_config", "parse_config", "read_config_file", "role_of", "set_key", "setting",
            "recovery_arms", "target_key"]

@@ -15,6 +15,7 @@ from prunelab.config.sections import (
     RecoverSection,
     RecoveryMethod,
     SGRSection,
+    StatsSpec,
     StrategyNames,
     StrategyOptions,
     SweepSpec,
@@ -112,6 +113,7 @@ class PipelineConfig(Frozen):
     sgr: PipelineSGR | None = key(PipelineSGR())
     recover: PipelineRecover | None = key(PipelineRecover())
     cost: PipelineCost | None = key(None)
+    stats: StatsSpec = setting(StatsSpec(), description="how the report tests (adjustment, alpha, power, margin)")
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
 

@@ -41,6 +41,10 @@ class TaskSpec(Frozen):
     top_p: float = key(1.0, gt=0, le=1)
     dataset: str | None = key(None, description="hub id 'org/name[:config]' or a saved dataset directory instead "
                                                 "of the packaged copy")
+    metric: str | None = key(None, description="the primary metric, which tables and verdicts use (every metric is "
+                                               "stored); the task's default if unset. gsm8k: flexible_extract "
+                                               "(lm-eval's, the default), strict_match (lm-eval's) or exact_match "
+                                               "(math-verify)")
 
     @field_validator("name")
     @classmethod
@@ -62,7 +66,9 @@ class TaskSpec(Frozen):
 
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         # generation fields only for generative tasks, so classification results written before those fields
-        # existed still belong to the same experiment
+        # existed still belong to the same experiment; the same for an unset primary metric
+        if identity.get("metric") is None:
+            identity = {k: v for k, v in identity.items() if k != "metric"}
         if self.name == "arithmetic" and "num_fewshot" in identity:
             identity = {**identity, "num_fewshot": 3}  # what it runs: the probe's prompt is fixed 3-shot
         if self.name in GENERATIVE:
@@ -77,7 +83,19 @@ class TaskSpec(Frozen):
             if self.name in ("humaneval", "mbpp") and generation is not None:
                 options |= {"timeout_s": generation.sandbox_timeout_s, "memory_mb": generation.sandbox_memory_mb,
                             "workers": generation.sandbox_workers}
-        return build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
+        task = build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
+        if self.metric is not None:
+            from prunelab.errors import ConfigError
+
+            if self.metric not in task.metrics or self.metric in ("truncated", "output_tokens"):
+                raise ConfigError(f"tasks.{self.name}.metric is {self.metric!r}; allowed: "
+                                  f"{', '.join(m for m in task.metrics if m not in ('truncated', 'output_tokens'))}")
+            try:
+                task.primary_metric = self.metric
+            except AttributeError:
+                raise ConfigError(f"tasks.{self.name}.metric: {self.name}'s primary metric follows its tests "
+                                  f"({task.primary_metric}); it cannot be chosen") from None
+        return task
 
 
 class VLLMEngineSpec(Frozen):
@@ -364,8 +382,17 @@ class KDSpec(Frozen):
                                                    "KL, 0.5 JSD")
     lmbda: float = key(0.0, ge=0, le=1, description="share of steps trained on the student's own samples "
                                                     "(on-policy); 0: off-policy on the corpus's responses")
-    temperature: float = key(1.0, gt=0, description="of both distributions, and of on-policy sampling")
+    temperature: float = key(1.0, gt=0, description="of the student's on-policy samples (lmbda > 0) only: TRL's GKD "
+                             "trainer computes its divergence at temperature 1 (trl 1.16 never passes it to the loss)")
     max_new_tokens: int = key(128, ge=1, description="length of the student's on-policy samples")
+
+    @model_validator(mode="after")
+    def _temperature(self):
+        if self.temperature != 1.0 and self.lmbda == 0:
+            raise ValueError(f"kd.temperature is {self.temperature:g}, but with lmbda 0 nothing is sampled and TRL's "
+                             "GKD loss runs at temperature 1 whatever it is set to; set lmbda > 0 (on-policy "
+                             "samples at that temperature) or leave temperature at 1")
+        return self
 
 
 class PartialSpec(Frozen):
@@ -471,6 +498,18 @@ class CostMeasure(Frozen):
         return self
 
 
+class StatsSpec(Frozen):
+    """How the report tests: reads stored per-item results only, so none of it changes a stored number."""
+
+    adjust: Literal["holm", "bh"] = setting("holm", description="multiple tests within a family (one task's "
+                                            "candidates; one target's methods and references): holm (family-wise "
+                                            "error) or bh (Benjamini-Hochberg, false discovery rate)")
+    alpha: float = setting(0.05, gt=0, lt=0.5, description="significance level, after adjustment")
+    power: float = setting(0.8, gt=0, lt=1, description="the power at which detectable effects are stated")
+    equivalence_margin: float = setting(0.05, gt=0, lt=1, description="'as good as' claims: a retention difference "
+                                        "within +-margin, by two one-sided tests (TOST)")
+
+
 def check_method(method: str, section: "RecoverSection") -> None:
     """What a method cannot run with, refused before anything is loaded."""
     if method == "partial" and section.quantization == "nf4":
@@ -490,6 +529,6 @@ def resolved_quantization(quantization: str) -> str:
 __all__ = ["GENERATION_FIELDS", "LORA_TARGETS", "ActorSpec", "CalibrationSpec", "CostBackend", "CostMeasure",
            "GenerationSpec", "RecoverSection", "SGRSection",
            "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RayCluster", "RaySpec", "Ratios", "ResponseSampling",
-           "SGREngineSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
+           "SGREngineSpec", "StatsSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
            "TrainingSpec", "VLLMEngineSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
            "check_unique", "resolved_quantization"]

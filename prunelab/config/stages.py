@@ -17,6 +17,7 @@ from prunelab.config.sections import (
     RecoverSection,
     RecoveryMethod,
     SGRSection,
+    StatsSpec,
     StrategyNames,
     StrategyOptions,
     SweepSpec,
@@ -41,6 +42,7 @@ class SweepConfig(Frozen):
     tasks: list[TaskSpec] = key(min_length=1)
     sweep: SweepSpec = key(SweepSpec())
     generation: GenerationSpec = key(GenerationSpec())
+    stats: StatsSpec = setting(StatsSpec(), description="how the report tests (adjustment, alpha, power, margin)")
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
 
@@ -64,6 +66,7 @@ class EvalConfig(Frozen):
         "prunelab", description="classification scorer: prunelab's engine, or lm-eval's HF backend itself")
     generation: GenerationSpec = key(GenerationSpec())
     threads: int | None = setting(None, ge=1)
+    stats: StatsSpec = setting(StatsSpec(), description="how the report tests (adjustment, alpha, power, margin)")
     ray: RaySpec = setting(RaySpec(), description="the actors that evaluate the model and the base model")
     output_dir: str = setting()
 
@@ -129,6 +132,7 @@ class CompareConfig(StrategyOptions):
     ratios: Ratios = extent([0.10, 0.15, 0.25], min_length=1)
     sweep: SweepSpec = setting(SweepSpec(), description="how candidates are scored and generated")
     generation: GenerationSpec = key(GenerationSpec())
+    stats: StatsSpec = setting(StatsSpec(), description="how the report tests (adjustment, alpha, power, margin)")
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
 

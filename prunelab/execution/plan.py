@@ -7,13 +7,13 @@ plans only what is missing.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from prunelab.errors import ConfigError
 from prunelab.generation.base import GenerationRequest, Sampling
 from prunelab.results import Candidate
 from prunelab.scoring.requests import Request
-from prunelab.tasks import Item, flatten
+from prunelab.tasks import Item, chance_floor, flatten
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Plan:
     tasks: dict  # name -> task
     candidates: list[Candidate]
     units: list[Unit]
+    floors: dict[str, float] = field(default_factory=dict)  # classification task -> its chance floor on its items
 
     @property
     def pending(self) -> int:
@@ -85,10 +86,12 @@ def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: se
     in `done`. `generation_tokens`: the decode budget of the multi-candidate engine, which must hold every row
     (checked here, before any work starts)."""
     candidates = list(candidates)
-    units = []
+    units, floors = [], {}
     for name, task in tasks.items():
         items = task.items(tokenizer)
         generative = getattr(task, "kind", "classification") == "generative"
+        if not generative:
+            floors[name] = chance_floor(items)
         sampling = task.sampling(items[0].reference["chat"]) if generative and items else None
         if sampling is not None and generation_tokens is not None:
             check_generation_budget(name, items, sampling, generation_tokens)
@@ -97,7 +100,7 @@ def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: se
             todo = tuple(c for c in candidates if any((name, c, it.id) not in done for it in unit_items))
             if todo:
                 units.append(Unit(name, unit_items, todo, sampling))
-    return Plan(tasks, candidates, units)
+    return Plan(tasks, candidates, units, floors)
 
 
 def spread(units: list[Unit], workers: int) -> list[Unit]:

@@ -84,18 +84,20 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
     generation = config.generation.model_dump()
     name = config.name
     ray = config.ray.model_dump()
+    stats = config.stats.model_dump()
     cluster = {"address": config.ray.address}  # the stages whose resources are their own sections'
-    p.add(BASE_EVAL, EvalConfig, (), name=f"{name}-base", model=model, tasks=tasks, generation=generation, ray=ray)
+    p.add(BASE_EVAL, EvalConfig, (), name=f"{name}-base", model=model, tasks=tasks, generation=generation, ray=ray,
+          stats=stats)
     if config.sweep is not None:
         p.add(SWEEP_STAGE, SweepConfig, (), name=f"{name}-sweep", model=model,
               tasks=[t.model_dump() for t in config.sweep.tasks] if config.sweep.tasks else tasks,
-              sweep=config.sweep.sweep.model_dump(), generation=generation,
+              sweep=config.sweep.sweep.model_dump(), generation=generation, stats=stats,
               ray=ray)
     options = config.prune.model_dump(exclude={"strategies", "ratios", "sweep"})
     # compare and every evaluation after eval-base start from its base rows (`run.seed_base_rows`)
     p.add(COMPARE_STAGE, CompareConfig, (BASE_EVAL,), name=f"{name}-strategies", model=model, tasks=tasks,
           strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
-          generation=generation, ray=ray, **options)
+          generation=generation, stats=stats, ray=ray, **options)
     if config.cost is not None:  # every strategy x ratio's layers, removed in memory, against the base
         p.add(COST_STAGE, CostConfig, (COMPARE_STAGE,), name=f"{name}-cost", base_model=model, ray=ray,
               **config.cost.model_dump())
@@ -125,7 +127,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
             evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:
             p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
-                  model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation, ray=ray)
+                  model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation, ray=ray,
+                  stats=stats)
     return list(p.stages.values())
 
 

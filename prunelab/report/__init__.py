@@ -24,32 +24,37 @@ def write_report(root: str | Path) -> dict[str, Path]:
              "eval": f"{config['name']} ({config['model']['name']})",
              "compare-strategies": f"Strategies: {config['name']} ({config['model']['name']})"}.get(
         meta["stage"], config.get("name", root.name))
-    paths = retention_report(root, ResultsStore(root).read(), meta["tasks"], title)
+    stats = config.get("stats") or {}
+    paths = retention_report(root, ResultsStore(root).read(), meta["tasks"], title, stats=stats)
     compare = CompareArtifact(root)
     if meta["stage"] == compare.stage and "csv" in paths and compare.has(SELECTIONS):
         chosen = compare.selections()
         keys = [f"{s}@{r:g}" for s in config["strategies"] for r in config["ratios"]]
         paths |= strategies_report(root, compare.retention(), meta["tasks"],
-                                   {k: chosen[k] for k in keys if k in chosen}, config["name"])
+                                   {k: chosen[k] for k in keys if k in chosen}, config["name"],
+                                   stats.get("adjust", "holm"))
     return paths
 
 
 def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
                   title: str = "Retention", versus: tuple[str, str] | None = None,
-                  references: list[str] = ()) -> dict[str, Path]:
+                  references: list[str] = (), stats: dict | None = None) -> dict[str, Path]:
     """One retention table (the paper's Tables 2-3: pruned, + SFT on external data, + SFT on SGR) from several
     `prunelab eval` directories of the same tasks and base model: each directory's model is a row, with intervals
     and paired tests against the base model on the items both have. Beside it, `gap.csv`: each model's
     classification minus generative retention with its interval; with `versus=(a, b)` (two labels),
     `head_to_head.csv`: a against b on the same items (`prunelab.report.retention.head_to_head`); with
-    `references` (labels), `against.csv`: every other model against each of them (`retention.against`)."""
+    `references` (labels, the pruned model first), `against.csv`: every other model against each of them
+    (`retention.against`), `shares.csv`: the share of the pruned model's loss each other model wins back per task
+    group (`retention.recovery_shares`), and `lead.csv`: the two models with the highest generative retention,
+    one against the other. `stats`: the config's stats section (adjustment, equivalence margin)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from prunelab.atomic import write_text
     from prunelab.errors import ResultsError
     from prunelab.metadata import read_meta
-    from prunelab.report.retention import against, group_gap, head_to_head
+    from prunelab.report.retention import against, group_gap, head_to_head, recovery_shares
     from prunelab.report.tables import retention_report
     from prunelab.results import ResultsStore
 
@@ -79,23 +84,53 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     combined = pa.concat_tables(tables)
-    paths = retention_report(out, combined, tasks, title, order=["base", *labels])
+    stats = {"adjust": "holm", "equivalence_margin": 0.05, **(stats or {})}
+    paths = retention_report(out, combined, tasks, title, order=["base", *labels], stats=stats)
     paths["gap"] = write_text(out / "gap.csv", group_gap(combined, tasks, labels).to_csv(index=False))
     if versus is not None:
         if not set(versus) <= set(labels):
             raise ResultsError(f"versus names {list(versus)}; the labels are {labels}")
-        paths["head_to_head"] = write_text(out / "head_to_head.csv",
-                                           head_to_head(combined, tasks, *versus).to_csv(index=False))
+        paths["head_to_head"] = write_text(out / "head_to_head.csv", head_to_head(
+            combined, tasks, *versus, margin=stats["equivalence_margin"]).to_csv(index=False))
     if references:
         if not set(references) <= set(labels):
             raise ResultsError(f"references name {list(references)}; the labels are {labels}")
-        paths["against"] = write_text(out / "against.csv",
-                                      against(combined, tasks, labels, list(references)).to_csv(index=False))
+        paths["against"] = write_text(out / "against.csv", against(combined, tasks, labels, list(references),
+                                                                   stats["adjust"]).to_csv(index=False))
+        paths["shares"] = write_text(out / "shares.csv", recovery_shares(combined, tasks, references[0], [
+            label for label in labels if label != references[0]]).to_csv(index=False))
+        paths["lead"] = write_text(out / "lead.csv", _lead(out, combined, tasks, labels[1:], stats).to_csv(
+            index=False))
     sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
                         zip(labels, roots, metas))
     write_text(out / "sources.md", f"# Sources\n\n{sources}\n")
     write_json(out / SOURCES, {label: str(Path(root).resolve()) for label, root in zip(labels, roots)}, sort_keys=False)
     return paths
+
+
+def _lead(out: Path, combined, tasks: dict, models: list[str], stats: dict):
+    """The two of `models` with the highest generative mean retention (from the retention table just written),
+    the first against the second: `retention.head_to_head`'s generative row, with both names."""
+    import pandas as pd
+
+    from prunelab.artifacts import RETENTION
+    from prunelab.report.retention import head_to_head
+
+    columns = ["best", "runner_up", "best_retention", "runner_up_retention", "difference", "ci_low", "ci_high",
+               "p_value", "items", "changed", "equivalence_p"]
+    table = pd.read_csv(out / RETENTION, index_col=0)
+    if "generative_mean" not in table or len(models) < 2:
+        return pd.DataFrame(columns=columns)
+    ranked = table.loc[[m for m in models if m in table.index], "generative_mean"].dropna().sort_values(
+        ascending=False, kind="stable")
+    if len(ranked) < 2:
+        return pd.DataFrame(columns=columns)
+    best, runner_up = ranked.index[:2]
+    frame = head_to_head(combined, tasks, best, runner_up, margin=stats["equivalence_margin"])
+    row = frame[frame["task"] == "generative mean"].iloc[0]
+    return pd.DataFrame([{"best": best, "runner_up": runner_up, "best_retention": row[best],
+                          "runner_up_retention": row[runner_up], "difference": row[f"{best} - {runner_up}"],
+                          **{c: row[c] for c in columns[5:]}}], columns=columns)
 
 
 def combine_training_curves(roots: list[str | Path], out: str | Path, labels: list[str] | None = None) -> dict:

@@ -1,15 +1,22 @@
-"""The paper's findings, stated with this run's numbers and whether each holds at this run's size, computed from the
-report's tables (never written by hand):
+"""The paper's findings, stated with this run's numbers and a verdict by rule, computed from the report's tables
+(never written by hand):
 
     (a) single-layer removal: arithmetic and generation drop at specific layers, multiple choice stays flatter
     (b) after pruning, classification retention exceeds generative retention
-    (c) SFT on self-generated responses recovers more than on the corpus's original answers, and generative recovery
-        stays below classification recovery
-    methods: which recovery method gets generation back, against the pruned model and against SFT on SGR
+    (c) SFT on self-generated responses recovers generation better than SFT on the original answers, and recovery
+        wins back less of the generative loss than of the classification loss
+    methods: which recovery method leads
 
-"Significant" is the report's test throughout: a paired sign-flip p < 0.05 against the base model (or between two
-models), or a 95% bootstrap interval of a difference that excludes 0 where the difference has no paired test
-(classification minus generative retention).
+Rules, the same for every finding:
+- each finding has one primary test, declared here; a claim made over several models (pruned models in (b),
+  targets in (c), recovered models) is one family, its p-values adjusted (Holm by default, `stats.adjust`);
+- "holds" needs the adjusted p below alpha in the claimed direction; "does not hold" needs it below alpha in the
+  other direction; anything else is "not significant at this size", or "cannot be tested at this size" where no
+  outcome on these items could reach alpha (too few solved or differing items);
+- over a family: "holds" when every member holds, "holds in part: k of m" when some do and none goes the other
+  way, "mixed" when members go both ways, "does not hold" when some go the other way and none holds;
+- where a bootstrap interval and the test disagree (an interval that excludes 0 with p above alpha, possible
+  at small sizes), the test decides and the evidence says so.
 """
 
 from dataclasses import dataclass, field
@@ -17,11 +24,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from prunelab.report.tables import format_interval
+from prunelab.significance import adjust, smallest_p, successes_needed
 
 ALPHA = 0.05
-HOLDS, PARTLY, NOT_SIGNIFICANT, DOES_NOT_HOLD, NOT_MEASURED = (
-    "holds", "holds in part", "not significant at this size", "does not hold", "not measured")
-SIGNIFICANT_LEAD = "a significant lead"  # which method is best is a question, not a claim that holds
+HOLDS, PARTLY, MIXED, NOT_SIGNIFICANT, DOES_NOT_HOLD, UNTESTABLE, NOT_MEASURED = (
+    "holds", "holds in part", "mixed", "not significant at this size", "does not hold",
+    "cannot be tested at this size", "not measured")
+NO_LEAD = "no method leads"  # which method is best is a question: a lead must be significant
 
 
 @dataclass(frozen=True)
@@ -40,17 +49,60 @@ def _interval(row, column: str) -> str:
     return format_interval(row[column], row[f"{column}:ci_low"], row[f"{column}:ci_high"])
 
 
-def _finite(gap: tuple) -> bool:
-    return not any(pd.isna(x) for x in gap)
+def _finite(*values) -> bool:
+    return not any(pd.isna(x) for x in values)
 
 
 def _layers(layers: list[int]) -> str:
     return ", ".join(map(str, layers)) if layers else "none"
 
 
-def layer_sensitivity(table: pd.DataFrame | None, tasks: dict[str, dict]) -> Finding:
-    """(a) from the sweep's retention table (None: no sweep): rows `drop-L`, per task its retention, interval and
-    p-value."""
+def directed(diff: float, p: float, alpha: float = ALPHA) -> str:
+    """One comparison's verdict: the claim is `diff > 0`."""
+    if pd.isna(p) or pd.isna(diff):
+        return NOT_MEASURED
+    if p < alpha:
+        return HOLDS if diff > 0 else DOES_NOT_HOLD
+    return NOT_SIGNIFICANT
+
+
+def combine(verdicts: list[str]) -> str:
+    """A family's verdict from its members' (see the module docstring)."""
+    measured = [v for v in verdicts if v != NOT_MEASURED]
+    if not measured:
+        return NOT_MEASURED
+    holds, against = measured.count(HOLDS), measured.count(DOES_NOT_HOLD)
+    if holds == len(measured):
+        return HOLDS
+    if holds and against:
+        return f"{MIXED}: holds for {holds}, the opposite for {against} of {len(measured)}"
+    if holds:
+        return f"{PARTLY}: {holds} of {len(measured)}"
+    if against:
+        return DOES_NOT_HOLD
+    if all(v == UNTESTABLE for v in measured):
+        return UNTESTABLE
+    return NOT_SIGNIFICANT
+
+
+def _disagreement(low: float, high: float, p: float, alpha: float) -> str:
+    if _finite(low, high, p) and (low > 0 or high < 0) and p >= alpha:
+        return " (the interval excludes 0 but the test does not reach alpha: the test decides)"
+    return ""
+
+
+def _adjusted_column(rows: pd.DataFrame, task: str, method: str) -> pd.Series:
+    if f"{task}:p_adj" in rows:
+        return rows[f"{task}:p_adj"]
+    return pd.Series(adjust(rows[f"{task}:p_value"].to_numpy(float), method), index=rows.index)
+
+
+def layer_sensitivity(table: pd.DataFrame | None, tasks: dict[str, dict], groups: dict | None = None,
+                      alpha: float = ALPHA, method: str = "holm") -> Finding:
+    """(a). Primary test: `retention.layer_groups` (multiple choice's chance-normalised retention minus arithmetic
+    and generation's, over the sweep's layers, items bootstrapped with the base model). Evidence per task: the
+    layers whose drop is significant after adjustment over the task's layers, and what the task can detect.
+    `table`: the sweep's retention table (None: no sweep)."""
     claim = "Removing one layer: arithmetic and generation drop at specific layers, multiple choice stays flatter."
     rows = pd.DataFrame() if table is None else \
         table.loc[[i for i in table.index if str(i).startswith("drop-") and "+" not in str(i)]]
@@ -59,144 +111,176 @@ def layer_sensitivity(table: pd.DataFrame | None, tasks: dict[str, dict]) -> Fin
     if not any(task in rows and rows[task].notna().any() for task in tasks):
         return Finding(claim, NOT_MEASURED, [f"no task has a retention: {NO_RETENTION} on every task"])
     layer = {i: int(str(i).split("-")[1]) for i in rows.index}
-    evidence, drops = [], {}
+    evidence = []
     for task, desc in tasks.items():
         if task not in rows or rows[task].isna().all():
             continue
-        significant = rows[(rows[task] < 1) & (rows[f"{task}:p_value"] < ALPHA)]
+        p_adj = _adjusted_column(rows, task, method)
+        significant = rows[(rows[task] < 1) & (p_adj < alpha)]
         worst = rows[task].idxmin()
-        sensitive = task == "arithmetic" or desc["kind"] == "generative"
-        drops[task] = (sensitive, len(significant))
-        evidence.append(f"{desc['label']}: a significant drop at {len(significant)} of {len(rows)} layers "
-                        f"({_layers(sorted(layer[i] for i in significant.index))}); the worst, layer "
-                        f"{layer[worst]}, keeps {rows.loc[worst, task]:.3f}; median {rows[task].median():.3f}")
-    medians = {g: rows[f"{g}_mean"].median() for g in ("classification", "generative") if f"{g}_mean" in rows}
-    if len(medians) == 2:
-        evidence.append(f"the median layer keeps {medians['classification']:.3f} of the classification mean and "
-                        f"{medians['generative']:.3f} of the generative mean")
-    sensitive = max((n for s, n in drops.values() if s), default=None)
-    flat = max((n for s, n in drops.values() if not s), default=0)
-    if not sensitive:
-        verdict = NOT_SIGNIFICANT if sensitive == 0 else NOT_MEASURED
-    else:
-        lower = len(medians) < 2 or medians["generative"] < medians["classification"]
-        verdict = HOLDS if sensitive > flat and lower else PARTLY
-    return Finding(claim, verdict, evidence)
+        line = (f"{desc['label']}: a significant drop at {len(significant)} of {len(rows)} layers after adjustment "
+                f"({_layers(sorted(layer[i] for i in significant.index))}); the worst, layer {layer[worst]}, keeps "
+                f"{rows.loc[worst, task]:.3f}; median {rows[task].median():.3f}")
+        if f"{task}:norm" in rows:
+            line += f", above chance {rows[f'{task}:norm'].median():.3f}"
+        line += _detectable(rows, task, len(rows), alpha)
+        evidence.append(line)
+    if groups is None:
+        return Finding(claim, NOT_MEASURED, evidence + ["the per-item results the group test needs were not read"])
+    if groups["untestable"]:
+        evidence.append(f"left out of the group test, too few items solved by the base model to test: "
+                        f"{', '.join(groups['untestable'])}")
+    if not groups["flat"] or not groups["sensitive"]:
+        missing = "multiple choice" if not groups["flat"] else "arithmetic or generation"
+        verdict = UNTESTABLE if groups["untestable"] else NOT_MEASURED
+        return Finding(claim, verdict, evidence + [f"no testable {missing} task to compare with"])
+    diff, low, high, p = (groups[k] for k in ("difference", "ci_low", "ci_high", "p_value"))
+    if not _finite(diff, low, high, p):
+        return Finding(claim, NOT_MEASURED, evidence + ["the group difference is undefined on these items"])
+    evidence.append(f"primary test, over the {len(rows)} layers: multiple choice ({', '.join(groups['flat'])}) keeps "
+                    f"{format_interval(diff, low, high)} more of its above-chance accuracy than arithmetic and "
+                    f"generation ({', '.join(groups['sensitive'])}), bootstrap p {p:.3f}"
+                    + _disagreement(low, high, p, alpha))
+    return Finding(claim, directed(diff, p, alpha), evidence)
 
 
-def classification_over_generative(strategies: pd.DataFrame, gaps: dict[str, tuple[float, float, float]]) -> Finding:
-    """(b) from Table 1 and, per `strategy@ratio`, classification minus generative retention with its interval."""
+def _detectable(rows: pd.DataFrame, task: str, family: int, alpha: float) -> str:
+    if f"{task}:detectable" not in rows:
+        return ""
+    solved = rows[f"{task}:base_solved"].iloc[0]
+    detectable = rows[f"{task}:detectable"].iloc[0]
+    if pd.isna(detectable):
+        return (f"; cannot be tested at this size (the base model solves {int(solved)}; a drop can reach "
+                f"significance over {family} layers from {successes_needed(family, alpha)} solved items)")
+    return f"; detects a drop of {detectable:.2f} or more with 80% power"
+
+
+def classification_over_generative(strategies: pd.DataFrame, gaps: dict[str, tuple], alpha: float = ALPHA,
+                                   method: str = "holm") -> Finding:
+    """(b). Primary test per pruned model: classification (chance-normalised where floors are recorded) minus
+    generative retention, bootstrap p, adjusted over the pruned models. `gaps`: `strategy@ratio` -> (gap, low,
+    high, p)."""
     claim = "After pruning, classification retention exceeds generative retention."
     if "generative_mean" not in strategies or "classification_mean" not in strategies:
         return Finding(claim, NOT_MEASURED, ["the run evaluates one task group only"])
-    evidence, positive, measured = [], 0, 0
+    keys = [k for k, g in gaps.items() if _finite(*g)]
+    p_adj = dict(zip(keys, adjust([gaps[k][3] for k in keys], method))) if keys else {}
+    evidence, verdicts = [], []
     for _, r in strategies.iterrows():
         key = f"{r['strategy']}@{r['ratio']:g}"
         line = (f"{key} (layers {r['removed']} removed): classification {_interval(r, 'classification_mean')}, "
                 f"generative {_interval(r, 'generative_mean')}")
-        if key in gaps and _finite(gaps[key]):
-            gap, low, high = gaps[key]
-            measured += 1
-            positive += low > 0
-            line += f"; difference {format_interval(gap, low, high)}" + (" (significant)" if low > 0 else "")
+        if key in p_adj:
+            gap, low, high, p = gaps[key]
+            verdicts.append(directed(gap, p_adj[key], alpha))
+            line += (f"; difference {format_interval(gap, low, high)}, p {p:.3f}, adjusted {p_adj[key]:.3f}"
+                     + _disagreement(low, high, p_adj[key], alpha))
         evidence.append(line)
-    if not measured:
-        return Finding(claim, NOT_MEASURED, evidence)
-    if positive == measured:
-        verdict = HOLDS
-    elif positive:
-        verdict = f"{PARTLY}: {positive} of {measured} pruned models"
-    else:
-        verdict = NOT_SIGNIFICANT if any(g[0] > 0 for g in gaps.values() if _finite(g)) else DOES_NOT_HOLD
-    return Finding(claim, verdict, evidence)
+    return Finding(claim, combine(verdicts), evidence)
 
 
-def _difference(frame: pd.DataFrame, group: str) -> tuple[float, float, float, float] | None:
-    hit = frame[frame["task"] == f"{group} mean"]
-    if hit.empty:
-        return None
-    h = hit.iloc[0]
-    return h[frame.columns[3]], h["ci_low"], h["ci_high"], h["p_value"]
+def _head_to_head_verdict(h, family: int, alpha: float) -> str:
+    changed = h.get("changed")
+    if changed is not None and _finite(changed) and family * smallest_p(int(changed)) >= alpha:
+        return UNTESTABLE
+    return directed(h["difference"], h["p_adj"], alpha)
 
 
-def sgr_over_reference(head_to_heads: dict[str, pd.DataFrame]) -> Finding:
-    """(c), first half: per target, SGR's generative retention minus the original answers', paired."""
+def sgr_over_reference(head_to_heads: dict[str, pd.DataFrame], alpha: float = ALPHA, method: str = "holm"
+                       ) -> Finding:
+    """(c), first half. Primary test per target: SGR's generative retention minus the original answers', paired,
+    adjusted over the targets."""
     claim = "SFT on the base model's own answers (SGR) recovers generation better than SFT on the original answers."
     if not head_to_heads:
         return Finding(claim, NOT_MEASURED, ["the run does not train both on SGR and on the original answers"])
-    evidence, verdicts = [], []
+    found = {}
     for target, frame in head_to_heads.items():
-        found = _difference(frame, "generative")
-        if found is None:
-            continue
-        diff, low, high, p = found
-        evidence.append(f"{target}: SGR minus the original answers, generative retention "
-                        f"{format_interval(diff, low, high)}, p {p:.3f}")
-        verdicts.append(HOLDS if diff > 0 and p < ALPHA else DOES_NOT_HOLD if diff < 0 and p < ALPHA
-                        else NOT_SIGNIFICANT)
-    if not verdicts:
+        hit = frame[frame["task"] == "generative mean"]
+        if not hit.empty:
+            h = hit.iloc[0]
+            found[target] = {"difference": h[frame.columns[3]], "ci_low": h["ci_low"], "ci_high": h["ci_high"],
+                             "p_value": h["p_value"], "changed": h.get("changed")}
+    if not found:
         return Finding(claim, NOT_MEASURED, ["no generative task has a retention (the base model solved none)"])
-    return Finding(claim, verdicts[0] if len(set(verdicts)) == 1 else PARTLY, evidence)
+    for target, p in zip(found, adjust([f["p_value"] for f in found.values()], method)):
+        found[target]["p_adj"] = p
+    evidence, verdicts = [], []
+    for target, h in found.items():
+        verdict = _head_to_head_verdict(h, len(found), alpha)
+        verdicts.append(verdict)
+        evidence.append(f"{target}: SGR minus the original answers, generative retention "
+                        f"{format_interval(h['difference'], h['ci_low'], h['ci_high'])}, p {h['p_value']:.3f}, "
+                        f"adjusted {h['p_adj']:.3f}" + _changed(h, verdict)
+                        + _disagreement(h["ci_low"], h["ci_high"], h["p_adj"], alpha))
+    return Finding(claim, combine(verdicts), evidence)
 
 
-def recovery_gap(gaps: dict[str, pd.DataFrame], recovered: dict[str, list[str]]) -> Finding:
-    """(c), second half: each recovered model's classification minus generative retention, with its interval."""
-    claim = "After recovery, generative retention stays below classification retention."
-    evidence, positive, measured = [], 0, 0
-    for target, frame in gaps.items():
-        for r in frame[frame["model"].isin(recovered.get(target, []))].itertuples(index=False):
-            gap, low, high = r[1], r.ci_low, r.ci_high
-            if not _finite((gap, low, high)):
-                continue
-            measured += 1
-            positive += low > 0
-            evidence.append(f"{r.model}: classification minus generative {format_interval(gap, low, high)}"
-                            + (" (significant)" if low > 0 else ""))
+def _changed(h, verdict: str) -> str:
+    if verdict != UNTESTABLE:
+        return ""
+    return f" (cannot be tested at this size: the two differ on {int(h['changed'])} items)"
+
+
+def recovery_share(shares: dict[str, pd.DataFrame], alpha: float = ALPHA, method: str = "holm") -> Finding:
+    """(c), second half. Primary test per recovered model: the share of the pruned model's classification loss it
+    wins back minus the share of its generative loss (`retention.recovery_shares`), bootstrap p adjusted over the
+    recovered models of every target."""
+    claim = "Recovery wins back less of what pruning lost on generation than on classification."
+    rows = [r for frame in shares.values() for _, r in frame.iterrows() if _finite(r["difference"], r["p_value"])]
+    if not rows:
+        return Finding(claim, NOT_MEASURED, ["no recovered model has a share in both task groups (the pruned model "
+                                             "lost nothing in one group, or the run has one group only)"])
+    p_adj = adjust([r["p_value"] for r in rows], method)
+    evidence, verdicts = [], []
+    for r, p in zip(rows, p_adj):
+        verdicts.append(directed(r["difference"], p, alpha))
+        evidence.append(
+            f"{r['model']}: wins back {format_interval(r['classification_share'], r['classification_share:ci_low'], r['classification_share:ci_high'])} "  # noqa: E501
+            f"of the classification loss and {format_interval(r['generative_share'], r['generative_share:ci_low'], r['generative_share:ci_high'])} "  # noqa: E501
+            f"of the generative loss; difference {format_interval(r['difference'], r['ci_low'], r['ci_high'])}, "
+            f"p {r['p_value']:.3f}, adjusted {p:.3f}" + _disagreement(r["ci_low"], r["ci_high"], p, alpha))
+    return Finding(claim, combine(verdicts), evidence)
+
+
+def best_method(leads: dict[str, dict], alpha: float = ALPHA, method: str = "holm", margin: float = 0.05
+                ) -> Finding | None:
+    """Which recovery method leads, per target: the one with the highest generative retention, if its lead over
+    the runner-up is significant after adjustment over the targets; else "no method leads" (and, where TOST says
+    so, the two are equivalent within +-margin). `leads[target]`: best, runner_up, their retentions, difference,
+    ci_low, ci_high, p_value, changed, equivalence_p (`retention.head_to_head` of the two)."""
+    if not leads:
+        return None
+    claim = "Which recovery method gets generation back: a lead over the runner-up, significant after adjustment."
+    measured = {t: lead for t, lead in leads.items() if _finite(lead["p_value"])}
     if not measured:
-        return Finding(claim, NOT_MEASURED, [f"no recovered model has a retention in both task groups ({NO_RETENTION} "
-                                             "on the tasks of one group, or the run has one group only)"])
-    verdict = HOLDS if positive == measured else f"{PARTLY}: {positive} of {measured} models" if positive \
-        else NOT_SIGNIFICANT
+        return Finding(claim, NOT_MEASURED, [f"no model has a generative retention: {NO_RETENTION}"])
+    p_adj = dict(zip(measured, adjust([lead["p_value"] for lead in measured.values()], method)))
+    evidence, leaders = [], 0
+    for target, lead in measured.items():
+        h = {**lead, "p_adj": p_adj[target]}
+        verdict = _head_to_head_verdict(h, len(measured), alpha)
+        line = (f"{target}: {lead['best']} keeps {lead['best_retention']:.3f} of the generative mean, "
+                f"{lead['runner_up']} {lead['runner_up_retention']:.3f}; lead "
+                f"{format_interval(lead['difference'], lead['ci_low'], lead['ci_high'])}, p {lead['p_value']:.3f}, "
+                f"adjusted {p_adj[target]:.3f}" + _changed(h, verdict))
+        if verdict == HOLDS:
+            leaders += 1
+            line += f": {lead['best']} leads"
+        elif _finite(lead.get("equivalence_p")) and lead["equivalence_p"] < alpha:
+            line += f": no lead; the two are equivalent within +-{margin:g} (TOST p {lead['equivalence_p']:.3f})"
+        else:
+            line += ": no lead"
+        evidence.append(line)
+    verdict = (f"a significant lead at {leaders} of {len(measured)}" if leaders else
+               UNTESTABLE if all(_head_to_head_verdict({**lead, "p_adj": p_adj[t]}, len(measured), alpha)
+                                 == UNTESTABLE for t, lead in measured.items()) else NO_LEAD)
     return Finding(claim, verdict, evidence)
 
 
-def best_method(methods: pd.DataFrame, against: dict[str, pd.DataFrame], labels: dict[str, dict[str, str]]
-                ) -> Finding | None:
-    """Per target, the recovery method with the highest generative retention, against the pruned model and
-    against SFT on SGR. `methods`: the method table's numeric columns (target, method, _generative);
-    `labels[target]`: method -> its row label in against.csv, with "pruned" and "SFT sgr" among them."""
-    trained = methods[methods["method"] != "pruned"] if "method" in methods else methods
-    if trained.empty or trained["method"].nunique() < 2 or "_generative" not in trained:
-        return None
-    claim = "Which recovery method gets generation back (the highest generative retention per pruned model)."
-    evidence, any_significant = [], False
-    for target, group in trained.groupby("target", sort=False):
-        group = group.dropna(subset=["_generative"])
-        if group.empty:
-            continue
-        best = group.loc[group["_generative"].idxmax()]
-        line = f"{target}: {best['method']} keeps {best['_generative']:.3f} of the generative mean"
-        frame, names = against.get(target), labels.get(target, {})
-        for reference in ("pruned", "SFT sgr"):
-            if frame is None or reference not in names or best["method"] == reference:
-                continue
-            hit = frame[(frame["model"] == names[best["method"]]) & (frame["against"] == names[reference])
-                        & (frame["task"] == "generative mean")]
-            if not hit.empty:
-                h = hit.iloc[0]
-                any_significant |= bool(h.p_value < ALPHA)
-                line += (f"; gain over {reference} {format_interval(h.difference, h.ci_low, h.ci_high)}, "
-                         f"p {h.p_value:.3f}")
-        evidence.append(line)
-    if not evidence:
-        return Finding(claim, NOT_MEASURED, [f"no model has a generative retention: {NO_RETENTION}"])
-    return Finding(claim, SIGNIFICANT_LEAD if any_significant else NOT_SIGNIFICANT, evidence)
-
-
 def markdown(findings: list[Finding]) -> str:
-    return "\n".join(f"- **{f.claim}** {f.verdict.capitalize()}." + "".join(f"\n  - {e}" for e in f.evidence)
-                     for f in findings) + "\n"
+    return "\n".join(f"- **{f.claim}** {f.verdict[0].upper() + f.verdict[1:]}."
+                     + "".join(f"\n  - {e}" for e in f.evidence) for f in findings) + "\n"
 
 
-__all__ = ["Finding", "best_method", "classification_over_generative", "layer_sensitivity", "markdown",
-           "recovery_gap", "sgr_over_reference"]
+__all__ = ["Finding", "best_method", "classification_over_generative", "combine", "directed", "layer_sensitivity",
+           "markdown", "recovery_share", "sgr_over_reference"]

@@ -72,9 +72,12 @@ window.addEventListener('load', () => { const imgs = [...document.images], plots
     && p.querySelectorAll('.point').length >= values(p)).length;
 });
 </script>"""
-FINDINGS_NOTE = ("The paper's findings, checked on this run by code from the tables below. Retention = metric / the "
-                 "base model's, with a 95% bootstrap interval; significant = p < 0.05 in a paired sign-flip test, or "
-                 "an interval of a difference that excludes 0.")
+FINDINGS_NOTE = ("The paper's findings, checked on this run by code from the tables below, each by one declared "
+                 "test. Retention = metric / the base model's, with a 95% bootstrap interval; a verdict needs p < "
+                 "alpha after adjustment for the number of tests in its family (paired sign-flip or exact McNemar "
+                 "between models on the same items, a bootstrap test between task groups); \"cannot be tested at "
+                 "this size\" where no outcome on these items could reach it. Where an interval and a test "
+                 "disagree, the test decides.")
 
 
 class Page:
@@ -186,7 +189,8 @@ class Page:
                 f"{style}</style>{plotly.script() if interactive else ''}</head><body>{''.join(body)}{CHECK_SCRIPT}"
                 f"{SORT_SCRIPT}{samples_view.SCRIPT}</body></html>")
 def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
-    """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where p < 0.05."""
+    """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where the adjusted
+    p < 0.05."""
     out = pd.DataFrame(index=table.index)
     for group in ("classification_mean", "generative_mean"):
         if group in table:
@@ -201,7 +205,8 @@ def _strategies(page: Page, compare: CompareArtifact) -> None:
     table = compare.strategies()
     page.section("Table 1: retention by strategy and ratio",
                  "Classification against generative retention of each strategy's pruned model (retention = metric "
-                 "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05).")
+                 "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05 after "
+                 "Holm's adjustment over the table's pruned models).")
     cols = _retention_columns(table, compare.tasks())
     page.table("table1_strategies", pd.concat([table[["strategy", "ratio", "removed"]], cols], axis=1))
     columns = [t for t in compare.tasks() if t in table] + [g for g in ("classification_mean", "generative_mean")
@@ -210,15 +215,24 @@ def _strategies(page: Page, compare: CompareArtifact) -> None:
                 plotly.strategies(table, columns))
 
 
-def _strategy_gaps(compare: CompareArtifact) -> dict[str, tuple[float, float, float]]:
-    """"strategy@ratio" -> (classification minus generative retention, its 95% interval), from the compare
-    stage's per-item results."""
+def _strategy_gaps(compare: CompareArtifact) -> dict[str, tuple[float, float, float, float]]:
+    """"strategy@ratio" -> (classification (chance-normalised) minus generative retention, its 95% interval, its
+    bootstrap p), from the compare stage's per-item results."""
     from prunelab.report.retention import group_gap
     from prunelab.results import ResultsStore
 
     keys = {Candidate(tuple(c.removed)).name: key for key, c in compare.selections().items()}
     frame = group_gap(ResultsStore(compare.root).read(), compare.tasks(), list(keys))
-    return {keys[r[0]]: (r[1], r[2], r[3]) for r in frame.itertuples(index=False)}
+    return {keys[r[0]]: (r[1], r[2], r[3], r[4]) for r in frame.itertuples(index=False)}
+
+
+def _layer_groups(sweep: SweepArtifact) -> dict:
+    """(a)'s group test from the sweep's per-item results (`retention.layer_groups`)."""
+    from prunelab.report.retention import layer_groups
+    from prunelab.results import ResultsStore
+
+    rows = [str(i) for i in single_layer_rows(sweep.retention())]
+    return layer_groups(ResultsStore(sweep.root).read(), sweep.tasks(), rows)
 
 
 def arm_label(arm: str, recover: dict) -> str:
@@ -231,7 +245,8 @@ def arm_label(arm: str, recover: dict) -> str:
     return {"kd": "KD", "linear": f"linear + {then.upper()}" if then else "linear"}[arm]
 
 
-def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str]) -> list[paper.Finding]:
+def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str], stats: dict
+              ) -> list[paper.Finding]:
     """Tables 2-3 per target, then every arm of every target in one table (retention, paired differences against
     the pruned model and against SFT on SGR, the training budget) and one figure against the pruning ratio.
     `names`: arm -> how the report calls it. Returns the findings these tables show."""
@@ -239,7 +254,7 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
 
     if not groups:
         return []
-    head_to_heads, gaps, recovered, againsts, labels_of = {}, {}, {}, {}, {}
+    head_to_heads, shares, leads = {}, {}, {}
     page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
     methods = []
     for target, rows in groups.items():
@@ -250,7 +265,7 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
         versus = (by_arm["sgr"], by_arm["reference"]) if {"sgr", "reference"} <= set(by_arm) else None
         references = [labels[0], *([by_arm["sgr"]] if "sgr" in by_arm else [])]
         paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus,
-                              references=references)
+                              references=references, stats=stats)
         table = EvalArtifact(combined).retention()  # the combined table has an eval directory's layout
         tasks = EvalArtifact(dirs[0]).tasks()
         name = target.replace("@", "_")
@@ -260,35 +275,60 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
                          "Both recovered models against the base model on the same items: each one's retention, "
                          "SGR's minus the original answers' with a 95% paired bootstrap interval (items resampled "
                          "once for all three models), and a paired sign-flip test of one against the other "
-                         "(* p < 0.05).")
+                         "(* p < 0.05; the generative mean is the primary endpoint, the task rows describe it).")
             head_to_heads[target] = pd.read_csv(paths["head_to_head"])
             page.table(f"sgr_vs_reference_{name}", _difference_table(head_to_heads[target]))
         gap = pd.read_csv(paths["gap"])
-        gaps[target], recovered[target] = gap, labels[1:]
-        againsts[target] = pd.read_csv(paths["against"])
-        labels_of[target] = {"pruned": labels[0], **{names[arm]: label for label, _, arm in rows if arm}}
+        against = pd.read_csv(paths["against"])
+        shares[target] = pd.read_csv(paths["shares"])
+        lead = pd.read_csv(paths["lead"])
+        if not lead.empty:
+            leads[target] = lead.iloc[0].to_dict()
         if not gap.empty:
             page.section(f"Classification against generative retention ({target})",
-                         "Per model: classification mean retention minus generative mean retention, with a 95% "
-                         "bootstrap interval (the two groups' items resampled independently).")
+                         "Per model: classification mean retention (chance-normalised where the floors are "
+                         "recorded) minus generative mean retention, with a 95% bootstrap interval (the two "
+                         "groups' items resampled independently).")
             page.table(f"gap_{name}", pd.DataFrame({
                 "model": gap["model"],
                 "classification - generative": [format_interval(d, lo, hi) for d, lo, hi in
                                                  zip(gap.iloc[:, 1], gap["ci_low"], gap["ci_high"])]}))
+        _shares(page, shares[target], target)
         _degeneration(page, table, tasks, target)
         _code_errors(page, table, tasks, target, out)
         _samples(page, combined, f"Samples: {target} and its recoveries",
                  "Each generative item: the base model's output and each model's, what was scored from it, the "
                  "outcome and the error class; items the base model solved and a model lost are marked.")
-        methods += _method_rows(target, rows, table, againsts[target], references, budgets, names)
+        methods += _method_rows(target, rows, table, against, references, budgets, names, stats["alpha"])
     _methods(page, pd.DataFrame(methods), out)
-    found = [paper.sgr_over_reference(head_to_heads), paper.recovery_gap(gaps, recovered)]
-    best = paper.best_method(pd.DataFrame(methods), againsts, labels_of)
+    method, alpha = stats["adjust"], stats["alpha"]
+    found = [paper.sgr_over_reference(head_to_heads, alpha, method), paper.recovery_share(shares, alpha, method)]
+    best = paper.best_method(leads, alpha, method, stats["equivalence_margin"])
     return found + ([best] if best else [])
 
 
+def _shares(page: Page, shares: pd.DataFrame, target: str) -> None:
+    """What recovery wins back: per model and task group, (recovered - pruned) / (base - pruned)."""
+    if shares.empty:
+        return
+    name = target.replace("@", "_")
+    page.section(f"How much of the loss recovery wins back ({target})",
+                 "Per recovered model and task group: (recovered - pruned) / (base - pruned), the mean over the "
+                 "group's tasks where the pruned model lost something (95% paired bootstrap interval), and "
+                 "classification's share minus generation's (bootstrap p).")
+    frame = pd.DataFrame({"model": shares["model"]})
+    for group in ("classification", "generative"):
+        col = f"{group}_share"
+        frame[f"{group} share"] = [format_interval(v, lo, hi) or "not measured" for v, lo, hi in
+                                   zip(shares[col], shares[f"{col}:ci_low"], shares[f"{col}:ci_high"])]
+    frame["classification - generative"] = [format_interval(v, lo, hi) or "not measured" for v, lo, hi in
+                                            zip(shares["difference"], shares["ci_low"], shares["ci_high"])]
+    frame["p"] = shares["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3f}")
+    page.table(f"shares_{name}", frame)
+
+
 def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataFrame, references: list[str],
-                 budgets: dict, names: dict[str, str]) -> list[dict]:
+                 budgets: dict, names: dict[str, str], alpha: float = 0.05) -> list[dict]:
     """One row per model of a target's recovery: its retention per group, the paired differences, its budget."""
     shorts = {references[0]: "pruned", **({references[1]: "SFT sgr"} if len(references) > 1 else {})}
     out = []
@@ -309,8 +349,10 @@ def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataF
                               & (against.task == f"{group} mean")]
                 if not hit.empty:
                     h = hit.iloc[0]
+                    p_adj = getattr(h, "p_adj", h.p_value)
                     row[f"{group} vs {short}"] = (format_interval(h.difference, h.ci_low, h.ci_high)
-                                                  + (" *" if h.p_value < 0.05 else "") + f" (p {h.p_value:.3f})")
+                                                  + (" *" if p_adj < alpha else "")
+                                                  + f" (p {h.p_value:.3f}, adjusted {p_adj:.3f})")
         budget = budgets.get((target, arm), {})
         row |= {"steps": budget.get("steps", ""), "tokens": budget.get("tokens", ""),
                 "trainable parameters": budget.get("trainable_parameters", ""), "seconds": budget.get("seconds", "")}
@@ -324,8 +366,8 @@ def _methods(page: Page, frame: pd.DataFrame, out: Path) -> None:
     page.section("Which healing gets generation back: every method at every ratio",
                  "Each model's mean retention per task group (95% paired bootstrap interval), and its difference "
                  "from the pruned model it started from and from SFT on SGR, on the same items (95% paired "
-                 "bootstrap interval; * p < 0.05 in a paired sign-flip test, else the difference is not "
-                 "significant). Budget: optimizer steps, input tokens trained on, trainable parameters, and the "
+                 "bootstrap interval; * p < alpha in a paired sign-flip test after adjustment within the target's "
+                 "methods and references, one family per task row, else the difference is not significant). Budget: optimizer steps, input tokens trained on, trainable parameters, and the "
                  "stage's seconds (training and merge, or the linear fit).")
     page.table("recovery_methods", frame[[c for c in frame.columns if not c.startswith("_")]])
     plt = _figure()
@@ -600,10 +642,14 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
     page.table("stages", pd.DataFrame([{"stage": s["name"], "status": s["status"], "key": s["key"][:12],
                                         "seconds": s.get("seconds", "")} for s in summary["stages"]]))
     sweep = SweepArtifact(stages[SWEEP_STAGE]) if SWEEP_STAGE in stages else None
-    found = [paper.layer_sensitivity(sweep.retention(), sweep.tasks()) if sweep else paper.layer_sensitivity(None, {})]
+    stats = {"adjust": "holm", "alpha": 0.05, "equivalence_margin": 0.05, **(config.get("stats") or {})}
+    method, alpha = stats["adjust"], stats["alpha"]
+    found = [paper.layer_sensitivity(sweep.retention(), sweep.tasks(), _layer_groups(sweep), alpha, method)
+             if sweep else paper.layer_sensitivity(None, {})]
     if COMPARE_STAGE in stages:
         compare = CompareArtifact(stages[COMPARE_STAGE])
-        found.append(paper.classification_over_generative(compare.strategies(), _strategy_gaps(compare)))
+        found.append(paper.classification_over_generative(compare.strategies(), _strategy_gaps(compare), alpha,
+                                                          method))
         _strategies(page, compare)
         if COST_STAGE in stages:
             _cost(page, CostArtifact(stages[COST_STAGE]), compare, out)
@@ -629,7 +675,7 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                                           "seconds": seconds.get(stage, "")}
                 if method != "linear" or recover["linear"].get("then"):  # linear alone has no training curve
                     trained.append((f"{target}-{arm}", stages[stage]))
-    found += _recovery(page, groups, out, budgets, names)
+    found += _recovery(page, groups, out, budgets, names, stats)
     page.findings = found
     if SWEEP_STAGE in stages:
         _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)

@@ -41,8 +41,6 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
                            sorted({keys[k][1] for k in missing}), config.tasks,
                            greedy=greedy_runner(config, root / "greedy", executor, progress))
     store.claim(config.identity())
-    write_meta(root, "compare-strategies", config, {n: describe(t) for n, t in tasks.items()},
-               num_layers=chooser.facts.num_layers)
     for key in missing:
         sel = chooser.choose(*keys[key])  # the greedy rounds cover the largest missing ratio
         saved["selections"][key] = {"strategy": sel.strategy, "ratio": keys[key][1], "removed": sel.removed,
@@ -58,6 +56,8 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     plan = plan_units(tasks, chooser.facts.tokenizer, [BASE, *(Candidate(s) for s in sets)], store.done(),
                       batch_tokens=config.sweep.batch_tokens, generation_unit=config.sweep.generation_unit,
                       window=chooser.facts.window, generation_tokens=worker.generation_budget)
+    write_meta(root, "compare-strategies", config, {n: describe(t, plan.floors.get(n)) for n, t in tasks.items()},
+               num_layers=chooser.facts.num_layers)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
     return write_report(root)
 

@@ -42,7 +42,8 @@ def evaluate(config: EvalConfig, executor: Executor | None = None, progress: boo
                                   generation_unit=4 * config.generation.batch_size, window=facts[c].window))
              for c, spec in runs]
     store.claim(config.identity())
-    write_meta(config.output_dir, "eval", config, {n: describe(t) for n, t in tasks.items()})
+    floors = plans[0][2].floors
+    write_meta(config.output_dir, "eval", config, {n: describe(t, floors.get(n)) for n, t in tasks.items()})
     executor = default_executor(executor)
     try:
         for candidate, spec, plan in plans:

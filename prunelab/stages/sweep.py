@@ -48,7 +48,7 @@ def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: b
     plan = plan_sweep(config, store.done(), facts)
     tasks = plan.tasks
     store.claim(config.identity())
-    write_meta(config.output_dir, "sweep", config, {n: describe(t) for n, t in tasks.items()},
+    write_meta(config.output_dir, "sweep", config, {n: describe(t, plan.floors.get(n)) for n, t in tasks.items()},
                num_layers=facts.num_layers)
     worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     run_plan(plan, store, default_executor(executor), worker, progress, desc=config.name)

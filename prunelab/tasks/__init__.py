@@ -5,7 +5,7 @@ Each entry's kind is known without importing it, so configs validate without tor
 """
 
 from prunelab.registry import Entry, Registry
-from prunelab.tasks.base import Item, Task, flatten, regroup
+from prunelab.tasks.base import Item, Task, chance_floor, flatten, regroup
 
 CLASSIFICATION, GENERATIVE_KIND = "classification", "generative"
 
@@ -43,17 +43,20 @@ def build_task(name: str, limit: int | None = None, seed: int = 1234, num_fewsho
     return TASKS.load(name)(limit=limit, seed=seed, num_fewshot=num_fewshot, **generation)
 
 
-def describe(task) -> dict:
+def describe(task, floor: float | None = None) -> dict:
     """What a report needs to know of a task, fixed when its results are computed: kind, table label, primary
-    metric, every metric, where its data came from, and for code tasks how their programs were isolated and what
-    they could import."""
+    metric, every metric, where its data came from, for classification tasks the chance floor of its items
+    (`chance_floor`, given by the caller, which has them), and for code tasks how their programs were isolated and
+    what they could import."""
     out = {"kind": getattr(task, "kind", CLASSIFICATION), "label": getattr(task, "label", task.name),
            "primary_metric": task.primary_metric, "metrics": list(task.metrics), "source": task.source}
+    if floor is not None:
+        out["floor"] = floor
     if getattr(task, "sandbox", None):  # code tasks: how the generated programs were isolated
         out["sandbox"] = task.sandbox
         out["sandbox_imports"] = task.sandbox_imports
     return out
 
 
-__all__ = ["GENERATIVE", "TASKS", "Item", "Task", "build_task", "describe",
+__all__ = ["GENERATIVE", "TASKS", "Item", "Task", "build_task", "chance_floor", "describe",
            "flatten", "is_generative", "regroup"]

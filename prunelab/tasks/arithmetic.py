@@ -3,7 +3,9 @@
 Each prompt is a fixed 3-shot prefix plus `Question: What is (a op b) op c? Answer: ` (ending `Answer: -` when the
 answer is negative). The target is the answer's first digit; accuracy is whether it has the highest probability of
 the ten digit tokens, and `logprob` is its log-probability over the full vocabulary. A model that has lost its
-arithmetic circuit drops towards 10% here long before log-likelihood benchmarks move.
+arithmetic circuit drops towards its chance floor here long before log-likelihood benchmarks move. That floor is not
+10%: first digits are skewed towards 1 (Benford-like), so always answering the most frequent one scores about 0.27
+to 0.29 on a sample (`prunelab.tasks.chance_floor`, recorded per run in meta.json).
 """
 
 import random

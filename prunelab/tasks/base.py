@@ -25,6 +25,15 @@ class Item:
         return self.requests[0]
 
 
+def chance_floor(items: Sequence[Item]) -> float:
+    """What always giving the same answer scores on `items` (the most frequent gold position; for the arithmetic
+    probe the most frequent first digit), or a uniform guess if that is higher: `prunelab.significance`."""
+    from prunelab.significance import chance_floor as floor
+
+    choices = [len(it.requests) if len(it.requests) > 1 else len(it.requests[0].continuations) for it in items]
+    return floor([it.gold for it in items], choices)
+
+
 def flatten(items: Sequence[Item]) -> list[Request]:
     """Every request of every item, in order (what the engine scores)."""
     return [r for it in items for r in it.requests]

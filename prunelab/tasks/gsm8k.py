@@ -1,4 +1,10 @@
-"""GSM8K with chain of thought, answers checked with math-verify.
+"""GSM8K with chain of thought, graded three ways: lm-eval's two filters of its `gsm8k_cot_llama` task and
+math-verify.
+
+- `flexible_extract` (the primary metric): lm-eval's flexible-extract, the last number in the output;
+- `strict_match`: lm-eval's strict-match, the number after the last "The final answer is";
+- `exact_match`: math-verify on the text after the last "final answer is" (else the whole output).
+lm-eval's two compare as its exact_match does, ignoring case, commas, "$", everything up to "#### " and a final ".".
 
 Chat models get lm-eval's `gsm8k_cot_llama` instruction (reason, then end with "The final answer is N"); few-shot
 examples, if any, are earlier user/assistant turns. Base models get "Question: ...\\nAnswer:" completion prompts.
@@ -17,6 +23,12 @@ _INSTRUCTION = ("Given the following problem, reason and give a final answer to 
                 'Your response should end with "The final answer is [answer]" where [answer] is the response to the '
                 "problem.")
 _FINAL = re.compile(r"final answer is", re.IGNORECASE)
+# lm-eval 0.4.13, tasks/gsm8k/gsm8k-cot-llama.yaml: its filters (regex, group_select -1, then take_first) and the
+# exact_match settings; tested against lm-eval's own filter and metric classes
+LM_EVAL_FILTERS = {"strict_match": re.compile(r"The final answer is ((-?[$0-9.,]{2,})|(-?[0-9]+))"),
+                   "flexible_extract": re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")}
+_IGNORED = (",", r"\$", r"(?s).*#### ", r"\.$")
+INVALID = "[invalid]"
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call made without a timeout
 
 
@@ -38,10 +50,33 @@ def extract_answer(text: str):
     return parse(tail, parsing_timeout=_timeout())
 
 
+def lm_eval_extract(pattern: re.Pattern, text: str) -> str:
+    """What lm-eval's regex filter keeps: the last match, its first non-empty group, stripped; "[invalid]" if none."""
+    matches = pattern.findall(text)
+    if not matches:
+        return INVALID
+    match = matches[-1]
+    if isinstance(match, tuple):
+        match = next((m for m in match if m), INVALID)
+    return match.strip()
+
+
+def lm_eval_equal(prediction: str, reference: str) -> bool:
+    """lm-eval's exact_match with the task's regexes_to_ignore and ignore_case."""
+    for pattern in _IGNORED:
+        prediction, reference = re.sub(pattern, "", prediction), re.sub(pattern, "", reference)
+    return prediction.lower() == reference.lower()
+
+
+def lm_eval_target(row: dict) -> str:
+    """lm-eval's doc_to_target: the text after "####" of the dataset's answer."""
+    return row["answer"].split("####")[-1].strip() if "answer" in row else str(row["short_answer"])
+
+
 class GSM8K(GenerativeTask):
     benchmark = "gsm8k"
-    primary_metric = "exact_match"
-    task_metrics = ("exact_match",)
+    primary_metric = "flexible_extract"
+    task_metrics = ("flexible_extract", "strict_match", "exact_match")
     default_max_new_tokens = 512
 
     def shot_answer(self, row) -> str:
@@ -64,7 +99,13 @@ class GSM8K(GenerativeTask):
             gold = parse(item.reference["short_answer"], parsing_timeout=_timeout())
             answer = extract_answer(gen.text)
             ok = bool(gold) and verify(gold, answer, timeout_seconds=_timeout())
-            sample = {"scored": str(answer[-1]) if answer else "", "gold": str(item.reference["short_answer"]),
-                      "outcome": "correct" if ok else "wrong"}
-            out.append({"exact_match": float(ok), SAMPLE_KEY: sample})
+            target = lm_eval_target(item.reference)
+            graded = {name: float(lm_eval_equal(lm_eval_extract(pattern, gen.text), target))
+                      for name, pattern in LM_EVAL_FILTERS.items()}
+            scored = lm_eval_extract(LM_EVAL_FILTERS[self.primary_metric], gen.text)
+            sample = {"scored": scored, "gold": target,
+                      "outcome": "correct" if graded[self.primary_metric] else "wrong",
+                      "outcome_message": f"math-verify: {answer[-1] if answer else 'no answer'} "
+                                         f"({'correct' if ok else 'wrong'})"}
+            out.append({**graded, "exact_match": float(ok), SAMPLE_KEY: sample})
         return out

@@ -87,7 +87,13 @@ def stage_command(entry):
         if args.check:  # validated; the config the stage would run, and nothing run
             import yaml
 
+            from prunelab.report.power import check_lines
+
             print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+            power = check_lines(config)
+            if power:  # YAML comments, so the output stays a config that loads
+                print("# what these sizes can detect (exact paired test, Holm over each task's candidates):")
+                print("\n".join(f"#   {line}" for line in power))
             return 0
         print(entry.run(config, _runtime(args, config)).summary())
         return 0

@@ -25,7 +25,9 @@ def write_report(root: str | Path) -> dict[str, Path]:
              "compare-strategies": f"Strategies: {config['name']} ({config['model']['name']})"}.get(
         meta["stage"], config.get("name", root.name))
     stats = config.get("stats") or {}
-    paths = retention_report(root, ResultsStore(root).read(), meta["tasks"], title, stats=stats)
+    results = ResultsStore(root).read()
+    paths = retention_report(root, results, meta["tasks"], title, stats=stats)
+    _warn_untestable(results, meta["tasks"], stats.get("alpha", 0.05))
     compare = CompareArtifact(root)
     if meta["stage"] == compare.stage and "csv" in paths and compare.has(SELECTIONS):
         chosen = compare.selections()
@@ -34,6 +36,24 @@ def write_report(root: str | Path) -> dict[str, Path]:
                                    {k: chosen[k] for k in keys if k in chosen}, config["name"],
                                    stats.get("adjust", "holm"))
     return paths
+
+
+def _warn_untestable(results, tasks: dict, alpha: float) -> None:
+    """`report.power.warn_untestable` for the tasks of a finished (or stopped) stage: its candidates other than
+    the base model are the family."""
+    from prunelab.report.power import warn_untestable
+    from prunelab.report.retention import item_rows, per_item_values
+
+    items = item_rows(results)
+    if items.empty:
+        return
+    family = max(1, items.loc[items.candidate != "base", "candidate"].nunique())
+    base = {}
+    for task, desc in tasks.items():
+        values = per_item_values(items, task, desc["primary_metric"])
+        if "base" in values:
+            base[task] = values["base"].dropna().to_numpy()
+    warn_untestable(base, family, alpha)
 
 
 def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,

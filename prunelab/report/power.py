@@ -1,0 +1,112 @@
+"""What a run's sizes can detect, said before it runs (`--check`) and as soon as the base model's scores are known
+(a warning naming the task and the limit that would make it testable).
+
+On a 0/1 metric the exact paired test can only find a drop among the items the base model solves
+(`prunelab.significance`): with k of them, over a family of m candidates adjusted by Holm, a drop can be
+significant only from k >= successes_needed(m).
+"""
+
+import logging
+import math
+
+import numpy as np
+
+from prunelab.significance import detectable_drop, successes_needed
+
+log = logging.getLogger(__name__)
+CONTINUOUS = {"xsum"}  # tasks whose primary metric is not 0/1 (ROUGE): the exact test's bounds do not apply
+
+
+def _family(config) -> tuple[int | None, str]:
+    """How many candidates a stage tests per task (its Holm family), and what they are."""
+    kind = config.kind
+    if kind == "eval":
+        return 1, "the model against the base model"
+    if kind == "compare-strategies":
+        n = len(config.strategies) * len(config.ratios)
+        return n, f"{n} strategy x ratio models"
+    if config.sweep.layers is not None:
+        return len(config.sweep.layers), f"{len(config.sweep.layers)} layers"
+    layers = _num_layers(config.model)
+    return layers, f"{layers} layers" if layers else "the model's layers"
+
+
+def _num_layers(model) -> int | None:
+    """The model's layer count from its config alone (no weights, no tokenizer); None where it cannot be read."""
+    try:
+        from transformers import AutoConfig
+
+        from prunelab.models.loading import resolve_model_path
+        from prunelab.models.view import text_config
+
+        config = AutoConfig.from_pretrained(resolve_model_path(model.name), revision=model.revision,
+                                            trust_remote_code=model.trust_remote_code)
+        return int(text_config(config).num_hidden_layers)
+    except Exception:  # offline hub id, unknown family: --check says it does not know rather than failing
+        return None
+
+
+def _stage_lines(tasks, family: int | None, what: str, alpha: float, power: float) -> list[str]:
+    lines = []
+    for task in tasks:
+        if task.name in CONTINUOUS:
+            lines.append(f"{task.name}: a continuous metric (ROUGE); the exact test's bounds do not apply")
+            continue
+        n = task.limit
+        if family is None:
+            lines.append(f"{task.name}: {n or 'all'} items over {what}: the family size is unknown here")
+            continue
+        need = successes_needed(family, alpha)
+        line = (f"{task.name}: {n or 'all'} items, tested over {what}: a drop can be significant only if the base "
+                f"model solves {need} or more")
+        if n:
+            shares = [(label, math.floor(n * share)) for label, share in (("all", 1), ("3/4", 0.75), ("1/2", 0.5))]
+            found = [f"{label} {detectable_drop(k, family, alpha, power):.2f}" if k >= need else
+                     f"{label} cannot be tested" for label, k in shares]
+            line += f"; smallest drop detectable with {power:.0%} power if it solves {', '.join(found)}"
+        lines.append(line)
+    return lines
+
+
+def check_lines(config) -> list[str]:
+    """What each task of a sweep, eval, compare or pipeline config can detect (`--check` prints them)."""
+    stats = getattr(config, "stats", None)
+    if stats is None or not hasattr(config, "tasks"):
+        return []
+    alpha, power = stats.alpha, stats.power
+    if config.kind != "pipeline":
+        family, what = _family(config)
+        return _stage_lines(config.tasks, family, what, alpha, power)
+    lines = []
+    if config.sweep is not None:
+        layers = config.sweep.sweep.layers
+        family = len(layers) if layers is not None else _num_layers(config.model)
+        lines += ["sweep:"] + [f"  {x}" for x in _stage_lines(config.sweep.tasks or config.tasks, family,
+                                                               f"{family} layers" if family else "the model's layers",
+                                                               alpha, power)]
+    n = len(config.prune.strategies) * len(config.prune.ratios)
+    lines += ["pruned models:"] + [f"  {x}" for x in _stage_lines(config.tasks, n, f"{n} strategy x ratio models",
+                                                                  alpha, power)]
+    return lines
+
+
+def warn_untestable(per_task_base: dict[str, np.ndarray], family: int, alpha: float = 0.05) -> list[str]:
+    """Warnings (logged and returned) for the 0/1 tasks on which the base model solves too few items for any
+    drop to be significant over `family` candidates, each naming the limit that would make it testable at the
+    base model's rate. `per_task_base`: task -> the base model's per-item values."""
+    need = successes_needed(family, alpha)
+    out = []
+    for task, values in per_task_base.items():
+        values = np.asarray(values, float)
+        if not len(values) or not np.isin(values, (0.0, 1.0)).all() or values.sum() >= need:
+            continue
+        solved = int(values.sum())
+        fix = (f"at its rate ({solved} of {len(values)}) that takes about {math.ceil(need * len(values) / solved)} "
+               f"items: raise {task}'s limit" if solved else "it solves none: use a larger or easier sample, or "
+               "another task")
+        message = (f"{task}: the base model solves {solved} of {len(values)} items; over {family} candidates no drop "
+                   f"can reach p < {alpha:g} after adjustment (that needs {need} solved items); {fix}. Its verdicts "
+                   "will read 'cannot be tested at this size'.")
+        log.warning(message)
+        out.append(message)
+    return out

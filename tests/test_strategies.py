@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from prunelab.cli import main
 from prunelab.config import StrategyOptions
-from prunelab.errors import ConfigError
+from prunelab.errors import ConfigError, DataError
 from prunelab.models.view import view
 from prunelab.strategies import STRATEGIES, Context, count_to_remove
 from prunelab.strategies.similarity import angular_distances, block_influence, calibration_pass, last_token_states
@@ -236,3 +236,49 @@ def test_compare_strategies_on_ray_evaluates_each_choice_and_resumes(tiny_dir, t
         assert main(["compare-strategies", str(path), "ratios=[0.25, 0.99]", "--no-progress"]) == 2  # all 4 layers
     finally:
         ray.shutdown()
+
+
+def fake_sweep(root, test_ids: list[str], other_ids: list[str]):
+    """A finished sweep of 4 layers on the arithmetic probe, written through the results store: layer 1 is harmless
+    on `test_ids` and harmful on `other_ids`, layer 2 the reverse, so ranking on all items calls them even."""
+    from prunelab.atomic import write_json
+    from prunelab.report import write_report
+    from prunelab.results import Candidate, ResultsStore
+
+    store = ResultsStore(root, model="m")
+    outcomes = {(): (1, 1), (0,): (1, 1), (1,): (1, 0), (2,): (0, 1), (3,): (1, 1)}  # (on test_ids, on other_ids)
+    for removed, (on_test, on_other) in outcomes.items():
+        store.write("arithmetic", Candidate(removed), [(i, {"acc": float(on_test)}) for i in test_ids]
+                    + [(i, {"acc": float(on_other)}) for i in other_ids])
+    write_json(root / "meta.json", {
+        "stage": "sweep", "config": {"name": "s", "model": {"name": "m"},
+                                     "tasks": [{"name": "arithmetic", "limit": 16, "seed": 1234}]},
+        "tasks": {"arithmetic": {"kind": "classification", "label": "arithmetic", "primary_metric": "acc"}}})
+    write_report(root)
+    return root
+
+
+def test_sweep_score_ranks_on_the_sweeps_items_outside_the_test_sample(tmp_path):
+    tested, others = [f"t{i}" for i in range(8)], [f"h{i}" for i in range(8)]
+    sweep = fake_sweep(tmp_path, tested, others)
+    everything = select_layers("sweep_score", 1, 4, sweep_dir=str(sweep))
+    assert everything.scores["1"] == everything.scores["2"] == pytest.approx(0.5)
+    options = StrategyOptions(sweep_dir=str(sweep))
+    held_out = STRATEGIES.load("sweep_score")(1, Context(4, options, test_items={"arithmetic": set(tested)}))
+    assert held_out.scores["1"] == 0.0 and held_out.scores["2"] == 1.0 and held_out.removed == [0]
+    assert held_out.details["held_out"] == {"arithmetic": {"items": 8, "left_out": 8}}
+    with pytest.raises(DataError, match="every arithmetic item of the sweep .* is in the test sample of arithmetic"):
+        STRATEGIES.load("sweep_score")(1, Context(4, options, test_items={"arithmetic": set(tested + others)}))
+
+
+def test_prune_refuses_to_rank_layers_on_its_test_items(tiny_dir, tmp_path, tok, capsys):
+    from prunelab.tasks import build_task
+
+    ids = [it.id for it in build_task("arithmetic", limit=16, seed=1234, num_fewshot=3).items(tok)]
+    sweep = fake_sweep(tmp_path / "sweep", ids[:8], ids[8:])
+    out = tmp_path / "pruned"
+    args = ["prune", "--model", str(tiny_dir), "--strategy", "sweep_score", "--ratio", "0.25", "--from-sweep",
+            str(sweep), "--out", str(out), "--dtype", "float32"]
+    assert main(args + ["--test-tasks", "arithmetic"]) == 2  # named alone: its whole split, every sweep item in it
+    assert "is in the test sample of arithmetic" in capsys.readouterr().err and not out.exists()
+    assert main(args) == 0  # no test sample given: nothing to hold out

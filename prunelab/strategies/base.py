@@ -38,3 +38,6 @@ class Context:
     options: Any  # the config's strategy fields: keep_last, sweep_dir, sweep_tasks, selection, calibration
     calibration: Callable[[], tuple[list[float], Any]] | None = None
     greedy: Callable[[int], Selection] | None = None
+    # task -> the ids of its test items (what the pruned model will be evaluated on): strategies that rank layers
+    # by scores on items (sweep_score) leave these out; None: no test sample was given
+    test_items: dict[str, set[str]] | None = None

@@ -43,6 +43,9 @@ class LayerChooser:
                           "calibration_seed": cal.seed, "calibration_sha256": texts_hash(self._texts),
                           "max_length": cal.max_length}
         self.held_out: set[str] = set()
+        self.test_items: dict[str, set[str]] = {}
+        if "sweep" in needs:  # sweep_score ranks on the sweep's items the test sample does not hold
+            self.test_items = {t.name: {it.id for it in t.build().items(self.facts.tokenizer)} for t in test_tasks}
         if "selection" in needs:
             self._check_selection(test_tasks)
         self._greedy_run = greedy
@@ -90,7 +93,8 @@ class LayerChooser:
 
     def choose(self, strategy: str, ratio: float) -> Selection:
         n = self.counts[ratio]
-        ctx = Context(self.facts.num_layers, self.options, calibration=self._calibration, greedy=self._greedy_prefix)
+        ctx = Context(self.facts.num_layers, self.options, calibration=self._calibration, greedy=self._greedy_prefix,
+                      test_items=self.test_items)
         selection = STRATEGIES.load(strategy)(n, ctx)
         log.info("%s@%g removes %s", strategy, ratio, selection.removed)
         return selection

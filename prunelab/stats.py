@@ -234,3 +234,30 @@ def recovered_share(groups: dict[str, list], confidence: float = 0.95, n_resampl
         else:
             out["difference"] = (float("nan"),) * 4
     return out
+
+
+def seed_item_retention_ci(tasks, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0):
+    """(retention, low, high) of a method trained with several seeds: the mean over tasks of the mean over seeds of
+    mean(seed run) / mean(base), with a bootstrap that resamples items (the same draw for the base model and every
+    seed of a task) and seeds (with replacement, the same draw for every task), so the interval holds the spread
+    between training runs as well as between items. `tasks`: [(base items, seeds x items)]; tasks whose base mean
+    is 0 are left out."""
+    tasks = [(np.asarray(b, float), np.atleast_2d(np.asarray(c, float))) for b, c in tasks]
+    tasks = [(b, c) for b, c in tasks if len(b) and b.mean() != 0]
+    if not tasks:
+        return float("nan"), float("nan"), float("nan")
+    point = float(np.mean([c.mean(1).mean() / b.mean() for b, c in tasks]))
+    n_seeds = tasks[0][1].shape[0]
+    if n_seeds < 2 or min(len(b) for b, _ in tasks) < 2:
+        return point, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+    total = np.zeros(n_resamples)
+    for b, c in tasks:
+        idx = rng.integers(0, len(b), size=(n_resamples, len(b)))
+        per_seed = c[:, idx].mean(-1)  # seeds x resamples
+        drawn = np.take_along_axis(per_seed.T, seeds, axis=1).mean(1)  # the drawn seeds' mean, per resample
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = drawn / b[idx].mean(1)
+        total += np.where(np.isfinite(ratio), ratio, np.nan)
+    return (point, *_interval(total / len(tasks), confidence))

@@ -23,6 +23,7 @@ from prunelab.config.pipeline import (
     PipelineSGR,
     PipelineSweep,
     recovery_arms,
+    seeded_arms,
     target_key,
 )
 from prunelab.config.sections import (
@@ -69,4 +70,4 @@ __all__ = ["EXTENT", "GENERATION_FIELDS", "KEY", "LORA_TARGETS", "SETTING", "STA
            "RecoverSection", "ResponseSampling", "SGRConfig", "SGREngineSpec", "SGRSection", "StatsSpec",
            "StrategyOptions", "SweepConfig", "SweepSpec", "TaskSpec", "TrainWorkersSpec", "TrainingSpec", "config_kind", "extent",
            "format_errors", "key", "load_config", "parse_config", "read_config_file", "role_of", "set_key", "setting",
-           "recovery_arms", "target_key"]
+           "recovery_arms", "seeded_arms", "target_key"]

@@ -60,10 +60,16 @@ class PipelineRecover(RecoverSection):
     paired: bool = key(True, description="when both arms are trained, both train on the same prompts (those with a "
                                          "kept SGR response and an original answer that fit), so they differ in "
                                          "their answers alone")
+    seeds: list[int] | None = extent(None, min_length=1, description="training seeds: every trained arm is trained "
+                                     "once per seed on the same examples, and the report averages over them with "
+                                     "intervals over seeds and items; the first seed's arm keeps the arm's stage "
+                                     "name. Unset: training.seed alone")
 
     @model_validator(mode="after")
     def _methods(self):
         check_unique_names(self.methods, "recover.methods")
+        if self.seeds is not None:
+            check_unique_names([str(s) for s in self.seeds], "recover.seeds")
         for method in self.methods:
             check_method(method, self)
         return self
@@ -88,6 +94,18 @@ def recovery_arms(recover: PipelineRecover) -> list[tuple[str, str, str]]:
         else:
             arms.append((method, method, recover.others_on))
     return arms
+
+
+def seeded_arms(recover: PipelineRecover) -> list[tuple[str, str, str, str, int]]:
+    """(stage arm, arm, method, responses, seed) per recovered model: each arm of `recovery_arms` once per seed
+    where it trains (linear alone fits a least-squares map: no seed), the first seed under the arm's own name."""
+    seeds = recover.seeds or [recover.training.seed]
+    out = []
+    for arm, method, responses in recovery_arms(recover):
+        trains = method != "linear" or recover.linear.then is not None
+        for i, seed in enumerate(seeds if trains else seeds[:1]):
+            out.append((arm if i == 0 else f"{arm}-seed{seed}", arm, method, responses, seed))
+    return out
 
 
 def target_key(strategy: str, ratio: float) -> str:
@@ -138,4 +156,4 @@ class PipelineConfig(Frozen):
 
 
 __all__ = ["PipelineConfig", "PipelineCost", "PipelinePrune", "PipelineRecover", "PipelineSGR", "PipelineSweep",
-           "recovery_arms", "target_key"]
+           "recovery_arms", "seeded_arms", "target_key"]

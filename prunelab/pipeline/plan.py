@@ -34,6 +34,7 @@ from prunelab.config import (
     SGRConfig,
     SweepConfig,
     recovery_arms,
+    seeded_arms,
     target_key,
 )
 
@@ -117,11 +118,12 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
         arms = recovery_arms(r)
         # the arms train on the same prompts when their answers differ (sgr against reference)
         paired = r.paired and len({responses for _, _, responses in arms}) > 1
-        for arm, method, responses in arms:
+        for arm, _, method, responses, seed in seeded_arms(r):
             rec = p.add(recover_stage(target, arm), RecoverConfig, (pruned.name, corpus.name),
                         name=f"{name}-{target}-{arm}", model={**model, "name": str(pruned.output_dir)},
                         corpus=str(corpus.output_dir), method=method, responses=responses, paired=paired,
-                        quantization=r.quantization, lora=r.lora.model_dump(), training=r.training.model_dump(),
+                        quantization=r.quantization, lora=r.lora.model_dump(),
+                        training={**r.training.model_dump(), "seed": seed},
                         kd=r.kd.model_dump(), partial=r.partial.model_dump(), linear=r.linear.model_dump(),
                         workers=r.workers.model_dump(), ray=cluster)
             evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))

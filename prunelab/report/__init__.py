@@ -58,7 +58,8 @@ def _warn_untestable(results, tasks: dict, alpha: float) -> None:
 
 def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
                   title: str = "Retention", versus: tuple[str, str] | None = None,
-                  references: list[str] = (), stats: dict | None = None) -> dict[str, Path]:
+                  references: list[str] = (), stats: dict | None = None,
+                  seeds: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, Path]:
     """One retention table (the paper's Tables 2-3: pruned, + SFT on external data, + SFT on SGR) from several
     `prunelab eval` directories of the same tasks and base model: each directory's model is a row, with intervals
     and paired tests against the base model on the items both have. Beside it, `gap.csv`: each model's
@@ -67,7 +68,10 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
     `references` (labels, the pruned model first), `against.csv`: every other model against each of them
     (`retention.against`), `shares.csv`: the share of the pruned model's loss each other model wins back per task
     group (`retention.recovery_shares`), and `lead.csv`: the two models with the highest generative retention,
-    one against the other. `stats`: the config's stats section (adjustment, equivalence margin)."""
+    one against the other. `stats`: the config's stats section (adjustment, equivalence margin). `seeds`: a
+    method trained with several seeds, label -> [(the label of each run, its seed)] (the first run's label being
+    the method's): the method's rows become the mean over its runs, item by item, each run kept as `label seed S`,
+    and `seeds.csv` gives each method's spread over seeds and its interval over seeds and items."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -104,8 +108,16 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     combined = pa.concat_tables(tables)
+    runs = {run for members in (seeds or {}).values() for run, _ in members[1:]}
+    if seeds:
+        combined = _seed_means(combined, seeds)
+    order = [x for label in labels if label not in runs for x in
+             [label, *(f"{label} seed {s}" for _, s in (seeds or {}).get(label, []))]]
+    every_label, labels = labels, [label for label in labels if label not in runs]
     stats = {"adjust": "holm", "equivalence_margin": 0.05, **(stats or {})}
-    paths = retention_report(out, combined, tasks, title, order=["base", *labels], stats=stats)
+    paths = retention_report(out, combined, tasks, title, order=["base", *order], stats=stats)
+    if seeds:
+        paths["seeds"] = write_text(out / "seeds.csv", _seed_table(combined, tasks, seeds).to_csv(index=False))
     paths["gap"] = write_text(out / "gap.csv", group_gap(combined, tasks, labels).to_csv(index=False))
     if versus is not None:
         if not set(versus) <= set(labels):
@@ -122,10 +134,65 @@ def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | 
         paths["lead"] = write_text(out / "lead.csv", _lead(out, combined, tasks, labels[1:], stats).to_csv(
             index=False))
     sources = "\n".join(f"- {label}: `{root}` ({m['config']['model']['name']})" for label, root, m in
-                        zip(labels, roots, metas))
+                        zip(every_label, roots, metas))
     write_text(out / "sources.md", f"# Sources\n\n{sources}\n")
-    write_json(out / SOURCES, {label: str(Path(root).resolve()) for label, root in zip(labels, roots)}, sort_keys=False)
+    write_json(out / SOURCES, {label: str(Path(root).resolve()) for label, root in zip(every_label, roots)},
+               sort_keys=False)
     return paths
+
+
+def _seed_means(combined, seeds: dict[str, list[tuple[str, int]]]):
+    """Each seeded method's runs relabelled `label seed S`, and the method's own rows the mean over its runs per
+    item (the items every run has)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from prunelab.results import SCHEMA
+
+    frame = combined.to_pandas()
+    rename = {run: f"{label} seed {s}" for label, members in seeds.items() for run, s in members}
+    means = []
+    for label, members in seeds.items():
+        rows = frame[frame.candidate.isin([run for run, _ in members])]
+        counts = rows.groupby(["task", "item_id", "metric"])["value"].transform("size")
+        rows = rows[counts == len(members)]
+        mean = rows.groupby(["model", "task", "item_id", "metric"], as_index=False).agg(value=("value", "mean"))
+        means.append(mean.assign(candidate=label, removed=[[] for _ in range(len(mean))]))
+    frame["candidate"] = frame["candidate"].replace(rename)
+    out = pd.concat([frame, *means], ignore_index=True)[SCHEMA.names]
+    return pa.Table.from_pandas(out, schema=SCHEMA, preserve_index=False)
+
+
+def _seed_table(combined, tasks: dict, seeds: dict[str, list[tuple[str, int]]]):
+    """Per seeded method and task group: its runs' retentions (the spread between seeds) and the method's mean
+    retention with a 95% interval over seeds and items (`stats.seed_item_retention_ci`)."""
+    import pandas as pd
+
+    from prunelab.report.retention import GROUPS, item_rows, per_item_values
+    from prunelab.stats import mean_retention_ci, seed_item_retention_ci
+
+    items = item_rows(combined)
+    rows = []
+    for label, members in seeds.items():
+        runs = [f"{label} seed {s}" for _, s in members]
+        row = {"model": label, "seeds": " ".join(str(s) for _, s in members)}
+        for group in GROUPS:
+            per_task = []
+            for task, desc in tasks.items():
+                if desc["kind"] != group:
+                    continue
+                wide = per_item_values(items, task, desc["primary_metric"])
+                if {"base", *runs} <= set(wide):
+                    values = wide[["base", *runs]].dropna().to_numpy(float).T
+                    per_task.append((values[0], values[1:]))
+            if not per_task:
+                continue
+            each = [mean_retention_ci([(b, c[i]) for b, c in per_task])[0] for i in range(len(runs))]
+            point, low, high = seed_item_retention_ci(per_task)
+            row |= {f"{group}_min": min(each), f"{group}_max": max(each), f"{group}_mean": point,
+                    f"{group}_mean:ci_low": low, f"{group}_mean:ci_high": high}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _lead(out: Path, combined, tasks: dict, models: list[str], stats: dict):

@@ -38,7 +38,7 @@ from prunelab.artifacts import (
     recover_stage,
 )
 from prunelab.atomic import write_text
-from prunelab.config import PipelineRecover, recovery_arms
+from prunelab.config import PipelineRecover, recovery_arms, seeded_arms
 from prunelab.report import display, samples_view
 from prunelab.report import findings as paper
 from prunelab.report import interactive as plotly
@@ -245,8 +245,23 @@ def arm_label(arm: str, recover: dict) -> str:
     return {"kd": "KD", "linear": f"linear + {then.upper()}" if then else "linear"}[arm]
 
 
-def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str], stats: dict
-              ) -> list[paper.Finding]:
+def _seed_runs(section: PipelineRecover, target: str, names: dict[str, str], stages: dict
+               ) -> tuple[list[tuple], dict[str, list[tuple[str, int]]]]:
+    """The evaluations of a target's arms trained with more than one seed: (label, directory, stage arm) of each
+    run after the first, and `combine_evals`' seeds mapping (the method's label -> [(each run's label, seed)])."""
+    runs, members = [], {}
+    for stage_arm, arm, _, _, seed in seeded_arms(section):
+        label = f"+ {names[arm]} ({target})"
+        if stage_arm != arm:
+            runs.append((f"{label} [seed {seed}]", stages.get(eval_stage(target, stage_arm)), stage_arm))
+            members.setdefault(label, []).append((runs[-1][0], seed))
+        else:
+            members[label] = [(label, seed)]
+    return runs, {label: m for label, m in members.items() if len(m) > 1}
+
+
+def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[str, str], stats: dict,
+              seed_runs: dict | None = None) -> list[paper.Finding]:
     """Tables 2-3 per target, then every arm of every target in one table (retention, paired differences against
     the pruned model and against SFT on SGR, the training budget) and one figure against the pruning ratio.
     `names`: arm -> how the report calls it. Returns the findings these tables show."""
@@ -258,14 +273,16 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
     page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
     methods = []
     for target, rows in groups.items():
-        dirs = [Path(d) for _, d, _ in rows]
+        runs, seeds = (seed_runs or {}).get(target, ([], {}))
+        dirs = [Path(d) for _, d, _ in rows + runs]
         combined = out / f"recovery-{target.replace('@', '-at-')}"
-        labels = [label for label, _, _ in rows]
+        labels = [label for label, _, _ in rows + runs]
         by_arm = {arm: label for label, _, arm in rows}
         versus = (by_arm["sgr"], by_arm["reference"]) if {"sgr", "reference"} <= set(by_arm) else None
         references = [labels[0], *([by_arm["sgr"]] if "sgr" in by_arm else [])]
         paths = combine_evals(dirs, combined, labels, title=f"Recovery of {target}", versus=versus,
-                              references=references, stats=stats)
+                              references=references, stats=stats, seeds=seeds)
+        spread = pd.read_csv(paths["seeds"]) if "seeds" in paths else pd.DataFrame()
         table = EvalArtifact(combined).retention()  # the combined table has an eval directory's layout
         tasks = EvalArtifact(dirs[0]).tasks()
         name = target.replace("@", "_")
@@ -299,7 +316,7 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
         _samples(page, combined, f"Samples: {target} and its recoveries",
                  "Each generative item: the base model's output and each model's, what was scored from it, the "
                  "outcome and the error class; items the base model solved and a model lost are marked.")
-        methods += _method_rows(target, rows, table, against, references, budgets, names, stats["alpha"])
+        methods += _method_rows(target, rows, table, against, references, budgets, names, stats["alpha"], spread)
     _methods(page, pd.DataFrame(methods), out)
     method, alpha = stats["adjust"], stats["alpha"]
     found = [paper.sgr_over_reference(head_to_heads, alpha, method), paper.recovery_share(shares, alpha, method)]
@@ -328,8 +345,11 @@ def _shares(page: Page, shares: pd.DataFrame, target: str) -> None:
 
 
 def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataFrame, references: list[str],
-                 budgets: dict, names: dict[str, str], alpha: float = 0.05) -> list[dict]:
-    """One row per model of a target's recovery: its retention per group, the paired differences, its budget."""
+                 budgets: dict, names: dict[str, str], alpha: float = 0.05, spread: pd.DataFrame | None = None
+                 ) -> list[dict]:
+    """One row per model of a target's recovery: its retention per group, the paired differences, its budget;
+    for a method trained with several seeds (`spread`, seeds.csv), the mean over seeds, the spread between them
+    and the interval over seeds and items."""
     shorts = {references[0]: "pruned", **({references[1]: "SFT sgr"} if len(references) > 1 else {})}
     out = []
     for label, _, arm in rows:
@@ -353,6 +373,13 @@ def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataF
                     row[f"{group} vs {short}"] = (format_interval(h.difference, h.ci_low, h.ci_high)
                                                   + (" *" if p_adj < alpha else "")
                                                   + f" (p {h.p_value:.3f}, adjusted {p_adj:.3f})")
+        if spread is not None and not spread.empty and label in set(spread["model"]):
+            s = spread[spread["model"] == label].iloc[0]
+            row["seeds"] = "; ".join(
+                f"{g} {s[f'{g}_min']:.3f}-{s[f'{g}_max']:.3f}, over seeds and items "
+                f"{format_interval(s[f'{g}_mean'], s[f'{g}_mean:ci_low'], s[f'{g}_mean:ci_high'])}"
+                for g in ("classification", "generative") if f"{g}_min" in s and pd.notna(s[f"{g}_min"]))
+            row["seeds"] = f"{s['seeds']}: {row['seeds']}"
         budget = budgets.get((target, arm), {})
         row |= {"steps": budget.get("steps", ""), "tokens": budget.get("tokens", ""),
                 "trainable parameters": budget.get("trainable_parameters", ""), "seconds": budget.get("seconds", "")}
@@ -363,12 +390,16 @@ def _method_rows(target: str, rows: list, table: pd.DataFrame, against: pd.DataF
 def _methods(page: Page, frame: pd.DataFrame, out: Path) -> None:
     if frame.empty:
         return
+    if "seeds" in frame:  # only methods trained with several seeds have a spread
+        frame = frame.assign(seeds=frame["seeds"].fillna("one run"))
     page.section("Which healing gets generation back: every method at every ratio",
                  "Each model's mean retention per task group (95% paired bootstrap interval), and its difference "
                  "from the pruned model it started from and from SFT on SGR, on the same items (95% paired "
                  "bootstrap interval; * p < alpha in a paired sign-flip test after adjustment within the target's "
                  "methods and references, one family per task row, else the difference is not significant). Budget: optimizer steps, input tokens trained on, trainable parameters, and the "
-                 "stage's seconds (training and merge, or the linear fit).")
+                 "stage's seconds (training and merge, or the linear fit). A method trained with several seeds "
+                 "(recover.seeds) is the mean over its runs, item by item; its seeds column gives the runs' "
+                 "retentions and an interval over seeds and items.")
     page.table("recovery_methods", frame[[c for c in frame.columns if not c.startswith("_")]])
     plt = _figure()
     groups = [g for g in ("classification", "generative") if f"_{g}" in frame]
@@ -658,16 +689,18 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                  "Each generative item: the base model's output and each strategy's pruned model's, what was scored "
                  "from it, the outcome and the error class; items the base model solved and a model lost are marked.",
                  {Candidate(tuple(v.removed)).name: k for k, v in compare.selections().items()})
-    groups, budgets, trained = {}, {}, []
+    groups, budgets, trained, seed_runs = {}, {}, [], {}
     recover = config.get("recover") or {}
-    arms = recovery_arms(PipelineRecover.model_validate(recover)) if recover else []
+    section = PipelineRecover.model_validate(recover) if recover else None
+    arms = recovery_arms(section) if recover else []
     seconds = {s["name"]: s.get("seconds", "") for s in summary["stages"]}
     names = {arm: arm_label(arm, recover) for arm, _, _ in arms}
     for target in recover.get("targets", []):
         rows = [(f"pruned {target}", stages.get(eval_stage(target)), None)]
         rows += [(f"+ {names[arm]} ({target})", stages.get(eval_stage(target, arm)), arm) for arm, _, _ in arms]
-        if all(d is not None for _, d, _ in rows):
-            groups[target] = rows
+        runs = _seed_runs(section, target, names, stages) if recover else ([], {})
+        if all(d is not None for _, d, _ in rows + runs[0]):
+            groups[target], seed_runs[target] = rows, runs
         for arm, method, _ in arms:
             stage = recover_stage(target, arm)
             if stage in stages:
@@ -675,7 +708,7 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                                           "seconds": seconds.get(stage, "")}
                 if method != "linear" or recover["linear"].get("then"):  # linear alone has no training curve
                     trained.append((f"{target}-{arm}", stages[stage]))
-    found += _recovery(page, groups, out, budgets, names, stats)
+    found += _recovery(page, groups, out, budgets, names, stats, seed_runs)
     page.findings = found
     if SWEEP_STAGE in stages:
         _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)

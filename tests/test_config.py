@@ -195,3 +195,15 @@ def test_statistics_and_grader_settings_are_checked_before_anything_runs():
         TaskSpec(name="gsm8k", metric="strict").build()
     assert TaskSpec(name="gsm8k", metric="strict_match").build().primary_metric == "strict_match"
     assert "metric" not in TaskSpec(name="gsm8k").identity()  # unset: results written before it stay valid
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stats.primary=mbpp", "stats.primary is 'mbpp'; allowed: generative, classification, arithmetic, arc_easy"),
+    ("recover.seeds=[0, 1, 0]", "recover.seeds repeats ['0']"),
+    ("recover.seeds=[]", "recover.seeds: List should have at least 1 item"),
+    ("stats.equivalence_margin=0", "stats.equivalence_margin: Input should be greater than 0"),
+])
+def test_a_pipelines_statistics_are_checked_before_it_runs(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/repro/qwen-coder.yaml", [override])
+    assert message in str(err.value)

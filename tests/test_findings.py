@@ -172,7 +172,7 @@ def lead(p: float, equivalence_p: float = 0.5, changed: int = 30) -> dict:
 def test_best_method_leads_only_when_its_lead_over_the_runner_up_is_significant():
     assert findings.best_method({"bi@0.25": lead(0.01)}).verdict == "a significant lead at 1 of 1"
     found = findings.best_method({"bi@0.25": lead(0.01)})
-    assert found.evidence == ["bi@0.25: KD keeps 0.300 of the generative mean, SFT sgr 0.100; lead 0.200 [0.05, "
+    assert found.evidence == ["bi@0.25: KD keeps 0.300 on the primary endpoint, SFT sgr 0.100; lead 0.200 [0.05, "
                               "0.35], p 0.010, adjusted 0.010: KD leads"]
     # beating the pruned model says nothing about beating the other methods: the runner-up decides
     assert findings.best_method({"bi@0.25": lead(0.2)}).verdict == findings.NO_LEAD

@@ -138,6 +138,7 @@ class PipelineConfig(Frozen):
     @model_validator(mode="after")
     def _inputs(self):
         check_unique(self.tasks)
+        self.stats.check_primary([t.name for t in self.tasks])
         check_sweepable(self.tasks, self.generation, self.prune.sweep)
         check_strategy_needs(self.prune.strategies, self.prune)
         if self.sweep is not None:

@@ -508,6 +508,20 @@ class StatsSpec(Frozen):
     power: float = setting(0.8, gt=0, lt=1, description="the power at which detectable effects are stated")
     equivalence_margin: float = setting(0.05, gt=0, lt=1, description="'as good as' claims: a retention difference "
                                         "within +-margin, by two one-sided tests (TOST)")
+    primary: str = setting("generative", description="the endpoint the recovery findings test (SGR against the "
+                           "original answers, which method leads), declared before the run: generative or "
+                           "classification (a task group's mean retention), or one task's name")
+
+    def check_primary(self, tasks: list[str]) -> None:
+        allowed = ["generative", "classification", *tasks]
+        if self.primary not in allowed:
+            raise ValueError(f"stats.primary is {self.primary!r}; allowed: {', '.join(allowed)}")
+
+    def primary_row(self, tasks: dict[str, dict]) -> tuple[str, str]:
+        """(the retention table's column, the head-to-head table's row) of the primary endpoint."""
+        if self.primary in ("generative", "classification"):
+            return f"{self.primary}_mean", f"{self.primary} mean"
+        return self.primary, tasks[self.primary]["label"]
 
 
 def check_method(method: str, section: "RecoverSection") -> None:

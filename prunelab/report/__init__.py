@@ -196,25 +196,30 @@ def _seed_table(combined, tasks: dict, seeds: dict[str, list[tuple[str, int]]]):
 
 
 def _lead(out: Path, combined, tasks: dict, models: list[str], stats: dict):
-    """The two of `models` with the highest generative mean retention (from the retention table just written),
-    the first against the second: `retention.head_to_head`'s generative row, with both names."""
+    """The two of `models` with the highest retention on the primary endpoint (`stats.primary`, from the retention
+    table just written), the first against the second: `retention.head_to_head`'s row of that endpoint."""
     import pandas as pd
 
     from prunelab.artifacts import RETENTION
+    from prunelab.config import StatsSpec
     from prunelab.report.retention import head_to_head
 
     columns = ["best", "runner_up", "best_retention", "runner_up_retention", "difference", "ci_low", "ci_high",
                "p_value", "items", "changed", "equivalence_p"]
+    column, row_label = StatsSpec(primary=stats.get("primary", "generative")).primary_row(tasks)
     table = pd.read_csv(out / RETENTION, index_col=0)
-    if "generative_mean" not in table or len(models) < 2:
+    if column not in table or len(models) < 2:
         return pd.DataFrame(columns=columns)
-    ranked = table.loc[[m for m in models if m in table.index], "generative_mean"].dropna().sort_values(
+    ranked = table.loc[[m for m in models if m in table.index], column].dropna().sort_values(
         ascending=False, kind="stable")
     if len(ranked) < 2:
         return pd.DataFrame(columns=columns)
     best, runner_up = ranked.index[:2]
     frame = head_to_head(combined, tasks, best, runner_up, margin=stats["equivalence_margin"])
-    row = frame[frame["task"] == "generative mean"].iloc[0]
+    hit = frame[frame["task"] == row_label]
+    if hit.empty:
+        return pd.DataFrame(columns=columns)
+    row = hit.iloc[0]
     return pd.DataFrame([{"best": best, "runner_up": runner_up, "best_retention": row[best],
                           "runner_up_retention": row[runner_up], "difference": row[f"{best} - {runner_up}"],
                           **{c: row[c] for c in columns[5:]}}], columns=columns)

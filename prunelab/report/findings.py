@@ -186,29 +186,30 @@ def _head_to_head_verdict(h, family: int, alpha: float) -> str:
     return directed(h["difference"], h["p_adj"], alpha)
 
 
-def sgr_over_reference(head_to_heads: dict[str, pd.DataFrame], alpha: float = ALPHA, method: str = "holm"
-                       ) -> Finding:
-    """(c), first half. Primary test per target: SGR's generative retention minus the original answers', paired,
-    adjusted over the targets."""
+def sgr_over_reference(head_to_heads: dict[str, pd.DataFrame], alpha: float = ALPHA, method: str = "holm",
+                       endpoint: str = "generative mean") -> Finding:
+    """(c), first half. Primary test per target: SGR's retention minus the original answers' on the primary
+    endpoint (`endpoint`, a head-to-head row: the generative mean by default), paired, adjusted over the targets."""
     claim = "SFT on the base model's own answers (SGR) recovers generation better than SFT on the original answers."
     if not head_to_heads:
         return Finding(claim, NOT_MEASURED, ["the run does not train both on SGR and on the original answers"])
     found = {}
     for target, frame in head_to_heads.items():
-        hit = frame[frame["task"] == "generative mean"]
+        hit = frame[frame["task"] == endpoint]
         if not hit.empty:
             h = hit.iloc[0]
             found[target] = {"difference": h[frame.columns[3]], "ci_low": h["ci_low"], "ci_high": h["ci_high"],
                              "p_value": h["p_value"], "changed": h.get("changed")}
     if not found:
-        return Finding(claim, NOT_MEASURED, ["no generative task has a retention (the base model solved none)"])
+        return Finding(claim, NOT_MEASURED, [f"the primary endpoint ({endpoint}) has no retention (the base model "
+                                             "solved none)"])
     for target, p in zip(found, adjust([f["p_value"] for f in found.values()], method)):
         found[target]["p_adj"] = p
     evidence, verdicts = [], []
     for target, h in found.items():
         verdict = _head_to_head_verdict(h, len(found), alpha)
         verdicts.append(verdict)
-        evidence.append(f"{target}: SGR minus the original answers, generative retention "
+        evidence.append(f"{target}: SGR minus the original answers, {endpoint} retention "
                         f"{format_interval(h['difference'], h['ci_low'], h['ci_high'])}, p {h['p_value']:.3f}, "
                         f"adjusted {h['p_adj']:.3f}" + _changed(h, verdict)
                         + _disagreement(h["ci_low"], h["ci_high"], h["p_adj"], alpha))
@@ -259,7 +260,7 @@ def best_method(leads: dict[str, dict], alpha: float = ALPHA, method: str = "hol
     for target, lead in measured.items():
         h = {**lead, "p_adj": p_adj[target]}
         verdict = _head_to_head_verdict(h, len(measured), alpha)
-        line = (f"{target}: {lead['best']} keeps {lead['best_retention']:.3f} of the generative mean, "
+        line = (f"{target}: {lead['best']} keeps {lead['best_retention']:.3f} on the primary endpoint, "
                 f"{lead['runner_up']} {lead['runner_up_retention']:.3f}; lead "
                 f"{format_interval(lead['difference'], lead['ci_low'], lead['ci_high'])}, p {lead['p_value']:.3f}, "
                 f"adjusted {p_adj[target]:.3f}" + _changed(h, verdict))

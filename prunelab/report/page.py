@@ -38,7 +38,7 @@ from prunelab.artifacts import (
     recover_stage,
 )
 from prunelab.atomic import write_text
-from prunelab.config import PipelineRecover, recovery_arms, seeded_arms
+from prunelab.config import PipelineRecover, StatsSpec, recovery_arms, seeded_arms
 from prunelab.report import display, samples_view
 from prunelab.report import findings as paper
 from prunelab.report import interactive as plotly
@@ -319,7 +319,9 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
         methods += _method_rows(target, rows, table, against, references, budgets, names, stats["alpha"], spread)
     _methods(page, pd.DataFrame(methods), out)
     method, alpha = stats["adjust"], stats["alpha"]
-    found = [paper.sgr_over_reference(head_to_heads, alpha, method), paper.recovery_share(shares, alpha, method)]
+    endpoint = StatsSpec(primary=stats.get("primary", "generative")).primary_row(tasks)[1] if groups else ""
+    found = [paper.sgr_over_reference(head_to_heads, alpha, method, endpoint),
+             paper.recovery_share(shares, alpha, method)]
     best = paper.best_method(leads, alpha, method, stats["equivalence_margin"])
     return found + ([best] if best else [])
 

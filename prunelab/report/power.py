@@ -87,7 +87,26 @@ def check_lines(config) -> list[str]:
     n = len(config.prune.strategies) * len(config.prune.ratios)
     lines += ["pruned models:"] + [f"  {x}" for x in _stage_lines(config.tasks, n, f"{n} strategy x ratio models",
                                                                   alpha, power)]
+    if config.recover is not None:
+        lines += ["recovery:", f"  {recovery_line(config.recover, alpha)}"]
     return lines
+
+
+def recovery_line(recover, alpha: float) -> str:
+    """What a recovery comparison needs: every model against the pruned model and against SFT on SGR is one family
+    per task row, and a difference between two models rests on the items where they differ."""
+    from prunelab.config import recovery_arms
+
+    arms = [arm for arm, _, _ in recovery_arms(recover)]
+    family = len(arms) + (len(arms) - 1 if "sgr" in arms else 0)
+    from scipy.stats import binomtest
+
+    need = successes_needed(family, alpha)
+    with_one = next(n for n in range(need, 10 * need) if family * binomtest(1, n + 1, 0.5).pvalue < alpha)
+    return (f"{len(arms)} recovered models, {family} comparisons per task row (against the pruned model"
+            f"{' and against SFT on SGR' if 'sgr' in arms else ''}): a difference can be significant only where the "
+            f"two models differ on {need} or more items, all in one direction ({with_one} one way and 1 the other, "
+            "and so on)")
 
 
 def warn_untestable(per_task_base: dict[str, np.ndarray], family: int, alpha: float = 0.05) -> list[str]:

@@ -270,7 +270,9 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
     if not groups:
         return []
     head_to_heads, shares, leads = {}, {}, {}
-    page.section("Tables 2-3: recovery by method", "Each model against the base model, on the same items.")
+    page.section("Tables 2-3: recovery by method",
+                 "Each model against the base model, on the same items (* p < alpha after Holm's adjustment over the "
+                 "table's models: one family per column).")
     methods = []
     for target, rows in groups.items():
         runs, seeds = (seed_runs or {}).get(target, ([], {}))
@@ -506,7 +508,8 @@ def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
     table = sweep.retention()
     tasks = sweep.tasks()
     page.section("Figure 1: layer sensitivity",
-                 "Retention of each task with one layer removed (the single-layer sweep).")
+                 "Retention of each task with one layer removed (the single-layer sweep); * p < alpha after Holm's "
+                 "adjustment over the task's layers (one family per task).")
     compared = [t for t in tasks if t in table]
     legend = {t: f"{tasks[t]['label']} ({tasks[t]['primary_metric']})" for t in compared}
     page.figure(sweep.layer_plot(), "Retention against the removed layer", "figure1_layers.png",

@@ -95,3 +95,21 @@ def test_a_size_that_cannot_be_tested_is_said_before_and_after_the_run(caplog):
     assert messages[0].startswith("gsm8k: the base model solves 1 of 8 items; over 24 candidates no drop can reach "
                                   "p < 0.05 after adjustment (that needs 10 solved items); at its rate (1 of 8) that "
                                   "takes about 80 items: raise gsm8k's limit")
+
+
+def test_a_pipeline_says_what_it_cannot_test_once_the_base_model_is_scored(caplog):
+    from prunelab.config import load_config
+    from prunelab.report.power import pipeline_warnings
+
+    layers = ", ".join(str(i) for i in range(24))
+    config = load_config("configs/repro/qwen-coder.yaml", [f"sweep.sweep.layers=[{layers}]"])
+    base = {"arithmetic": np.array([1.0] * 60 + [0.0] * 4), "gsm8k": np.array([1.0] * 4 + [0.0] * 28),
+            "humaneval": np.array([1.0] * 20 + [0.0] * 44)}
+    with caplog.at_level(logging.WARNING):
+        messages = pipeline_warnings(config, base)
+    assert messages[0].startswith("gsm8k: the base model solves 4 of 32 items; over 3 candidates")  # the strategies
+    sweep = [m for m in messages if m.startswith("sweep ")]
+    assert [m.split(":")[0] for m in sweep] == ["sweep gsm8k", "sweep humaneval"]  # 8 items each in the sweep
+    assert "raise the sweep's gsm8k limit to about 80" in sweep[0]
+    assert "raise the sweep's humaneval limit to about 32" in sweep[1]
+    assert all(m in caplog.text for m in messages)

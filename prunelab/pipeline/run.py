@@ -118,6 +118,18 @@ def run_stage(stage: Stage, stages: dict[str, Stage], runtime: Runtime) -> None:
     STAGES.get(stage.kind).run(c, runtime)
 
 
+def _warn_power(config: PipelineConfig, base: Stage) -> None:
+    """Once the base model's scores are known, what later stages will not be able to test
+    (`report.power.pipeline_warnings`)."""
+    from prunelab.report.power import pipeline_warnings
+
+    rows = ResultsStore(base.output_dir).read().to_pandas()
+    primary = {t.name: t.build().primary_metric for t in config.tasks}
+    rows = rows[(rows.candidate == _base_name(base)) & (rows.metric == rows.task.map(primary))]
+    pipeline_warnings(config, {task: g.drop_duplicates("item_id", keep="last")["value"].to_numpy()
+                               for task, g in rows.groupby("task")})
+
+
 def run(config: PipelineConfig, runtime: Runtime) -> PipelineArtifact:
     """The stage's entry point (`prunelab.stages.registry`)."""
     run_pipeline(config, runtime)
@@ -145,6 +157,8 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
             say(f"[{i}/{len(stages)}] {stage.name}: reused ({why})")
             summary["stages"].append({**entry, "status": "reused",
                                       "seconds": cache.recorded_seconds(stage.output_dir)})
+            if stage.name == BASE_EVAL:
+                _warn_power(config, stage)
             continue
         if (stage.output_dir / cache.MARKER).exists():  # finished once, but changed or foreign since: keep it aside
             why += f"; the old directory is kept at {cache.set_aside(stage.output_dir)}"
@@ -157,6 +171,8 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
         seconds = cache.mark_done(stage.output_dir, stage.name, stage.key, stage.config.stage_identity())
         summary["stages"].append({**entry, "status": "computed", "reason": why, "seconds": seconds})
         write_json(root / SUMMARY, summary, sort_keys=False)  # what is finished so far, for a report mid-way
+        if stage.name == BASE_EVAL:
+            _warn_power(config, stage)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_json(root / SUMMARY, summary, sort_keys=False)
     summary["report"] = {k: str(v) for k, v in write_pipeline_report(root).items()}

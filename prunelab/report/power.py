@@ -129,3 +129,34 @@ def warn_untestable(per_task_base: dict[str, np.ndarray], family: int, alpha: fl
         log.warning(message)
         out.append(message)
     return out
+
+
+def pipeline_warnings(config, base_values: dict[str, np.ndarray]) -> list[str]:
+    """As soon as a pipeline's eval-base is done: the tasks the compare stage cannot test (its strategy x ratio
+    models are the family), and the sweep's tasks that at the base model's rate will hold too few solved items
+    for a drop over the sweep's layers. `base_values`: task -> the base model's per-item values on eval-base."""
+    out = warn_untestable(base_values, len(config.prune.strategies) * len(config.prune.ratios), config.stats.alpha)
+    if config.sweep is None:
+        return out
+    layers = config.sweep.sweep.layers
+    family = len(layers) if layers is not None else _num_layers(config.model)
+    if family is None:
+        return out
+    need = successes_needed(family, config.stats.alpha)
+    for spec in config.sweep.tasks or config.tasks:
+        values = np.asarray(base_values.get(spec.name, []), float)
+        if not len(values) or not np.isin(values, (0.0, 1.0)).all():
+            continue
+        rate = values.mean()
+        limit = spec.limit or len(values)
+        if rate * limit >= need:
+            continue
+        fix = (f"raise the sweep's {spec.name} limit to about {math.ceil(need / rate)}" if rate else
+               "the base model solves none of them: sweep another task")
+        message = (f"sweep {spec.name}: at the base model's rate on eval-base ({int(values.sum())} of {len(values)}), "
+                   f"the sweep's {limit} items hold about {rate * limit:.0f} solved, fewer than the {need} a drop "
+                   f"needs to be significant over {family} layers; {fix}. Its verdicts will read 'cannot be tested "
+                   "at this size'.")
+        log.warning(message)
+        out.append(message)
+    return out

@@ -103,14 +103,17 @@ def stage_command(entry):
 
 def cmd_drop(args) -> int:
     from prunelab.models import load_model, resolve_model_path
+    from prunelab.models.loading import dtype_record, export_dtype
     from prunelab.stages.registry import comma_ints
     from prunelab.surgery import check_layers, drop_layers, num_layers, save_pruned
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    # nothing is computed: loaded in what it is saved in
+    dtype = export_dtype(args.model, "source" if args.dtype == "auto" else args.dtype)
+    model, tokenizer = load_model(args.model, dtype=str(dtype).removeprefix("torch."))
     layers = check_layers(comma_ints(args.layers), num_layers(model), "--layers")
     drop_layers(model, layers)
     manifest = {"base_model": args.model, "base_model_path": resolve_model_path(args.model),
-                "removed_layers": layers, "strategy": "manual"}
+                "removed_layers": layers, "strategy": "manual", "dtype": dtype_record(args.model, dtype)}
     print(save_pruned(model, tokenizer, args.out, manifest))
     return 0
 
@@ -214,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--layers", required=True, help="comma-separated layer indices, e.g. 20,21")
     p.add_argument("--out", required=True)
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="source", choices=["source", "auto", "float32", "bfloat16", "float16"],
+                   help="what the checkpoint is saved in: source (auto means the same here: nothing is computed) is "
+                        "the dtype the model is stored in, so only the layers change; a dtype converts on purpose, "
+                        "recorded in the manifest")
     p.set_defaults(func=cmd_drop)
 
     p = sub.add_parser("samples", help="the outputs behind the scores: each candidate's generations and what was "

@@ -127,3 +127,32 @@ def test_unsupported_architecture_is_named():
     gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=64))
     with pytest.raises(ModelError, match="unsupported architecture 'gpt2'.*llama, mistral, qwen2"):
         drop_layers(gpt2, [0])
+
+
+@pytest.mark.parametrize("stored", [torch.float32, torch.bfloat16, torch.float16])
+def test_an_export_keeps_the_checkpoints_own_precision(stored, tiny_model_dir, tmp_path):
+    """`drop` and `prune` save in the dtype the source is stored in, whatever `dtype: auto` computes in on this
+    machine (bf16 where the CPU has native bf16): reloaded, the export's logits are the source's with the same
+    layers bypassed, to the last bit."""
+    from prunelab.cli import main
+
+    source = tmp_path / "source"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama"), dtype=torch.float32).to(stored).save_pretrained(source)
+    tiny.tokenizer().save_pretrained(source)
+    name = str(stored).removeprefix("torch.")
+    want = drop_layers(AutoModelForCausalLM.from_pretrained(source, dtype=stored).eval(), [1, 2])
+    for command in (["drop", "--model", str(source), "--layers", "1,2", "--out", str(tmp_path / "drop")],
+                    ["prune", "--model", str(source), "--layers", "1,2", "--out", str(tmp_path / "prune")]):
+        out = tmp_path / command[0]
+        assert main(command) == 0
+        assert json.loads((out / "config.json").read_text())["dtype"] == name
+        assert json.loads((out / MANIFEST_NAME).read_text())["dtype"] == {"stored": name, "saved": name,
+                                                                           "converted": False}
+        got = AutoModelForCausalLM.from_pretrained(out, dtype=stored).eval()
+        with torch.no_grad():
+            assert torch.equal(got(IDS).logits, want(IDS).logits), command[0]
+    # converting is on purpose, and said
+    assert main(["drop", "--model", str(source), "--layers", "1", "--out", str(tmp_path / "fp16"),
+                 "--dtype", "float16"]) == 0
+    record = json.loads((tmp_path / "fp16" / MANIFEST_NAME).read_text())["dtype"]
+    assert record == {"stored": name, "saved": "float16", "converted": stored != torch.float16}

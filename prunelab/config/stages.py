@@ -88,10 +88,20 @@ class PruneConfig(StrategyOptions):
     test_tasks: list[str] = key([], description="tasks you will evaluate on: calibration or selection data "
                                                 "overlapping them is refused")
     device: str = setting("auto", description="auto: cuda if available, else cpu")
+    output_dtype: Literal["source", "float32", "bfloat16", "float16"] = key(
+        "source", description="what the pruned checkpoint is saved in: source, the dtype the model is stored in "
+        "(pruning removes layers and nothing else), whatever the strategy computed in; or a dtype, converting on "
+        "purpose (recorded in the manifest)")
     sweep: SweepSpec = setting(SweepSpec(), description="how the iterative strategy's rounds are scored")
     generation: GenerationSpec = key(GenerationSpec())
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
+
+    def resolve_identity(self, identity):
+        # "source" is what every checkpoint written before the setting existed was meant to be
+        if identity.get("output_dtype") == "source":
+            identity = {k: v for k, v in identity.items() if k != "output_dtype"}
+        return identity
 
     @field_validator("strategy")
     @classmethod

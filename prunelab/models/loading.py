@@ -22,6 +22,61 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def stored_dtype(name: str, revision: str | None = None) -> torch.dtype | None:
+    """The dtype a checkpoint's weights are stored in: its config's `dtype` (`torch_dtype` in older ones), else
+    the floating dtype of its first safetensors file's tensors; None where it cannot be read (no such model, a hub
+    id offline)."""
+    import json
+
+    try:
+        path = resolve_model_path(name)
+        if Path(path).is_dir():
+            config = json.loads((Path(path) / "config.json").read_text())
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(path, revision=revision).to_dict()
+    except Exception:  # an unknown or unreachable model: the caller decides what that means
+        return None
+    text = config.get("text_config") or {}
+    for value in (config.get("dtype"), config.get("torch_dtype"), text.get("dtype"), text.get("torch_dtype")):
+        if str(value).replace("torch.", "") in DTYPES:
+            return DTYPES[str(value).replace("torch.", "")]
+    files = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
+    if files:
+        from safetensors import safe_open
+
+        with safe_open(files[0], framework="pt") as f:
+            for key in f.keys():
+                dtype = f.get_slice(key).get_dtype()
+                names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}
+                if dtype in names:
+                    return DTYPES[names[dtype]]
+    return None
+
+
+def export_dtype(name: str, setting: str = "source", revision: str | None = None) -> torch.dtype:
+    """What a checkpoint derived from `name` (pruned, merged, folded) is saved in: `source`, the dtype `name` is
+    stored in, so that pruning removes layers and changes nothing else; or the dtype named, converting on purpose."""
+    if setting != "source":
+        if setting not in DTYPES:
+            raise ModelError(f"output dtype is {setting!r}; allowed: source, {', '.join(DTYPES)}")
+        return DTYPES[setting]
+    stored = stored_dtype(name, revision)
+    if stored is None:
+        raise ModelError(f"cannot read the dtype {name!r} is stored in (no dtype in its config.json and no "
+                         "safetensors file); name the output dtype (float32, bfloat16, float16)")
+    return stored
+
+
+def dtype_record(name: str, saved: torch.dtype, revision: str | None = None) -> dict:
+    """What a manifest says of a derived checkpoint's precision: the dtype its source is stored in, the one it was
+    saved in, and whether that converted it."""
+    stored = stored_dtype(name, revision)
+    short = {v: k for k, v in DTYPES.items()}
+    return {"stored": short.get(stored), "saved": short[saved], "converted": stored is not None and stored != saved}
+
+
 def resolve_model_path(name: str) -> str:
     """A built-in name becomes its converted directory; a local directory stays; anything else is a hub id."""
     if name in BUILTIN_MODELS:

@@ -140,15 +140,11 @@ def check_lora_targets(model_config, target_modules: list[str], model_name: str)
 
 
 def checkpoint_dtype(model_path: str, dtype: str) -> torch.dtype:
-    """`dtype`, where auto is the checkpoint's own (bf16 for released models): what a result is saved in."""
-    from transformers import AutoConfig
+    """`dtype`, where auto is the dtype the checkpoint is stored in (`models.loading.export_dtype`): what a
+    result is saved in, whatever it was computed in."""
+    from prunelab.models.loading import export_dtype
 
-    from prunelab.models.loading import DTYPES, resolve_model_path
-
-    if dtype != "auto":
-        return DTYPES[dtype]
-    stored = getattr(AutoConfig.from_pretrained(resolve_model_path(model_path)), "dtype", None)
-    return stored if isinstance(stored, torch.dtype) else DTYPES.get(str(stored), torch.bfloat16)
+    return export_dtype(model_path, "source" if dtype == "auto" else dtype)
 
 
 def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: str | Path, dtype: str,

@@ -15,6 +15,7 @@ from prunelab.execution.run import Executor
 from prunelab.hardware import device_name
 from prunelab.metadata import META_FILE, build_meta
 from prunelab.models import load_model, resolve_model_path
+from prunelab.models.loading import dtype_record, export_dtype
 from prunelab.stages.common import default_executor, worker_spec
 from prunelab.strategies import Selection
 from prunelab.surgery import check_layers, drop_layers, num_layers, save_pruned
@@ -71,13 +72,16 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
         selection = chooser.choose(config.strategy, config.ratio)
         data = chooser.data
     m = config.model
-    model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision,
-                                  trust_remote_code=m.trust_remote_code)
+    # the checkpoint is loaded again in the dtype it is saved in, not the one the strategy computed in
+    dtype = export_dtype(m.name, config.output_dtype, m.revision)
+    model, tokenizer = load_model(m.name, dtype=str(dtype).removeprefix("torch."), device=device,
+                                  revision=m.revision, trust_remote_code=m.trust_remote_code)
     total = num_layers(model)
     drop_layers(model, selection.removed)
     manifest = {"base_model": m.name, "base_model_path": resolve_model_path(m.name), "base_num_hidden_layers": total,
                 "strategy": selection.strategy, "ratio": config.ratio, "removed_layers": selection.removed,
-                "scores": selection.scores, "details": selection.details, "data": data}
+                "scores": selection.scores, "details": selection.details, "data": data,
+                "dtype": dtype_record(m.name, dtype, m.revision)}
     meta = build_meta("prune", config, removed_layers=selection.removed, base_num_hidden_layers=total)
     files = {META_FILE: json.dumps(meta, indent=2) + "\n"}
     return save_pruned(model, tokenizer, out, manifest, files), selection

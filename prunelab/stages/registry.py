@@ -149,7 +149,10 @@ STAGES = StageRegistry([
                      lambda name: {"name": name, "limit": 32, "seed": 7}),
                 Flag("--selection-limit", ("selection.limit",), "selection.limit", int, where_present=True),
                 Flag("--selection-seed", ("selection.seed",), "selection.seed", int, where_present=True),
-                DTYPE, Flag("--device", ("device",), "device: auto, cpu, cuda"))),
+                DTYPE, Flag("--device", ("device",), "device: auto, cpu, cuda"),
+                Flag("--output-dtype", ("output_dtype",), "output_dtype: what the checkpoint is saved in (source: "
+                                                          "the dtype the model is stored in)",
+                     choices=("source", "float32", "bfloat16", "float16")))),
     StageEntry("sgr", "prunelab.stages.sgr", SGRArtifact,
                "the base model answers a prompt corpus: Self-Generated Responses as parquet shards",
                "configs/sgr/qwen-sharegpt.yaml", (OUT,)),

@@ -215,7 +215,8 @@ def against(table, tasks: dict[str, dict], models: list[str], references: list[s
     """Each model against each reference (the pruned model, a baseline recovery) on the items all three (with the
     base model) have: per task group and task, `model - reference` retention with its paired bootstrap interval,
     the p-value of a paired sign-flip test (`head_to_head`, one row each) and `p_adj`, adjusted within the family
-    of one task row: every model against every reference of this table (one pruned model's recoveries)."""
+    of one task row: every model against every reference of this table (one pruned model's recoveries), a pair
+    listed both ways (a reference against another) counted once."""
     rows = []
     for reference in references:
         for model in models:
@@ -228,9 +229,21 @@ def against(table, tasks: dict[str, dict], models: list[str], references: list[s
                              "ci_high": r["ci_high"], "p_value": r["p_value"], "items": r["items"]})
     frame = pd.DataFrame(rows, columns=["model", "against", "task", "difference", "ci_low", "ci_high", "p_value",
                                         "items"])
+    return adjust_against(frame, method)
+
+
+def adjust_against(frame: pd.DataFrame, method: str = "holm") -> pd.DataFrame:
+    """`p_adj` for an `against` table: within each task row, over its comparisons, a pair listed both ways (one
+    reference against another) counted once; works on a stored against.csv too."""
+    frame = frame.copy()
     frame["p_adj"] = float("nan")
+    if frame.empty:
+        return frame
+    pair = frame.apply(lambda r: tuple(sorted((r["model"], r["against"]))), axis=1)
     for _, rows_of_task in frame.groupby("task").groups.items():
-        frame.loc[rows_of_task, "p_adj"] = adjust(frame.loc[rows_of_task, "p_value"].to_numpy(float), method)
+        once = frame.loc[rows_of_task].assign(pair=pair[rows_of_task]).drop_duplicates("pair")
+        adjusted = dict(zip(once["pair"], adjust(once["p_value"].to_numpy(float), method)))
+        frame.loc[rows_of_task, "p_adj"] = [adjusted[p] for p in pair[rows_of_task]]
     return frame
 
 

@@ -113,3 +113,16 @@ def test_a_pipeline_says_what_it_cannot_test_once_the_base_model_is_scored(caplo
     assert "raise the sweep's gsm8k limit to about 80" in sweep[0]
     assert "raise the sweep's humaneval limit to about 32" in sweep[1]
     assert all(m in caplog.text for m in messages)
+
+
+def test_a_comparison_listed_both_ways_counts_once_in_its_family():
+    import pandas as pd
+
+    from prunelab.report.retention import adjust_against
+
+    frame = pd.DataFrame({"model": ["A", "B", "pruned", "A"], "against": ["pruned", "pruned", "A", "pruned"],
+                          "task": ["generative mean"] * 3 + ["classification mean"],
+                          "p_value": [0.01, 0.02, 0.01, 0.04]})
+    got = adjust_against(frame)
+    # the generative row's family is {A-pruned, B-pruned}: Holm over 2, not 3
+    assert got["p_adj"].tolist() == pytest.approx([0.02, 0.02, 0.02, 0.04])

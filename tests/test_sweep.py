@@ -62,8 +62,9 @@ def test_ray_sweep_writes_everything_and_resumes(tiny_dir, tmp_path):
         assert main(["sweep", str(_write(config, tmp_path)), "--no-progress"]) == 0
         store = ResultsStore(out)
         table = store.read().to_pandas()
-        # 5 candidates (base + 4 layers) x (6 probe items x 2 metrics + 3 ARC items x 2 metrics + 2 GSM8K items x 7)
-        assert len(table) == 5 * (6 * 2 + 3 * 2 + 2 * 7)
+        # 5 candidates (base + 4 layers) x (6 probe items x 2 metrics + 3 ARC items x 2 metrics + 2 GSM8K items x 9:
+        # lm-eval's two grades, math-verify's, truncated, output tokens, Rep-2/3/4, Self-BLEU-4)
+        assert len(table) == 5 * (6 * 2 + 3 * 2 + 2 * 9)
         assert (out / "retention.csv").exists() and (out / "layer_sensitivity.png").exists()
         assert "drop-3" in (out / "retention.md").read_text()
 

@@ -94,6 +94,11 @@ def write_meta(root: str | Path, stage: str, config, tasks: dict | None = None, 
     return write_json(Path(root) / META_FILE, build_meta(stage, config, tasks, **extra), sort_keys=False)
 
 
+def add_to_meta(root: str | Path, **extra) -> Path:
+    """meta.json with `extra` keys added (or replaced), written atomically."""
+    return write_json(Path(root) / META_FILE, {**read_meta(root), **extra}, sort_keys=False)
+
+
 def read_meta(root: str | Path) -> dict:
     path = Path(root) / META_FILE
     if not path.exists():

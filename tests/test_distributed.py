@@ -1,6 +1,7 @@
 """Workers that may die: a sweep whose actor is SIGKILLed mid-run finishes with the retention table of an undisturbed
 run, every result written once; a unit that keeps killing its worker is given up by name while the rest finishes."""
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -159,3 +160,47 @@ def test_out_of_memory_in_a_unit_is_retried_carefully_then_given_up_by_name(ray_
     assert set(stored.candidate) == want  # an out-of-memory call aborts nothing else
     assert stored.groupby("candidate").item_id.nunique().tolist() == [24] * len(want)
     assert executor.resubmitted >= 1
+
+
+class NodeOfItsOwnWorker(Worker):
+    """Reports the first actor to ask as a node whose CPU has native bf16 and the next as one without: what `auto`
+    would resolve to on two such nodes (`PRUNELAB_TEST_CLAIM` names the file that decides who came first)."""
+
+    def computes_in(self):
+        first = True
+        try:
+            os.close(os.open(os.environ["PRUNELAB_TEST_CLAIM"], os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            first = False
+        return {**super().computes_in(), "node": "node-a" if first else "node-b",
+                "dtype": "bfloat16" if first else "float32"}
+
+
+def test_workers_that_resolve_auto_differently_are_refused_before_scoring(ray_cluster, tiny_model_dir, tmp_path):
+    import ray
+
+    from prunelab.distributed.executor import RayExecutor
+    from prunelab.errors import ConfigError
+
+    ray.shutdown()  # the actors need the claim file's name in their environment
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {
+        "PYTHONPATH": TESTS, "PRUNELAB_TEST_CLAIM": str(tmp_path / "claim")}})
+    cfg = config(tiny_model_dir("llama"), tmp_path / "mixed", model={"name": str(tiny_model_dir("llama")),
+                                                                     "dtype": "auto"})
+    executor = RayExecutor(num_actors=2, num_cpus=1, worker_class=NodeOfItsOwnWorker)
+    try:
+        with pytest.raises(ConfigError, match=r"auto resolves to different dtypes on the workers' nodes \(bfloat16 "
+                                              r"on node-a \(cpu\); float32 on node-b \(cpu\)\)"):
+            run_sweep(cfg, executor, progress=False)
+    finally:
+        executor.close()
+    assert ResultsStore(cfg.output_dir).read().num_rows == 0  # nothing was scored
+    # workers that agree are recorded in meta.json
+    agreed = config(tiny_model_dir("llama"), tmp_path / "agreed")
+    executor = RayExecutor(num_actors=2, num_cpus=1)
+    try:
+        run_sweep(agreed, executor, progress=False)
+    finally:
+        executor.close()
+    workers = json.loads((tmp_path / "agreed" / "meta.json").read_text())["workers"]
+    assert len(workers) == 2 and {w["dtype"] for w in workers} == {"float32"}

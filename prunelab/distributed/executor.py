@@ -41,7 +41,7 @@ from prunelab.distributed.resources import (
 )
 from prunelab.errors import PrunelabError
 from prunelab.execution.plan import Unit, spread
-from prunelab.execution.run import OnResult
+from prunelab.execution.run import OnResult, check_worker_dtypes
 from prunelab.execution.schedule import BASE_PASS, Call, Scheduler
 from prunelab.execution.worker import Worker, WorkerSpec
 
@@ -76,6 +76,7 @@ class RayExecutor:
         self.worker_class = worker_class
         self.pools: dict[WorkerSpec, list] = {}
         self.resubmitted = 0  # units handed out again after an actor died (for logs and tests)
+        self.computed_in: dict[WorkerSpec, list[dict]] = {}  # per worker spec: each actor's computes_in()
 
     def _pool_actor(self, spec: WorkerSpec):
         device = "cuda" if self.num_gpus > 0 else "cpu"
@@ -129,6 +130,15 @@ class RayExecutor:
             log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
                         offer.describe())
         actors = self._pool(worker, n)
+        if worker not in self.computed_in:  # every actor computes alike, or nothing is scored
+            try:
+                self.computed_in[worker] = ray.get([a.computes_in.remote() for a in actors],
+                                                   timeout=self.placement_timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise NoActorPlaced(
+                    f"for {self.placement_timeout_s:g} s not every sweep actor was placed (ray.placement_timeout_s): "
+                    f"each asks for {short(self.request)}; {cluster_offer().describe()}. Nothing was scored.") from None
+            check_worker_dtypes(self.computed_in[worker])
         plan = Scheduler(units, max_attempts=self.max_attempts, max_restarts=self.max_restarts)
         unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
         # ref -> (actor index, call); call None: a probe (is the actor back?)

@@ -73,6 +73,14 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
+    def computes_in(self) -> dict:
+        """This worker's node and device, and the dtype it computes in there (what `auto` means on that machine)."""
+        import socket
+
+        from prunelab.hardware import dtype_name
+
+        return {"node": socket.gethostname(), "device": self.device, "dtype": dtype_name(self.spec.dtype, self.device)}
+
     def _load(self):
         if self._model is None:
             from transformers.utils import logging as hf_logging

@@ -32,6 +32,16 @@ def build_tasks(specs, generation) -> dict:
     return {spec.name: spec.build(generation) for spec in specs}
 
 
+def record_workers(root, executor) -> None:
+    """meta.json gains `workers`: each worker's node, device and the dtype it computed in (the run refused to
+    score if they differed: `execution.run.check_worker_dtypes`)."""
+    from prunelab.metadata import add_to_meta
+
+    computed = [dict(a) for answers in getattr(executor, "computed_in", {}).values() for a in answers]
+    if computed:
+        add_to_meta(root, workers=computed)
+
+
 def default_executor(executor):
     """`executor`, or an in-process one (no cluster) when the caller gives none."""
     if executor is not None:

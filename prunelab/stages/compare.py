@@ -17,7 +17,7 @@ from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, default_executor, worker_spec
+from prunelab.stages.common import build_tasks, default_executor, record_workers, worker_spec
 from prunelab.stages.prune import greedy_runner
 from prunelab.tasks import describe
 
@@ -59,6 +59,7 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     write_meta(root, "compare-strategies", config, {n: describe(t, plan.floors.get(n)) for n, t in tasks.items()},
                num_layers=chooser.facts.num_layers)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
+    record_workers(root, executor)
     return write_report(root)
 
 

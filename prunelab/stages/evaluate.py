@@ -18,7 +18,7 @@ from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, check_engines, default_executor, worker_spec
+from prunelab.stages.common import build_tasks, check_engines, default_executor, record_workers, worker_spec
 from prunelab.tasks import describe
 
 MODEL = Candidate((), "model")
@@ -52,6 +52,7 @@ def evaluate(config: EvalConfig, executor: Executor | None = None, progress: boo
             executor.close()  # one model in memory at a time
     finally:
         executor.close()
+    record_workers(config.output_dir, executor)
     return write_report(config.output_dir)
 
 

@@ -14,7 +14,7 @@ from prunelab.metadata import write_meta
 from prunelab.models import inspect_model
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, check_engines, default_executor, worker_spec
+from prunelab.stages.common import build_tasks, check_engines, default_executor, record_workers, worker_spec
 from prunelab.surgery import check_layers
 from prunelab.tasks import describe
 
@@ -51,7 +51,9 @@ def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: b
     write_meta(config.output_dir, "sweep", config, {n: describe(t, plan.floors.get(n)) for n, t in tasks.items()},
                num_layers=facts.num_layers)
     worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
-    run_plan(plan, store, default_executor(executor), worker, progress, desc=config.name)
+    executor = default_executor(executor)
+    run_plan(plan, store, executor, worker, progress, desc=config.name)
+    record_workers(config.output_dir, executor)
     return write_report(config.output_dir)
 
 

@@ -4,6 +4,7 @@ bad input is refused before the output directory is touched."""
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import tiny
 from transformers import AutoTokenizer
 
 from prunelab.cli import main
@@ -323,3 +324,48 @@ def test_a_vllm_generator_never_shares_a_worker_with_the_scoring_model(tiny_dir,
     from prunelab.generation.vllm import engine_arguments
 
     assert engine_arguments({}, gpu_share=0.5, needed_len=100)["gpu_memory_utilization"] == 0.45
+
+
+def test_exact_generation_does_not_depend_on_the_batch_in_bf16(tmp_path):
+    """generation.exact: in bf16, where batching changes numbers (a 256-wide model: 4 of 24 greedy outputs differed
+    between two of these layouts without it, on an AVX512-BF16 CPU), a sweep's outputs are the same whatever the
+    batch size, unit size or engine setting, and equal the exported checkpoint's with that layer removed."""
+    from prunelab.config import EvalConfig
+    from prunelab.stages.evaluate import evaluate
+
+    wide = tiny.save(tmp_path / "wide", "llama", hidden=256)
+    tasks = [{"name": "gsm8k", "limit": 8, "max_new_tokens": 16}]
+    bf16 = {"name": str(wide), "dtype": "bfloat16"}
+    layouts = [({"batch_size": 8}, {"generation_unit": 8}), ({"batch_size": 3}, {"generation_unit": 2}),
+               ({"batch_size": 4}, {"generation_unit": 4, "generation_engine": "per-candidate"})]
+    outputs = []
+    for i, (generation, sweep) in enumerate(layouts):
+        config = sweep_config(wide, tmp_path / f"layout{i}", tasks=tasks, model=bf16,
+                              generation={**generation, "exact": True}, sweep={**sweep, "layers": [1, 2]})
+        run_sweep(config, progress=False)
+        outputs.append(ResultsStore(config.output_dir).generations().to_pandas()
+                       .set_index(["candidate", "item_id"])["output"].sort_index())
+    assert outputs[0].equals(outputs[1]) and outputs[0].equals(outputs[2])
+    assert main(["drop", "--model", str(wide), "--layers", "1", "--out", str(tmp_path / "drop-1")]) == 0
+    evaluate(parse_config({"kind": "eval", "name": "e", "model": {"name": str(tmp_path / "drop-1"),
+                                                                 "dtype": "bfloat16"},
+                           "tasks": tasks, "generation": {"batch_size": 8, "exact": True},
+                           "output_dir": str(tmp_path / "eval")}, cls=EvalConfig), progress=False)
+    checkpoint = ResultsStore(tmp_path / "eval").generations().to_pandas().set_index("item_id")["output"].sort_index()
+    assert checkpoint.tolist() == outputs[0].loc["drop-1"].tolist()
+
+
+def test_exact_vllm_generation_is_refused_for_hybrid_models_by_name():
+    from types import SimpleNamespace
+
+    from prunelab.config import GenerationSpec, ModelSpec
+    from prunelab.stages.common import check_engines, worker_spec
+
+    spec = worker_spec(ModelSpec(name="m"), 4096, GenerationSpec(backend="vllm", exact=True))
+    assert spec.batch_invariant
+    hybrid = SimpleNamespace(config=tiny.config("qwen3_5"))
+    with pytest.raises(ConfigError, match="VLLM_BATCH_INVARIANT for hybrid linear-attention models"):
+        check_engines(hybrid, spec, {"gsm8k": None})
+    # hf: a batch of one per item, candidate by candidate
+    hf = worker_spec(ModelSpec(name="m"), 4096, GenerationSpec(exact=True))
+    assert (hf.generation_batch_size, hf.generation_engine, hf.batch_invariant) == (1, "per-candidate", False)

@@ -137,6 +137,12 @@ class GenerationSpec(Frozen):
     sandbox_memory_mb: int = key(1024, ge=64, description="a program needing more fails")
     vllm: VLLMEngineSpec = setting(VLLMEngineSpec(), description="backend vllm: the engine's memory and "
                                    "parallelism")
+    exact: bool = key(False, description="batch-invariant generation: an item's output never depends on what else is "
+                                         "in its batch. hf: every item generated alone (a batch of one, no padding) "
+                                         "for the base model and every candidate alike, so neither actor count nor "
+                                         "budgets nor other items move an output (sweeps then generate candidate by "
+                                         "candidate); vllm: VLLM_BATCH_INVARIANT=1 on its engines. Costs speed: "
+                                         "bench/generate_speed.py --exact")
 
     @field_validator("backend")
     @classmethod
@@ -144,6 +150,10 @@ class GenerationSpec(Frozen):
         if name not in GENERATION_BACKENDS:
             raise ValueError(f"unknown generation backend {name!r}; allowed: {', '.join(GENERATION_BACKENDS.names())}")
         return name
+
+    def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        # off is what every result written before the setting existed computed
+        return identity if self.exact else {k: v for k, v in identity.items() if k != "exact"}
 
 
 class SweepSpec(Frozen):

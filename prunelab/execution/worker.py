@@ -37,6 +37,7 @@ class WorkerSpec:
     vllm_engine: tuple = ()
     gpu_share: float = 1.0
     max_request_tokens: int | None = None
+    batch_invariant: bool = False  # vLLM engines started with VLLM_BATCH_INVARIANT=1 (generation.exact)
 
     @property
     def vllm_args(self) -> dict:
@@ -120,6 +121,8 @@ class Worker:
             from prunelab.models import resolve_model_path
 
             s = self.spec
+            if s.batch_invariant:  # read by vLLM when its engine starts, which happens below
+                os.environ["VLLM_BATCH_INVARIANT"] = "1"
             if GENERATION_BACKENDS.entry(s.generator).kind == CHECKPOINT:
                 self._generator = make_backend(s.generator, model_path=resolve_model_path(s.model), dtype=s.dtype,
                                                engine_args=s.vllm_args)
@@ -179,6 +182,9 @@ class Worker:
         if self.spec.generator == "vllm":  # one engine, its layers switched between candidates
             if self._vllm_candidates is None:
                 from prunelab.generation.vllm_layers import VLLMCandidateGenerator
+
+                if self.spec.batch_invariant:
+                    os.environ["VLLM_BATCH_INVARIANT"] = "1"
                 from prunelab.models import resolve_model_path
 
                 self._vllm_candidates = VLLMCandidateGenerator(resolve_model_path(self.spec.model), self.spec.dtype,

@@ -8,10 +8,15 @@ def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", 
     SweepSpec) chooses how many candidates generate (the multi-candidate engine or one at a time)."""
     engine = {} if sweep is None else {"generation_engine": sweep.generation_engine,
                                        "generation_tokens": sweep.generation_tokens}
+    batch_size = generation.batch_size
+    if generation.exact and generation.backend == "hf":
+        # the fixed layout: each item alone, never batched with other items or candidates
+        engine, batch_size = {"generation_engine": "per-candidate"}, 1
     return WorkerSpec(model=model.name, dtype=model.dtype, revision=model.revision,
                       trust_remote_code=model.trust_remote_code, batch_tokens=batch_tokens,
-                      generation_batch_size=generation.batch_size, scorer=scorer, generator=generation.backend,
-                      vllm_engine=tuple(sorted(generation.vllm.model_dump().items())), **engine)
+                      generation_batch_size=batch_size, scorer=scorer, generator=generation.backend,
+                      vllm_engine=tuple(sorted(generation.vllm.model_dump().items())),
+                      batch_invariant=generation.exact and generation.backend == "vllm", **engine)
 
 
 def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
@@ -25,6 +30,15 @@ def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
         require_kv_cache(facts.config, f"the prefix-cached scorer (tasks {', '.join(n for n in tasks if n not in GENERATIVE)})")
     if worker.generation_budget is not None and any(name in GENERATIVE for name in tasks):
         require_kv_cache(facts.config, f"the {MULTI_CANDIDATE} generator")
+    if worker.batch_invariant and any(name in GENERATIVE for name in tasks):
+        from prunelab.errors import ConfigError
+        from prunelab.models.view import LINEAR, layer_kinds
+
+        if any(kind.attention == LINEAR for kind in layer_kinds(facts.config)):
+            raise ConfigError(f"generation.exact with backend vllm: vLLM 0.33 refuses VLLM_BATCH_INVARIANT for hybrid "
+                              f"linear-attention models (its GDN/Mamba backends have no batch-invariant kernels), "
+                              f"and {facts.config.model_type} has such layers; use backend hf with exact, or exact: "
+                              "false")
 
 
 def build_tasks(specs, generation) -> dict:

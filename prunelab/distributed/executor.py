@@ -41,9 +41,10 @@ from prunelab.distributed.resources import (
 )
 from prunelab.errors import PrunelabError
 from prunelab.execution.plan import Unit, spread
-from prunelab.execution.run import OnResult, check_worker_dtypes
+from prunelab.execution.run import OnResult
 from prunelab.execution.schedule import BASE_PASS, Call, Scheduler
 from prunelab.execution.worker import Worker, WorkerSpec
+from prunelab.hardware import dtype_name
 
 log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 0.5
@@ -66,6 +67,18 @@ def out_of_memory(error: Exception) -> bool:
     return isinstance(error, kinds) or isinstance(getattr(error, "cause", None), kinds)
 
 
+def _answered(refs: list) -> list:
+    """The results of those of `refs` that are done, without waiting (an actor never placed, or dead, has none)."""
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    out = []
+    for ref in done:
+        try:
+            out.append(ray.get(ref))
+        except (RayTaskError, RayActorError):
+            continue
+    return out
+
+
 class RayExecutor:
     def __init__(self, num_actors: int = 2, num_cpus: float = 1.0, num_gpus: float = 0.0, max_restarts: int = 3,
                  max_attempts: int = 3, worker_class=Worker, restart_wait_s: float = 120.0,
@@ -82,7 +95,9 @@ class RayExecutor:
         device = "cuda" if self.num_gpus > 0 else "cpu"
         local = WorkerSpec(**{**spec.__dict__, "device": spec.device or device,
                               "threads": spec.threads or max(1, int(self.num_cpus)),
-                              "gpu_share": min(1.0, self.num_gpus) if self.num_gpus else 1.0})
+                              "gpu_share": min(1.0, self.num_gpus) if self.num_gpus else 1.0,
+                              # what `auto` means on the device kind the actor gets, as planned here
+                              "planned_dtype": dtype_name(spec.dtype, spec.device or device)})
         # calls are not retried by Ray (a restarted actor has lost the recorded layer inputs): this executor
         # resubmits whole units instead
         actor = ray.remote(self.worker_class).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
@@ -130,15 +145,9 @@ class RayExecutor:
             log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
                         offer.describe())
         actors = self._pool(worker, n)
-        if worker not in self.computed_in:  # every actor computes alike, or nothing is scored
-            try:
-                self.computed_in[worker] = ray.get([a.computes_in.remote() for a in actors],
-                                                   timeout=self.placement_timeout_s)
-            except ray.exceptions.GetTimeoutError:
-                raise NoActorPlaced(
-                    f"for {self.placement_timeout_s:g} s not every sweep actor was placed (ray.placement_timeout_s): "
-                    f"each asks for {short(self.request)}; {cluster_offer().describe()}. Nothing was scored.") from None
-            check_worker_dtypes(self.computed_in[worker])
+        # what each actor computes in, for meta.json (each refuses by itself to score in another dtype than planned:
+        # `Worker.check_dtype`); asked now, read when the work is done, so no actor waits for another's placement
+        asked = [a.computes_in.remote() for a in actors]
         plan = Scheduler(units, max_attempts=self.max_attempts, max_restarts=self.max_restarts)
         unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
         # ref -> (actor index, call); call None: a probe (is the actor back?)
@@ -234,6 +243,7 @@ class RayExecutor:
                 store(results)
                 for follow_up in more:
                     submit(follow_up)
+        self.computed_in[worker] = _answered(asked)
         if plan.given_up:
             raise UnitsFailed("work given up after repeated worker deaths (everything else is computed and stored; "
                               "a rerun retries only this):\n  " + "\n  ".join(plan.given_up))

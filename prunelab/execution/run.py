@@ -45,21 +45,6 @@ def run_unit(worker: Worker, unit: Unit, on_result: OnResult) -> None:
         on_result(unit, candidate, base if not candidate.removed else worker.score(candidate.removed))
 
 
-def check_worker_dtypes(answers: list[dict]) -> None:
-    """Refuses a run whose workers compute in different dtypes (`model.dtype: auto` resolved on nodes that differ,
-    say a CPU with native bf16 and one without), before anything is scored: one table must not mix precisions.
-    `answers`: each worker's `Worker.computes_in()`."""
-    from prunelab.errors import ConfigError
-
-    dtypes = sorted({a["dtype"] for a in answers})
-    if len(dtypes) > 1:
-        where = "; ".join(f"{d} on {', '.join(sorted({a['node'] + ' (' + a['device'] + ')' for a in answers if a['dtype'] == d}))}"
-                          for d in dtypes)
-        raise ConfigError(f"model.dtype auto resolves to different dtypes on the workers' nodes ({where}); nothing "
-                          "was scored. Set model.dtype to float32 or bfloat16 so that every worker computes alike, "
-                          "or place the actors on nodes of one kind (ray.actors.accelerator_type)")
-
-
 class InProcessExecutor:
     """Runs units one after another on workers in this process; each model is loaded once and kept."""
 

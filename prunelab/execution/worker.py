@@ -38,6 +38,7 @@ class WorkerSpec:
     gpu_share: float = 1.0
     max_request_tokens: int | None = None
     batch_invariant: bool = False  # vLLM engines started with VLLM_BATCH_INVARIANT=1 (generation.exact)
+    planned_dtype: str | None = None  # what `dtype` resolves to where the run was planned (for this device kind)
 
     @property
     def vllm_args(self) -> dict:
@@ -61,6 +62,7 @@ class Worker:
         self.spec = spec
         self.device = device_name(spec.device)
         self._model = self._tokenizer = self._scorer = self._generator = self._vllm_candidates = None
+        self._dtype_checked = False
         self._unit: tuple[list[Request], list] | None = None
 
     @classmethod
@@ -73,6 +75,23 @@ class Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def check_dtype(self) -> None:
+        """Refuses, before this worker computes anything, a dtype other than the one the run was planned with:
+        `auto` resolved differently on this node (a CPU without native bf16 in a run planned on one with it) would
+        put another precision in the same table."""
+        if self._dtype_checked or self.spec.planned_dtype is None:
+            return
+        mine = self.computes_in()
+        if mine["dtype"] != self.spec.planned_dtype:
+            from prunelab.errors import ConfigError
+
+            raise ConfigError(
+                f"model.dtype {self.spec.dtype} resolves to {mine['dtype']} on node {mine['node']} ({mine['device']}), "
+                f"but to {self.spec.planned_dtype} where the run was planned; nothing was scored there. Set "
+                "model.dtype to float32 or bfloat16 so every worker computes alike, or place the actors on nodes "
+                "of one kind (ray.actors.accelerator_type)")
+        self._dtype_checked = True
 
     def computes_in(self) -> dict:
         """This worker's node and device, and the dtype it computes in there (what `auto` means on that machine)."""
@@ -139,6 +158,7 @@ class Worker:
     def prepare(self, requests: list[Request]) -> list[Scores]:
         """Runs the full model on one unit of requests and returns the base scores; the prefix-cache scorer also
         keeps every layer's input for `score`."""
+        self.check_dtype()
         self._unit = None
         if self.spec.scorer != "prunelab":
             return self.scorer.score(requests)
@@ -154,6 +174,7 @@ class Worker:
 
     def score(self, removed: tuple[int, ...]) -> list[Scores]:
         """Scores the prepared unit with layers `removed` dropped, resuming from the first removed layer."""
+        self.check_dtype()
         from prunelab.surgery import check_layers
 
         if self._unit is None:
@@ -177,6 +198,7 @@ class Worker:
                             sampling: Sampling) -> list[list[Generation]]:
         """Generations of `requests` for each candidate (removed layers), in order: all in one multi-candidate
         engine, or one candidate after another (`generation_engine`)."""
+        self.check_dtype()
         if self.spec.generation_engine != MULTI_CANDIDATE:
             return [self.generate(requests, removed, sampling) for removed in candidates]
         if self.spec.generator == "vllm":  # one engine, its layers switched between candidates
@@ -200,6 +222,7 @@ class Worker:
     def generate(self, requests: list[GenerationRequest], removed: tuple[int, ...],
                  sampling: Sampling) -> list[Generation]:
         """Generates for `requests` with layers `removed` dropped (a temporary view of the loaded model)."""
+        self.check_dtype()
         if not removed:
             return self.generator.generate(requests, sampling)
         from prunelab.surgery import check_layers, keep_layers

@@ -183,6 +183,8 @@ class Page:
                  "100%}.src{color:#777;font-size:11px}.pair{display:flex;gap:1em}.pair>div{flex:1;min-width:0}pre{white-space:"
                  "pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}#findings li{margin:.3em 0}.verdict{font-"
                  "weight:bold;color:#1a5}.verdict[data-verdict^='not'],.verdict[data-verdict^='does']{color:#b50}.verdict[data-verdict^='holds in']{color:#a70}"
+                 ".verdict[data-verdict^='cannot'],.verdict[data-verdict^='no method'],.verdict[data-verdict^='mixed']"
+                 "{color:#777}"
                  "figure{margin:1em 0}figure details summary{color:#777;font-size:12px;cursor:pointer}"
                  + samples_view.STYLE)
         return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"

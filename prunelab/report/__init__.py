@@ -42,18 +42,13 @@ def _warn_untestable(results, tasks: dict, alpha: float) -> None:
     """`report.power.warn_untestable` for the tasks of a finished (or stopped) stage: its candidates other than
     the base model are the family."""
     from prunelab.report.power import warn_untestable
-    from prunelab.report.retention import item_rows, per_item_values
+    from prunelab.report.retention import primary_values
 
-    items = item_rows(results)
-    if items.empty:
-        return
-    family = max(1, items.loc[items.candidate != "base", "candidate"].nunique())
-    base = {}
-    for task, desc in tasks.items():
-        values = per_item_values(items, task, desc["primary_metric"])
-        if "base" in values:
-            base[task] = values["base"].dropna().to_numpy()
-    warn_untestable(base, family, alpha)
+    per_task = primary_values(results, tasks)
+    candidates = {c for values in per_task.values() for c in values.columns if c != "base"}
+    base = {task: values["base"].dropna().to_numpy() for task, values in per_task.items() if "base" in values}
+    if base:
+        warn_untestable(base, max(1, len(candidates)), alpha)
 
 
 def combine_evals(roots: list[str | Path], out: str | Path, labels: list[str] | None = None,
@@ -168,10 +163,10 @@ def _seed_table(combined, tasks: dict, seeds: dict[str, list[tuple[str, int]]]):
     retention with a 95% interval over seeds and items (`stats.seed_item_retention_ci`)."""
     import pandas as pd
 
-    from prunelab.report.retention import GROUPS, item_rows, per_item_values
+    from prunelab.report.retention import GROUPS, primary_values
     from prunelab.stats import mean_retention_ci, seed_item_retention_ci
 
-    items = item_rows(combined)
+    per_task_values = primary_values(combined, tasks)
     rows = []
     for label, members in seeds.items():
         runs = [f"{label} seed {s}" for _, s in members]
@@ -181,7 +176,7 @@ def _seed_table(combined, tasks: dict, seeds: dict[str, list[tuple[str, int]]]):
             for task, desc in tasks.items():
                 if desc["kind"] != group:
                     continue
-                wide = per_item_values(items, task, desc["primary_metric"])
+                wide = per_task_values[task]
                 if {"base", *runs} <= set(wide):
                     values = wide[["base", *runs]].dropna().to_numpy(float).T
                     per_task.append((values[0], values[1:]))

@@ -256,25 +256,25 @@ def best_method(leads: dict[str, dict], alpha: float = ALPHA, method: str = "hol
     if not measured:
         return Finding(claim, NOT_MEASURED, [f"no model has a generative retention: {NO_RETENTION}"])
     p_adj = dict(zip(measured, adjust([lead["p_value"] for lead in measured.values()], method)))
-    evidence, leaders = [], 0
+    evidence, verdicts = [], []
     for target, lead in measured.items():
         h = {**lead, "p_adj": p_adj[target]}
         verdict = _head_to_head_verdict(h, len(measured), alpha)
+        verdicts.append(verdict)
         line = (f"{target}: {lead['best']} keeps {lead['best_retention']:.3f} on the primary endpoint, "
                 f"{lead['runner_up']} {lead['runner_up_retention']:.3f}; lead "
                 f"{format_interval(lead['difference'], lead['ci_low'], lead['ci_high'])}, p {lead['p_value']:.3f}, "
                 f"adjusted {p_adj[target]:.3f}" + _changed(h, verdict))
         if verdict == HOLDS:
-            leaders += 1
             line += f": {lead['best']} leads"
         elif _finite(lead.get("equivalence_p")) and lead["equivalence_p"] < alpha:
             line += f": no lead; the two are equivalent within +-{margin:g} (TOST p {lead['equivalence_p']:.3f})"
         else:
             line += ": no lead"
         evidence.append(line)
+    leaders = verdicts.count(HOLDS)
     verdict = (f"a significant lead at {leaders} of {len(measured)}" if leaders else
-               UNTESTABLE if all(_head_to_head_verdict({**lead, "p_adj": p_adj[t]}, len(measured), alpha)
-                                 == UNTESTABLE for t, lead in measured.items()) else NO_LEAD)
+               UNTESTABLE if all(v == UNTESTABLE for v in verdicts) else NO_LEAD)
     return Finding(claim, verdict, evidence)
 
 

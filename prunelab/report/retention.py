@@ -11,7 +11,7 @@ Classification tasks whose chance floor is known (meta.json) also get a chance-n
 import numpy as np
 import pandas as pd
 
-from prunelab.significance import adjust, detectable_drop, equivalence_p, successes_needed
+from prunelab.significance import adjust, detectable_drop, equivalence_p, testable
 from prunelab.stats import (
     group_difference,
     mean_paired_p_value,
@@ -36,6 +36,12 @@ def per_item_values(items: pd.DataFrame, task: str, metric: str) -> pd.DataFrame
     """One task's metric per item (rows) and candidate (columns)."""
     return items[(items.task == task) & (items.metric == metric)].pivot(index="item_id", columns="candidate",
                                                                         values="value")
+
+
+def primary_values(table, tasks: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """Per task, its primary metric per item (rows) and candidate (columns)."""
+    items = item_rows(table)
+    return {task: per_item_values(items, task, desc["primary_metric"]) for task, desc in tasks.items()}
 
 
 def metric_means(df: pd.DataFrame) -> pd.DataFrame:
@@ -260,9 +266,7 @@ def group_gap(table, tasks: dict[str, dict], candidates: list[str]) -> pd.DataFr
     """Per candidate: classification mean retention minus generative mean retention, with a bootstrap interval
     and p-value (the two groups' items resampled independently: they are different tasks). Classification tasks
     with a recorded floor are chance-normalised (`normalised` says whether any was)."""
-    primary = {name: task["primary_metric"] for name, task in tasks.items()}
-    items = item_rows(table)
-    per_task = {task: per_item_values(items, task, metric) for task, metric in primary.items()}
+    per_task = primary_values(table, tasks)
     rows = []
     for cand in candidates:
         pairs = {g: [] for g in GROUPS}
@@ -287,7 +291,7 @@ def is_sensitive(task: str, description: dict) -> bool:
 
 def _untestable(base: np.ndarray) -> bool:
     """A 0/1 task on which the base model solves too few items for any drop to reach p < 0.05."""
-    return bool(np.isin(base, (0.0, 1.0)).all() and base.sum() < successes_needed(1))
+    return bool(np.isin(base, (0.0, 1.0)).all() and not testable(int(base.sum()), family=1))
 
 
 def layer_groups(table, tasks: dict[str, dict], candidates: list[str]) -> dict:
@@ -323,9 +327,7 @@ def layer_groups(table, tasks: dict[str, dict], candidates: list[str]) -> dict:
 def recovery_shares(table, tasks: dict[str, dict], pruned: str, recovered: list[str]) -> pd.DataFrame:
     """Per recovered model: the share of the pruned model's loss it wins back in each task group
     (`stats.recovered_share`), and classification's share minus generation's with its interval and p-value."""
-    primary = {name: task["primary_metric"] for name, task in tasks.items()}
-    items = item_rows(table)
-    per_task = {task: per_item_values(items, task, metric) for task, metric in primary.items()}
+    per_task = primary_values(table, tasks)
     rows = []
     for model in recovered:
         groups = {g: [] for g in GROUPS}

@@ -8,7 +8,8 @@ Three ways, same model, same items, same tasks, same candidates (base + each lay
   lm-eval      in memory, per candidate a full forward with full logits of every (context + continuation), as
                lm-eval's HF backend does (single-token continuations of one context share a forward, as there);
   seed         per candidate: write the pruned checkpoint to disk, load it, then the lm-eval-style forward.
-It prints both speed-ups, checks that all three agree on the metrics, and prints the fraction of this machine's
+It prints both speed-ups, checks that all three agree on the metrics and that prunelab's chosen answers agree with
+lm-eval's own HFLM within HFLM's own batch-size noise (bf16 included), and prints the fraction of this machine's
 matmul peak (measured here, in the same run) that prunelab's matmul FLOPs reach. Ray is left out of all three:
 the engine is what is compared; actors divide the same work among cores.
 """
@@ -65,7 +66,16 @@ def metrics(task, items, scores):
     return {k: sum(r[k] for r in rows) / len(rows) for k in task.metrics}
 
 
-def run_prunelab(model, tasks, candidates, batch_tokens):
+def chosen(items, scores) -> list[int]:
+    """Each item's answer: the continuation (or context) with the highest log-likelihood."""
+    from prunelab.tasks import regroup
+
+    flat = [[x for s in per_item for x in s.logprobs] for per_item in regroup(items, scores)]
+    return [max(range(len(lp)), key=lp.__getitem__) for lp in flat]
+
+
+def run_prunelab(model, tasks, candidates, batch_tokens, answers=None):
+    """Task means per (task, candidate); `answers` (a dict) gets each (task, candidate)'s chosen answers."""
     worker = Worker.around(model, None, WorkerSpec(model="in-memory", batch_tokens=batch_tokens))
     out = {}
     for name, (task, items) in tasks.items():
@@ -80,7 +90,42 @@ def run_prunelab(model, tasks, candidates, batch_tokens):
                     per_cand[c][i] = s
         for c in candidates:
             out[(name, c)] = metrics(task, items, per_cand[c])
+            if answers is not None:
+                answers[(name, c)] = chosen(items, per_cand[c])
     return out
+
+
+@torch.inference_mode()
+def lm_eval_fidelity(model, tok, tasks, candidates, answers) -> str:
+    """prunelab's chosen answers against lm-eval's own HFLM (same model, same items, the candidates' layers removed
+    in memory): HFLM with the log-softmax in float32 (as prunelab computes it) at batch 1 and 8, and with its
+    default (the log-softmax in the model's dtype)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from prunelab.scoring.lm_eval_backend import LMEvalScorer
+    from prunelab.tasks import flatten
+
+    def hflm(items, batch_size, softmax_dtype=None):
+        scorer = LMEvalScorer(model, tok, batch_size=batch_size)
+        scorer.lm = HFLM(pretrained=model, tokenizer=tok, device="cpu", batch_size=batch_size,
+                         softmax_dtype=softmax_dtype)
+        return chosen(items, scorer.score(flatten(items)))
+
+    count = {"ours-fp32": 0, "fp32 1-8": 0, "ours-default": 0, "items": 0}
+    L = len(model.model.layers)
+    for c in candidates:
+        with keep_layers(model, [l for l in range(L) if l not in c]):
+            for name, (_task, items) in tasks.items():
+                one, eight, default = hflm(items, 1, torch.float32), hflm(items, 8, torch.float32), hflm(items, 1)
+                ours = answers[(name, c)]
+                count["ours-fp32"] += sum(a != b for a, b in zip(ours, one))
+                count["fp32 1-8"] += sum(a != b for a, b in zip(one, eight))
+                count["ours-default"] += sum(a != b for a, b in zip(ours, default))
+                count["items"] += len(items)
+    return (f"chosen answers against lm-eval's HFLM ({count['items']} item x candidate pairs, "
+            f"{next(model.parameters()).dtype}): prunelab vs HFLM (float32 log-softmax, batch 1) differ on "
+            f"{count['ours-fp32']}, HFLM batch 1 vs batch 8 on {count['fp32 1-8']} (goal: the first <= the second); "
+            f"prunelab vs HFLM's default (log-softmax in the model's dtype) on {count['ours-default']}")
 
 
 def lm_eval_style_scores(model, items, batch_size=16):
@@ -152,6 +197,8 @@ def main():
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--batch-tokens", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fidelity-candidates", type=int, default=3,
+                    help="candidates (base first) whose chosen answers are checked against lm-eval's HFLM")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -175,8 +222,9 @@ def main():
     counter.close()
 
     t = time.perf_counter()
+    answers = {}
     with torch.inference_mode():
-        ours = run_prunelab(model, tasks, candidates, args.batch_tokens)
+        ours = run_prunelab(model, tasks, candidates, args.batch_tokens, answers)
     t_ours = time.perf_counter() - t
     print(f"prunelab  {t_ours:8.1f} s", flush=True)
 
@@ -193,6 +241,7 @@ def main():
 
     worst = max(abs(ours[k][m] - other[k][m]) for other in (lm, seed) for k in ours for m in ours[k])
     print(f"\nmetrics agree across the three ways: max |difference| of a task mean = {worst:.4f}")
+    print(lm_eval_fidelity(model, tok, tasks, candidates[: args.fidelity_candidates], answers), flush=True)
     print(f"speed-up over lm-eval style: {t_lm / t_ours:5.1f}x   (goal >= 8x)")
     print(f"speed-up over seed style:    {t_seed / t_ours:5.1f}x   (goal >= 12x)")
     print(f"prunelab matmul throughput: {flops / t_ours / 1e9:.1f} GFLOP/s; machine {dtype} matmul peak measured now "

@@ -90,8 +90,14 @@ def test_every_stage_runs_once_and_a_rerun_reuses_them_all(finished):
     compare = Path(first["compare"]["dir"])
     assert json.loads((compare / "seeded.json").read_text())[0]["stage"] == "eval-base"
     seeded = json.loads((pruned_eval / "seeded.json").read_text())
-    assert [s["stage"] for s in seeded] == ["eval-base", "compare"]
-    assert seeded[1]["items"] == {"arithmetic": 12, "humaneval": 3}
+    assert [(s["stage"], Path(s["from"]).name) for s in seeded] == [
+        ("eval-base", "noise-floor"), ("eval-base", base_eval.name), ("compare", compare.name)]
+    assert seeded[2]["items"] == {"arithmetic": 12, "humaneval": 3}
+    # the base model's noise floor was measured once, in eval-base, and every later stage carries it
+    floor = json.loads((base_eval / "meta.json").read_text())["noise_floor"]
+    assert floor["tasks"]["humaneval"]["items"] == 3
+    for stage in (compare, pruned_eval):
+        assert json.loads((stage / "meta.json").read_text())["noise_floor"] == {**floor, "candidate": "base"}
 
     again = run(data)
     assert statuses(again, "reused") == stages and not statuses(again, "computed")

@@ -225,7 +225,8 @@ class _Spreading(InProcessExecutor):
 def test_units_spread_over_idle_workers_compute_the_same_results(tiny_dir, tmp_path):
     # one generative unit and one classification unit, each for every candidate: fewer units than workers
     tasks = [{"name": "gsm8k", "limit": 4, "max_new_tokens": 6}, {"name": "arithmetic", "limit": 3}]
-    whole = sweep_config(tiny_dir, tmp_path / "whole", tasks=tasks, sweep={"generation_unit": 4, "batch_tokens": 4096})
+    whole = sweep_config(tiny_dir, tmp_path / "whole", tasks=tasks, sweep={"generation_unit": 4, "batch_tokens": 4096},
+                         generation={"noise_floor": False})  # the units recorded are the sweep's own
     alone = _Spreading(1)
     run_sweep(whole, alone, progress=False)
     spread_config = whole.model_copy(update={"output_dir": str(tmp_path / "spread")})
@@ -252,7 +253,8 @@ def test_an_evaluation_spread_over_idle_workers_splits_its_generative_units_by_i
     def config(out):
         return parse_config({"kind": "eval", "name": "e", "model": {"name": str(tiny_dir), "dtype": "float32"},
                              "tasks": [{"name": "gsm8k", "limit": 5, "max_new_tokens": 6}],
-                             "generation": {"batch_size": 4}, "output_dir": str(out)}, cls=EvalConfig)
+                             "generation": {"batch_size": 4, "noise_floor": False}, "output_dir": str(out)},
+                            cls=EvalConfig)
 
     alone, many = _Spreading(1), _Spreading(3)
     evaluate(config(tmp_path / "alone"), alone, progress=False)

@@ -143,6 +143,10 @@ class GenerationSpec(Frozen):
                                          "budgets nor other items move an output (sweeps then generate candidate by "
                                          "candidate); vllm: VLLM_BATCH_INVARIANT=1 on its engines. Costs speed: "
                                          "bench/generate_speed.py --exact")
+    noise_floor: bool = setting(True, description="generate the base model's items a second time under another "
+                                                  "batch layout and report how many change outcome (the engine's "
+                                                  "noise floor, shown beside every generative comparison); costs "
+                                                  "one more pass of the base model over the generative tasks")
 
     @field_validator("backend")
     @classmethod

@@ -40,16 +40,19 @@ SUMMARY = PIPELINE_SUMMARY
 SEEDED = "seeded.json"  # in a stage directory: the rows copied from other stages
 
 
-def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate) -> int:
+def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate, sub: str = "") -> int:
     """Copies the rows (and generations) of candidate `which` in `source`'s store into `stage`'s as `candidate`,
     for the (task, item) pairs it does not hold yet; returns how many it wrote. The stage then computes only the
-    rest. What was copied, from where, is kept in the stage's `seeded.json`."""
+    rest. `sub`: a store inside both directories (the noise floor's) instead of theirs. What was copied, from
+    where, is kept in the stage's `seeded.json`."""
     import pyarrow.compute as pc
 
-    store = ResultsStore(stage.output_dir, model=stage.config.model.name)
+    if not (source.output_dir / sub / "results").exists():
+        return 0
+    store = ResultsStore(stage.output_dir / sub, model=stage.config.model.name)
     store.check_claim(stage.config.identity())
     held = {(task, item) for task, c, item in store.done() if c == candidate}
-    source_store = ResultsStore(source.output_dir)
+    source_store = ResultsStore(source.output_dir / sub)
     rows = source_store.read().to_pandas()
     rows = rows[(rows.candidate == which)
                 & ~pd.Series(list(zip(rows.task, rows.item_id)), index=rows.index).isin(held)]
@@ -71,7 +74,7 @@ def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate) -> 
                                         .to_pylist())
     record = stage.output_dir / SEEDED
     log_ = json.loads(record.read_text()) if record.exists() else []
-    write_json(record, [*log_, {"from": str(source.output_dir), "stage": source.name, "candidate": which,
+    write_json(record, [*log_, {"from": str(source.output_dir / sub), "stage": source.name, "candidate": which,
                                 "as": candidate.name, "items": {t: len(i) for t, i in seeded.items()}}])
     return sum(len(i) for i in seeded.values())
 
@@ -84,7 +87,14 @@ def _base_name(source: Stage) -> str:
 
 def seed_base_rows(stage: Stage, base: Stage) -> int:
     """Starts a stage's store with the base model's rows from eval-base: the stage then computes only its own
-    models. eval-base, compare and every later evaluation get the same tasks, items and generation settings."""
+    models, and with its noise floor's rows (`execution.noise`). eval-base, compare and every later evaluation get
+    the same tasks, items and generation settings."""
+    from prunelab.execution.noise import LAYOUTS, NOISE_DIR
+
+    if seed_rows(stage, base, _base_name(base), BASE, sub=NOISE_DIR):
+        layouts = base.output_dir / NOISE_DIR / LAYOUTS
+        if layouts.exists():
+            write_json(stage.output_dir / NOISE_DIR / LAYOUTS, json.loads(layouts.read_text()))
     return seed_rows(stage, base, _base_name(base), BASE)
 
 

@@ -26,7 +26,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
         meta["stage"], config.get("name", root.name))
     stats = config.get("stats") or {}
     results = ResultsStore(root).read()
-    paths = retention_report(root, results, meta["tasks"], title, stats=stats)
+    paths = retention_report(root, results, meta["tasks"], title, stats=stats, noise=_noise_note(meta))
     _warn_untestable(results, meta["tasks"], stats.get("alpha", 0.05))
     compare = CompareArtifact(root)
     if meta["stage"] == compare.stage and "csv" in paths and compare.has(SELECTIONS):
@@ -36,6 +36,16 @@ def write_report(root: str | Path) -> dict[str, Path]:
                                    {k: chosen[k] for k in keys if k in chosen}, config["name"],
                                    stats.get("adjust", "holm"))
     return paths
+
+
+def _noise_note(meta: dict) -> str | None:
+    """The noise floor's paragraph for a stage with generative tasks (`execution.noise.describe`)."""
+    from prunelab.execution.noise import describe
+
+    tasks = meta.get("tasks") or {}
+    if not any(desc.get("kind") == "generative" for desc in tasks.values()):
+        return None
+    return describe(meta.get("noise_floor"), {t: d["label"] for t, d in tasks.items()})
 
 
 def _warn_untestable(results, tasks: dict, alpha: float) -> None:

@@ -190,31 +190,41 @@ class Page:
         return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(self.title)}</title><style>"
                 f"{style}</style>{plotly.script() if interactive else ''}</head><body>{''.join(body)}{CHECK_SCRIPT}"
                 f"{SORT_SCRIPT}{samples_view.SCRIPT}</body></html>")
-def _retention_columns(table: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+def _retention_columns(table: pd.DataFrame, tasks: dict, alpha: float = 0.05) -> pd.DataFrame:
     """Mean retentions (classification, generative) and each task's, as 'r [lo, hi]' with * where the adjusted
-    p < 0.05."""
+    p < alpha."""
     out = pd.DataFrame(index=table.index)
     for group in ("classification_mean", "generative_mean"):
         if group in table:
-            out[group.replace("_", " ")] = with_interval(table, group)
+            out[group.replace("_", " ")] = with_interval(table, group, alpha)
     for task, desc in tasks.items():
         if task in table:
-            out[f"{desc['label']}"] = with_interval(table, task)
+            out[f"{desc['label']}"] = with_interval(table, task, alpha)
     return out
 
 
-def _strategies(page: Page, compare: CompareArtifact) -> None:
+def _noise(page: Page, meta: dict, tasks: dict) -> None:
+    """The engine's noise floor beside a generative comparison (`execution.noise`), where it has generative tasks."""
+    from prunelab.execution.noise import describe
+
+    if any(desc["kind"] == "generative" for desc in tasks.values()):
+        page.section("Engine noise floor", describe(meta.get("noise_floor"),
+                                                    {t: d["label"] for t, d in tasks.items()}))
+
+
+def _strategies(page: Page, compare: CompareArtifact, alpha: float) -> None:
     table = compare.strategies()
     page.section("Table 1: retention by strategy and ratio",
                  "Classification against generative retention of each strategy's pruned model (retention = metric "
-                 "/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < 0.05 after "
+                 f"/ the base model's, 95% paired bootstrap interval; * differs from the base model, p < {alpha:g} after "
                  "Holm's adjustment over the table's pruned models).")
-    cols = _retention_columns(table, compare.tasks())
+    cols = _retention_columns(table, compare.tasks(), alpha)
     page.table("table1_strategies", pd.concat([table[["strategy", "ratio", "removed"]], cols], axis=1))
     columns = [t for t in compare.tasks() if t in table] + [g for g in ("classification_mean", "generative_mean")
                                                              if g in table]
     page.figure(compare.strategies_plot(), "Retention by strategy and ratio", "table1_strategies.png",
                 plotly.strategies(table, columns))
+    _noise(page, compare.meta(), compare.tasks())
 
 
 def _strategy_gaps(compare: CompareArtifact) -> dict[str, tuple[float, float, float, float]]:
@@ -290,7 +300,8 @@ def _recovery(page: Page, groups: dict, out: Path, budgets: dict, names: dict[st
         table = EvalArtifact(combined).retention()  # the combined table has an eval directory's layout
         tasks = EvalArtifact(dirs[0]).tasks()
         name = target.replace("@", "_")
-        page.table(f"table2_recovery_{name}", _retention_columns(table, tasks).reset_index(names="model"))
+        page.table(f"table2_recovery_{name}", _retention_columns(table, tasks, stats["alpha"]).reset_index(names="model"))
+        _noise(page, EvalArtifact(dirs[0]).meta(), tasks)
         if versus is not None:
             page.section(f"SGR against the original answers ({target})",
                          "Both recovered models against the base model on the same items: each one's retention, "
@@ -506,7 +517,7 @@ def _code_errors(page: Page, table: pd.DataFrame, tasks: dict, target: str, out:
                                                 f"Code error taxonomy ({target})", "fraction of samples"))
 
 
-def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
+def _sweep(page: Page, sweep: SweepArtifact, out: Path, alpha: float) -> None:
     table = sweep.retention()
     tasks = sweep.tasks()
     page.section("Figure 1: layer sensitivity",
@@ -517,8 +528,9 @@ def _sweep(page: Page, sweep: SweepArtifact, out: Path) -> None:
     page.figure(sweep.layer_plot(), "Retention against the removed layer", "figure1_layers.png",
                 plotly.layer_sensitivity(table, compared, legend))
     layers = single_layer_rows(table)
-    cols = _retention_columns(table.loc[layers], tasks)
+    cols = _retention_columns(table.loc[layers], tasks, alpha)
     page.table("figure1_layers", cols.reset_index(names="removed layer"))
+    _noise(page, sweep.meta(), tasks)
     _samples(page, sweep.root, "Samples: the single-layer sweep",
              "Each generative item of the sweep: the base model's output and the output with each layer removed, what "
              "was scored from it, the outcome and the error class; items the base model solved and a model lost are "
@@ -688,7 +700,7 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
         compare = CompareArtifact(stages[COMPARE_STAGE])
         found.append(paper.classification_over_generative(compare.strategies(), _strategy_gaps(compare), alpha,
                                                           method))
-        _strategies(page, compare)
+        _strategies(page, compare, alpha)
         if COST_STAGE in stages:
             _cost(page, CostArtifact(stages[COST_STAGE]), compare, out)
         _flipped_examples(page, compare)
@@ -718,7 +730,7 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
     found += _recovery(page, groups, out, budgets, names, stats, seed_runs)
     page.findings = found
     if SWEEP_STAGE in stages:
-        _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out)
+        _sweep(page, SweepArtifact(stages[SWEEP_STAGE]), out, alpha)
     _training(page, trained, out)
     return {"markdown": write_text(out / "report.md", page.markdown()),
             "html": write_text(out / "report.html", page.html())}

@@ -35,10 +35,11 @@ def with_interval(table: pd.DataFrame, column: str, alpha: float = 0.05) -> list
 
 
 def retention_report(root: Path, results, tasks: dict[str, dict], title: str,
-                     order: list[str] | None = None, stats: dict | None = None) -> dict[str, Path]:
+                     order: list[str] | None = None, stats: dict | None = None,
+                     noise: str | None = None) -> dict[str, Path]:
     """Writes retention.csv, retention.md and (for sweeps) layer_sensitivity.png under `root`; returns their paths.
     `tasks`: name -> description (kind, label, primary_metric) from meta.json; `order`: rows to put first;
-    `stats`: the config's stats section (adjustment, alpha)."""
+    `stats`: the config's stats section (adjustment, alpha); `noise`: the engine's noise floor, in words."""
     stats = {"adjust": "holm", "alpha": 0.05, **(stats or {})}
     primary = {name: task["primary_metric"] for name, task in tasks.items()}
     labels = {name: task["label"] for name, task in tasks.items()}
@@ -64,7 +65,7 @@ def retention_report(root: Path, results, tasks: dict[str, dict], title: str,
         if f"{group}_mean" in retention:
             md[f"{group} mean retention"] = with_interval(retention, f"{group}_mean", stats["alpha"])
     note = NOTE.replace("Holm's", "Benjamini-Hochberg's") if stats["adjust"] == "bh" else NOTE
-    header = f"# {title}\n\n" + (note + "\n\n" if compared else "")
+    header = f"# {title}\n\n" + (note + "\n\n" if compared else "") + (noise + "\n\n" if noise else "")
     write_text(paths["markdown"], header + md.to_markdown() + "\n")
     if compared and plots.single_layer_rows(retention):
         paths["plot"] = root / LAYER_PLOT

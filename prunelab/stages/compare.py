@@ -12,6 +12,7 @@ from pathlib import Path
 from prunelab.artifacts import SELECTIONS, CompareArtifact
 from prunelab.atomic import write_json
 from prunelab.config import CompareConfig
+from prunelab.execution.noise import measure_noise_floor
 from prunelab.execution.plan import plan_units
 from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
@@ -59,6 +60,9 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     write_meta(root, "compare-strategies", config, {n: describe(t, plan.floors.get(n)) for n, t in tasks.items()},
                num_layers=chooser.facts.num_layers)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
+    if config.generation.noise_floor:
+        measure_noise_floor(root, tasks, chooser.facts.tokenizer, BASE, worker, config.sweep.generation_unit,
+                            executor, config.identity(), progress, desc=config.name)
     record_workers(root, executor)
     return write_report(root)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prunelab.artifacts import EvalArtifact
 from prunelab.config import EvalConfig
+from prunelab.execution.noise import measure_noise_floor
 from prunelab.execution.plan import plan_units
 from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
@@ -49,6 +50,10 @@ def evaluate(config: EvalConfig, executor: Executor | None = None, progress: boo
         for candidate, spec, plan in plans:
             worker = worker_spec(spec, config.batch_tokens, config.generation, scorer=config.backend)
             run_plan(plan, store, executor, worker, progress, desc=f"{config.name} ({candidate.name})")
+            if config.generation.noise_floor and candidate == runs[-1][0]:  # the base model (or the model alone)
+                measure_noise_floor(config.output_dir, tasks, facts[candidate].tokenizer, candidate, worker,
+                                    4 * config.generation.batch_size, executor, config.identity(), progress,
+                                    desc=f"{config.name} ({candidate.name})")
             executor.close()  # one model in memory at a time
     finally:
         executor.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prunelab.artifacts import SweepArtifact
 from prunelab.config import SweepConfig
+from prunelab.execution.noise import measure_noise_floor
 from prunelab.execution.plan import Plan, plan_units
 from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
@@ -53,6 +54,9 @@ def run_sweep(config: SweepConfig, executor: Executor | None = None, progress: b
     worker = worker_spec(config.model, config.sweep.batch_tokens, config.generation, sweep=config.sweep)
     executor = default_executor(executor)
     run_plan(plan, store, executor, worker, progress, desc=config.name)
+    if config.generation.noise_floor:
+        measure_noise_floor(config.output_dir, tasks, facts.tokenizer, BASE, worker, config.sweep.generation_unit,
+                            executor, config.identity(), progress, desc=config.name)
     record_workers(config.output_dir, executor)
     return write_report(config.output_dir)
 

@@ -113,7 +113,9 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     print(f"artifacts under {root}; torch {torch.__version__}, cuda {torch.version.cuda}, "
           f"gpu {torch.cuda.get_device_name() if gpu else None}", flush=True)
-    ray.init(include_dashboard=False)
+    # the dashboard on, as the local runtime starts it: without it Ray Train's placement-group cleaner warns every
+    # few seconds during recovery
+    ray.init()
     print(f"ray {ray.__version__}: {ray.cluster_resources()}", flush=True)
     runtime = ray_runtime(progress=False)
     report = {}

@@ -60,6 +60,12 @@ def test_launcher_config_passes_rays_schema(path):
     assert config["worker_setup_commands"] == [f'pip install -q -e "{repo}[gpu]"']
     assert config["head_setup_commands"] == [f'pip install -q -e "{repo}[cluster]"']
     assert not config.get("setup_commands")
+    # one shared file system at /data on every node (outputs written by one node are read on another), mounted on
+    # the host before the container starts, handed to the image's user, and passed into every container
+    assert "--volume=/data:/data" in config["docker"]["run_options"]
+    for name, node_type in config["available_node_types"].items():
+        commands = " ".join(node_type.get("initialization_commands", config.get("initialization_commands", [])))
+        assert "mount -t nfs" in commands and " /data" in commands and "chown 1000:100 /data" in commands, name
     extras = load_pyproject()["project"]["optional-dependencies"]
     assert {"gpu", "cluster"} <= set(extras)
     # GPU hosts with a driver that runs the CUDA 13 of `.[gpu]` (R580+), never the provider's default image
@@ -133,6 +139,10 @@ def test_kuberay_manifests():
     assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster")
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     check_ray_cluster_spec(cluster["spec"])
+    # every pod can write the shared volume as the image's user (its group owns what is mounted)
+    spec = cluster["spec"]
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+    assert all(pod["securityContext"] == {"fsGroup": 100} for pod in pods)
     assert job["spec"]["rayClusterSpec"] == cluster["spec"]  # one cluster, written twice: kept equal here
     assert job["spec"]["shutdownAfterJobFinishes"] is True and job["spec"]["ttlSecondsAfterFinished"] > 0
     runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])

@@ -207,3 +207,33 @@ def test_a_worker_that_resolves_auto_otherwise_than_planned_refuses_to_score(ray
         executor.close()
     workers = json.loads((tmp_path / "agreed" / "meta.json").read_text())["workers"]
     assert len(workers) == 2 and {w["dtype"] for w in workers} == {"float32"}
+
+
+def test_what_counts_as_out_of_memory_for_a_careful_retry():
+    """An engine's memory failures are retried like torch's: vLLM's EngineDeadError (its engine core died, as an
+    OOM kills it) and its KV-cache refusal at start; a plain bug is not."""
+    import torch
+
+    from prunelab.distributed.executor import out_of_memory
+
+    class EngineDeadError(Exception):  # vllm.v1.engine.exceptions.EngineDeadError, by name: vLLM may not be here
+        pass
+
+    class Carried(Exception):  # as Ray's RayTaskError carries the actor's error
+        def __init__(self, cause):
+            super().__init__(str(cause))
+            self.cause = cause
+
+    def raised_from(error, cause):
+        try:
+            raise error from cause
+        except Exception as exc:
+            return exc
+
+    assert out_of_memory(Carried(torch.OutOfMemoryError("CUDA out of memory")))
+    assert out_of_memory(Carried(EngineDeadError("EngineCore encountered an issue.")))
+    assert out_of_memory(raised_from(RuntimeError("engine start failed"),
+                                     ValueError("No available memory for the cache blocks. Try increasing "
+                                                "`gpu_memory_utilization`")))
+    assert not out_of_memory(Carried(TypeError("forward() got an unexpected keyword argument")))
+    assert not out_of_memory(ValueError("bad input"))

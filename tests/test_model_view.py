@@ -106,3 +106,14 @@ def test_a_loaded_family_keeps_its_layer_kinds_through_a_reload(family, tmp_path
     assert layer_kinds(model.config) == layer_kinds(tiny.config(family, 4))
     ids = torch.tensor([[1, 17, 45, 99, 3]])
     torch.testing.assert_close(model(ids).logits, tiny.model(family, 4)(ids).logits)
+
+
+def test_a_family_that_softcaps_attention_loads_with_eager_attention(tiny_model_dir):
+    """Gemma 2's attention-logit softcap exists only in eager attention (SDPA drops it); the others keep their
+    default."""
+    from prunelab.models import load_model
+
+    gemma2, _ = load_model(str(tiny_model_dir("gemma2")), dtype="float32")
+    llama, _ = load_model(str(tiny_model_dir("llama")), dtype="float32")
+    assert gemma2.config.attn_logit_softcapping and gemma2.config._attn_implementation == "eager"
+    assert llama.config._attn_implementation != "eager"

@@ -206,6 +206,8 @@ class WaitingGenerator(ResponseGenerator):
                 time.sleep(0.2)
             with open(root.parent / "waits.txt", "a") as f:
                 f.write(f"{self.previous} {'written' if previous.exists() else 'missing'}\n")
+        with open(root.parent / "visible.txt", "a") as f:  # an actor given no GPU must see none
+            f.write(repr(os.environ.get("CUDA_VISIBLE_DEVICES")) + "\n")
         out = super().__call__(batch)
         self.previous = int(batch["shard"][0])  # Ray Data may run the batches in any order
         return out
@@ -237,3 +239,5 @@ def test_a_finished_batch_is_on_disk_while_the_next_one_generates(tiny_model_dir
     waits = (tmp_path / "waits.txt").read_text().split("\n")[:-1]
     assert len(waits) == 4 and all(w.endswith("written") for w in waits), waits
     assert len(CorpusShards(out).read()) == 20
+    # num_gpus 0: the actor is told to see no GPU (and still gets the job's own environment, merged)
+    assert set((tmp_path / "visible.txt").read_text().split()) == {"''"}

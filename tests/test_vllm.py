@@ -240,3 +240,41 @@ def test_a_linearly_replaced_checkpoint_gives_transformers_greedy_output_in_vllm
     out = recover(recover_config(pruned, corpus, tmp_path / "lin", method="linear",
                                  linear={"calibration": {"samples": 16, "max_length": 64}}), progress=False)
     assert_greedy_equal(out / "merged", tok)
+
+
+@pytest.mark.parametrize("family", __import__("tiny").FAMILIES)
+def test_the_layer_switch_equals_each_familys_pruned_checkpoint(family, tok, tmp_path, monkeypatch):
+    """One engine, layers switched at run time, for every family vLLM serves (natively or through its Transformers
+    backend, each calling its layers its own way): with layer 1 removed it gives the exported checkpoint's greedy
+    output; with none removed, the base model's again."""
+    import tiny
+
+    from prunelab.generation import GenerationRequest, Sampling
+    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.generation.vllm_layers import VLLMCandidateGenerator
+    from prunelab.models import load_model
+    from prunelab.surgery import drop_layers, save_pruned
+
+    if family in VLLM_CPU_UNSUPPORTED:
+        pytest.skip(VLLM_CPU_UNSUPPORTED[family])
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    try:
+        tiny.config(family)
+    except AttributeError as exc:
+        pytest.skip(f"transformers here has no {family}: {exc}")
+    full = tiny.save(tmp_path / family, family, 4, hidden=256)
+    model, tokenizer = load_model(str(full), dtype="float32")
+    pruned = save_pruned(drop_layers(model, [1]), tokenizer, tmp_path / f"{family}-minus1", {"removed_layers": [1]})
+    requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
+                for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
+    sampling = Sampling(max_new_tokens=8)
+
+    def outcome(generations):
+        return [(g.text.rstrip("\ufffd"), g.finish_reason, g.output_tokens) for g in generations]
+
+    engine = VLLMCandidateGenerator(str(full), "float32", kv_cache_memory_bytes=2**28)
+    switched = engine.generate(requests, [(), (1,), ()], sampling)
+    del engine
+    exported = VLLMBackend(str(pruned), dtype="float32", kv_cache_memory_bytes=2**28).generate(requests, sampling)
+    assert outcome(switched[1]) == outcome(exported)
+    assert outcome(switched[2]) == outcome(switched[0])

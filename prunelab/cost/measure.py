@@ -111,7 +111,7 @@ def measure(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from prunelab.generation.hf import attention_backends
+    from prunelab.hardware import attention_backends
     from prunelab.models.cache_api import cache_of
     from prunelab.models.loading import resolve_dtype
 

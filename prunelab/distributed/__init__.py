@@ -103,14 +103,16 @@ def ray_runtime(address: str | None = None, progress: bool = True):
         def place(fn, *args):
             import ray
 
-            from prunelab.distributed.resources import require, resource_request
+            from prunelab.distributed.resources import HIDE_GPUS, require, resource_request
 
             connect(address or ray_spec.address)
             a = ray_spec.actors
             require(resource_request(a.num_cpus, a.num_gpus, a.accelerator_type), "the measuring task",
                     "ray.actors.num_cpus / num_gpus / accelerator_type")
+            # a task given no GPU measures the CPU: it must not see (and time) a GPU it has not reserved
             remote = ray.remote(fn).options(num_cpus=a.num_cpus, num_gpus=a.num_gpus,
-                                            accelerator_type=a.accelerator_type, max_retries=0)
+                                            accelerator_type=a.accelerator_type, max_retries=0,
+                                            runtime_env=None if a.num_gpus else HIDE_GPUS)
             return ray.get(remote.remote(*args))
 
         return place

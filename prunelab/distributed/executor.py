@@ -58,13 +58,33 @@ class NoActorPlaced(PrunelabError):
     """Work was waiting and no actor could take it for `placement_timeout_s`."""
 
 
+# how a vLLM engine reports memory it could not get: at start ("No available memory for the cache blocks", a
+# ValueError), or by dying (its engine core process gone; the actor sees only vLLM's EngineDeadError)
+ENGINE_MEMORY_SIGNS = ("No available memory for the cache blocks", "CUDA out of memory")
+ENGINE_DEATHS = ("EngineDeadError",)
+
+
+def _chain(error: BaseException | None):
+    """`error`, the error Ray carried (`cause`) and what each was raised from, once each."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+
+
 def out_of_memory(error: Exception) -> bool:
-    """Whether a failed call ran out of memory: torch's `OutOfMemoryError` (CUDA) or a `MemoryError`, raised in the
-    actor and carried by Ray's task error."""
+    """Whether a failed call ran out of memory, so that a restarted actor and a careful retry may fit: torch's
+    `OutOfMemoryError` (CUDA) or a `MemoryError`, raised in the actor and carried by Ray's task error; a vLLM engine
+    that found no memory for its KV cache; or one that died (EngineDeadError), which is how an engine's OOM reaches
+    the actor. A retry that keeps failing is given up by name (`max_attempts`), so an engine that dies of anything
+    else costs retries, not the run."""
     import torch
 
     kinds = (torch.OutOfMemoryError, MemoryError)
-    return isinstance(error, kinds) or isinstance(getattr(error, "cause", None), kinds)
+    chain = list(_chain(error))
+    return (any(isinstance(e, kinds) or type(e).__name__ in ENGINE_DEATHS for e in chain)
+            or any(sign in str(e) for e in chain for sign in ENGINE_MEMORY_SIGNS))
 
 
 def _answered(refs: list) -> list:

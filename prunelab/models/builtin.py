@@ -73,6 +73,15 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 }
 
 
+def builtin_available(name: str) -> bool:
+    """Whether built-in model `name` can be had here: converted already, or its packages installed (`[embedded]`)."""
+    import importlib.util
+
+    if (cache_dir() / "models" / name / "config.json").exists():
+        return True
+    return all(importlib.util.find_spec(p.replace("-", "_")) is not None for p in BUILTIN_MODELS[name].packages)
+
+
 def builtin_model_dir(name: str) -> Path:
     """The converted Hugging Face directory of a built-in model, converting it on first use.
 

@@ -130,6 +130,17 @@ def device_map(device: str, gpus: int | None = None) -> dict | str | None:
     return "balanced" if device == "cuda" and gpus > 1 else {"": device}
 
 
+def attention_kwargs(path, revision: str | None = None, trust_remote_code: bool = False) -> dict:
+    """`from_pretrained` arguments for how a checkpoint's attention must run: eager for a family that softcaps its
+    attention logits (Gemma 2): SDPA has no softcap and some transformers releases pick it, which changes every
+    score; newer ones refuse SDPA for it. Nothing for every other family (its default)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return {"attn_implementation": "eager"} if getattr(text, "attn_logit_softcapping", None) else {}
+
+
 def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: str | None = None,
                trust_remote_code: bool = False):
     """Returns (model, tokenizer), the model in eval mode on `device` (spread over every visible GPU for "cuda"
@@ -145,7 +156,8 @@ def load_model(name: str, dtype: str = "auto", device: str = "cpu", revision: st
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision,
                                                      trust_remote_code=trust_remote_code,
-                                                     **({"device_map": placement} if placement else {}))
+                                                     **({"device_map": placement} if placement else {}),
+                                                     **attention_kwargs(path, revision, trust_remote_code))
     except (OSError, ValueError) as exc:
         if (remote := _remote_code_error(name, exc)) is not None:
             raise remote from exc

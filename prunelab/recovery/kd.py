@@ -11,6 +11,7 @@ import warnings
 import torch
 
 from prunelab.errors import ConfigError
+from prunelab.models.loading import attention_kwargs
 
 
 def check_teacher(teacher_tokenizer, teacher_config, student_tokenizer, student_config, teacher: str) -> None:
@@ -35,7 +36,8 @@ def load_teacher(path: str, dtype: str, device: torch.device):
     from prunelab.models.loading import resolve_dtype
 
     torch_dtype = torch.bfloat16 if device.type == "cuda" else resolve_dtype(dtype, str(device))
-    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map={"": device})
+    teacher = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, device_map={"": device},
+                                                   **attention_kwargs(path))
     return teacher.eval().requires_grad_(False)
 
 

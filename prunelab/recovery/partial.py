@@ -5,6 +5,7 @@ pruning). No adapter: the trained checkpoint is the result."""
 import torch
 
 from prunelab.errors import ConfigError
+from prunelab.models.loading import attention_kwargs
 
 
 def trained_modules(model, layers: int) -> list[torch.nn.Module]:
@@ -35,7 +36,7 @@ def load_for_partial(path: str, dtype: str, device: torch.device, layers: int):
     from prunelab.models.loading import resolve_dtype
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, str(device)),
-                                                 device_map={"": device})
+                                                 device_map={"": device}, **attention_kwargs(path))
     freeze_all_but_last(model, layers)
     for module in trained_modules(model, layers):
         module.float()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from prunelab.errors import ConfigError
+from prunelab.models.loading import attention_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ def load_for_training(path: str, dtype: str, quantization: str, device: torch.de
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16)
         return AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16,
-                                                    device_map={"": device})
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, str(device)))
+                                                    device_map={"": device}, **attention_kwargs(path))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, str(device)),
+                                                 **attention_kwargs(path))
     return model.to(device)
 
 
@@ -160,7 +162,7 @@ def merge_adapter(model_path: str, adapter_dir: str | Path, tokenizer, out_dir: 
     from prunelab.surgery import save_pruned
 
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=checkpoint_dtype(model_path, dtype),
-                                                device_map={"": device_name()})
+                                                device_map={"": device_name()}, **attention_kwargs(model_path))
     with _peft_wrapping():
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     manifest_files = dict(files)

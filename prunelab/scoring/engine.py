@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
 from prunelab.models.view import view
 from prunelab.scoring.requests import Request, Scores
@@ -196,7 +197,9 @@ class Scorer:
         positions = (P + torch.arange(Tc, device=dev)).expand(B, Tc)
         cache = _select_cache(prefix_cache, torch.zeros(B, dtype=torch.long, device=dev)) if prefix_cache else None
         hidden, cache, ctx_rec = run(ids, saved.context if saved else None, mask, positions, cache)
-        first_logp = self._logprobs(hidden[torch.arange(B, device=dev), ctx_lens - 1])  # every first token's dist.
+        # indices follow the tensor they index: a model spread over GPUs returns its hidden states on the last one
+        at = hidden.device
+        first_logp = self._logprobs(hidden[torch.arange(B, device=at), (ctx_lens - 1).to(at)])  # first tokens' dists
         first_argmax = first_logp.argmax(-1).tolist()
         logprobs = [[float(first_logp[b, c[0]]) for c in r.continuations] for b, r in enumerate(items)]
         greedy = [[first_argmax[b] == c[0] for c in r.continuations] for b, r in enumerate(items)]
@@ -216,9 +219,11 @@ class Scorer:
             cont_rec.append(rec)
             # position t-1 of a continuation row predicts its token t
             where = [(m, t) for m, (b, j) in enumerate(chunk_rows) for t in range(1, len(items[b].continuations[j]))]
-            targets = torch.tensor([items[chunk_rows[m][0]].continuations[chunk_rows[m][1]][t] for m, t in where], device=dev)
-            logp = self._logprobs(hidden[torch.tensor([m for m, _ in where], device=dev),
-                                         torch.tensor([t - 1 for _, t in where], device=dev)])
+            at = hidden.device
+            logp = self._logprobs(hidden[torch.tensor([m for m, _ in where], device=at),
+                                         torch.tensor([t - 1 for _, t in where], device=at)])
+            targets = torch.tensor([items[chunk_rows[m][0]].continuations[chunk_rows[m][1]][t] for m, t in where],
+                                   device=logp.device)
             token_logp = logp.gather(1, targets[:, None])[:, 0].tolist()
             token_greedy = (logp.argmax(-1) == targets).tolist()
             for (m, _), lp, g in zip(where, token_logp, token_greedy):
@@ -236,7 +241,7 @@ class Scorer:
             return self.base.norm(hidden_in), cache, None
         full = keep == list(range(self.num_layers))
         with (self.view.recording() if capture else contextlib.nullcontext()) as recorded, \
-                (self.view.keep(keep) if not full else contextlib.nullcontext()):
+                (self.view.keep(keep) if not full else contextlib.nullcontext()), attention_backends(self.device):
             out = self.base(
                 input_ids=None if hidden_in is not None else ids,
                 inputs_embeds=hidden_in,

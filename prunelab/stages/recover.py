@@ -29,6 +29,7 @@ from prunelab.config import ModelSpec, RecoverConfig
 from prunelab.errors import DataError, ModelError
 from prunelab.metadata import META_FILE, build_meta, identity_hash
 from prunelab.models import inspect_model
+from prunelab.models.loading import attention_kwargs
 from prunelab.models.templates import apply_template
 from prunelab.recovery.data import select_examples
 from prunelab.recovery.linear import replace_with_maps
@@ -146,7 +147,7 @@ def save_trained(checkpoint: str, tokenizer, out_dir: str, dtype: str, files: di
     from prunelab.surgery import save_pruned
 
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=checkpoint_dtype(checkpoint, dtype),
-                                                 device_map={"": device_name()})
+                                                 device_map={"": device_name()}, **attention_kwargs(checkpoint))
     manifest_files = dict(files)
     manifest = manifest_files.pop(MANIFEST_NAME, None)
     return save_pruned(model, tokenizer, out_dir, json.loads(manifest) if manifest else {}, manifest_files)

@@ -71,6 +71,15 @@ def host_facts() -> dict:
             "dtype_auto": dtype_name("auto")}
 
 
+def stage_code_or_none(stage: str) -> dict | None:
+    """The stage's code version and the digest of the source it ran (`prunelab.pipeline.code`), or None for a name
+    that is not a registered stage."""
+    from prunelab.pipeline.code import stage_code
+    from prunelab.stages.registry import STAGES
+
+    return stage_code(stage) if stage in STAGES else None
+
+
 def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:
     """meta.json's content for a stage run from `config` (a pydantic stage config with `identity()`);
     `tasks`: name -> `prunelab.tasks.describe(task)`."""
@@ -82,6 +91,7 @@ def build_meta(stage: str, config, tasks: dict | None = None, **extra) -> dict:
         "identity_sha256": identity_hash(identity),
         "prunelab_version": prunelab_version(),
         "git_commit": git_commit(),
+        "code": stage_code_or_none(stage),
         "packages": package_versions(),
         "host": host_facts(),
         "tasks": tasks or {},

@@ -76,6 +76,12 @@ class Candidate:
 BASE = Candidate()
 
 
+def item_rows(table: pa.Table):
+    """A store's rows (`ResultsStore.read()`) as a DataFrame, each (task, candidate, item, metric) once: an item can
+    be stored twice if a resumed run cut units differently (another batch_tokens)."""
+    return table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
+
+
 def _unit_key(ids: list[str]) -> str:
     return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
 

@@ -17,14 +17,9 @@ from torch import nn
 
 from prunelab.atomic import shared_mode
 from prunelab.errors import ModelError
-from prunelab.models.view import family_of, view
+from prunelab.models.view import view
 
 MANIFEST_NAME = "prunelab_manifest.json"
-
-
-def check_supported(config, what: str = "") -> None:
-    """A clear error unless `config` (a model's config) is of a family layer surgery supports."""
-    family_of(config, what)
 
 
 def decoder(model: nn.Module) -> nn.Module:

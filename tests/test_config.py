@@ -25,6 +25,7 @@ CONFIG_DIR = ROOT / "configs"
 BASES = sorted((CONFIG_DIR / "base").glob("*.yaml"))  # partial configs that others extend
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in BASES)
 BASE = {"name": "t", "model": {"name": "m"}, "tasks": [{"name": "arithmetic", "limit": 4}], "output_dir": "out"}
+SWEEP = {**BASE, "kind": "sweep"}
 RECOVER = {"kind": "recover", "name": "r", "model": {"name": "m"}, "corpus": "c", "output_dir": "out"}
 
 
@@ -89,11 +90,11 @@ def test_configs_cover_the_papers_models():
 
 
 def test_overrides_parse_values_and_indices():
-    c = parse_config(BASE, ["tasks.0.limit=16", "ray.actors.num_gpus=0.25", "sweep.layers=[1, 2]"])
+    c = parse_config(SWEEP, ["tasks.0.limit=16", "ray.actors.num_gpus=0.25", "sweep.layers=[1, 2]"])
     assert c.tasks[0].limit == 16 and c.ray.actors.num_gpus == 0.25 and c.sweep.layers == [1, 2]
     with pytest.raises(ValidationError, match="frozen"):
         c.__setattr__("name", "x")
-    both = parse_config({**BASE, "tasks": [{"name": "arithmetic"}, {"name": "piqa", "limit": 9}]}, ["tasks.*.limit=5"])
+    both = parse_config({**SWEEP, "tasks": [{"name": "arithmetic"}, {"name": "piqa", "limit": 9}]}, ["tasks.*.limit=5"])
     assert [t.limit for t in both.tasks] == [5, 5]  # a.*.b: every item
 
 
@@ -136,12 +137,12 @@ def test_flags_set_config_keys_and_a_section_only_where_it_is(capsys):
 )
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        parse_config(BASE, overrides)
+        parse_config(SWEEP, overrides)
 
 
 def test_repeated_tasks_and_malformed_yaml(tmp_path):
     with pytest.raises(ConfigError, match="tasks repeated"):
-        parse_config({**BASE, "tasks": [{"name": "arithmetic"}, {"name": "arithmetic"}]})
+        parse_config({**SWEEP, "tasks": [{"name": "arithmetic"}, {"name": "arithmetic"}]})
     with pytest.raises(ConfigError, match="tasks repeated"):
         parse_config({**BASE, "tasks": [{"name": "piqa"}, {"name": "piqa"}]}, cls=EvalConfig)
     bad = tmp_path / "bad.yaml"
@@ -150,6 +151,10 @@ def test_repeated_tasks_and_malformed_yaml(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="it has no kind; set kind to one of sweep, eval"):
+        parse_config(BASE)  # no silent default: a config says which stage it is, or its caller does
+    with pytest.raises(ConfigError, match="kind is 'swep'; it must name a stage, one of sweep"):
+        parse_config({**BASE, "kind": "swep"})
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(tmp_path / "list.yaml")

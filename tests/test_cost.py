@@ -145,7 +145,7 @@ def test_on_a_cluster_each_model_is_measured_in_a_ray_task_sized_by_ray_actors(c
     try:
         config = cost_config(base, [pruned], tmp_path / "cost")
         runtime = ray_runtime(ray.get_runtime_context().gcs_address, progress=False)
-        measure_costs(config, place=runtime.task(config.ray), say=lambda _: None)
+        measure_costs(config, place=runtime.measuring(config.ray), say=lambda _: None)
     finally:
         ray.shutdown()
     meta = json.loads((tmp_path / "cost" / "meta.json").read_text())

@@ -12,8 +12,7 @@ import pytest
 from prunelab.config import parse_config
 from prunelab.execution.run import InProcessExecutor
 from prunelab.execution.worker import Worker
-from prunelab.report.retention import item_rows
-from prunelab.results import ResultsStore
+from prunelab.results import ResultsStore, item_rows
 from prunelab.stages.sweep import run_sweep
 
 pytestmark = pytest.mark.slow

@@ -69,13 +69,18 @@ def format_errors(exc: ValidationError, source: str) -> str:
 
 
 def parse_config(data: Any, overrides: list[str] = (), source: str = "<dict>", cls=None):
-    """A config of class `cls` (default: SweepConfig) from a mapping and overrides."""
-    if cls is None:
-        from prunelab.config.stages import SweepConfig
-
-        cls = SweepConfig
+    """A config from a mapping and overrides: of class `cls`, or (None) of the stage its `kind:` names."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
+    if cls is None:
+        from prunelab.config import STAGE_CONFIGS
+
+        kind = data.get("kind")
+        if kind not in STAGE_CONFIGS:
+            raise ConfigError(f"invalid config {source}: kind is {kind!r}; it must name a stage, one of "
+                              f"{', '.join(STAGE_CONFIGS)}" if kind is not None else
+                              f"invalid config {source}: it has no kind; set kind to one of {', '.join(STAGE_CONFIGS)}")
+        cls = STAGE_CONFIGS[kind]
     data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
     for override in overrides:
         _apply_override(data, override)

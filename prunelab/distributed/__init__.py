@@ -94,7 +94,7 @@ def ray_runtime(address: str | None = None, progress: bool = True):
 
         return train
 
-    def task(ray_spec):
+    def measuring(ray_spec):
         """Measurements (cost) on a cluster run in a Ray task on a node with what `ray.actors` asks for; with no
         cluster they run here, on all of this machine (a local Ray task would be limited to its num_cpus)."""
         if not (address or ray_spec.address or os.environ.get("RAY_ADDRESS")):
@@ -127,7 +127,7 @@ def ray_runtime(address: str | None = None, progress: bool = True):
 
         return place
 
-    return Runtime(executor=executor, sgr=sgr, trainer=trainer, task=task, worker_task=worker_task,
+    return Runtime(executor=executor, sgr=sgr, trainer=trainer, measuring=measuring, worker_task=worker_task,
                    progress=progress)
 
 

@@ -241,9 +241,6 @@ class ModelView:
         """Where the inputs go: the device of the embeddings (the first layer's, with layers spread over devices)."""
         return next(self.decoder.parameters()).device
 
-    def layer_device(self, index: int) -> torch.device:
-        return next(self.layers[index].parameters()).device
-
     def kinds(self) -> list[LayerKind]:
         return layer_kinds(self.model.config)
 

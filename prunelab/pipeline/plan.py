@@ -4,8 +4,9 @@
     plan_pipeline(config) -> [Stage, ...]        # in an order where every stage comes after what it reads
 
 A stage's key is the SHA-256 of its kind, its config's identity (what its results depend on, upstream artifact
-paths included) and its upstream stages' keys; its directory is `OUTPUT_DIR/stages/<name>-<key[:12]>`. So a knob
-changes the key of its stage and of every stage downstream of it, and nothing else.
+paths included), its upstream stages' keys and its code version (`prunelab.pipeline.code`, where past 1); its
+directory is `OUTPUT_DIR/stages/<name>-<key[:12]>`. So a knob, or a change to the code a stage runs that moves its
+numbers, changes the key of its stage and of every stage downstream of it, and nothing else.
 """
 
 import hashlib
@@ -53,8 +54,14 @@ class Stage:
         return Path(self.config.output_dir)
 
 
-def stage_key(kind: str, identity: dict, upstream: list[str]) -> str:
-    text = json.dumps({"kind": kind, "identity": identity, "upstream": upstream}, sort_keys=True, default=str)
+def stage_key(kind: str, identity: dict, upstream: list[str], code_version: int | None = None) -> str:
+    """`code_version`: the stage's (`StageEntry.code_version`, the registry's where None)."""
+    from prunelab.pipeline.code import key_part
+    from prunelab.stages.registry import STAGES
+
+    version = STAGES.get(kind).code_version if code_version is None else code_version
+    text = json.dumps({"kind": kind, "identity": identity, "upstream": upstream, **key_part(version)}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -140,6 +140,19 @@ def _warn_power(config: PipelineConfig, base: Stage) -> None:
                                for task, g in rows.groupby("task")})
 
 
+def _code_since(stage: Stage) -> str:
+    """For a reused stage: whether the code it runs changed since it was computed (same code version: the change
+    was declared not to move its numbers, `prunelab.pipeline.code`)."""
+    from prunelab.pipeline.code import stage_code
+
+    meta = stage.output_dir / "meta.json"
+    then = json.loads(meta.read_text()).get("code") if meta.exists() else None
+    if not then or then["digest"] == stage_code(stage.kind)["digest"]:
+        return ""
+    return (f"; its code changed since (digest {then['digest'][:12]}), at the same code version "
+            f"{then['version']}: declared not to move its numbers")
+
+
 def run(config: PipelineConfig, runtime: Runtime) -> PipelineArtifact:
     """The stage's entry point (`prunelab.stages.registry`)."""
     run_pipeline(config, runtime)
@@ -161,6 +174,8 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
     start = time.perf_counter()
     for i, stage in enumerate(stages, 1):
         reusable, why = cache.check(stage.output_dir, stage.key)
+        if reusable:
+            why += _code_since(stage)
         entry = {"name": stage.name, "kind": stage.kind, "key": stage.key, "dir": str(stage.output_dir),
                  "needs": list(stage.needs)}
         if reusable:

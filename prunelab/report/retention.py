@@ -11,6 +11,7 @@ Classification tasks whose chance floor is known (meta.json) also get a chance-n
 import numpy as np
 import pandas as pd
 
+from prunelab.results import item_rows
 from prunelab.significance import adjust, detectable_drop, equivalence_p, testable
 from prunelab.stats import (
     group_difference,
@@ -24,12 +25,6 @@ from prunelab.stats import (
 )
 
 ADJUSTED = ":p_adj"  # beside every `:p_value` column: adjusted within its family (`add_adjusted`)
-
-
-def item_rows(table) -> pd.DataFrame:
-    """The store's rows as a DataFrame, each (task, candidate, item, metric) once: an item can be stored twice if a
-    resumed run cut units differently (another batch_tokens)."""
-    return table.to_pandas().drop_duplicates(["task", "candidate", "item_id", "metric"], keep="last")
 
 
 def per_item_values(items: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:

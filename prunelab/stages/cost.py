@@ -101,7 +101,7 @@ def _label(spec, taken: set) -> str:
 
 def measure_costs(config: CostConfig, progress: bool = True, say=print, place=here) -> dict[str, Path]:
     """Measures what is not measured yet. `place(fn, *args)` runs `fn` where the measurements run: here (default),
-    or in a Ray task on the node that measures (`Runtime.task`); every model is measured there, one at a time."""
+    or in a Ray task on the node that measures (`Runtime.measuring`); every model is measured there, one at a time."""
     root = Path(config.output_dir)
     host = place(measuring_host, config.device, config.vllm.tensor_parallel_size if config.backend == "vllm" else 1)
     device = host["device"]
@@ -334,4 +334,4 @@ def run(config: CostConfig, runtime) -> CostArtifact:
     """Each model measured one at a time, in a subprocess of its own, in the runtime's measuring task: a Ray task
     sized like one of `ray.actors` (the node with the GPU it asks for), or this machine with --local."""
     return CostArtifact(config.output_dir, measure_costs(config, progress=runtime.progress,
-                                                         place=runtime.task(config.ray)))
+                                                         place=runtime.measuring(config.ray)))

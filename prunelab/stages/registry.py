@@ -75,6 +75,9 @@ class StageEntry:
     example: str  # a config under configs/, for the help text
     flags: tuple[Flag, ...] = ()
     name_from_out: bool = False  # a config without a name takes its output directory's
+    # bumped when a change to the code this stage runs moves its numbers: the pipeline's key holds it, so stored
+    # results of the older code are recomputed (prunelab.pipeline.code; a test holds it against the code)
+    code_version: int = 1
 
     @property
     def config(self) -> type:

@@ -6,7 +6,7 @@ or attaches to Ray itself.
                          sized by the stage's `ray` section
     sgr                  a runner factory for SGR responses (None: transformers generate in this process)
     trainer(workers)     a recovery trainer for the stage's `workers` (None: train in this process)
-    task(ray_spec)       place(fn, *args): runs fn where the stage's measurements run (cost), a Ray task sized like
+    measuring(ray_spec)  place(fn, *args): runs fn where the stage's measurements run (cost), a Ray task sized like
                          one of `ray.actors`, or here
     worker_task(workers) place(fn, *args): runs fn where a recovery worker runs (the adapter merge: on a GPU node,
                          not on a small head), or here
@@ -40,7 +40,7 @@ class Runtime:
     executor: Callable = _in_process_executor
     sgr: Callable | None = None
     trainer: Callable | None = None
-    task: Callable = _measure_here
+    measuring: Callable = _measure_here
     worker_task: Callable = _merge_here
     progress: bool = True
 

@@ -38,8 +38,7 @@ def iterative_greedy(model, selection, n: int, root: Path, executor, worker, bat
     from prunelab.execution.plan import plan_units
     from prunelab.execution.run import run_plan
     from prunelab.models import inspect_model
-    from prunelab.report.retention import item_rows
-    from prunelab.results import BASE, Candidate, ResultsStore
+    from prunelab.results import BASE, Candidate, ResultsStore, item_rows
     from prunelab.tasks.held_out import HeldOut, selection_split
 
     facts = inspect_model(model)

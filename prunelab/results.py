@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -166,6 +167,36 @@ class ResultsStore:
                              table)
         log.debug("stored results %s %s (%d items)", task, candidate.name, len(rows))
         return path
+
+    def copy_candidate(self, source: "ResultsStore", which: str, candidate: Candidate,
+                       identity: dict) -> dict[str, list[str]]:
+        """Copies the rows (and generations) of candidate `which` in `source` into this store as `candidate`, for
+        the (task, item) pairs this store does not hold for it yet; returns task -> the item ids copied. The store
+        is claimed for `identity` when there is something to copy (refused before anything is written if it belongs
+        to another experiment)."""
+        self.check_claim(identity)
+        import pyarrow.compute as pc
+
+        held = {(task, item) for task, c, item in self.done() if c == candidate}
+        rows = item_rows(source.read())
+        fresh = [(t, i) not in held for t, i in zip(rows.task, rows.item_id)]
+        rows = rows[(rows.candidate == which).to_numpy() & np.array(fresh, dtype=bool)]
+        if not rows.empty:
+            self.claim(identity)
+        copied = {}
+        for task, group in rows.groupby("task", sort=False):
+            items = [(str(i), dict(zip(g["metric"], g["value"]))) for i, g in group.groupby("item_id", sort=False)]
+            self.write(task, candidate, items)
+            copied[task] = [i for i, _ in items]
+        generations = source.generations()
+        if generations is not None:  # in arrow, not pandas: a missing text (no sample) must stay null, never NaN
+            table = generations.filter(pc.equal(generations["candidate"], which))
+            for task, ids in copied.items():
+                group = table.filter(pc.and_(pc.equal(table["task"], task), pc.is_in(table["item_id"], pa.array(ids))))
+                if group.num_rows:
+                    self.write_generations(task, candidate, group.drop_columns(["model", "task", "candidate"])
+                                           .to_pylist())
+        return copied
 
     def write_generations(self, task: str, candidate: Candidate, records: list[dict]) -> Path:
         """Records every generation of some items (prompt, output, finish reason, token counts, latency) beside

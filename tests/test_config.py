@@ -212,3 +212,34 @@ def test_a_pipelines_statistics_are_checked_before_it_runs(override, message):
     with pytest.raises(ConfigError) as err:
         load_config("configs/repro/qwen-coder.yaml", [override])
     assert message in str(err.value)
+
+
+def test_a_methods_settings_given_for_another_method_and_unknown_methods_are_refused():
+    from prunelab.config import RecoverConfig
+
+    base = {"kind": "recover", "name": "r", "model": {"name": "m"}, "corpus": "c", "output_dir": "o"}
+    with pytest.raises(ConfigError, match=r"recover.kd holds the settings of method kd, which this config does not "
+                                          r"run \(it runs sft\)"):
+        parse_config({**base, "kd": {"beta": 0.1}}, cls=RecoverConfig)
+    with pytest.raises(ConfigError, match=r"unknown recovery method 'lora'; registered: sft, kd, partial, linear"):
+        parse_config({**base, "method": "lora"}, cls=RecoverConfig)
+    # linear with then: kd reads kd's settings; a dumped config (every section at its default) validates again
+    linear = parse_config({**base, "method": "linear", "linear": {"then": "kd"}, "kd": {"beta": 0.1}},
+                          cls=RecoverConfig)
+    assert RecoverConfig.model_validate(linear.model_dump(mode="json")) == linear
+    with pytest.raises(ConfigError, match="recover.partial holds the settings of method partial"):
+        parse_config({**base, "method": "linear", "partial": {"layers": 3}}, cls=RecoverConfig)
+
+
+def test_every_registered_method_has_a_label_and_a_module_that_runs_it():
+    import importlib
+
+    from prunelab.config import RecoverConfig
+    from prunelab.recovery.registry import METHODS
+    from prunelab.report.page import arm_label
+
+    recover = RecoverConfig.model_validate({"name": "r", "model": {"name": "m"}, "corpus": "c", "output_dir": "o"})
+    for name, method in METHODS.items():
+        assert arm_label(name, recover.model_dump(mode="json"))
+        module = importlib.import_module(method.module)
+        assert hasattr(module, "trainer") == method.trains, name

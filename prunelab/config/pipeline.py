@@ -25,6 +25,7 @@ from prunelab.config.sections import (
     check_sweepable,
     check_unique,
 )
+from prunelab.recovery.registry import trained
 
 
 class PipelineSweep(Frozen):
@@ -102,7 +103,7 @@ def seeded_arms(recover: PipelineRecover) -> list[tuple[str, str, str, str, int]
     seeds = recover.seeds or [recover.training.seed]
     out = []
     for arm, method, responses in recovery_arms(recover):
-        trains = method != "linear" or recover.linear.then is not None
+        trains = trained(method, recover) is not None
         for i, seed in enumerate(seeds if trains else seeds[:1]):
             out.append((arm if i == 0 else f"{arm}-seed{seed}", arm, method, responses, seed))
     return out

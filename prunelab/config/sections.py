@@ -8,6 +8,8 @@ from pydantic import AfterValidator, field_validator, model_validator
 
 from prunelab.config.fields import Frozen, extent, key, setting
 from prunelab.generation import GENERATION_BACKENDS, IN_MEMORY
+from prunelab.recovery.registry import METHOD_SECTIONS, METHODS, check_method_name, runs
+from prunelab.recovery.registry import method as recovery_method
 from prunelab.strategies.registry import STRATEGIES
 from prunelab.tasks import GENERATIVE, TASKS, build_task
 
@@ -381,9 +383,8 @@ class SGRSection(Frozen):
     engine: SGREngineSpec = key(SGREngineSpec())
 
 
-RecoveryMethod = Literal["sft", "kd", "linear", "partial"]
-RECOVERY_METHODS = ("sft", "kd", "linear", "partial")
-METHOD_SECTIONS = ("kd", "linear", "partial")  # the sections only their own method reads
+# a registered recovery method's name (prunelab.recovery.registry: the one list of them)
+RecoveryMethod = Annotated[str, AfterValidator(check_method_name)]
 
 
 class KDSpec(Frozen):
@@ -443,7 +444,20 @@ class RecoverSection(Frozen):
         raise NotImplementedError
 
     def _used(self, methods: set[str]) -> set[str]:
-        return methods | ({self.linear.then} if "linear" in methods and self.linear.then else set())
+        return runs(methods, self)
+
+    @model_validator(mode="after")
+    def _settings_of_methods_that_run(self):
+        # a method's own settings changed where it does not run are a mistake (recover.kd.beta with method sft),
+        # not something to ignore: refused, naming the method that reads them (its defaults pass: a dumped config
+        # validates again)
+        used = self.methods_used()
+        for name, entry in METHODS.items():
+            if entry.section and name not in used and getattr(self, entry.section) != type(self).model_fields[
+                    entry.section].default:
+                raise ValueError(f"recover.{entry.section} holds the settings of method {name}, which this config "
+                                 f"does not run (it runs {', '.join(sorted(used))}); remove it, or run {name}")
+        return self
 
     @model_validator(mode="after")
     def _effective_batch(self):
@@ -462,11 +476,11 @@ class RecoverSection(Frozen):
             return identity
         # a method's section belongs to the identity only where that method runs: an sft run keeps the identity
         # it had before there were other methods
-        used = self.methods_used()
-        unread = {s for s in METHOD_SECTIONS if s not in used}
-        if not used & {"sft", "kd"}:  # no adapter trained
+        used = [METHODS[m] for m in self.methods_used()]
+        unread = {s for s in METHOD_SECTIONS if s not in {m.section for m in used}}
+        if not any(m.adapter for m in used):  # no adapter trained
             unread |= {"lora", "quantization"}
-        if not used & {"sft", "kd", "partial"}:  # nothing trained
+        if not any(m.trains for m in used):  # nothing trained
             unread |= {"training"}
         identity = {k: v for k, v in identity.items() if k not in unread}
         if "quantization" not in identity:
@@ -538,11 +552,11 @@ class StatsSpec(Frozen):
         return self.primary, tasks[self.primary]["label"]
 
 
-def check_method(method: str, section: "RecoverSection") -> None:
+def check_method(name: str, section: "RecoverSection") -> None:
     """What a method cannot run with, refused before anything is loaded."""
-    if method == "partial" and section.quantization == "nf4":
-        raise ValueError("method partial trains the last layers' full weights, which a 4-bit (nf4) model cannot "
-                         "train; use quantization: none (or auto: full precision for partial)")
+    if not recovery_method(name).quantizable and section.quantization == "nf4":
+        raise ValueError(f"method {name} trains full weights, which a 4-bit (nf4) model cannot train; use "
+                         f"quantization: none (or auto: full precision for {name})")
 
 
 def resolved_quantization(quantization: str) -> str:

@@ -171,7 +171,8 @@ class RecoverConfig(RecoverSection):
 
     kind: Literal["recover"] = setting("recover")
     name: str = setting()
-    method: RecoveryMethod = key("sft", description="sft, kd, linear or partial")
+    method: RecoveryMethod = key("sft", description="a registered recovery method (prunelab.recovery.registry): "
+                                                     "sft, kd, linear, partial")
     model: ModelSpec = key(description="the pruned checkpoint (from prunelab prune)")
     corpus: str = key(description="a `prunelab sgr` output directory")
     responses: Literal["sgr", "reference"] = key("sgr", description="sgr: the base model's answers; reference: the "

@@ -65,6 +65,15 @@ def stage_key(kind: str, identity: dict, upstream: list[str], code_version: int 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def method_settings(recover, method: str) -> dict:
+    """The settings sections of the methods a recover stage of `method` runs (its own, and linear's `then`'s), from
+    the pipeline's recover section: a stage gets no other method's settings (it would refuse them)."""
+    from prunelab.recovery.registry import METHODS, runs
+
+    sections = {METHODS[m].section for m in runs({method}, recover)} - {None}
+    return {s: getattr(recover, s).model_dump() for s in sorted(sections)}
+
+
 def _dir_name(name: str) -> str:
     return name.replace("@", "-at-").replace("/", "_")
 
@@ -131,8 +140,7 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
                         corpus=str(corpus.output_dir), method=method, responses=responses, paired=paired,
                         quantization=r.quantization, lora=r.lora.model_dump(),
                         training={**r.training.model_dump(), "seed": seed},
-                        kd=r.kd.model_dump(), partial=r.partial.model_dump(), linear=r.linear.model_dump(),
-                        workers=r.workers.model_dump(), ray=cluster)
+                        workers=r.workers.model_dump(), ray=cluster, **method_settings(r, method))
             evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:
             p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),

@@ -15,9 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-
 from prunelab.artifacts import (
     BASE_EVAL,
     COMPARE_STAGE,
@@ -41,37 +38,16 @@ SEEDED = "seeded.json"  # in a stage directory: the rows copied from other stage
 
 
 def seed_rows(stage: Stage, source: Stage, which: str, candidate: Candidate, sub: str = "") -> int:
-    """Copies the rows (and generations) of candidate `which` in `source`'s store into `stage`'s as `candidate`,
-    for the (task, item) pairs it does not hold yet; returns how many it wrote. The stage then computes only the
-    rest. `sub`: a store inside both directories (the noise floor's) instead of theirs. What was copied, from
-    where, is kept in the stage's `seeded.json`."""
-    import pyarrow.compute as pc
-
+    """Starts `stage`'s store with candidate `which`'s rows (and generations) from `source`'s, as `candidate`
+    (`ResultsStore.copy_candidate`); returns how many items it copied. The stage then computes only the rest. `sub`:
+    a store inside both directories (the noise floor's) instead of theirs. What was copied, from where, is kept in
+    the stage's `seeded.json`."""
     if not (source.output_dir / sub / "results").exists():
         return 0
     store = ResultsStore(stage.output_dir / sub, model=stage.config.model.name)
-    store.check_claim(stage.config.identity())
-    held = {(task, item) for task, c, item in store.done() if c == candidate}
-    source_store = ResultsStore(source.output_dir / sub)
-    rows = source_store.read().to_pandas()
-    rows = rows[(rows.candidate == which)
-                & ~pd.Series(list(zip(rows.task, rows.item_id)), index=rows.index).isin(held)]
-    if rows.empty:
+    seeded = store.copy_candidate(ResultsStore(source.output_dir / sub), which, candidate, stage.config.identity())
+    if not seeded:
         return 0
-    store.claim(stage.config.identity())
-    seeded = {}
-    for task, group in rows.groupby("task", sort=False):
-        items = [(str(i), dict(zip(g["metric"], g["value"]))) for i, g in group.groupby("item_id", sort=False)]
-        store.write(task, candidate, items)
-        seeded[task] = [i for i, _ in items]
-    generations = source_store.generations()
-    if generations is not None:  # in arrow, not pandas: a missing text (no sample) must stay null, never NaN
-        table = generations.filter(pc.equal(generations["candidate"], which))
-        for task, ids in seeded.items():
-            group = table.filter(pc.and_(pc.equal(table["task"], task), pc.is_in(table["item_id"], pa.array(ids))))
-            if group.num_rows:
-                store.write_generations(task, candidate, group.drop_columns(["model", "task", "candidate"])
-                                        .to_pylist())
     record = stage.output_dir / SEEDED
     log_ = json.loads(record.read_text()) if record.exists() else []
     write_json(record, [*log_, {"from": str(source.output_dir / sub), "stage": source.name, "candidate": which,

@@ -59,3 +59,30 @@ def kd_trainer(model, teacher, tokenizer, dataset, config, output_dir, world_siz
     with _peft_wrapping():
         return GKDTrainer(model=model, teacher_model=teacher, args=args, train_dataset=as_messages(dataset),
                           processing_class=tokenizer, peft_config=lora_config(config), callbacks=list(callbacks))
+
+
+def trainer(job, config, tokenizer, dataset, device: torch.device, output_dir, world_size: int, callbacks=()):
+    """Method kd: (Q)LoRA on the pruned model, distilling the teacher's next-token distribution."""
+    from prunelab.recovery.train import load_for_training
+
+    model = load_for_training(job.model_path, config.model.dtype, config.quantization, device)
+    teacher = load_teacher(job.teacher_path, config.model.dtype, device)
+    return kd_trainer(model, teacher, tokenizer, dataset, config, output_dir, world_size, callbacks)
+
+
+def needs(config, facts, manifest: dict) -> dict:
+    """The teacher: kd.teacher, or the base model the pruning manifest names; its tokenizer must be the student's."""
+    from pathlib import Path
+
+    from prunelab.config import ModelSpec
+    from prunelab.errors import DataError
+    from prunelab.models import inspect_model
+    from prunelab.surgery import MANIFEST_NAME
+
+    teacher_name = config.kd.teacher or manifest.get("base_model_path")
+    if not teacher_name:
+        raise DataError(f"method kd distils from the base model, and {config.model.name!r} has no pruning "
+                        f"manifest ({MANIFEST_NAME}) naming it: set kd.teacher")
+    teacher = inspect_model(ModelSpec(name=teacher_name, dtype=config.model.dtype))
+    check_teacher(teacher.tokenizer, teacher.config, facts.tokenizer, facts.config, teacher_name)
+    return {"teacher_path": str(Path(teacher.path).resolve()) if Path(teacher.path).exists() else teacher.path}

@@ -182,3 +182,25 @@ def replace_with_maps(base_path: str, removed: list[int], spec, texts: list[str]
               "distance_from_identity": [round(float((t - eye).norm() / eye.norm()), 6) for t in maps.values()]}
     save_pruned(model, tokenizer, out_dir, {**manifest, "recovery": {"method": "linear", **record}})
     return record
+
+
+def needs(config, facts, manifest: dict) -> dict:
+    """The base model and the layers its pruning removed (from the pruning manifest), foldable in this family, and
+    the calibration texts the maps are estimated on."""
+    from transformers import AutoModelForCausalLM
+
+    from prunelab.config import ModelSpec
+    from prunelab.errors import DataError
+    from prunelab.models import inspect_model
+    from prunelab.surgery import MANIFEST_NAME
+
+    removed = manifest.get("removed_layers")
+    if not removed or not manifest.get("base_model_path"):
+        raise DataError(f"method linear rebuilds {config.model.name!r} from its base model, and its pruning "
+                        f"manifest ({MANIFEST_NAME}) does not say which layers of which base model were removed; "
+                        "prune it with prunelab prune")
+    base = inspect_model(ModelSpec(name=manifest["base_model_path"], dtype=config.model.dtype))
+    with torch.device("meta"):
+        check_foldable(AutoModelForCausalLM.from_config(base.config), removed)
+    texts, calibration = calibration_texts(config.linear.calibration)
+    return {"texts": texts, "calibration": calibration, "base_path": base.path, "removed": list(removed)}

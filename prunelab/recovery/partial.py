@@ -41,3 +41,21 @@ def load_for_partial(path: str, dtype: str, device: torch.device, layers: int):
     for module in trained_modules(model, layers):
         module.float()
     return model
+
+
+def trainer(job, config, tokenizer, dataset, device: torch.device, output_dir, world_size: int, callbacks=()):
+    """Method partial: the last layers, final norm and head trained fully (TRL's SFTTrainer without an adapter)."""
+    from prunelab.recovery.train import sft_trainer
+
+    model = load_for_partial(job.model_path, config.model.dtype, device, config.partial.layers)
+    return sft_trainer(model, tokenizer, dataset, config, output_dir, world_size, callbacks, peft=False,
+                       learning_rate=config.partial.learning_rate)
+
+
+def needs(config, facts, manifest: dict) -> dict:
+    """Nothing besides the corpus; the model must have `partial.layers` layers to train (checked on a meta model)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        trained_modules(AutoModelForCausalLM.from_config(facts.config), config.partial.layers)
+    return {}

@@ -128,6 +128,12 @@ def sft_trainer(model, tokenizer, dataset, config, output_dir: str | Path, world
                           peft_config=lora_config(config) if peft else None, callbacks=list(callbacks))
 
 
+def trainer(job, config, tokenizer, dataset, device: torch.device, output_dir, world_size: int, callbacks=()):
+    """Method sft: (Q)LoRA on the pruned model, TRL's SFTTrainer on the corpus's responses."""
+    model = load_for_training(job.model_path, config.model.dtype, config.quantization, device)
+    return sft_trainer(model, tokenizer, dataset, config, output_dir, world_size, callbacks)
+
+
 def check_lora_targets(model_config, target_modules: list[str], model_name: str) -> None:
     """LoRA targets must name linear layers of the model (q_proj ... down_proj in every supported family)."""
     from transformers import AutoModelForCausalLM

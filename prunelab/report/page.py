@@ -248,13 +248,13 @@ def _layer_groups(sweep: SweepArtifact) -> dict:
 
 
 def arm_label(arm: str, recover: dict) -> str:
-    """How a recovery arm reads in the report: sft arms as before other methods existed."""
+    """How a recovery arm reads in the report: sft arms by their responses (as before other methods existed), every
+    other arm as its method calls itself (`prunelab.recovery.registry`)."""
+    from prunelab.recovery.registry import method
+
     if arm in ("sgr", "reference"):
         return f"SFT {arm}"
-    if arm == "partial":
-        return f"partial (last {recover['partial']['layers']})"
-    then = recover["linear"].get("then") if arm == "linear" else None
-    return {"kd": "KD", "linear": f"linear + {then.upper()}" if then else "linear"}[arm]
+    return method(arm).label(recover)
 
 
 def _seed_runs(section: PipelineRecover, target: str, names: dict[str, str], stages: dict

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prunelab.artifacts import MERGED, RecoverArtifact
 from prunelab.atomic import write_json
-from prunelab.config import ModelSpec, RecoverConfig
+from prunelab.config import RecoverConfig
 from prunelab.errors import DataError, ModelError
 from prunelab.metadata import META_FILE, build_meta, identity_hash
 from prunelab.models import inspect_model
@@ -75,52 +75,19 @@ def check_adapter(out: Path, model_path: str, model_name: str) -> None:
 
 
 def check_method(config: RecoverConfig, facts, manifest: dict) -> dict:
-    """What the method needs besides the corpus, checked before anything is written: linear's removed layers and
-    calibration texts, kd's teacher, partial's layer count. Returns what the method reads (teacher, texts)."""
-    from prunelab.models import inspect_model
-    from prunelab.recovery.methods import trained_method
+    """What the method (and what it trains after itself) reads besides the corpus, checked before anything is
+    written (each method's module says: linear's base model, layers and calibration texts, kd's teacher, partial's
+    layer count), and the parameters it trains."""
+    from prunelab.recovery.methods import method_needs, trained_method
 
-    needs: dict = {}
+    needs = method_needs(config.method, config, facts, manifest)
     method = trained_method(config)
-    if config.method == "linear":
-        from transformers import AutoModelForCausalLM
-
-        from prunelab.recovery.linear import calibration_texts, check_foldable
-
-        removed = manifest.get("removed_layers")
-        if not removed or not manifest.get("base_model_path"):
-            raise DataError(f"method linear rebuilds {config.model.name!r} from its base model, and its pruning "
-                            f"manifest ({MANIFEST_NAME}) does not say which layers of which base model were removed; "
-                            "prune it with prunelab prune")
-        base = inspect_model(ModelSpec(name=manifest["base_model_path"], dtype=config.model.dtype))
-        import torch
-
-        with torch.device("meta"):
-            check_foldable(AutoModelForCausalLM.from_config(base.config), removed)
-        needs["texts"], needs["calibration"] = calibration_texts(config.linear.calibration)
-        needs["base_path"], needs["removed"] = base.path, list(removed)
     if method is None:
         return needs
+    if method.name != config.method:
+        needs |= method_needs(method.name, config, facts, manifest)
     if method.adapter:
         check_lora_targets(facts.config, config.lora.target_modules, config.model.name)
-    if method.name == "partial":
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from prunelab.recovery.partial import trained_modules
-
-        with torch.device("meta"):
-            trained_modules(AutoModelForCausalLM.from_config(facts.config), config.partial.layers)
-    if method.name == "kd":
-        from prunelab.recovery.kd import check_teacher
-
-        teacher_name = config.kd.teacher or manifest.get("base_model_path")
-        if not teacher_name:
-            raise DataError(f"method kd distils from the base model, and {config.model.name!r} has no pruning "
-                            f"manifest ({MANIFEST_NAME}) naming it: set kd.teacher")
-        teacher = inspect_model(ModelSpec(name=teacher_name, dtype=config.model.dtype))
-        check_teacher(teacher.tokenizer, teacher.config, facts.tokenizer, facts.config, teacher_name)
-        needs["teacher_path"] = str(Path(teacher.path).resolve()) if Path(teacher.path).exists() else teacher.path
     needs["trainable_parameters"] = trainable_parameters(facts.config, config, method)
     return needs
 

@@ -103,3 +103,13 @@ def test_mmlu_prompt_and_shared_subject_prefix(tok):
     row = {"question": " What is 2+2? ", "choices": ["1", "2", "3", "4"]}
     assert format_question(row) == "What is 2+2?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:"
     assert description("high_school_physics").startswith("The following are multiple choice questions (with answers) about high school physics.")
+
+
+def test_every_task_declares_the_kind_its_registry_entry_says():
+    """A task's kind is its own (lm-eval's output type: log-likelihood or generation); the registry's copy, which
+    configs read without importing the task, must agree."""
+    from prunelab.tasks import CLASSIFICATION, GENERATIVE_KIND, TASKS, build_task
+
+    for name in TASKS.names():
+        task = build_task(name)
+        assert task.kind == TASKS.entry(name).kind in (CLASSIFICATION, GENERATIVE_KIND), name

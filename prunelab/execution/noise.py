@@ -21,6 +21,7 @@ from prunelab.execution.plan import plan_units
 from prunelab.execution.run import Executor, run_plan
 from prunelab.execution.worker import MULTI_CANDIDATE, WorkerSpec
 from prunelab.results import Candidate, ResultsStore
+from prunelab.tasks import GENERATIVE_KIND
 
 log = logging.getLogger(__name__)
 NOISE_DIR = "noise-floor"
@@ -62,7 +63,7 @@ def measure_noise_floor(root: str | Path, tasks: dict, tokenizer, candidate: Can
     from prunelab.metadata import add_to_meta
 
     root = Path(root)
-    tasks = {name: t for name, t in tasks.items() if getattr(t, "kind", "classification") == "generative"}
+    tasks = {name: t for name, t in tasks.items() if t.kind == GENERATIVE_KIND}
     if not tasks:
         return None
     other, other_unit = second_layout(worker, unit_items)

@@ -13,7 +13,7 @@ from prunelab.errors import ConfigError
 from prunelab.generation.base import GenerationRequest, Sampling
 from prunelab.results import Candidate
 from prunelab.scoring.requests import Request
-from prunelab.tasks import Item, chance_floor, flatten
+from prunelab.tasks import GENERATIVE_KIND, Item, chance_floor, flatten
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _representative(item: Item) -> Request:
 
 def pack_items(task, items: list, batch_tokens: int, generation_unit: int, window: int | None) -> list[list[int]]:
     """Indices of `items` per unit, in order."""
-    if getattr(task, "kind", "classification") == "generative":
+    if task.kind == GENERATIVE_KIND:
         return [list(range(i, min(i + generation_unit, len(items)))) for i in range(0, len(items), generation_unit)]
     from prunelab.scoring.engine import plan_batches
 
@@ -89,7 +89,7 @@ def plan_units(tasks: dict, tokenizer, candidates: Iterable[Candidate], done: se
     units, floors = [], {}
     for name, task in tasks.items():
         items = task.items(tokenizer)
-        generative = getattr(task, "kind", "classification") == "generative"
+        generative = task.kind == GENERATIVE_KIND
         if not generative:
             floors[name] = chance_floor(items)
         sampling = task.sampling(items[0].reference["chat"]) if generative and items else None

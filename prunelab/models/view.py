@@ -241,6 +241,23 @@ class ModelView:
         """Where the inputs go: the device of the embeddings (the first layer's, with layers spread over devices)."""
         return next(self.decoder.parameters()).device
 
+    def mlp_output(self, index: int, what: str) -> nn.Linear:
+        """The linear layer whose output is layer `index`'s MLP contribution to the residual stream (its down
+        projection); `what` needs it ("method linear folds its map into"). Refused where no linear layer writes
+        that output: a family that normalizes the MLP's output after it, or a mixture of experts."""
+        from prunelab.errors import ConfigError
+
+        layer, family = self.layers[index], self.family.model_type
+        if getattr(layer, "post_feedforward_layernorm", None) is not None:
+            raise ConfigError(f"{what} the MLP's down projection of layer {index}, but {family} normalizes the "
+                              "MLP's output after it (post_feedforward_layernorm), so no linear layer writes that "
+                              "output: use sft, kd or partial for this family")
+        down = getattr(getattr(layer, "mlp", None), "down_proj", None)
+        if not isinstance(down, nn.Linear):
+            raise ConfigError(f"{what} the MLP's down projection, but layer {index} of {family} has none (a mixture "
+                              "of experts?): use sft, kd or partial for this model")
+        return down
+
     def kinds(self) -> list[LayerKind]:
         return layer_kinds(self.model.config)
 

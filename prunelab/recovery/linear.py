@@ -31,19 +31,6 @@ def removed_runs(removed: Sequence[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-def down_projection(layer: torch.nn.Module, index: int, family: str) -> torch.nn.Linear:
-    """The linear layer whose output is the MLP's contribution to the residual stream, where there is one."""
-    if getattr(layer, "post_feedforward_layernorm", None) is not None:
-        raise ConfigError(f"method linear folds its map into the MLP's down projection of layer {index}, but "
-                          f"{family} normalizes the MLP's output after it (post_feedforward_layernorm), so no "
-                          "linear layer writes that output: use sft, kd or partial for this family")
-    down = getattr(getattr(layer, "mlp", None), "down_proj", None)
-    if not isinstance(down, torch.nn.Linear):
-        raise ConfigError(f"method linear folds its map into the MLP's down projection, but layer {index} of "
-                          f"{family} has none (a mixture of experts?): use sft, kd or partial for this model")
-    return down
-
-
 def check_foldable(model, removed: Sequence[int]) -> list[tuple[int, int]]:
     """The runs of `removed`, after checking that each has a kept layer before it with a down projection."""
     from prunelab.models.view import view
@@ -57,7 +44,7 @@ def check_foldable(model, removed: Sequence[int]) -> list[tuple[int, int]]:
             raise ConfigError(f"method linear folds each run of removed layers into the layer before it; the run "
                               f"{a}..{b} starts at layer 0, which has none: prune another way, or use sft, kd or "
                               "partial")
-        down_projection(v.layers[a - 1], a - 1, v.family.model_type)
+        v.mlp_output(a - 1, "method linear folds its map into")
     return runs
 
 
@@ -137,7 +124,7 @@ def fold_maps(model, maps: dict[tuple[int, int], torch.Tensor]) -> None:
 
     v = view(model)
     for (a, _), t in maps.items():
-        down = down_projection(v.layers[a - 1], a - 1, v.family.model_type)
+        down = v.mlp_output(a - 1, "method linear folds its map into")
         t = t.to(down.weight.device)
         down.weight.copy_((t.T @ down.weight.double()).to(down.weight.dtype))
         if down.bias is not None:

@@ -5,9 +5,7 @@ Each entry's kind is known without importing it, so configs validate without tor
 """
 
 from prunelab.registry import Entry, Registry
-from prunelab.tasks.base import Item, Task, chance_floor, flatten, regroup
-
-CLASSIFICATION, GENERATIVE_KIND = "classification", "generative"
+from prunelab.tasks.base import CLASSIFICATION, GENERATIVE_KIND, Item, Task, chance_floor, flatten, regroup
 
 TASKS = Registry("task", {
     "arithmetic": Entry("prunelab.tasks.arithmetic:ArithmeticProbe", CLASSIFICATION),
@@ -48,7 +46,7 @@ def describe(task, floor: float | None = None) -> dict:
     metric, every metric, where its data came from, for classification tasks the chance floor of its items
     (`chance_floor`, given by the caller, which has them), and for code tasks how their programs were isolated and
     what they could import."""
-    out = {"kind": getattr(task, "kind", CLASSIFICATION), "label": getattr(task, "label", task.name),
+    out = {"kind": task.kind, "label": getattr(task, "label", task.name),
            "primary_metric": task.primary_metric, "metrics": list(task.metrics), "source": task.source}
     if floor is not None:
         out["floor"] = floor

@@ -12,7 +12,7 @@ import random
 
 from prunelab.errors import DataError
 from prunelab.scoring.requests import Request, Scores, encode_pair
-from prunelab.tasks.base import Item
+from prunelab.tasks.base import CLASSIFICATION, Item
 
 FEWSHOT = (
     "Question: What is (4 * 4) * 1? Answer: 16\n"
@@ -72,6 +72,7 @@ def digit_request(tokenizer, text: str) -> Request:
 
 
 class ArithmeticProbe:
+    kind = CLASSIFICATION
     name = "arithmetic"
     primary_metric = "acc"
     metrics = ("acc", "logprob")

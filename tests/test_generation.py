@@ -135,3 +135,27 @@ def test_long_generations_print_a_heartbeat_and_generate_the_same(tok, monkeypat
     assert lines and all(line.startswith("multi-candidate generation of 6 items x 2 candidates: ") for line in lines)
     assert any("candidate 2/2, " in line for line in lines) and "decode steps" in lines[-1]
     assert [[g.text for g in c] for c in candidates] == [[g.text for g in c] for c in quiet_candidates]
+
+
+@pytest.mark.gpu
+def test_vllm_batch_invariant_generation_gives_an_item_alone_what_it_gives_in_a_full_batch(tmp_path, tok,
+                                                                                        monkeypatch):
+    """generation.exact with vLLM (issue 40): the worker starts its engine with VLLM_BATCH_INVARIANT=1, and in bf16 an
+    item's greedy output alone equals its output inside a batch of 32 other prompts."""
+    pytest.importorskip("vllm")
+    from prunelab.execution.worker import Worker, WorkerSpec
+
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    path = tiny.save(tmp_path / "wide", "llama", 4, hidden=256)
+    texts = [f"Question {i}: what is {i} + {2 * i}?" for i in range(33)]
+    reqs = [GenerationRequest(str(i), t, tuple(tok(t)["input_ids"])) for i, t in enumerate(texts)]
+    worker = Worker(WorkerSpec(model=str(path), dtype="bfloat16", generator="vllm", batch_invariant=True,
+                               vllm_engine=(("gpu_memory_utilization", 0.3),)))
+    greedy = Sampling(max_new_tokens=32)
+    batched = worker.generate(reqs, (), greedy)
+    import os
+
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"
+    alone = [worker.generate([r], (), greedy)[0] for r in reqs[:4]]
+    assert [g.text for g in alone] == [g.text for g in batched[:4]]

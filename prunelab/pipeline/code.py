@@ -17,6 +17,7 @@ to its key (the keys of everything computed before versions existed stay valid).
 """
 
 import ast
+import copy
 import functools
 import hashlib
 import json
@@ -42,14 +43,18 @@ def module_file(name: str) -> Path | None:
 @functools.cache
 def _parsed(path: Path, mtime_ns: int) -> tuple[ast.AST, str]:
     """A module's syntax tree and its dump without docstrings (what the digest hashes), once per file version."""
-    text = path.read_text()
-    return ast.parse(text), normalized(text)
+    tree = ast.parse(path.read_text())
+    return tree, _dump(copy.deepcopy(tree))  # a copy: the docstrings go from it, the imports are read from the tree
 
 
 def normalized(source: str) -> str:
     """What the digest hashes of a module's source: its syntax tree without docstrings (so without comments and
     formatting either)."""
-    return ast.dump(_without_docstrings(ast.parse(source)), include_attributes=False)
+    return _dump(ast.parse(source))
+
+
+def _dump(tree: ast.AST) -> str:
+    return ast.dump(_without_docstrings(tree), include_attributes=False)
 
 
 def parsed(name: str) -> tuple[ast.AST, str]:

@@ -146,6 +146,10 @@ class CompareArtifact(RetentionArtifact):
         return {key: Chosen(s["strategy"], s["ratio"], list(s["removed"]), s.get("scores") or {},
                             s.get("details") or {}) for key, s in raw.items()}
 
+    def selected_layers(self) -> dict[str, list[int]]:
+        """"strategy@ratio" -> the layers it removes (what the pipeline's cost stage measures)."""
+        return {key: chosen.removed for key, chosen in self.selections().items()}
+
     def strategies(self):
         import pandas as pd
 
@@ -233,7 +237,12 @@ class PipelineArtifact(Artifact):
         return written_summary(self.summary_data().get("report") or {})
 
 
-__all__ = ["BASE_EVAL", "COMPARE_STAGE", "COST_STAGE", "SGR_STAGE", "SWEEP_STAGE", "eval_stage",
+def selected_layers(directory: str | Path) -> dict[str, list[int]]:
+    """A compare-strategies directory's layers by "strategy@ratio" (a stage input: `stages.registry.Input`)."""
+    return CompareArtifact(directory).selected_layers()
+
+
+__all__ = ["BASE_EVAL", "COMPARE_STAGE", "COST_STAGE", "SGR_STAGE", "SWEEP_STAGE", "eval_stage", "selected_layers",
            "prune_stage", "recover_stage", "Artifact", "ArtifactMissing", "Chosen", "CompareArtifact", "CostArtifact", "EvalArtifact",
            "PipelineArtifact", "PruneArtifact", "RecoverArtifact", "RetentionArtifact", "SGRArtifact", "StageRecord",
            "SweepArtifact", "written_summary", "COST", "LAYER_PLOT", "MERGED", "PIPELINE_SUMMARY", "RETENTION",

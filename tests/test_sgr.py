@@ -61,11 +61,11 @@ def test_prompt_layouts_and_packaged_corpora():
 
 
 def test_selection_is_seeded_and_drops_duplicates_long_prompts_and_test_items(tok):
-    from prunelab.data.benchmarks import load_benchmark
     from prunelab.models.templates import PLAIN_TEMPLATE, apply_template
+    from prunelab.tasks import benchmark_rows
 
     tokenizer = apply_template(copy.deepcopy(tok), PLAIN_TEMPLATE)
-    question = load_benchmark("gsm8k")[5]["question"]
+    question = benchmark_rows("gsm8k")[5]["question"]
     prompts = [Prompt(str(i), (("user", f"Tell me about {i}."),)) for i in range(30)]
     prompts += [Prompt("dup", (("user", "Tell me about 4."),)), Prompt("long", (("user", "word " * 400),)),
                 Prompt("leak", (("user", "Solve this: " + question),))]

@@ -59,9 +59,8 @@ def test_block_influence_and_angular_equal_a_one_text_reference(family, tok):
 
 def select_layers(strategy, n, num_layers, model=None, tokenizer=None, texts=None, **options):
     """A strategy through the registry, as prune and compare-strategies call it."""
-    ctx = Context(num_layers, StrategyOptions(**options),
-                  calibration=lambda: calibration_pass(model, tokenizer, texts))
-    return STRATEGIES.load(strategy)(n, ctx)
+    ctx = Context(num_layers, calibration=lambda: calibration_pass(model, tokenizer, texts))
+    return STRATEGIES.load(strategy)(n, ctx, StrategyOptions(**options).settings_for(strategy))
 
 
 def test_choices_follow_the_scores(tok):
@@ -145,7 +144,7 @@ def test_a_selection_split_overlapping_the_tests_is_drawn_from_the_items_they_do
 def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
     import datasets
 
-    from prunelab.data.benchmarks import load_benchmark
+    from prunelab.tasks import benchmark_rows
 
     base = ["prune", "--model", str(tiny_dir), "--out", str(tmp_path / "x"), "--dtype", "float32"]
     cases = [
@@ -161,7 +160,7 @@ def test_prune_refuses_bad_input(tiny_dir, tmp_path, capsys):
     for extra, message in cases:
         assert main(base + extra) == 2, extra
         assert message in capsys.readouterr().err
-    question = load_benchmark("gsm8k")[5]["question"]
+    question = benchmark_rows("gsm8k")[5]["question"]
     datasets.DatasetDict({"train": datasets.Dataset.from_list(
         [{"text": "Some notes.\n" + question}, {"text": "Other text entirely."}])}).save_to_disk(tmp_path / "leaky")
     args = base + ["--strategy", "block_influence", "--ratio", "0.25", "--calibration", str(tmp_path / "leaky"),
@@ -263,12 +262,12 @@ def test_sweep_score_ranks_on_the_sweeps_items_outside_the_test_sample(tmp_path)
     sweep = fake_sweep(tmp_path, tested, others)
     everything = select_layers("sweep_score", 1, 4, sweep_dir=str(sweep))
     assert everything.scores["1"] == everything.scores["2"] == pytest.approx(0.5)
-    options = StrategyOptions(sweep_dir=str(sweep))
-    held_out = STRATEGIES.load("sweep_score")(1, Context(4, options, test_items={"arithmetic": set(tested)}))
+    settings = StrategyOptions(sweep_dir=str(sweep)).settings_for("sweep_score")
+    held_out = STRATEGIES.load("sweep_score")(1, Context(4, test_items={"arithmetic": set(tested)}), settings)
     assert held_out.scores["1"] == 0.0 and held_out.scores["2"] == 1.0 and held_out.removed == [0]
     assert held_out.details["held_out"] == {"arithmetic": {"items": 8, "left_out": 8}}
     with pytest.raises(DataError, match="every arithmetic item of the sweep .* is in the test sample of arithmetic"):
-        STRATEGIES.load("sweep_score")(1, Context(4, options, test_items={"arithmetic": set(tested + others)}))
+        STRATEGIES.load("sweep_score")(1, Context(4, test_items={"arithmetic": set(tested + others)}), settings)
 
 
 def test_prune_refuses_to_rank_layers_on_its_test_items(tiny_dir, tmp_path, tok, capsys):

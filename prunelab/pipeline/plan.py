@@ -7,6 +7,11 @@ A stage's key is the SHA-256 of its kind, its config's identity (what its result
 paths included), its upstream stages' keys and its code version (`prunelab.pipeline.code`, where past 1); its
 directory is `OUTPUT_DIR/stages/<name>-<key[:12]>`. So a knob, or a change to the code a stage runs that moves its
 numbers, changes the key of its stage and of every stage downstream of it, and nothing else.
+
+The wiring is derived: a pipeline section becomes its stage config's fields whole (`section_fields`), a recovery arm
+gets its own method's sections (`method_settings`) and a checkpoint its own strategy's settings; fields that come
+from an upstream artifact are the stage entry's `inputs` (`prunelab.stages.registry.Input`); what is left at its
+default is `AT_DEFAULT`, with the reason (tests/test_pipeline_wiring.py holds all three against the configs).
 """
 
 import hashlib
@@ -38,6 +43,8 @@ from prunelab.config import (
     seeded_arms,
     target_key,
 )
+from prunelab.config.sections import METHOD_SECTIONS, CostMeasure, RecoverSection, SGRSection, StrategyOptions
+from prunelab.strategies.registry import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Stage:
     needs: tuple[str, ...]
     key: str
     pruned_from: str | None = None  # an evaluation of this strategy@ratio's checkpoint: compare evaluated it already
+    fields: frozenset[str] = frozenset()  # the config fields the planner set (the rest: inputs or AT_DEFAULT)
 
     @property
     def output_dir(self) -> Path:
@@ -63,6 +71,25 @@ def stage_key(kind: str, identity: dict, upstream: list[str], code_version: int 
     text = json.dumps({"kind": kind, "identity": identity, "upstream": upstream, **key_part(version)}, sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# Stage config fields the pipeline leaves at their defaults, on purpose. Every other field is set by the planner from
+# the pipeline's config or taken from upstream (`StageEntry.inputs`): tests/test_pipeline_wiring.py fails on a field in
+# none of these, so a field added to a stage config is never silently run at its default.
+AT_DEFAULT = {
+    "eval": {"backend": "classification is scored by prunelab's engine (lm-eval's backend is eval's own option)",
+             "batch_tokens": "the engine's default batch", "threads": "torch's own thread count",
+             "base_model": "eval-base evaluates the base model alone"},
+    "prune": {"device": "auto", "layers": "a strategy chooses them", "output_dtype": "the checkpoint keeps its dtype",
+              "generation": "read only by the iterative strategy's rounds, which take the pipeline's generation"},
+    "cost": {"models": "the layers of every strategy x ratio are removed in memory (`removed`)"},
+}
+
+
+def section_fields(section, stage_section: type) -> dict:
+    """A pipeline section's fields that the stage config shares with it (its section class), whole: a field added to
+    the section reaches the stage without a line here."""
+    return section.model_dump(include=set(stage_section.model_fields))
 
 
 def method_settings(recover, method: str) -> dict:
@@ -90,7 +117,7 @@ class _Planner:
         draft = cls.model_validate({**fields, "output_dir": "-"})
         key = stage_key(cls.model_fields["kind"].default, draft.stage_identity(), upstream)
         config = draft.model_copy(update={"output_dir": str(self.root / f"{_dir_name(name)}-{key[:12]}")})
-        self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from)
+        self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from, frozenset(fields))
         return self.stages[name]
 
 
@@ -110,26 +137,29 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
               tasks=[t.model_dump() for t in config.sweep.tasks] if config.sweep.tasks else tasks,
               sweep=config.sweep.sweep.model_dump(), generation=generation, stats=stats,
               ray=ray)
-    options = config.prune.model_dump(exclude={"strategies", "ratios", "sweep"})
     # compare and every evaluation after eval-base start from its base rows (`run.seed_base_rows`)
     p.add(COMPARE_STAGE, CompareConfig, (BASE_EVAL,), name=f"{name}-strategies", model=model, tasks=tasks,
           strategies=config.prune.strategies, ratios=config.prune.ratios, sweep=config.prune.sweep.model_dump(),
-          generation=generation, stats=stats, ray=ray, **options)
+          generation=generation, stats=stats, ray=ray, **section_fields(config.prune, StrategyOptions))
     if config.cost is not None:  # every strategy x ratio's layers, removed in memory, against the base
         p.add(COST_STAGE, CostConfig, (COMPARE_STAGE,), name=f"{name}-cost", base_model=model, ray=ray,
-              **config.cost.model_dump())
+              **section_fields(config.cost, CostMeasure))
     if config.recover is None:
         return list(p.stages.values())
-    s = config.sgr
-    corpus = p.add(SGR_STAGE, SGRConfig, (), name=f"{name}-sgr", model=model, chat_template=s.chat_template,
-                   prompts=s.prompts.model_dump(), sampling=s.sampling.model_dump(), engine=s.engine.model_dump(),
-                   ray=cluster)
+    corpus = p.add(SGR_STAGE, SGRConfig, (), name=f"{name}-sgr", model=model, ray=cluster,
+                   **section_fields(config.sgr, SGRSection))
     r = config.recover
+    trained = section_fields(r, RecoverSection)
+    for section in METHOD_SECTIONS:  # each arm gets its own methods' sections alone (`method_settings`)
+        trained.pop(section)
     for target in r.targets:
         strategy, ratio = target.rsplit("@", 1)
+        reads = config.prune.settings_for(strategy).model_dump()
+        if STRATEGIES.entry(strategy).needs == "selection":
+            reads["generation"] = generation
         pruned = p.add(prune_stage(target), PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
                        ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
-                       ray=ray, **options)
+                       ray=ray, **reads)
         evaluated = [(eval_stage(target), pruned.output_dir, (pruned.name, COMPARE_STAGE), target)]
         arms = recovery_arms(r)
         # the arms train on the same prompts when their answers differ (sgr against reference)
@@ -138,9 +168,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
             rec = p.add(recover_stage(target, arm), RecoverConfig, (pruned.name, corpus.name),
                         name=f"{name}-{target}-{arm}", model={**model, "name": str(pruned.output_dir)},
                         corpus=str(corpus.output_dir), method=method, responses=responses, paired=paired,
-                        quantization=r.quantization, lora=r.lora.model_dump(),
-                        training={**r.training.model_dump(), "seed": seed},
-                        workers=r.workers.model_dump(), ray=cluster, **method_settings(r, method))
+                        **{**trained, "training": {**trained["training"], "seed": seed}}, ray=cluster,
+                        **method_settings(r, method))
             evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))
         for stage_name, path, needs, pruned_from in evaluated:
             p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
@@ -149,4 +178,4 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
     return list(p.stages.values())
 
 
-__all__ = ["BASE_EVAL", "Stage", "plan_pipeline", "stage_key", "target_key"]
+__all__ = ["AT_DEFAULT", "BASE_EVAL", "Stage", "section_fields", "plan_pipeline", "stage_key", "target_key"]

@@ -93,15 +93,27 @@ def run_stage(stage: Stage, stages: dict[str, Stage], runtime: Runtime) -> None:
     """Seeds what the stage can take from earlier ones, then runs it as its registry entry runs it on its own."""
     from prunelab.stages.registry import STAGES
 
-    c = stage.config
+    entry = STAGES.get(stage.kind)
     if stage.kind in ("eval", "compare-strategies") and BASE_EVAL in stage.needs:
         seed_base_rows(stage, stages[BASE_EVAL])
     if stage.pruned_from is not None:  # the checkpoint of a strategy that compare evaluated already
         seed_pruned_rows(stage, stages[prune_stage(stage.pruned_from)], stages[COMPARE_STAGE], stage.pruned_from)
-    if stage.kind == "cost":  # every strategy x ratio's layers, removed in memory
-        chosen = CompareArtifact(stages[COMPARE_STAGE].output_dir).selections()
-        c = c.model_copy(update={"removed": {k: v.removed for k, v in chosen.items()}})
-    STAGES.get(stage.kind).run(c, runtime)
+    entry.run(with_inputs(stage, stages), runtime)
+
+
+def with_inputs(stage: Stage, stages: dict[str, Stage]):
+    """The stage's config with the fields it takes from upstream artifacts that exist only once those have run
+    (`StageEntry.inputs` with a reader: cost's `removed` from compare's selections). They are not in the stage key:
+    the upstream's key is, and it decides them."""
+    from prunelab.stages.registry import STAGES
+
+    update = {}
+    for given in STAGES.get(stage.kind).inputs:
+        if given.read is None:  # a path, set when the stage was planned
+            continue
+        upstream = next(stages[n] for n in stage.needs if stages[n].kind in given.upstream)
+        update[given.field] = given.value(upstream.output_dir)
+    return stage.config.model_copy(update=update) if update else stage.config
 
 
 def _warn_power(config: PipelineConfig, base: Stage) -> None:
@@ -184,4 +196,4 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
     return summary
 
 
-__all__ = ["run", "run_pipeline", "run_stage", "seed_base_rows", "seed_pruned_rows", "seed_rows"]
+__all__ = ["run", "run_pipeline", "run_stage", "with_inputs", "seed_base_rows", "seed_pruned_rows", "seed_rows"]

@@ -171,6 +171,13 @@ def replace_with_maps(base_path: str, removed: list[int], spec, texts: list[str]
     return record
 
 
+def transform(config, needs: dict, tokenizer, manifest: dict, out_dir: str, place) -> dict:
+    """The method's transformation (`RecoveryMethod.transforms`): the base model with each removed run replaced by
+    its folded map, saved as a stock checkpoint in `out_dir`, computed where `place` runs it; returns its record."""
+    return place(replace_with_maps, needs["base_path"], needs["removed"], config.linear, needs["texts"], out_dir,
+                 tokenizer, manifest, config.model.dtype)
+
+
 def needs(config, facts, manifest: dict) -> dict:
     """The base model and the layers its pruning removed (from the pruning manifest), foldable in this family, and
     the calibration texts the maps are estimated on."""

@@ -20,6 +20,14 @@ def make_trainer(method: RecoveryMethod, job, config, tokenizer, dataset, device
                                                           world_size, callbacks)
 
 
+def transform(name: str, config, needs: dict, tokenizer, manifest: dict, out_dir: str, place) -> dict:
+    """Method `name`'s transformation of the model (its module's `transform`): writes a checkpoint in `out_dir`,
+    returns its record."""
+    from prunelab.recovery.registry import method
+
+    return importlib.import_module(method(name).module).transform(config, needs, tokenizer, manifest, out_dir, place)
+
+
 def method_needs(name: str, config, facts, manifest: dict) -> dict:
     """What method `name` reads besides the corpus (its module's `needs`), checked before anything is written."""
     from prunelab.recovery.registry import method

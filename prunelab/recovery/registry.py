@@ -4,8 +4,9 @@ it). The config, the identity, the pipeline's stage wiring, the trainer and the 
 method's name. Listing methods imports no torch (configs are validated before anything loads).
 
 A method's module (`module`) holds what runs: `trainer(job, config, tokenizer, dataset, device, output_dir,
-world_size, callbacks)` for a method that trains, and `needs(config, facts, manifest) -> dict` for what it reads
-besides the corpus, checked before anything is written. A new method is its module, its settings section in
+world_size, callbacks)` for a method that trains, `transform(config, needs, tokenizer, manifest, out_dir, place)`
+for one that rewrites the model first, and `needs(config, facts, manifest) -> dict` for what it reads besides the
+corpus, checked before anything is written. A new method is its module, its settings section in
 `prunelab.config.sections.RecoverSection` (if it has settings), and one line below.
 
     sft      (Q)LoRA, SFT on the corpus's responses             recovery/train.py
@@ -25,6 +26,8 @@ class RecoveryMethod:
     label: Callable[[dict], str]  # how the report calls it, from the recover section (a dict)
     section: str | None = None  # its own settings, RecoverSection.<section>; read by no other method
     trains: bool = True  # runs a trainer (linear alone does not: `then` may train after it)
+    transforms: bool = False  # rewrites the model first: its module's transform(config, needs, tokenizer, manifest,
+    # out_dir, place) -> record writes a checkpoint (the result, or what `also` trains next)
     adapter: bool = True  # its result is a LoRA adapter to merge (it reads `lora` and `quantization`)
     quantizable: bool = True  # trains on an NF4 (4-bit) base; a method that trains full weights cannot
     description: str = ""
@@ -45,7 +48,7 @@ METHODS: dict[str, RecoveryMethod] = {m.name: m for m in [
                    section="partial", adapter=False, quantizable=False,
                    description="the last layers, the final norm and the head trained fully"),
     RecoveryMethod("linear", "prunelab.recovery.linear", _linear_label, section="linear", trains=False,
-                   adapter=False, description="training-free: least-squares maps folded into the layer before",
+                   transforms=True, adapter=False, description="training-free: least-squares maps folded into the layer before",
                    also=lambda section: (section.linear.then,) if section.linear.then else ()),
 ]}
 METHOD_SECTIONS = tuple(m.section for m in METHODS.values() if m.section)

@@ -708,6 +708,8 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
                  "Each generative item: the base model's output and each strategy's pruned model's, what was scored "
                  "from it, the outcome and the error class; items the base model solved and a model lost are marked.",
                  {Candidate(tuple(v.removed)).name: k for k, v in compare.selections().items()})
+    from prunelab.recovery.registry import trained as trained_by
+
     groups, budgets, trained, seed_runs = {}, {}, [], {}
     recover = config.get("recover") or {}
     section = PipelineRecover.model_validate(recover) if recover else None
@@ -725,7 +727,7 @@ def write_pipeline_report(root: str | Path) -> dict[str, Path]:
             if stage in stages:
                 budgets[(target, arm)] = {**RecoverArtifact(stages[stage]).meta().get("training", {}),
                                           "seconds": seconds.get(stage, "")}
-                if method != "linear" or recover["linear"].get("then"):  # linear alone has no training curve
+                if trained_by(method, section) is not None:  # a method that only transforms has no curve
                     trained.append((f"{target}-{arm}", stages[stage]))
     found += _recovery(page, groups, out, budgets, names, stats, seed_runs)
     page.findings = found

@@ -24,13 +24,14 @@ def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
     recurrent layers under the prefix-cached scorer or the multi-candidate generator)."""
     from prunelab.execution.worker import MULTI_CANDIDATE
     from prunelab.models.view import require_kv_cache
-    from prunelab.tasks import GENERATIVE
+    from prunelab.tasks import is_generative
 
-    if worker.scorer == "prunelab" and any(name not in GENERATIVE for name in tasks):
-        require_kv_cache(facts.config, f"the prefix-cached scorer (tasks {', '.join(n for n in tasks if n not in GENERATIVE)})")
-    if worker.generation_budget is not None and any(name in GENERATIVE for name in tasks):
+    scored = [name for name in tasks if not is_generative(name)]
+    if worker.scorer == "prunelab" and scored:
+        require_kv_cache(facts.config, f"the prefix-cached scorer (tasks {', '.join(scored)})")
+    if worker.generation_budget is not None and any(is_generative(name) for name in tasks):
         require_kv_cache(facts.config, f"the {MULTI_CANDIDATE} generator")
-    if worker.batch_invariant and any(name in GENERATIVE for name in tasks):
+    if worker.batch_invariant and any(is_generative(name) for name in tasks):
         from prunelab.errors import ConfigError
         from prunelab.models.view import LINEAR, layer_kinds
 

@@ -94,7 +94,7 @@ def run(config: PruneConfig, runtime) -> PruneArtifact:
     from prunelab.execution.run import InProcessExecutor
     from prunelab.strategies import STRATEGIES
 
-    needs_workers = config.strategy is not None and STRATEGIES.entry(config.strategy).kind == "selection"
+    needs_workers = config.strategy is not None and STRATEGIES.entry(config.strategy).needs == "selection"
     with runtime.executor(config.ray) if needs_workers else nullcontext(InProcessExecutor()) as executor:
         path, _ = prune(config, executor, progress=runtime.progress)
     return PruneArtifact(path)

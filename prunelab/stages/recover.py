@@ -21,6 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from prunelab.artifacts import MERGED, RecoverArtifact
@@ -32,7 +33,6 @@ from prunelab.models import inspect_model
 from prunelab.models.loading import attention_kwargs
 from prunelab.models.templates import apply_template
 from prunelab.recovery.data import select_examples
-from prunelab.recovery.linear import replace_with_maps
 from prunelab.recovery.methods import trainable_parameters
 from prunelab.recovery.run import TrainJob, train_in_process
 from prunelab.recovery.train import accumulation_steps, check_lora_targets, merge_adapter
@@ -44,7 +44,6 @@ from prunelab.surgery import MANIFEST_NAME
 
 Trainer = Callable[[TrainJob, Path], Path]
 ADAPTER = "adapter"
-LINEAR = "linear"  # linear with then: the folded checkpoint that is trained
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -120,20 +119,33 @@ def save_trained(checkpoint: str, tokenizer, out_dir: str, dtype: str, files: di
     return save_pruned(model, tokenizer, out_dir, json.loads(manifest) if manifest else {}, manifest_files)
 
 
-def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: bool = True, place=here) -> Path:
-    """Trains (or resumes, or finds finished) the recovery of `config`; returns the output directory."""
+@dataclass
+class Inputs:
+    """What a recover run reads, every part checked before anything is written."""
+
+    facts: object
+    manifest: dict
+    corpus_meta: dict
+    tokenizer: object
+    method: object  # the RecoveryMethod whose trainer runs, or None (a transformation alone)
+    needs: dict
+    examples: list
+    counts: dict
+
+
+def read_inputs(config: RecoverConfig, distributed: bool) -> Inputs:
+    """The pruned model (its lineage against the corpus), the corpus's examples, what the method needs besides; a
+    `DataError` / `ModelError` naming what is wrong otherwise."""
     from prunelab.recovery.methods import trained_method
 
     out = Path(config.output_dir).resolve()
-    store = ResultsStore(out)
-    store.check_claim(config.identity())
     facts = inspect_model(config.model)
     rows, corpus_meta = read_corpus(config.corpus, config.responses)
     manifest = check_lineage(facts.path, config.model.name, config.corpus, corpus_meta)
     check_adapter(out, facts.path, config.model.name)
     method = trained_method(config)
     needs = check_method(config, facts, manifest)
-    accumulation_steps(config.training, config.workers.num_workers if trainer is not None else 1)
+    accumulation_steps(config.training, config.workers.num_workers if distributed else 1)
     if method is not None and not rows:
         what = "original answers" if config.responses == "reference" else "kept responses"
         raise DataError(f"corpus {config.corpus!r} ({corpus_meta['config']['prompts']['source']}) has no {what} to "
@@ -141,54 +153,88 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
                         + ("use responses: sgr, or a corpus with answers (sharegpt, or a dataset with messages / "
                            "output / completion)" if config.responses == "reference" else
                            "raise sampling.max_new_tokens (truncated responses are dropped)"))
-    template = corpus_meta["chat_template"]
-    tokenizer = apply_template(facts.tokenizer, template)
+    tokenizer = apply_template(facts.tokenizer, corpus_meta["chat_template"])
     examples, counts = (select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
                                         config.paired) if method is not None else ([], {}))
-    store.claim(config.identity())
+    return Inputs(facts, manifest, corpus_meta, tokenizer, method, needs, examples, counts)
 
+
+def _lineage(config: RecoverConfig, given: Inputs) -> dict:
+    meta, manifest = given.corpus_meta, given.manifest
+    lineage = {"pruned_model": given.facts.path,
+               "base_model": manifest.get("base_model", meta["config"]["model"]["name"]),
+               "base_model_path": meta["model_path"], "pruning_manifest": manifest,
+               "corpus": str(Path(config.corpus).resolve()), "corpus_sha256": meta["corpus_sha256"],
+               "prompts_sha256": meta["prompts_sha256"], "chat_template_sha256": meta["chat_template_sha256"],
+               "example_ids": [e["id"] for e in given.examples]}
+    if "calibration" in given.needs:
+        lineage["calibration"] = given.needs["calibration"]
+    if "teacher_path" in given.needs:
+        lineage["teacher"] = given.needs["teacher_path"]
+    return lineage
+
+
+def _transformed(config: RecoverConfig, given: Inputs, recovery: dict, out: Path, place) -> tuple[Path, dict]:
+    """A method that rewrites the model first (`RecoveryMethod.transforms`): its checkpoint (computed once; a rerun
+    reads its record) is the result, or, where a training follows, what is trained, in a directory of its own."""
+    from prunelab.recovery.methods import transform
+
+    target = out / (config.method if given.method is not None else MERGED)
+    if (target / "config.json").exists():
+        return target, json.loads((target / MANIFEST_NAME).read_text())["recovery"]
+    record = transform(config.method, config, given.needs, given.tokenizer, {**given.manifest, "recovery": recovery},
+                       str(target), place)
+    return target, record
+
+
+def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: bool = True, place=here) -> Path:
+    """Trains (or resumes, or finds finished) the recovery of `config`; returns the output directory."""
+    from prunelab.recovery.registry import method as recovery_method
+
+    out = Path(config.output_dir).resolve()
+    store = ResultsStore(out)
+    store.check_claim(config.identity())
+    given = read_inputs(config, distributed=trainer is not None)
+    store.claim(config.identity())
     meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).exists() else {}
     if meta.get("complete") and (out / MERGED).exists():
         return out
-    lineage = {"pruned_model": facts.path, "base_model": manifest.get("base_model", corpus_meta["config"]["model"]["name"]),
-               "base_model_path": corpus_meta["model_path"], "pruning_manifest": manifest,
-               "corpus": str(Path(config.corpus).resolve()), "corpus_sha256": corpus_meta["corpus_sha256"],
-               "prompts_sha256": corpus_meta["prompts_sha256"], "chat_template_sha256": corpus_meta["chat_template_sha256"]}
-    lineage["example_ids"] = [e["id"] for e in examples]
-    if "calibration" in needs:
-        lineage["calibration"] = needs["calibration"]
-    if "teacher_path" in needs:
-        lineage["teacher"] = needs["teacher_path"]
-    write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, complete=False),
+    lineage = _lineage(config, given)
+    write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=given.counts, complete=False),
                sort_keys=False)
 
     # absolute paths: a Ray Train worker runs in a directory of its own (relative ones would read as hub ids)
+    facts = given.facts
     model_path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
     recovery = {"method": config.method, "corpus": lineage["corpus"], "corpus_sha256": lineage["corpus_sha256"]}
     extra: dict = {}
-    if config.method == "linear":
-        # the folded checkpoint is the result, or (then: sft / kd) what is trained next
-        folded = out / (LINEAR if method is not None else MERGED)
-        linear_manifest = {**manifest, "recovery": recovery}
-        if not (folded / "config.json").exists():
-            extra["linear"] = place(replace_with_maps, needs["base_path"], needs["removed"], config.linear,
-                                    needs["texts"], str(folded), tokenizer, linear_manifest, config.model.dtype)
-        else:
-            extra["linear"] = json.loads((folded / MANIFEST_NAME).read_text())["recovery"]
-        model_path = str(folded)
-        if method is None:
-            write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts,
-                                                   training={"method": "linear", "steps": 0, "tokens": 0,
-                                                             "trainable_parameters": 0, **extra["linear"]},
-                                                   complete=True), sort_keys=False)
+    if recovery_method(config.method).transforms:
+        transformed, extra[config.method] = _transformed(config, given, recovery, out, place)
+        if given.method is None:  # the transformation is the result
+            training = {"method": config.method, "steps": 0, "tokens": 0, "trainable_parameters": 0,
+                        **extra[config.method]}
+            write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=given.counts,
+                                                   training=training, complete=True), sort_keys=False)
             return out
-        recovery["then"] = method.name
+        model_path = str(transformed)
+        recovery["then"] = given.method.name
+    training = _train_and_save(config, given, model_path, recovery, out, trainer, place)
+    write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=given.counts,
+                                           training={**training, **extra}, complete=True), sort_keys=False)
+    return out
 
+
+def _train_and_save(config: RecoverConfig, given: Inputs, model_path: str, recovery: dict, out: Path,
+                    trainer: Trainer | None, place) -> dict:
+    """Trains `model_path` with the method's trainer (here, or on Ray Train), then writes the result as a stock
+    checkpoint (`merged/`: the adapter merged in, or the trained weights); returns the training record."""
+    method, manifest, tokenizer = given.method, given.manifest, given.tokenizer
     job_config = config.model_copy(update={"corpus": str(Path(config.corpus).resolve())})
-    job = TrainJob(config=job_config.model_dump(mode="json"), model_path=model_path, chat_template=template,
+    job = TrainJob(config=job_config.model_dump(mode="json"), model_path=model_path,
+                   chat_template=given.corpus_meta["chat_template"],
                    run_name=f"recover-{identity_hash(config.identity())[:12]}",
                    storage_path=config.workers.storage_path or str(out / "train"),
-                   teacher_path=needs.get("teacher_path"))
+                   teacher_path=given.needs.get("teacher_path"))
     start = time.perf_counter()
     checkpoint = trainer(job, out) if trainer is not None else train_in_process(job, out)
     train_s = time.perf_counter() - start
@@ -209,14 +255,11 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
         place(save_trained, str(checkpoint.resolve()), tokenizer, str((out / MERGED).resolve()), config.model.dtype,
               files)
     losses = [e["loss"] for e in state["log_history"] if "loss" in e]
-    training = {"method": method.name, "steps": state["global_step"], "epochs": state.get("epoch"),
-                "examples_per_step": config.training.batch_size,
-                "tokens": state.get("num_input_tokens_seen"), "trainable_parameters": needs["trainable_parameters"],
-                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-                "train_seconds_this_run": round(train_s, 1), "curve": str(paths["training_csv"].name), **extra}
-    write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=counts, training=training,
-                                           complete=True), sort_keys=False)
-    return out
+    return {"method": method.name, "steps": state["global_step"], "epochs": state.get("epoch"),
+            "examples_per_step": config.training.batch_size,
+            "tokens": state.get("num_input_tokens_seen"), "trainable_parameters": given.needs["trainable_parameters"],
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "train_seconds_this_run": round(train_s, 1), "curve": str(paths["training_csv"].name)}
 
 
 def run(config: RecoverConfig, runtime) -> RecoverArtifact:

@@ -67,6 +67,21 @@ DTYPE = Flag("--dtype", ("model.dtype", "base_model.dtype"), "model.dtype (and b
 
 
 @dataclass(frozen=True)
+class Input:
+    """A config field a pipeline fills from an upstream stage's artifact. `read` ("module:function", called with the
+    upstream's directory once it has run) where the value exists only then (cost's `removed`: compare's
+    selections); None where it is the upstream's output path, set when the stage is planned (recover's corpus)."""
+
+    field: str
+    upstream: tuple[str, ...]  # the kinds of stage it comes from
+    read: str | None = None
+
+    def value(self, upstream_dir: Path) -> Any:
+        module, _, function = self.read.partition(":")
+        return getattr(importlib.import_module(module), function)(upstream_dir)
+
+
+@dataclass(frozen=True)
 class StageEntry:
     kind: str
     module: str  # defines run(config, runtime) -> Artifact
@@ -78,6 +93,7 @@ class StageEntry:
     # bumped when a change to the code this stage runs moves its numbers: the pipeline's key holds it, so stored
     # results of the older code are recomputed (prunelab.pipeline.code; a test holds it against the code)
     code_version: int = 1
+    inputs: tuple[Input, ...] = ()  # fields a pipeline takes from upstream stages
 
     @property
     def config(self) -> type:
@@ -124,7 +140,7 @@ STAGES = StageRegistry([
                 Flag("--tasks", ("tasks",), "tasks: comma-separated task names", named),
                 Flag("--limit", ("tasks.*.limit",), "tasks.N.limit: items per task (a seeded sample)", int),
                 OUT, Flag("--name", ("name",), "name (default: the output directory's name)"), DTYPE),
-               name_from_out=True),
+               name_from_out=True, inputs=(Input("model", ("prune", "recover")),)),
     StageEntry("prune", "prunelab.stages.prune", PruneArtifact,
                "choose layers with a strategy, remove them, export a checkpoint + manifest",
                "configs/prune/qwen-block-influence.yaml",
@@ -161,7 +177,8 @@ STAGES = StageRegistry([
                "configs/sgr/qwen-sharegpt.yaml", (OUT,)),
     StageEntry("recover", "prunelab.stages.recover", RecoverArtifact,
                "fine-tune a pruned model on an SGR corpus with (Q)LoRA; adapter + merged model",
-               "configs/recover/qwen-bi25-sgr.yaml", (OUT,)),
+               "configs/recover/qwen-bi25-sgr.yaml", (OUT,),
+               inputs=(Input("model", ("prune",)), Input("corpus", ("sgr",)))),
     StageEntry("pipeline", "prunelab.pipeline.run", PipelineArtifact,
                "one config from model to findings: base eval, sweep, strategies x ratios, SGR, recovery, evals, "
                "report; each stage reused when its inputs are unchanged", "configs/repro/qwen-coder.yaml", (OUT,)),
@@ -170,7 +187,8 @@ STAGES = StageRegistry([
                "model and pruned checkpoints, beside the architecture's bound", "configs/cost/qwen-bi25.yaml",
                (Flag("--base", ("base_model.name",), "base_model.name"),
                 Flag("--models", ("models",), "models: comma-separated pruned checkpoints", named), OUT),
-               name_from_out=True),
+               name_from_out=True,
+               inputs=(Input("removed", ("compare-strategies",), "prunelab.artifacts:selected_layers"),)),
 ])
 
 # commands that run as Ray jobs without being a stage (no config): `prunelab submit` takes them too
@@ -186,5 +204,5 @@ def job_file(name: str) -> Path:
     return Path("jobs") / f"{name.replace('-', '_')}.py"
 
 
-__all__ = ["DTYPES", "Flag", "JOB_COMMANDS", "STAGES", "StageEntry", "StageRegistry", "comma_ints", "comma_list",
+__all__ = ["DTYPES", "Flag", "Input", "JOB_COMMANDS", "STAGES", "StageEntry", "StageRegistry", "comma_ints", "comma_list",
            "job_file", "job_names", "named"]

@@ -10,6 +10,7 @@
     iterative        greedy: n rounds, each removing the layer whose removal (on top of those already removed)
                      keeps the most of a selection task's metric, run on the sweep machinery
 
+Each is `select(n, context, settings)`, handed its own settings alone (`StrategyOptions.settings_for`).
 `prunelab.strategies.select.LayerChooser` is the one selection path of `prunelab prune` and compare-strategies.
 """
 

@@ -5,7 +5,7 @@ from prunelab.strategies.base import Context, Selection
 from prunelab.strategies.similarity import angular_distances
 
 
-def select(n: int, ctx: Context) -> Selection:
+def select(n: int, ctx: Context, settings) -> Selection:
     _, last_states = ctx.calibration()
     distances = angular_distances(last_states, n)
     start = min(range(len(distances)), key=lambda layer: distances[layer])

@@ -30,12 +30,12 @@ def count_to_remove(ratio: float, num_layers: int) -> int:
 
 @dataclass
 class Context:
-    """What strategies read. The expensive parts are computed once, on first use, and shared by every strategy and
-    ratio of a run: `calibration()` is (block influence per layer, last-token states [texts, layers + 1, hidden])
-    from one pass; `greedy(n)` runs (or resumes) n greedy rounds and returns their Selection."""
+    """What strategies read besides their own settings (`select(n, context, settings)`). The expensive parts are
+    computed once, on first use, and shared by every strategy and ratio of a run: `calibration()` is (block influence
+    per layer, last-token states [texts, layers + 1, hidden]) from one pass, made with the calibration settings of
+    the strategies that need it; `greedy(n)` runs (or resumes) n greedy rounds and returns their Selection."""
 
     num_layers: int
-    options: Any  # the config's strategy fields: keep_last, sweep_dir, sweep_tasks, selection, calibration
     calibration: Callable[[], tuple[list[float], Any]] | None = None
     greedy: Callable[[int], Selection] | None = None
     # task -> the ids of its test items (what the pruned model will be evaluated on): strategies that rank layers

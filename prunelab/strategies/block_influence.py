@@ -4,7 +4,7 @@ over every calibration token (x_i: layer i's input). Scores come from `similarit
 from prunelab.strategies.base import Context, Selection
 
 
-def select(n: int, ctx: Context) -> Selection:
+def select(n: int, ctx: Context, settings) -> Selection:
     bi, _ = ctx.calibration()
     removed = sorted(sorted(range(ctx.num_layers), key=lambda layer: bi[layer])[:n])
     return Selection("block_influence", removed, {str(layer): v for layer, v in enumerate(bi)})

@@ -18,7 +18,7 @@ from prunelab.strategies.base import Context, Selection
 log = logging.getLogger(__name__)
 
 
-def select(n: int, ctx: Context) -> Selection:
+def select(n: int, ctx: Context, settings) -> Selection:
     return ctx.greedy(n)
 
 

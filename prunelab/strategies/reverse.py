@@ -3,8 +3,8 @@
 from prunelab.strategies.base import Context, Selection
 
 
-def select(n: int, ctx: Context) -> Selection:
-    keep_last = ctx.options.keep_last
+def select(n: int, ctx: Context, settings) -> Selection:
+    keep_last = settings.keep_last
     last = ctx.num_layers - 1 if keep_last else ctx.num_layers
     return Selection("reverse", list(range(last - n, last)), {str(layer): float(layer) for layer in
                                                               range(ctx.num_layers)}, {"keep_last": keep_last})

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 class LayerChooser:
     def __init__(self, model, options, strategies: list[str], ratios: list[float], test_tasks: list,
                  device: str = "auto", greedy: Callable[[int], Selection] | None = None):
-        """`model`: a ModelSpec; `options`: the config's strategy fields; `test_tasks`: TaskSpecs of the evaluation
+        """`model`: a ModelSpec; `options`: the config's strategy settings (StrategyOptions); `test_tasks`: TaskSpecs of the evaluation
         (their items are what selection data must avoid);
         `greedy(n)`: runs n greedy rounds (the iterative strategy's evaluations, on the caller's executor)."""
         from prunelab.data.corpora import load_corpus, texts_hash
@@ -34,7 +34,7 @@ class LayerChooser:
         self.counts = {r: count_to_remove(r, self.facts.num_layers) for r in ratios}
         self.data: dict = {}
         self._texts = self._pass = None
-        needs = {STRATEGIES.entry(s).kind for s in strategies}
+        needs = {STRATEGIES.entry(s).needs for s in strategies}
         if "calibration" in needs:
             cal = options.calibration
             self._texts = load_corpus(cal.source, limit=cal.samples, seed=cal.seed)
@@ -93,9 +93,9 @@ class LayerChooser:
 
     def choose(self, strategy: str, ratio: float) -> Selection:
         n = self.counts[ratio]
-        ctx = Context(self.facts.num_layers, self.options, calibration=self._calibration, greedy=self._greedy_prefix,
+        ctx = Context(self.facts.num_layers, calibration=self._calibration, greedy=self._greedy_prefix,
                       test_items=self.test_items)
-        selection = STRATEGIES.load(strategy)(n, ctx)
+        selection = STRATEGIES.load(strategy)(n, ctx, self.options.settings_for(strategy))
         log.info("%s@%g removes %s", strategy, ratio, selection.removed)
         return selection
 

@@ -40,8 +40,8 @@ def _held_out_table(sweep: SweepArtifact, tasks: list[str], test_items: dict[str
     return retention_table(table, sweep.tasks()), counts
 
 
-def select(n: int, ctx: Context) -> Selection:
-    sweep_dir, tasks = ctx.options.sweep_dir, ctx.options.sweep_tasks
+def select(n: int, ctx: Context, settings) -> Selection:
+    sweep_dir, tasks = settings.sweep_dir, settings.sweep_tasks
     if not sweep_dir:
         raise ConfigError("strategy sweep_score needs sweep_dir (a finished `prunelab sweep` output directory)")
     sweep = SweepArtifact(sweep_dir)

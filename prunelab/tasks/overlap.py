@@ -9,20 +9,11 @@ MIN_CHARS = 40  # shorter test texts ("Question: Which is a mammal?") match by c
 
 
 def test_texts(task_name: str) -> list[str]:
-    """The identifying text of every item of a task's test split (all of it, not only a sample)."""
-    from prunelab.tasks import build_task, is_generative
-    from prunelab.tasks.multiple_choice import SOURCES, MultipleChoiceTask
+    """The identifying text of every item of a task's test split (all of it, not only a sample): the task's own
+    `test_texts()`."""
+    from prunelab.tasks import build_task
 
-    if is_generative(task_name):
-        from prunelab.data.benchmarks import load_benchmark
-
-        field = {"gsm8k": "question", "humaneval": "prompt", "mbpp": "text", "xsum": "document"}[task_name]
-        return [row[field] for row in load_benchmark(task_name)]
-    if task_name in SOURCES:
-        task = build_task(task_name)
-        assert isinstance(task, MultipleChoiceTask)
-        return [doc.text for doc in task.docs()]
-    return []  # the arithmetic probe is generated; WinoGrande and MMLU items are checked through their own splits
+    return build_task(task_name).test_texts()
 
 
 def find_overlaps(texts: Sequence[str], task_names: Sequence[str]) -> dict[int, tuple[str, str]]:

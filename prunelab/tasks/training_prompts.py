@@ -25,14 +25,18 @@ def parse_task_source(source: str) -> tuple[str, str | None] | None:
 
 
 def task_prompts(name: str, dataset: str | None = None) -> list[Prompt]:
-    from prunelab.tasks import GENERATIVE, build_task
+    from prunelab.tasks import TASKS, build_task, generative_tasks
 
-    if name not in GENERATIVE:
+    with_train = [n for n in generative_tasks() if TASKS.load(n).data.train_split]
+    if name not in generative_tasks():
         raise DataError(f"prompt corpus 'task:{name}': {name!r} is not a generative task; task-aligned prompts come "
-                        f"from the training split of one of: {', '.join(GENERATIVE)}")
+                        f"from the training split of one of: {', '.join(with_train)}")
+    if name not in with_train:
+        raise DataError(f"prompt corpus 'task:{name}': benchmark {name!r} has no training split here; benchmarks "
+                        f"with one: {', '.join(with_train)}")
     task = build_task(name)
     prompts = []
-    for row in load_training_rows(name, dataset):
+    for row in load_training_rows(task.data, dataset):
         turns, _ = task.prompt(row, [])
         prompts.append(Prompt(f"{name}-{row['id']}", tuple(turns), task.shot_answer(row)))
     return prompts

@@ -82,6 +82,9 @@ class TaskSpec(Frozen):
         options = {}
         if is_generative(self.name):
             options = {f: getattr(self, f) for f in GENERATION_FIELDS}
+            if generation is not None:
+                options |= {"thinking": generation.thinking, "thinking_budget": generation.thinking_budget,
+                            "reasoning_effort": generation.reasoning_effort}
             if TASKS.entry(self.name).sandbox and generation is not None:
                 options |= {"timeout_s": generation.sandbox_timeout_s, "memory_mb": generation.sandbox_memory_mb,
                             "workers": generation.sandbox_workers}
@@ -145,10 +148,25 @@ class GenerationSpec(Frozen):
                                          "budgets nor other items move an output (sweeps then generate candidate by "
                                          "candidate); vllm: VLLM_BATCH_INVARIANT=1 on its engines. Costs speed: "
                                          "bench/generate_speed.py --exact")
+    thinking: Literal["default", "on", "off"] = key(
+        "default", description="reasoning models: default renders the chat template as it is; on / off pass its "
+        "switch (Qwen3's enable_thinking); refused for a template without one. The scored text is the answer after "
+        "the reasoning, which is kept with the sample")
+    thinking_budget: int = key(4096, ge=1, description="tokens a reasoning model may reason for before its answer "
+                               "(whose budget is the task's max_new_tokens); an output still reasoning at the "
+                               "budget is recorded as cut in thinking, with no answer")
+    reasoning_effort: Literal["low", "medium", "high"] | None = key(
+        None, description="gpt-oss (harmony template): how much it reasons; unset: the template's default")
     noise_floor: bool = setting(True, description="generate the base model's items a second time under another "
                                                   "batch layout and report how many change outcome (the engine's "
                                                   "noise floor, shown beside every generative comparison); costs "
                                                   "one more pass of the base model over the generative tasks")
+
+    @field_validator("thinking", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        # YAML 1.1 reads a bare on / off as a boolean
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("backend")
     @classmethod
@@ -158,8 +176,10 @@ class GenerationSpec(Frozen):
         return name
 
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
-        # off is what every result written before the setting existed computed
-        return identity if self.exact else {k: v for k, v in identity.items() if k != "exact"}
+        # exact off and the reasoning settings at their defaults are what every result written before those settings
+        # existed computed
+        defaults = {"exact": False, "thinking": "default", "thinking_budget": 4096, "reasoning_effort": None}
+        return {k: v for k, v in identity.items() if k not in defaults or v != defaults[k]}
 
 
 class SweepSpec(Frozen):

@@ -1,7 +1,9 @@
 """What a generation backend takes and returns. Prompts travel as token ids (the task tokenizes them once, chat
 template included), so every backend sees exactly the same input; the text is kept for the record."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,9 @@ class Sampling:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()  # the output is cut before the first of these; finish_reason "stop"
+    # a reasoning model's budgets (`prunelab.generation.reasoning.Budgets`): max_new_tokens is their total, and each
+    # output is cut at them; None: the output is the answer
+    reasoning: Any = None
 
     @property
     def greedy(self) -> bool:
@@ -24,6 +29,7 @@ class GenerationRequest:
     id: str
     prompt: str
     prompt_ids: tuple[int, ...]
+    opens_reasoning: bool = False  # the prompt leaves the model inside its reasoning (an opening tag rendered)
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,35 @@ class Generation:
     output_tokens: int
     latency_s: float
     reused_tokens: int = 0
+    reasoning: str | None = None  # a reasoning run's reasoning text (None: not one); `text` is then the answer
+    thinking_tokens: int = 0  # of output_tokens, the reasoning's
+    cut_in_thinking: bool = False  # the reasoning did not end within its budget: there is no answer
 
     def record(self) -> dict:
-        return {"item_id": self.id, "prompt": self.prompt, "output": self.text, "finish_reason": self.finish_reason,
-                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens, "latency_s": self.latency_s,
-                "reused_tokens": self.reused_tokens}
+        out = {"item_id": self.id, "prompt": self.prompt, "output": self.text, "finish_reason": self.finish_reason,
+               "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens, "latency_s": self.latency_s,
+               "reused_tokens": self.reused_tokens}
+        if self.reasoning is not None:
+            out |= {"reasoning": self.reasoning, "thinking_tokens": self.thinking_tokens,
+                    "cut_in_thinking": self.cut_in_thinking}
+        return out
+
+
+def make_generation(request: GenerationRequest, ids: Sequence[int], tokenizer, sampling: Sampling, reason: str,
+                    latency: float, reused: int = 0) -> Generation:
+    """A backend's output as recorded: `ids` (without the end-of-sequence token) decoded and cut before the first
+    stop string; a reasoning run's split at its budgets into reasoning and answer (`generation.reasoning`)."""
+    if sampling.reasoning is None:
+        text, _ = apply_stop(tokenizer.decode(list(ids), skip_special_tokens=True), sampling.stop)
+        return Generation(request.id, request.prompt, text, reason, len(request.prompt_ids), len(ids), latency,
+                          reused_tokens=min(reused, len(ids)))
+    from prunelab.generation.reasoning import finish_with_reasoning
+
+    text, reasoning, reason, answer_n, thinking_n, cut = finish_with_reasoning(
+        tokenizer, ids, request.opens_reasoning, sampling.reasoning, reason, sampling.stop)
+    return Generation(request.id, request.prompt, text, reason, len(request.prompt_ids), answer_n + thinking_n,
+                      latency, reused_tokens=min(reused, answer_n + thinking_n), reasoning=reasoning,
+                      thinking_tokens=thinking_n, cut_in_thinking=cut)
 
 
 def apply_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -30,7 +30,7 @@ import torch
 from transformers import DynamicCache
 
 from prunelab.errors import ConfigError
-from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+from prunelab.generation.base import Generation, GenerationRequest, Sampling, make_generation
 from prunelab.generation.heartbeat import Heartbeat
 from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
@@ -159,9 +159,7 @@ class CandidateGenerator:
 
     def _record(self, request: GenerationRequest, row: Row, latency: float) -> Generation:
         kept = self.ending.visible(row.raw)
-        text, _ = apply_stop(self.tokenizer.decode(kept, skip_special_tokens=True), self.sampling.stop)
-        return Generation(request.id, request.prompt, text, row.finish, len(request.prompt_ids), len(kept), latency,
-                          reused_tokens=min(row.reused, len(kept)))
+        return make_generation(request, kept, self.tokenizer, self.sampling, row.finish, latency, row.reused)
 
     # -- pieces -----------------------------------------------------------------------------------------------
 

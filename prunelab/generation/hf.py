@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop, make_generation
 from prunelab.generation.heartbeat import Heartbeat
 from prunelab.hardware import attention_backends
 
@@ -82,9 +82,6 @@ class HFBackend:
         # a row that ended (EOS, or a stop string) is padded while the rest of its batch goes on
         end = next((k for k, t in enumerate(tokens) if t in self.eos_ids or t == self.pad_id), None)
         kept = tokens if end is None else tokens[:end]
-        text, stopped = apply_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
-        if end is not None or stopped or len(kept) < sampling.max_new_tokens:
-            reason = "stop"
-        else:
-            reason = "length"
-        return Generation(request.id, request.prompt, text, reason, len(request.prompt_ids), len(kept), latency)
+        _, stopped = apply_stop(self.tokenizer.decode(kept, skip_special_tokens=True), sampling.stop)
+        reason = "stop" if end is not None or stopped or len(kept) < sampling.max_new_tokens else "length"
+        return make_generation(request, kept, self.tokenizer, sampling, reason, latency)

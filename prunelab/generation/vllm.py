@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from prunelab.errors import ConfigError, ModelError
-from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop
+from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop, make_generation
 
 GPU_MEMORY_SHARE = 0.9  # of the GPU share an actor holds: vLLM's own default for a whole GPU
 
@@ -109,11 +109,15 @@ class VLLMBackend:
         result = []
         for request, output in zip(requests, outputs):
             completion = output.outputs[0]
-            text, _ = apply_stop(completion.text, sampling.stop)  # vLLM already cut it; kept for symmetry
             reason = "length" if completion.finish_reason == "length" else "stop"
             # vLLM counts the end-of-sequence (or padding) token it stopped on; the HF backend (and the record) does not
             ended_on_eos = completion.finish_reason == "stop" and (completion.stop_reason is None
                                                                    or isinstance(completion.stop_reason, int))
+            if sampling.reasoning is not None:  # split at the budgets on the tokens, as the other backends do
+                ids = list(completion.token_ids)[:len(completion.token_ids) - int(ended_on_eos)]
+                result.append(make_generation(request, ids, self.llm.get_tokenizer(), sampling, reason, latency))
+                continue
+            text, _ = apply_stop(completion.text, sampling.stop)  # vLLM already cut it; kept for symmetry
             result.append(Generation(request.id, request.prompt, text, reason, len(request.prompt_ids),
                                      len(completion.token_ids) - int(ended_on_eos), latency))
         return result

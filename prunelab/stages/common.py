@@ -19,9 +19,29 @@ def worker_spec(model, batch_tokens: int, generation, scorer: str = "prunelab", 
                       batch_invariant=generation.exact and generation.backend == "vllm", **engine)
 
 
+def check_reasoning(facts, tasks: dict) -> None:
+    """The generative tasks' thinking settings against the model's chat template (a switch asked of a template
+    without one), and its thinking budget against the model's context: a ConfigError before anything is written."""
+    from prunelab.errors import ConfigError
+    from prunelab.models.view import text_config
+    from prunelab.tasks import is_generative
+
+    context = getattr(text_config(facts.config), "max_position_embeddings", None)
+    for name, task in tasks.items():
+        if not is_generative(name):
+            continue
+        task.check_reasoning(facts.tokenizer, facts.path)
+        if task.reasoning is not None and context and task.thinking_budget + task.max_new_tokens > context:
+            raise ConfigError(f"generation.thinking_budget is {task.thinking_budget}: with {name}'s answer budget "
+                              f"(max_new_tokens {task.max_new_tokens}) that is more than {facts.path!r} holds "
+                              f"({context} tokens, max_position_embeddings); lower it")
+
+
 def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
     """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model's
-    recurrent layers under the prefix-cached scorer or the multi-candidate generator)."""
+    recurrent layers under the prefix-cached scorer or the multi-candidate generator), and thinking settings its
+    template or context cannot hold (`check_reasoning`)."""
+    check_reasoning(facts, tasks)
     from prunelab.execution.worker import MULTI_CANDIDATE
     from prunelab.models.view import require_kv_cache
     from prunelab.tasks import is_generative

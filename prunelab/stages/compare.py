@@ -18,7 +18,7 @@ from prunelab.execution.run import Executor, run_plan
 from prunelab.metadata import write_meta
 from prunelab.report import write_report
 from prunelab.results import BASE, Candidate, ResultsStore
-from prunelab.stages.common import build_tasks, default_executor, record_workers, worker_spec
+from prunelab.stages.common import build_tasks, check_reasoning, default_executor, record_workers, worker_spec
 from prunelab.stages.prune import greedy_runner
 from prunelab.tasks import describe
 
@@ -41,6 +41,7 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     chooser = LayerChooser(config.model, config, sorted({keys[k][0] for k in missing}),
                            sorted({keys[k][1] for k in missing}), config.tasks,
                            greedy=greedy_runner(config, root / "greedy", executor, progress))
+    check_reasoning(chooser.facts, tasks)
     store.claim(config.identity())
     for key in missing:
         sel = chooser.choose(*keys[key])  # the greedy rounds cover the largest missing ratio

@@ -41,11 +41,14 @@ def uses_chat(tokenizer, chat: str) -> bool:
     return has_template and chat != "off"
 
 
-def render(tokenizer, turns: Sequence[tuple[str, str]], completion_prompt: str, chat: bool) -> tuple[str, list[int]]:
-    """The prompt text and its token ids: the chat template over `turns` (role, text), or `completion_prompt`."""
+def render(tokenizer, turns: Sequence[tuple[str, str]], completion_prompt: str, chat: bool,
+           template_kwargs: dict | None = None) -> tuple[str, list[int]]:
+    """The prompt text and its token ids: the chat template over `turns` (role, text), given `template_kwargs` (a
+    reasoning model's thinking switch), or `completion_prompt`."""
     if chat:
         messages = [{"role": role, "content": text} for role, text in turns]
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                             **(template_kwargs or {}))
         return text, tokenizer(text, add_special_tokens=False)["input_ids"]
     return completion_prompt, tokenizer(completion_prompt)["input_ids"]
 
@@ -70,15 +73,19 @@ class GenerativeTask:
 
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, chat: str = "auto",
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
-                 dataset: str | None = None):
+                 dataset: str | None = None, thinking: str = "default", thinking_budget: int = 4096,
+                 reasoning_effort: str | None = None):
         self.limit, self.seed, self.num_fewshot, self.chat = limit, seed, num_fewshot, chat
         self.dataset = dataset
-        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens
+        self.max_new_tokens = max_new_tokens or self.default_max_new_tokens  # the answer's budget
         self.temperature, self.top_p = temperature, top_p
+        self.thinking, self.thinking_budget, self.reasoning_effort = thinking, thinking_budget, reasoning_effort
+        self.reasoning = None  # the model's reasoning format, once items() has seen its tokenizer
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return (*self.task_metrics, "truncated", "output_tokens", "rep2", "rep3", "rep4", "self_bleu4")
+        reasoning = ("thinking_tokens", "answer_tokens", "cut_in_thinking") if self.reasoning else ()
+        return (*self.task_metrics, "truncated", "output_tokens", *reasoning, "rep2", "rep3", "rep4", "self_bleu4")
 
     @property
     def label(self) -> str:
@@ -106,6 +113,13 @@ class GenerativeTask:
         raise NotImplementedError
 
     def sampling(self, chat: bool) -> Sampling:
+        """How each item is decoded; for a reasoning model (chat), the thinking budget before the answer's."""
+        if chat and self.reasoning is not None:
+            from prunelab.generation.reasoning import Budgets
+
+            budgets = Budgets(self.reasoning.start, self.reasoning.end, self.thinking_budget, self.max_new_tokens)
+            return Sampling(max_new_tokens=budgets.total, temperature=self.temperature, top_p=self.top_p,
+                            seed=self.seed, stop=self.stop(chat), reasoning=budgets)
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
                         seed=self.seed, stop=self.stop(chat))
 
@@ -122,15 +136,34 @@ class GenerativeTask:
         chosen = sample_indices(len(rows), self.limit, self.seed, exclude=shots)
         return [rows[i] for i in chosen], [rows[i] for i in shots]
 
-    def items(self, tokenizer) -> list[GenItem]:
+    def check_reasoning(self, tokenizer, where: str) -> None:
+        """Finds the model's reasoning format and checks the thinking settings against its template (a ConfigError
+        naming `where` otherwise); sets `reasoning` (None: the model does not reason, or asks no chat)."""
+        from prunelab.generation.reasoning import check_thinking
+
         chat = uses_chat(tokenizer, self.chat)
+        if not chat and (self.thinking != "default" or self.reasoning_effort is not None):
+            raise ConfigError(f"generation.thinking / reasoning_effort are set, but {self.name} asks {where} without "
+                              "its chat template (tasks.chat off, or no template): thinking needs the chat template")
+        fmt = check_thinking(tokenizer, self.thinking, self.reasoning_effort, where) if chat else None
+        self._template_kwargs = fmt.template_kwargs(self.thinking, self.reasoning_effort, where) if fmt else {}
+        # thinking off: the template closes the reasoning itself, and the output is the answer, as a plain model's
+        self.reasoning = fmt if self.thinking != "off" else None
+
+    def items(self, tokenizer) -> list[GenItem]:
+        from prunelab.generation.reasoning import opens_reasoning
+
+        chat = uses_chat(tokenizer, self.chat)
+        self.check_reasoning(tokenizer, getattr(tokenizer, "name_or_path", "") or "the model")
+        kwargs = self._template_kwargs
         evaluated, shots = self.rows()
         out = []
         for row in evaluated:
             turns, completion = self.prompt(row, shots)
-            text, ids = render(tokenizer, turns, completion, chat)
-            out.append(GenItem(f"{self.name}-{row['id']}", GenerationRequest(f"{self.name}-{row['id']}", text,
-                                                                             tuple(ids)), {**row, "chat": chat}))
+            text, ids = render(tokenizer, turns, completion, chat, kwargs)
+            request = GenerationRequest(f"{self.name}-{row['id']}", text, tuple(ids),
+                                        opens_reasoning=opens_reasoning(text, self.reasoning))
+            out.append(GenItem(request.id, request, {**row, "chat": chat}))
         return out
 
     def score(self, items: Sequence[GenItem], generations: Sequence[Generation],
@@ -147,6 +180,13 @@ class GenerativeTask:
             scores = dict(scores)
             sample = {k: None for k in SAMPLE_FIELDS} | scores.pop(SAMPLE_KEY, {})
             common = {"truncated": float(gen.finish_reason == "length"), "output_tokens": float(gen.output_tokens)}
+            if gen.reasoning is not None:
+                common |= {"thinking_tokens": float(gen.thinking_tokens),
+                           "answer_tokens": float(gen.output_tokens - gen.thinking_tokens),
+                           "cut_in_thinking": float(gen.cut_in_thinking)}
+                if gen.cut_in_thinking:  # no answer to grade: said as such, not as a wrong one that did not parse
+                    sample |= {"outcome": "cut in thinking", "outcome_message": "the reasoning did not end within "
+                               "generation.thinking_budget tokens; nothing was answered"}
             out.append({**scores, **common, **degeneration(gen.text)})
             samples.append(sample)
         return out, samples

@@ -1,0 +1,156 @@
+"""Reasoning models: the thinking switch reaches the prompt as each family's template takes it (and is refused by
+name where a template has none), an output is split into reasoning and answer at its budgets exactly as a run
+stopped at each budget would be, an output still reasoning at its budget is recorded as cut in thinking (not as a
+wrong answer), and non-reasoning evaluation is untouched."""
+
+import json
+
+import pytest
+import reasoning_templates as templates
+
+from prunelab.cli import main
+from prunelab.errors import ConfigError
+from prunelab.generation import Sampling
+from prunelab.generation.reasoning import Budgets, check_thinking, reasoning_format, split
+from prunelab.results import ResultsStore
+from prunelab.tasks import build_task
+
+QUESTION = [{"role": "user", "content": "What is 2 + 3?"}]
+
+
+def render(template, **kwargs):
+    return templates.tokenizer(template).apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False,
+                                                             **kwargs)
+
+
+def test_the_switch_reaches_the_prompt_as_each_family_takes_it():
+    qwen3 = check_thinking(templates.tokenizer(templates.QWEN3), "off", None, "qwen3")
+    assert render(templates.QWEN3, **qwen3.template_kwargs("off", None, "")).endswith("<think>\n\n</think>\n\n")
+    assert render(templates.QWEN3, **qwen3.template_kwargs("on", None, "")).endswith("<|im_start|>assistant\n")
+    assert qwen3.template_kwargs("default", None, "") == {}
+    harmony = check_thinking(templates.tokenizer(templates.HARMONY), "default", "high", "gpt-oss")
+    assert "Reasoning: high" in render(templates.HARMONY, **harmony.template_kwargs("default", "high", ""))
+    assert "Reasoning: medium" in render(templates.HARMONY)
+    assert reasoning_format(templates.R1).switch is None and reasoning_format(templates.CHATML) is None
+
+
+@pytest.mark.parametrize("template, mode, effort, message", [
+    (templates.R1, "off", None, "r1's chat template has no switch for thinking"),
+    (templates.CHATML, "on", None, "chatml's chat template has no reasoning format"),
+    (templates.HARMONY, "off", None, "gpt-oss .harmony. always reasons"),
+    (templates.QWEN3, "default", "low", "reasoning_effort applies to harmony templates"),
+])
+def test_a_switch_a_template_does_not_have_is_refused_by_name(template, mode, effort, message):
+    where = {templates.R1: "r1", templates.CHATML: "chatml", templates.HARMONY: "gpt-oss"}.get(template, "qwen3")
+    with pytest.raises(ConfigError, match=message):
+        check_thinking(templates.tokenizer(template), mode, effort, where)
+
+
+def test_an_output_is_cut_at_its_budgets():
+    start, end = [7], [8]
+    budgets = Budgets("<think>", "</think>", thinking=5, answer=3)
+    # reasoning that ends within its budget, then the answer, cut at its budget
+    parts = split([7, 1, 2, 8, 4, 5, 6, 9], start, end, False, budgets, hit_limit=False)
+    assert (parts.reasoning, parts.answer, parts.cut_in_thinking, parts.answer_cut) == ([7, 1, 2, 8], [4, 5, 6],
+                                                                                       False, True)
+    # the end marker only after the thinking budget: cut inside the thinking, no answer
+    parts = split([7, 1, 2, 3, 4, 8, 5], start, end, False, budgets, hit_limit=False)
+    assert (parts.reasoning, parts.answer, parts.cut_in_thinking) == ([7, 1, 2, 3, 4], [], True)
+    # a prompt that opened the block itself: the output reasons from its first token
+    parts = split([1, 8, 4], start, end, True, budgets, hit_limit=False)
+    assert (parts.reasoning, parts.answer, parts.cut_in_thinking, parts.answer_cut) == ([1, 8], [4], False, False)
+    # ended inside its reasoning before the budget: no answer, but not cut by the budget
+    assert split([7, 1], start, end, False, budgets, hit_limit=False).cut_in_thinking is False
+    # no reasoning: the answer's budget alone
+    parts = split([1, 2, 3], start, end, False, budgets, hit_limit=True)
+    assert (parts.reasoning, parts.answer, parts.answer_cut) == ([], [1, 2, 3], True)
+
+
+def test_cutting_at_the_budgets_equals_stopping_there(tiny_model_dir, tmp_path):
+    """The same item generated once up to both budgets and split, against a run stopped at the thinking budget:
+    the reasoning is the same tokens (decoding is causal)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prunelab.generation import HFBackend
+
+    path = templates.save(tmp_path / "r1", templates.R1)
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    item = build_task("gsm8k", limit=1).items(tok)[0]
+    assert item.request.opens_reasoning
+    backend = HFBackend(model, tok, batch_size=1)
+    budgets = Budgets("<think>", "</think>", thinking=6, answer=4)
+    got = backend.generate([item.request], Sampling(max_new_tokens=budgets.total, reasoning=budgets))[0]
+    alone = backend.generate([item.request], Sampling(max_new_tokens=6))[0]
+    assert got.cut_in_thinking and got.thinking_tokens == 6 and got.text == "" and got.finish_reason == "length"
+    assert got.reasoning == alone.text.replace("</think>", "").replace("<think>", "").strip()
+
+
+def test_eval_records_answers_cut_inside_their_thinking(tiny_model_dir, tmp_path, capsys):
+    path = templates.save(tmp_path / "r1", templates.R1)
+    out = tmp_path / "eval"
+    assert main(["eval", "--local", "--model", str(path), "--tasks", "gsm8k", "--limit", "3", "--out", str(out),
+                 "--no-progress", "tasks.0.max_new_tokens=3", "generation.thinking_budget=4"]) == 0
+    rows = ResultsStore(out).read().to_pandas()
+    values = rows.groupby("metric").value.apply(list).to_dict()
+    assert values["cut_in_thinking"] == [1.0] * 3 and values["thinking_tokens"] == [4.0] * 3
+    assert values["answer_tokens"] == [0.0] * 3 and values["flexible_extract"] == [0.0] * 3
+    generations = ResultsStore(out).generations().to_pandas()
+    assert (generations.output == "").all() and (generations.reasoning.str.len() > 0).all()
+    assert (generations.outcome == "cut in thinking").all()
+    assert json.loads((out / "meta.json").read_text())["config"]["generation"]["thinking_budget"] == 4
+
+
+def test_thinking_off_renders_the_switch_and_a_template_without_one_is_refused_before_anything_is_written(
+        tiny_model_dir, tmp_path, capsys):
+    qwen3 = templates.save(tmp_path / "qwen3", templates.QWEN3)
+    out = tmp_path / "off"
+    assert main(["eval", "--local", "--model", str(qwen3), "--tasks", "gsm8k", "--limit", "2", "--out", str(out),
+                 "--no-progress", "tasks.0.max_new_tokens=3", "generation.thinking=off"]) == 0
+    generations = ResultsStore(out).generations().to_pandas()
+    assert generations.prompt.str.endswith("<think>\n\n</think>\n\n").all()
+    rows = ResultsStore(out).read().to_pandas()
+    assert "thinking_tokens" not in set(rows.metric)  # off: the output is the answer, as a plain model's
+    assert "reasoning" not in generations
+
+    r1 = templates.save(tmp_path / "r1", templates.R1)
+    refused = tmp_path / "refused"
+    assert main(["eval", "--local", "--model", str(r1), "--tasks", "gsm8k", "--limit", "2", "--out", str(refused),
+                 "--no-progress", "generation.thinking=off"]) == 2
+    assert "has no switch for thinking" in capsys.readouterr().err and not refused.exists()
+    assert main(["eval", "--local", "--model", str(r1), "--tasks", "gsm8k", "--limit", "2", "--out", str(refused),
+                 "--no-progress", "generation.thinking_budget=600"]) == 2
+    assert "generation.thinking_budget is 600" in capsys.readouterr().err and not refused.exists()
+
+
+def test_a_model_that_does_not_reason_is_evaluated_as_before(tiny_model_dir):
+    task = build_task("gsm8k", limit=2)
+    import tiny
+
+    items = task.items(tiny.tokenizer())
+    assert task.reasoning is None and not any(it.request.opens_reasoning for it in items)
+    assert task.sampling(False) == Sampling(max_new_tokens=512, seed=1234, stop=("\n\nQuestion:", "Question:"))
+    assert "thinking_tokens" not in task.metrics
+
+
+def test_the_multi_candidate_engine_splits_as_the_hf_backend_does(tmp_path):
+    """A sweep of a reasoning model: every candidate's reasoning, answer and cut equal the HF backend's on the model
+    with those layers removed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prunelab.generation import HFBackend
+    from prunelab.generation.candidates import CandidateGenerator
+    from prunelab.surgery import keep_layers
+
+    path = templates.save(tmp_path / "r1", templates.R1)
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    requests = [it.request for it in build_task("gsm8k", limit=3).items(tok)]
+    budgets = Budgets("<think>", "</think>", thinking=5, answer=3)
+    sampling = Sampling(max_new_tokens=budgets.total, reasoning=budgets)
+    candidates = [(), (1,), (2, 3)]
+    fused = CandidateGenerator(model, tok).generate(requests, candidates, sampling)
+    for removed, got in zip(candidates, fused):
+        with keep_layers(model, [i for i in range(4) if i not in removed]):
+            want = HFBackend(model, tok, batch_size=1).generate(requests, sampling)
+        fields = ("text", "reasoning", "thinking_tokens", "cut_in_thinking", "finish_reason", "output_tokens")
+        assert [[getattr(g, f) for f in fields] for g in got] == [[getattr(w, f) for f in fields] for w in want]
+        assert all(g.reasoning is not None for g in got)

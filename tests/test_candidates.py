@@ -137,6 +137,31 @@ def test_sampled_outputs_depend_on_item_and_seed_only(tok):
     assert sum(g.reused_tokens for g in together[CANDIDATES.index((INERT,))]) > 0
 
 
+def test_the_hf_backend_draws_the_samples_the_multi_candidate_engine_draws(tok):
+    """Sampling by per-request uniforms in both engines: the HF backend, in batches of one or four, samples what the
+    multi-candidate engine samples for each candidate, so candidates (and engines) differ only by their layers, and
+    the base model's candidate samples the base model's outputs. Not every time: the engines' logits differ by float
+    rounding (a padded batch, another kernel), and now and then that moves a token across a sampling boundary (seen:
+    1 output of 108 in float32, as the noise floor the reports measure); independent draws would share almost none."""
+    model = model_with_inert_layer("qwen2")
+    reqs = requests(tok)
+    sampling = Sampling(max_new_tokens=12, temperature=0.9, top_p=0.95, seed=7)
+    fused = CandidateGenerator(model, tok, decode_tokens=120).generate(reqs, CANDIDATES, sampling)
+    differ, other_seed, compared = 0, 0, 0
+    for removed, got in zip(CANDIDATES, fused):
+        with keep_layers(model, [layer for layer in range(LAYERS) if layer not in removed]):
+            for batch_size in (1, 4):
+                hf = HFBackend(model, tok, batch_size=batch_size).generate(reqs, sampling)
+                differ += sum(a.text != b.text for a, b in zip(hf, got))
+                compared += len(got)
+            again = HFBackend(model, tok, batch_size=4).generate(reqs, Sampling(12, 0.9, 0.95, seed=8))
+            other_seed += sum(a.text != b.text for a, b in zip(again, got))
+    assert compared == 108 and differ <= 3, differ
+    assert other_seed >= 0.9 * len(CANDIDATES) * len(reqs)  # another stream: other samples
+    base = HFBackend(model, tok, batch_size=4).generate(reqs, sampling)
+    assert [g.text for g in base] == [g.text for g in fused[0]]
+
+
 def test_sampling_follows_temperature_and_top_p():
     from prunelab.generation.tokens import choose
 

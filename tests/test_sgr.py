@@ -241,3 +241,21 @@ def test_a_finished_batch_is_on_disk_while_the_next_one_generates(tiny_model_dir
     assert len(CorpusShards(out).read()) == 20
     # num_gpus 0: the actor is told to see no GPU (and still gets the job's own environment, merged)
     assert set((tmp_path / "visible.txt").read_text().split()) == {"''"}
+
+
+def test_a_sampled_response_does_not_depend_on_its_batch(tiny_model_dir, tok):
+    """Each row draws from its own stream (the config's seed and the row's id): answered in a batch of four or
+    alone, and in another order, the same responses."""
+    from prunelab.models.templates import PLAIN_TEMPLATE
+    from prunelab.sgr.generate import ResponseGenerator, row_seed
+
+    texts = ["Question: What is 2 + 3? Answer:", "The quick brown fox", "def add(a, b):", "A cat sat on"]
+    ids = [f"p{i}" for i in range(4)]
+    batch = {"id": ids, "shard": [0] * 4, "messages": ["[]"] * 4, "reference": [None] * 4,
+             "prompt_ids": [tok(t)["input_ids"] for t in texts], "seed": [row_seed(5, i) for i in ids]}
+    generator = ResponseGenerator(str(tiny_model_dir("qwen2")), "float32", PLAIN_TEMPLATE,
+                                  {"max_new_tokens": 8, "temperature": 0.9, "top_p": 0.95, "seed": 5}, batch_size=4)
+    together = generator(batch)
+    alone = [generator({k: [v[i]] for k, v in batch.items()})["response"][0] for i in (3, 2, 1, 0)][::-1]
+    assert together["response"] == alone and len(set(alone)) > 1
+    assert together["seed"] == batch["seed"]

@@ -28,7 +28,7 @@ class ModelSpec(Frozen):
         return {**identity, "dtype": dtype_name(self.dtype)}
 
 
-GENERATION_FIELDS = ("chat", "max_new_tokens", "temperature", "top_p", "dataset")
+GENERATION_FIELDS = ("chat", "max_new_tokens", "temperature", "top_p", "dataset", "samples", "pass_at")
 
 
 class TaskSpec(Frozen):
@@ -43,6 +43,12 @@ class TaskSpec(Frozen):
     top_p: float = key(1.0, gt=0, le=1)
     dataset: str | None = key(None, description="hub id 'org/name[:config]' or a saved dataset directory instead "
                                                 "of the packaged copy")
+    samples: int = key(1, ge=1, description="generations per item, sampled at temperature / top_p (the paper: 0.9 / "
+                                            "0.95); above 1 an item's metrics are means over its samples, with "
+                                            "pass@k (the unbiased estimator) and, for answer tasks, majority-vote "
+                                            "accuracy maj@k")
+    pass_at: list[int] | None = key(None, description="k of pass@k / maj@k to report besides 1, n and the powers "
+                                                      "of two below n; each at most samples")
     metric: str | None = key(None, description="the primary metric, which tables and verdicts use (every metric is "
                                                "stored); the task's default if unset. gsm8k: flexible_extract "
                                                "(lm-eval's, the default), strict_match (lm-eval's) or exact_match "
@@ -61,6 +67,13 @@ class TaskSpec(Frozen):
         if given and not is_generative(self.name):
             raise ValueError(f"{', '.join(given)} only apply to generative tasks ({', '.join(generative_tasks())}); "
                              f"{self.name!r} is scored by log-likelihood")
+        if self.temperature == 0 and (self.samples > 1 or self.top_p < 1):
+            what = f"samples is {self.samples}" if self.samples > 1 else f"top_p is {self.top_p}"
+            raise ValueError(f"{what}, but temperature is 0 (greedy: every sample would be the same one); set "
+                             "temperature (the paper samples at 0.9, top_p 0.95)")
+        too_large = [k for k in self.pass_at or () if not 1 <= k <= self.samples]
+        if too_large:
+            raise ValueError(f"pass_at holds {too_large}: k of pass@k must be between 1 and samples ({self.samples})")
         if self.name == "arithmetic" and self.num_fewshot not in (0, 3):
             raise ValueError(f"num_fewshot is {self.num_fewshot}; the arithmetic probe's prompt is fixed 3-shot "
                              "(0 or 3 both mean that)")
@@ -69,8 +82,8 @@ class TaskSpec(Frozen):
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         # generation fields only for generative tasks, so classification results written before those fields
         # existed still belong to the same experiment; the same for an unset primary metric
-        if identity.get("metric") is None:
-            identity = {k: v for k, v in identity.items() if k != "metric"}
+        unset = {"metric": None, "samples": 1, "pass_at": None}  # results written before these existed
+        identity = {k: v for k, v in identity.items() if k not in unset or v != unset[k]}
         if self.name == "arithmetic" and "num_fewshot" in identity:
             identity = {**identity, "num_fewshot": 3}  # what it runs: the probe's prompt is fixed 3-shot
         if is_generative(self.name):

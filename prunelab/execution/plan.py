@@ -16,6 +16,10 @@ from prunelab.scoring.requests import Request
 from prunelab.tasks import GENERATIVE_KIND, Item, chance_floor, flatten
 
 
+def sample_id(item_id: str, j: int) -> str:
+    return f"{item_id}#{j}"
+
+
 @dataclass(frozen=True)
 class Unit:
     """Items of one task and the candidates still to compute on them. Generative when `sampling` is set."""
@@ -35,7 +39,11 @@ class Unit:
 
     @property
     def generation_requests(self) -> list[GenerationRequest]:
-        return [it.request for it in self.items]
+        """One request per item, or, sampling n per item, n (ids "<item>#<j>": each sample its own random stream)."""
+        n = self.sampling.samples if self.sampling is not None else 1
+        if n == 1:
+            return [it.request for it in self.items]
+        return [replace(it.request, id=sample_id(it.request.id, j)) for it in self.items for j in range(n)]
 
     def describe(self) -> str:
         return f"{self.task} items {self.items[0].id} .. {self.items[-1].id} ({len(self.items)} items)"

@@ -15,6 +15,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()  # the output is cut before the first of these; finish_reason "stop"
+    samples: int = 1  # generations per item (each its own random stream: request id "<item>#<j>")
     # a reasoning model's budgets (`prunelab.generation.reasoning.Budgets`): max_new_tokens is their total, and each
     # output is cut at them; None: the output is the answer
     reasoning: Any = None

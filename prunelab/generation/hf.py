@@ -1,12 +1,16 @@
 """Generation with transformers: batched (prompts of similar length together, left-padded), KV cache on, and
-usable on an in-memory model, e.g. inside `keep_layers` during a sweep, with no checkpoint written."""
+usable on an in-memory model, e.g. inside `keep_layers` during a sweep, with no checkpoint written.
+
+Sampled decoding draws each row's tokens from its request's own uniforms (`generation.tokens.item_uniforms`, a
+function of the seed and the request id), as the multi-candidate engine does: a sample does not depend on the batch
+it is in, and every engine (and every candidate) draws the same sample from the same distribution."""
 
 import time
 from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop, make_generation
 from prunelab.generation.heartbeat import Heartbeat
@@ -25,6 +29,21 @@ class _Beat(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+class _ItemSampler(LogitsProcessor):
+    """Sampling by each row's own uniforms: the chosen token (`generation.tokens.choose`, on the raw logits) is the
+    only one left, and the greedy search that follows takes it."""
+
+    def __init__(self, uniforms: torch.Tensor, width: int, sampling: Sampling):
+        self.uniforms, self.width, self.sampling = uniforms, width, sampling
+
+    def __call__(self, input_ids, scores):
+        from prunelab.generation.tokens import choose
+
+        step = input_ids.shape[1] - self.width
+        token = choose(scores, self.sampling, self.uniforms[:, step])
+        return torch.full_like(scores, float("-inf")).scatter_(1, token[:, None].to(scores.device), 0.0)
+
+
 class HFBackend:
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model = model
@@ -41,10 +60,8 @@ class HFBackend:
         # make "greedy" mean different things for different models and backends.
         options = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
                        stop_strings=list(sampling.stop) or None)
-        if sampling.greedy:
-            return GenerationConfig(do_sample=False, **options)
-        return GenerationConfig(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0,
-                                **options)
+        # sampled rows are chosen by `_ItemSampler`; the search itself stays greedy
+        return GenerationConfig(do_sample=False, **options)
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling,
@@ -63,9 +80,13 @@ class HFBackend:
                 p = requests[i].prompt_ids
                 ids[row, width - len(p):] = torch.tensor(p)
                 mask[row, width - len(p):] = 1
-            if not sampling.greedy:
-                torch.manual_seed(sampling.seed + number)  # deterministic for a given batching
             extra = {"tokenizer": self.tokenizer} if sampling.stop else {}  # stop strings are matched on text
+            if not sampling.greedy:
+                from prunelab.generation.tokens import item_uniforms
+
+                uniforms = torch.stack([item_uniforms(sampling.seed, requests[i].id, sampling.max_new_tokens)
+                                        for i in batch])
+                extra["logits_processor"] = LogitsProcessorList([_ItemSampler(uniforms, width, sampling)])
             start = time.perf_counter()
             with attention_backends(device):
                 clock = _Beat(beat, f"batch {number + 1}/{len(batches)} of {len(batch)}", sampling.max_new_tokens)

@@ -27,6 +27,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
     stats = config.get("stats") or {}
     results = ResultsStore(root).read()
     paths = retention_report(root, results, meta["tasks"], title, stats=stats, noise=_noise_note(meta))
+    paths |= answers_report(root, results, meta["tasks"], title)
     _warn_untestable(results, meta["tasks"], stats.get("alpha", 0.05))
     compare = CompareArtifact(root)
     if meta["stage"] == compare.stage and "csv" in paths and compare.has(SELECTIONS):
@@ -35,6 +36,37 @@ def write_report(root: str | Path) -> dict[str, Path]:
         paths |= strategies_report(root, compare.retention(), meta["tasks"],
                                    {k: chosen[k] for k in keys if k in chosen}, config["name"],
                                    stats.get("adjust", "holm"))
+    return paths
+
+
+def answers_report(root: Path, results, tasks: dict, title: str) -> dict[str, Path]:
+    """answers.csv / .md (tokens to an answer, every generative task) and, for sampled tasks, scaling.csv,
+    scaling_gain.csv and scaling.png (`report.answers`)."""
+    from prunelab.atomic import write_text
+    from prunelab.report import plots
+    from prunelab.report.answers import answer_tokens, scaling
+
+    tokens = answer_tokens(results, tasks)
+    if tokens.empty:
+        return {}
+    paths = {"answers": root / "answers.csv"}
+    write_text(paths["answers"], tokens.to_csv(index=False, float_format="%.4f"))
+    text = (f"# Tokens to an answer: {title}\n\nTokens generated per item (reasoning and answer apart where the "
+            "model reasons), the share of items that hit a budget, and every token spent per item solved.\n\n"
+            + tokens.to_markdown(index=False, floatfmt=".3f").replace("nan", "none solved") + "\n")
+    curve, gain = scaling(results, tasks)
+    if not curve.empty:
+        paths |= {"scaling": root / "scaling.csv", "scaling_gain": root / "scaling_gain.csv",
+                  "scaling_plot": root / "scaling.png"}
+        write_text(paths["scaling"], curve.to_csv(index=False, float_format="%.4f"))
+        write_text(paths["scaling_gain"], gain.to_csv(index=False, float_format="%.4f"))
+        plots.scaling(curve, paths["scaling_plot"], title)
+        text += ("\n## Sampling more\n\nEach candidate's gain from its first sample to all of them, against the "
+                 "base model's gain on the same items (paired; 95% bootstrap intervals; a negative difference: "
+                 "pruning took away part of what sampling more buys).\n\n"
+                 + (gain.to_markdown(index=False, floatfmt=".3f") if not gain.empty else "(no base model)") + "\n")
+    paths["answers_markdown"] = root / "answers.md"
+    write_text(paths["answers_markdown"], text)
     return paths
 
 

@@ -581,6 +581,25 @@ def _gain(row, what: str) -> str:
     return text + (" (covers 1)" if pd.notna(low) and low <= 1 <= high else "")
 
 
+def _time_to_answer(page: Page, cost: pd.DataFrame, compare: CompareArtifact) -> None:
+    """Seconds to a correct answer: compare's tokens per solved item at each model's measured decode rate."""
+    from prunelab.report.answers import time_to_answer
+
+    path = compare.root / "answers.csv"
+    if not path.exists():
+        return
+    names = {"base": "base"} | {k: Candidate(tuple(v.removed)).name for k, v in compare.selections().items()}
+    table = time_to_answer(pd.read_csv(path), cost["decode_b1_tps"].to_dict(), names)
+    if table.empty:
+        return
+    page.section("Time to a correct answer",
+                 "Every token each model generated per item it solved (compare-strategies, reasoning included), at "
+                 "its measured batch-1 decode rate: a pruned model that decodes faster but needs more tokens per "
+                 "solved item can be slower to a correct answer ('survives': the decode speed-up is still a speed-up "
+                 "in time to a correct answer).")
+    page.table("time_to_answer", table)
+
+
 def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out: Path) -> None:
     """Retention against measured decode speed-up and memory, one point per strategy x ratio; the base model's
     point at speed-up 1, nothing saved, retention 1."""
@@ -617,6 +636,7 @@ def _cost(page: Page, cost_artifact: CostArtifact, compare: CompareArtifact, out
                  "its rate over the base model's, with a 95% interval over rounds; '(covers 1)': no measured gain.")
     page.table("cost_retention", pd.DataFrame(rows))
     page.table("cost", cost.reset_index())
+    _time_to_answer(page, cost, compare)
     points = pd.DataFrame(points).reindex(columns=["model", "speedup", "speedup:ci_low", "speedup:ci_high",
                                                    "memory_saved", *[f"{g}{suffix}" for g in groups for suffix in
                                                                      ("", ":ci_low", ":ci_high", ":items")]])

@@ -100,3 +100,22 @@ def strategies(table: pd.DataFrame, columns: list[str], path: Path, title: str) 
         axes[0][-1].legend(fontsize=8)
     fig.suptitle(title + (f" (ratio {ratios[0]:g})" if single else ""), fontsize=10)
     _save(fig, plt, path)
+
+
+def scaling(curve: pd.DataFrame, path: Path, title: str) -> None:
+    """Test-time scaling: one panel per (task, pass@k / maj@k), accuracy against k (log scale) for each candidate,
+    with its 95% interval as error bars."""
+    plt = _figure()
+    panels = list(curve.groupby(["task", "kind"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, ((task, kind), group) in zip(axes[0], panels):
+        for candidate, rows in group.groupby("candidate", sort=False):
+            ax.errorbar(rows.k, rows.value, yerr=[rows.value - rows.ci_low, rows.ci_high - rows.value], marker="o",
+                        capsize=3, label=candidate, linewidth=2 if candidate == "base" else 1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k (samples)")
+        ax.set_ylabel(kind)
+        ax.set_title(f"{task}: {kind}")
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, plt, path)

@@ -23,9 +23,9 @@ def input_row(planned, shard: int, seed: int) -> dict:
 class ResponseGenerator:
     """Loads `model` once (transformers), answers batches of input rows with `generate`.
 
-    Sampled decoding (temperature > 0) seeds one torch generator per generate call with the seed of the batch's
-    first row (by id): transformers draws the whole batch from one generator, so per-row seeds are a vLLM-only
-    feature; the seed recorded on each row is the one its batch used."""
+    Sampled decoding (temperature > 0): each row draws from its own stream, a function of the config's seed and the
+    row's id (`generation.hf`: per-request uniforms), so a row's response does not depend on its batch; the seed
+    recorded on each row is its row seed (`row_seed`, what a vLLM engine is given for it)."""
 
     def __init__(self, model: str, dtype: str, chat_template: str, sampling: dict, batch_size: int,
                  device: str | None = None, model_label: str | None = None, trust_remote_code: bool = False):
@@ -43,10 +43,9 @@ class ResponseGenerator:
     def __call__(self, batch: dict) -> dict:
         ids = [str(x) for x in batch["id"]]
         order = sorted(range(len(ids)), key=lambda i: ids[i])
-        seed = int(batch["seed"][order[0]])
         s = self.sampling
         sampling = Sampling(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
-                            seed=seed)
+                            seed=int(s.get("seed", 0)))
         requests = [GenerationRequest(ids[i], "", tuple(int(t) for t in batch["prompt_ids"][i])) for i in order]
         generations = self.backend.generate(requests, sampling)
         rows = []
@@ -56,7 +55,8 @@ class ResponseGenerator:
                 "reference": _optional(batch["reference"][i]), "response": g.text,
                 "finish_reason": g.finish_reason, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
                 "model": self.model_label, "temperature": float(s["temperature"]), "top_p": float(s["top_p"]),
-                "max_new_tokens": int(s["max_new_tokens"]), "seed": seed if s["temperature"] > 0 else 0,
+                "max_new_tokens": int(s["max_new_tokens"]),
+                "seed": int(batch["seed"][i]) if s["temperature"] > 0 else 0,
                 "dropped": drop_reason(g.finish_reason, g.text),
             })
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}

@@ -41,7 +41,6 @@ def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
     """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model's
     recurrent layers under the prefix-cached scorer or the multi-candidate generator), and thinking settings its
     template or context cannot hold (`check_reasoning`)."""
-    check_reasoning(facts, tasks)
     from prunelab.execution.worker import MULTI_CANDIDATE
     from prunelab.models.view import require_kv_cache
     from prunelab.tasks import is_generative
@@ -60,6 +59,7 @@ def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
                               f"linear-attention models (its GDN/Mamba backends have no batch-invariant kernels), "
                               f"and {facts.config.model_type} has such layers; use backend hf with exact, or exact: "
                               "false")
+    check_reasoning(facts, tasks)
 
 
 def build_tasks(specs, generation) -> dict:

@@ -42,6 +42,7 @@ def extract_code(text: str) -> str:
 
 class CodeTask(GenerativeTask):
     default_max_new_tokens = 512
+    pass_fail = True
 
     def __init__(self, *args, timeout_s: float = 10.0, memory_mb: int = 1024, workers: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)

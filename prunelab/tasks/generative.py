@@ -74,18 +74,27 @@ class GenerativeTask:
     def __init__(self, limit: int | None = None, seed: int = 1234, num_fewshot: int = 0, chat: str = "auto",
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  dataset: str | None = None, thinking: str = "default", thinking_budget: int = 4096,
-                 reasoning_effort: str | None = None):
+                 reasoning_effort: str | None = None, samples: int = 1, pass_at: list[int] | None = None):
         self.limit, self.seed, self.num_fewshot, self.chat = limit, seed, num_fewshot, chat
         self.dataset = dataset
         self.max_new_tokens = max_new_tokens or self.default_max_new_tokens  # the answer's budget
         self.temperature, self.top_p = temperature, top_p
         self.thinking, self.thinking_budget, self.reasoning_effort = thinking, thinking_budget, reasoning_effort
         self.reasoning = None  # the model's reasoning format, once items() has seen its tokenizer
+        self.samples, self.pass_at = samples, pass_at
+
+    pass_fail = False  # the primary metric is 1 or 0 per output (pass@k applies)
+    votes = False  # outputs give an answer that samples can vote on (maj@k)
 
     @property
     def metrics(self) -> tuple[str, ...]:
+        from prunelab.metrics.sampled import sample_counts, sampled_metrics
+
         reasoning = ("thinking_tokens", "answer_tokens", "cut_in_thinking") if self.reasoning else ()
-        return (*self.task_metrics, "truncated", "output_tokens", *reasoning, "rep2", "rep3", "rep4", "self_bleu4")
+        sampled = sampled_metrics(self.primary_metric, self.samples, sample_counts(self.samples, self.pass_at),
+                                  self.pass_fail, self.votes) if self.samples > 1 else ()
+        return (*self.task_metrics, "truncated", "output_tokens", *reasoning, "rep2", "rep3", "rep4", "self_bleu4",
+                *sampled)
 
     @property
     def label(self) -> str:
@@ -119,9 +128,9 @@ class GenerativeTask:
 
             budgets = Budgets(self.reasoning.start, self.reasoning.end, self.thinking_budget, self.max_new_tokens)
             return Sampling(max_new_tokens=budgets.total, temperature=self.temperature, top_p=self.top_p,
-                            seed=self.seed, stop=self.stop(chat), reasoning=budgets)
+                            seed=self.seed, stop=self.stop(chat), samples=self.samples, reasoning=budgets)
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                        seed=self.seed, stop=self.stop(chat))
+                        seed=self.seed, stop=self.stop(chat), samples=self.samples)
 
     def load_rows(self) -> list[dict]:
         return load_benchmark(self.data, self.dataset)
@@ -173,7 +182,30 @@ class GenerativeTask:
 
     def score_with_samples(self, items: Sequence[GenItem], generations: Sequence[Generation],
                            progress: bool = False) -> tuple[list[dict[str, float]], list[dict[str, str | None]]]:
-        """(per-item metrics, per-item samples: what was scored from each output, `SAMPLE_FIELDS`)."""
+        """(per-item metrics, per-output samples: what was scored from each output, `SAMPLE_FIELDS`). With n samples
+        per item (`generations` holds n per item, in order), each item's metrics fold its samples'
+        (`metrics.sampled`)."""
+        n = len(generations) // max(1, len(items))
+        if n > 1:
+            return self._fold(items, generations, n, progress)
+        return self._score_each(items, generations, progress)
+
+    def _fold(self, items, generations, n: int, progress: bool):
+        from prunelab.metrics.sampled import fold_samples, sample_counts
+
+        metrics, samples = self._score_each([it for it in items for _ in range(n)], generations, progress)
+        ks = sample_counts(n, self.pass_at)
+        invalid = getattr(self, "invalid_answer", None)
+        folded = [fold_samples(metrics[i * n:(i + 1) * n],
+                               [self.vote(s["scored"]) for s in samples[i * n:(i + 1) * n]] if self.votes else None,
+                               self.primary_metric, ks, self.pass_fail, invalid) for i in range(len(items))]
+        return folded, samples
+
+    def vote(self, scored: str | None) -> str | None:
+        """The answer a sample casts in a majority vote (what it was scored on, normalised as its grader compares)."""
+        return scored
+
+    def _score_each(self, items, generations, progress: bool):
         task_scores = self.score_outputs(items, generations, progress)
         out, samples = [], []
         for gen, scores in zip(generations, task_scores):

@@ -94,12 +94,22 @@ GSM8K_DATA = Benchmark(
 
 class GSM8K(GenerativeTask):
     data = GSM8K_DATA
+    pass_fail = votes = True
+    invalid_answer = INVALID  # what lm-eval's filter gives when no number is found: never wins a vote
     primary_metric = "flexible_extract"
     task_metrics = ("flexible_extract", "strict_match", "exact_match")
     default_max_new_tokens = 512
 
     def shot_answer(self, row) -> str:
         return worked_solution(row)
+
+    def vote(self, scored):
+        """As lm-eval's exact_match compares: "$1,000." and "1000" are one answer."""
+        if scored is None or scored == INVALID:
+            return scored
+        for pattern in _IGNORED:
+            scored = re.sub(pattern, "", scored)
+        return scored.lower()
 
     def prompt(self, row, shots):
         turns = []

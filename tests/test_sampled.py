@@ -89,8 +89,17 @@ def test_sampled_eval_folds_each_items_samples(tiny_model_dir, tmp_path, capsys)
     assert sorted(curve[(curve.candidate == "model") & (curve.kind == "pass@k")].k) == [1, 2, 4]
     assert curve[(curve.candidate == "model") & (curve.k == 4) & (curve.kind == "maj@k")].value.item() == \
         pytest.approx(table["maj@4"].mean())
+    assert "nan" not in (out / "answers.md").read_text()
     gain = pd.read_csv(out / "scaling_gain.csv")
     assert (gain.difference == 0).all() and (gain.p_value == 1.0).all() and (out / "scaling.png").exists()
+
+    # each sample beside the base model's, scored by its own sample:j
+    from prunelab.report.samples import samples as read_samples
+
+    shown = read_samples(out).set_index("item_id")
+    assert len(shown) == 12 and shown.score.notna().all()
+    first = table.index[0]
+    assert [shown.loc[f"{first}#{j}", "score"] for j in range(4)] == samples.loc[first].tolist()
 
     # a rerun computes nothing; the config is refused as bad input before anything is written
     before = sorted(p.name for p in (out / "results").rglob("*.parquet"))

@@ -53,7 +53,7 @@ def answers_report(root: Path, results, tasks: dict, title: str) -> dict[str, Pa
     write_text(paths["answers"], tokens.to_csv(index=False, float_format="%.4f"))
     text = (f"# Tokens to an answer: {title}\n\nTokens generated per item (reasoning and answer apart where the "
             "model reasons), the share of items that hit a budget, and every token spent per item solved.\n\n"
-            + tokens.to_markdown(index=False, floatfmt=".3f").replace("nan", "none solved") + "\n")
+            + _none_solved(tokens).to_markdown(index=False, floatfmt=".3f") + "\n")
     curve, gain = scaling(results, tasks)
     if not curve.empty:
         paths |= {"scaling": root / "scaling.csv", "scaling_gain": root / "scaling_gain.csv",
@@ -68,6 +68,13 @@ def answers_report(root: Path, results, tasks: dict, title: str) -> dict[str, Pa
     paths["answers_markdown"] = root / "answers.md"
     write_text(paths["answers_markdown"], text)
     return paths
+
+
+def _none_solved(tokens):
+    """Tokens per solved item where nothing was solved: said in words, not as nan."""
+    shown = tokens.copy()
+    shown["tokens_per_solved"] = [f"{v:.3f}" if v == v else "none solved" for v in shown["tokens_per_solved"]]
+    return shown
 
 
 def _noise_note(meta: dict) -> str | None:

@@ -44,8 +44,12 @@ def samples(root: str | Path, task: str | None = None, candidate: str | None = N
                            f"{', '.join(candidates)}")
     gens = gens.drop_duplicates(["task", "candidate", "item_id"], keep="last")
     primary = {name: t["primary_metric"] for name, t in meta["tasks"].items()}
-    rows = store.read().to_pandas()
-    rows = rows[[primary.get(t) == m for t, m in zip(rows["task"], rows["metric"])]]
+    stored = store.read().to_pandas()
+    rows = stored[[primary.get(t) == m for t, m in zip(stored["task"], stored["metric"])]]
+    # a sampled task's generations are its samples (ids "<item>#<j>"): each is scored by its item's sample:j
+    sampled = stored[stored["metric"].str.startswith("sample:")]
+    if not sampled.empty:
+        rows = pd.concat([rows, sampled.assign(item_id=sampled["item_id"] + "#" + sampled["metric"].str[7:])])
     rows = rows.drop_duplicates(["task", "candidate", "item_id"], keep="last")[["task", "candidate", "item_id", "value"]]
     gens = gens.merge(rows.rename(columns={"value": "score"}), on=["task", "candidate", "item_id"], how="left")
     base = gens[gens["candidate"] == "base"].drop(columns=["candidate"]).add_prefix("base_")

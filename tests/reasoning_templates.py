@@ -68,10 +68,10 @@ def _fresh():
     return copy.deepcopy(tiny.tokenizer())
 
 
-def save(path, template: str, family: str = "qwen3"):
+def save(path, template: str, family: str = "qwen3", num_layers: int = 4, hidden: int = 32):
     """A tiny random `family` model whose tokenizer holds the family's markers and `template`."""
     tok = tokenizer(template)
-    model = tiny.model(family)
+    model = tiny.model(family, num_layers, hidden=hidden)
     model.resize_token_embeddings(len(tok), mean_resizing=False)
     with torch.no_grad():  # the added rows, seeded: the model stays a function of the test alone
         generator = torch.Generator().manual_seed(0)

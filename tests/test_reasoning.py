@@ -154,3 +154,28 @@ def test_the_multi_candidate_engine_splits_as_the_hf_backend_does(tmp_path):
         fields = ("text", "reasoning", "thinking_tokens", "cut_in_thinking", "finish_reason", "output_tokens")
         assert [[getattr(g, f) for f in fields] for g in got] == [[getattr(w, f) for f in fields] for w in want]
         assert all(g.reasoning is not None for g in got)
+
+
+@pytest.mark.parametrize("template, output", [
+    (templates.QWEN3, "<think>\nTwo plus three is five.\n</think>\n\nThe final answer is 5"),
+    (templates.HARMONY, "<|channel|>analysis<|message|>Two plus three is five.<|end|><|start|>assistant"
+                        "<|channel|>final<|message|>The final answer is 5"),
+])
+def test_an_answer_is_split_from_its_reasoning_in_each_format(template, output):
+    """A reasoning output as each family writes it, through the function every backend finishes with: the answer
+    alone is scored, the reasoning is kept without its markers, the tokens are counted apart."""
+    from prunelab.generation.reasoning import finish_with_reasoning
+
+    tok = templates.tokenizer(template)
+    fmt = reasoning_format(template)
+    ids = tok.encode(output, add_special_tokens=False)
+    budgets = Budgets(fmt.start, fmt.end, thinking=64, answer=64)
+    text, reasoning, reason, answer_n, thinking_n, cut = finish_with_reasoning(tok, ids, False, budgets, "stop")
+    assert (text, reasoning.strip(), reason, cut) == ("The final answer is 5", "Two plus three is five.", "stop",
+                                                      False)
+    reasoned = output[:output.index(fmt.end) + len(fmt.end)]  # the markers are added tokens: clean boundaries
+    assert thinking_n == len(tok.encode(reasoned, add_special_tokens=False)) and answer_n + thinking_n == len(ids)
+    # the same output with a thinking budget that ends inside the reasoning: cut, no answer
+    short = Budgets(fmt.start, fmt.end, thinking=5, answer=64)
+    text, _, reason, answer_n, thinking_n, cut = finish_with_reasoning(tok, ids, False, short, "stop")
+    assert (text, reason, answer_n, thinking_n, cut) == ("", "length", 0, 5, True)

@@ -34,6 +34,30 @@ def test_vllm_backend_generates_what_transformers_generates(model_dir, tok):
         [(w.text.rstrip("\ufffd"), w.finish_reason, w.output_tokens) for w in want]
 
 
+def test_vllm_cuts_a_reasoning_output_at_its_budgets_as_transformers_does(tmp_path):
+    """A reasoning model's output split at the thinking and answer budgets on vLLM's token ids: the reasoning, the
+    answer, the cut and the token counts equal the HF backend's."""
+    import reasoning_templates as templates
+
+    from prunelab.generation import HFBackend, Sampling
+    from prunelab.generation.reasoning import Budgets
+    from prunelab.generation.vllm import VLLMBackend
+    from prunelab.models import load_model
+    from prunelab.tasks import build_task
+
+    path = templates.save(tmp_path / "r1", templates.R1, family="llama", num_layers=2, hidden=256)
+    model, tokenizer = load_model(str(path), dtype="float32")
+    requests = [it.request for it in build_task("gsm8k", limit=3).items(tokenizer)]
+    assert all(r.opens_reasoning for r in requests)
+    budgets = Budgets("<think>", "</think>", thinking=6, answer=4)
+    sampling = Sampling(max_new_tokens=budgets.total, reasoning=budgets)
+    want = HFBackend(model, tokenizer).generate(requests, sampling)
+    got = VLLMBackend(str(path), dtype="float32", kv_cache_memory_bytes=2**30).generate(requests, sampling)
+    fields = ("text", "reasoning", "thinking_tokens", "cut_in_thinking", "finish_reason", "output_tokens")
+    assert [[getattr(g, f) for f in fields] for g in got] == [[getattr(w, f) for f in fields] for w in want]
+    assert all(g.cut_in_thinking and g.thinking_tokens == 6 for g in got)
+
+
 def test_a_workers_engine_settings_reach_vllm_and_fit_the_longest_request(model_dir, tok):
     """The config's `generation.vllm` (via the worker spec) and the plan's longest request are what the engine runs
     with: max_model_len is the request's need, not the checkpoint's maximum; requests up to it generate."""

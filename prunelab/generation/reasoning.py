@@ -61,8 +61,9 @@ class ReasoningFormat:
 
 
 THINK_TAGS = ReasoningFormat("think tags", "<think>", "</think>", "enable_thinking")
-HARMONY = ReasoningFormat("harmony", "<|channel|>analysis<|message|>", "<|channel|>final<|message|>", None,
-                          can_stop=False)
+# harmony's reasoning is the analysis message; the answer is the final one, which starts a new assistant message
+HARMONY = ReasoningFormat("harmony", "<|channel|>analysis<|message|>",
+                          "<|end|><|start|>assistant<|channel|>final<|message|>", None, can_stop=False)
 
 
 def reasoning_format(template: str | None) -> ReasoningFormat | None:
@@ -152,12 +153,15 @@ def finish_with_reasoning(tokenizer, ids: Sequence[int], opens: bool, budgets: B
     output that may reason: cut at its budgets, the answer cut before its first stop string."""
     from prunelab.generation.base import apply_stop
 
-    parts = split(ids, marker_ids(tokenizer, budgets.start), marker_ids(tokenizer, budgets.end), opens, budgets,
-                  reason == "length")
+    start, end = marker_ids(tokenizer, budgets.start), marker_ids(tokenizer, budgets.end)
+    parts = split(ids, start, end, opens, budgets, reason == "length")
     text, _ = apply_stop(tokenizer.decode(parts.answer, skip_special_tokens=True), stop)
-    reasoning = tokenizer.decode(parts.reasoning, skip_special_tokens=True)
-    for marker in (budgets.start, budgets.end):  # think tags are ordinary tokens: they stay in the decoded text
-        reasoning = reasoning.replace(marker, "")
+    body = parts.reasoning  # its text without the markers (think tags are ordinary tokens: decoding keeps them)
+    if start and body[:len(start)] == start:
+        body = body[len(start):]
+    if end and body[-len(end):] == end:
+        body = body[:-len(end)]
+    reasoning = tokenizer.decode(body, skip_special_tokens=True)
     if parts.cut_in_thinking or parts.answer_cut:
         reason = "length"
     return text.lstrip() if parts.reasoning else text, reasoning.strip(), reason, len(parts.answer), \

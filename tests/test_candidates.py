@@ -181,3 +181,24 @@ def test_a_budget_that_cannot_hold_one_row_is_refused(tok):
         CandidateGenerator(model, tok, decode_tokens=20).generate(reqs, [(), (1,)], Sampling(max_new_tokens=16))
     with pytest.raises(ModelError, match=r"layers has \[7\] out of range; the model has 4 layers"):
         CandidateGenerator(model, tok).generate(reqs, [(7,)], Sampling(max_new_tokens=4))
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.95, 0.5])
+def test_sampling_among_the_most_probable_tokens_chooses_what_the_full_sort_chooses(top_p):
+    """`choose` sorts the most probable tokens first and the whole vocabulary only where they cannot decide: on
+    peaked, flat and tied distributions it picks what sorting everything picks."""
+    from prunelab.generation.tokens import TOP, _choose_sorted, choose
+
+    generator = torch.Generator().manual_seed(3)
+    vocab = 4096
+    peaked = torch.randn(64, vocab, generator=generator) * 2
+    peaked[:, :20] += 12  # most of the mass in a few tokens: decided among them
+    flat = torch.randn(64, vocab, generator=generator) * 0.1  # the uniform often lands past them: the full sort
+    tied = peaked.clone()
+    # sixteen tokens tied at the probability of the TOP-th most probable: a tie across the edge
+    tied[:, 100:116] = torch.sort(peaked, descending=True).values[:, TOP - 1:TOP].expand(-1, 16)
+    sampling = Sampling(max_new_tokens=4, temperature=0.7, top_p=top_p)
+    for logits in (peaked, flat, tied):
+        uniforms = torch.rand(64, generator=generator, dtype=torch.float64)
+        want = _choose_sorted(torch.softmax(logits.double() / 0.7, dim=-1), top_p, uniforms)
+        assert torch.equal(choose(logits, sampling, uniforms), want)

@@ -22,21 +22,67 @@ def item_uniforms(seed: int, item_id: str, n: int) -> torch.Tensor:
     return torch.rand(n, generator=generator, dtype=torch.float64)
 
 
+TOP = 256  # sampling looks at the most probable tokens first; the full vocabulary only where they do not decide
+
+
 def choose(logits: torch.Tensor, sampling: Sampling, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """The next token of each row of `logits` (N, V): argmax (the lowest id on ties, as transformers picks) when
     greedy; else the token whose interval of the temperature- and top-p-shaped distribution (tokens sorted by
-    probability, ties by id) holds the row's uniform."""
+    probability, ties by id) holds the row's uniform.
+
+    Sorting a 150k vocabulary in float64 per row per step is most of a CPU decode step's time, and the uniform
+    almost always lands among the few most probable tokens: those are sorted first (`TOP`), and a row goes to the
+    full sort only where they cannot decide (its nucleus or its uniform reaches past them, or a tie straddles their
+    edge). The result is the full sort's (with top_p < 1, bit for bit; with top_p = 1 the total mass is summed in
+    another order, which moves a uniform across a boundary with a probability of order 1e-16)."""
     if sampling.greedy:
         return logits.argmax(-1)
     probs = torch.softmax(logits.double() / sampling.temperature, dim=-1)
+    uniforms = uniforms.to(probs)
+    if probs.shape[-1] <= TOP + 1:
+        return _choose_sorted(probs, sampling.top_p, uniforms)
+    picked = _choose_top(probs, sampling.top_p, uniforms, TOP)
+    undecided = picked < 0
+    if undecided.any():
+        picked[undecided] = _choose_sorted(probs[undecided], sampling.top_p, uniforms[undecided])
+    return picked
+
+
+def _choose_sorted(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
     sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
-    if sampling.top_p < 1.0:
+    if top_p < 1.0:
         # nucleus: the most probable tokens whose mass before them is below top_p (the first token always stays)
-        sorted_p = sorted_p * ((sorted_p.cumsum(-1) - sorted_p) < sampling.top_p)
+        sorted_p = sorted_p * ((sorted_p.cumsum(-1) - sorted_p) < top_p)
     cumulative = sorted_p.cumsum(-1)
-    target = (uniforms.to(cumulative) * cumulative[:, -1])[:, None]
+    target = (uniforms * cumulative[:, -1])[:, None]
     pick = torch.searchsorted(cumulative, target, right=True).clamp(max=cumulative.shape[-1] - 1)
     return order.gather(1, pick)[:, 0]
+
+
+def _choose_top(probs: torch.Tensor, top_p: float, uniforms: torch.Tensor, k: int) -> torch.Tensor:
+    """`_choose_sorted` on the k most probable tokens of each row; -1 where they cannot decide."""
+    values, index = probs.topk(k + 1, dim=-1)
+    edge_tie = values[:, k - 1] == values[:, k]  # the full sort might take another of the tied tokens
+    values, index = values[:, :k], index[:, :k]
+    by_id = index.argsort(dim=-1)  # ties in the full (stable) sort come in id order
+    values, index = values.gather(1, by_id), index.gather(1, by_id)
+    by_p = values.argsort(dim=-1, descending=True, stable=True)
+    sorted_p, order = values.gather(1, by_p), index.gather(1, by_p)
+    decided = ~edge_tie
+    if top_p < 1.0:
+        keep = (sorted_p.cumsum(-1) - sorted_p) < top_p
+        decided &= ~keep[:, -1]  # the nucleus ends among these tokens
+        sorted_p = sorted_p * keep
+        cumulative = sorted_p.cumsum(-1)
+        total = cumulative[:, -1]
+    else:
+        cumulative = sorted_p.cumsum(-1)
+        total = probs.sum(-1)
+    target = (uniforms * total)[:, None]
+    pick = torch.searchsorted(cumulative, target, right=True)
+    decided &= pick[:, 0] < k  # the uniform lands among these tokens
+    out = order.gather(1, pick.clamp(max=k - 1))[:, 0]
+    return torch.where(decided, out, torch.full_like(out, -1))
 
 
 class Ending:

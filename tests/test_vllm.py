@@ -39,15 +39,20 @@ def test_vllm_cuts_a_reasoning_output_at_its_budgets_as_transformers_does(tmp_pa
     answer, the cut and the token counts equal the HF backend's."""
     import reasoning_templates as templates
 
-    from prunelab.generation import HFBackend, Sampling
-    from prunelab.generation.reasoning import Budgets
+    from prunelab.generation import GenerationRequest, HFBackend, Sampling
+    from prunelab.generation.reasoning import Budgets, opens_reasoning, reasoning_format
     from prunelab.generation.vllm import VLLMBackend
     from prunelab.models import load_model
-    from prunelab.tasks import build_task
 
     path = templates.save(tmp_path / "r1", templates.R1, family="llama", num_layers=2, hidden=256)
     model, tokenizer = load_model(str(path), dtype="float32")
-    requests = [it.request for it in build_task("gsm8k", limit=3).items(tokenizer)]
+    requests = []
+    for i, question in enumerate(["What is 2 + 3?", "Name a gas plants take in.", "def add(a, b):"]):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                             tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]  # short: the tiny model holds 512 tokens
+        requests.append(GenerationRequest(str(i), text, tuple(ids),
+                                          opens_reasoning=opens_reasoning(text, reasoning_format(templates.R1))))
     assert all(r.opens_reasoning for r in requests)
     budgets = Budgets("<think>", "</think>", thinking=6, answer=4)
     sampling = Sampling(max_new_tokens=budgets.total, reasoning=budgets)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fresh_ray import start_ray
 
 from prunelab.cli import main
 from prunelab.config import parse_config
@@ -65,7 +66,7 @@ def test_an_unreachable_cluster_fails_at_once(tiny_model_dir, tmp_path, capsys):
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    start_ray(num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 
@@ -150,7 +151,7 @@ def test_two_nodes_spread_the_actors_and_losing_one_loses_nothing(tiny_model_dir
     cluster.wait_for_nodes()
     markers = tmp_path / "markers"
     markers.mkdir()
-    ray.init(address=cluster.address,
+    start_ray(address=cluster.address,
              runtime_env={"env_vars": {"PYTHONPATH": TESTS, "PRUNELAB_TEST_MARKERS": str(markers),
                                        "PRUNELAB_TEST_HEAD_NODE": cluster.head_node.node_id}})
     try:

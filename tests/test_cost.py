@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import tiny
 import torch
+from fresh_ray import start_ray
 from transformers import AutoConfig, AutoTokenizer
 
 from prunelab.cli import main
@@ -141,7 +142,7 @@ def test_on_a_cluster_each_model_is_measured_in_a_ray_task_sized_by_ray_actors(c
     base, pruned, _ = checkpoints
     if torch.get_num_threads() < 2:
         pytest.skip("tells the measuring task from this process by its thread count: needs 2 threads here")
-    ray.init(num_cpus=2, include_dashboard=False)
+    start_ray(num_cpus=2, include_dashboard=False)
     try:
         config = cost_config(base, [pruned], tmp_path / "cost")
         runtime = ray_runtime(ray.get_runtime_context().gcs_address, progress=False)

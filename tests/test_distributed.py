@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fresh_ray import start_ray
 
 from prunelab.config import parse_config
 from prunelab.execution.run import InProcessExecutor
@@ -33,7 +34,7 @@ def ray_cluster():
     import ray
 
     # the actors import this module (CrashingWorker) from the tests directory
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
+    start_ray(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
     yield
     ray.shutdown()
 
@@ -184,7 +185,7 @@ def test_a_worker_that_resolves_auto_otherwise_than_planned_refuses_to_score(ray
     from prunelab.hardware import dtype_name
 
     ray.shutdown()  # the actors need the claim file's name in their environment
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {
+    start_ray(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {
         "PYTHONPATH": TESTS, "PRUNELAB_TEST_CLAIM": str(tmp_path / "claim")}})
     planned = dtype_name("auto", "cpu")  # what this machine resolves auto to: one of the two actors disagrees
     other = {"bfloat16": "float32 on node node-b", "float32": "bfloat16 on node node-a"}[planned]

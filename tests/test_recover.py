@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fresh_ray import start_ray
 from transformers import TrainerCallback
 
 from prunelab.cli import main
@@ -247,7 +248,7 @@ def test_ray_train_resumes_after_a_killed_worker(lineage, tmp_path, method, extr
     from prunelab.distributed.train import like_a_worker, train_on_ray
 
     _, pruned, corpus = lineage
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
+    start_ray(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": TESTS}})
     try:
         config = recover_config(pruned, corpus, tmp_path / "w", method=method,
                                 workers={"num_workers": 1, "max_failures": 1}, **extra)

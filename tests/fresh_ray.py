@@ -1,0 +1,11 @@
+"""A test's own Ray instance: one that an earlier test's CLI run left up in this process (prunelab starts a local
+Ray on first use and keeps it for the next stage) is shut down first, so a test does not depend on the order it
+runs in (`ray.init` refuses a second instance: "Maybe you called ray.init twice")."""
+
+
+def start_ray(**kwargs):
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    return ray.init(**kwargs)

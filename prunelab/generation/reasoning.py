@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from prunelab.errors import ConfigError
 
 THINKING_MODES = ("default", "on", "off")
-EFFORTS = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)
@@ -168,5 +167,5 @@ def finish_with_reasoning(tokenizer, ids: Sequence[int], opens: bool, budgets: B
         len(parts.reasoning), parts.cut_in_thinking
 
 
-__all__ = ["Budgets", "EFFORTS", "HARMONY", "THINKING_MODES", "THINK_TAGS", "ReasoningFormat", "Split",
+__all__ = ["Budgets", "HARMONY", "THINKING_MODES", "THINK_TAGS", "ReasoningFormat", "Split",
            "check_thinking", "finish_with_reasoning", "marker_ids", "opens_reasoning", "reasoning_format", "split"]

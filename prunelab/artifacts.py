@@ -213,6 +213,8 @@ class StageRecord:
     status: str
     key: str
     seconds: float | str = ""
+    role: dict | None = None  # what the stage is in the run (a target's evaluation, an arm's recovery: the planner's
+    # `Stage.role`); None in a pipeline.json written before stages recorded it
 
 
 class PipelineArtifact(Artifact):
@@ -226,8 +228,8 @@ class PipelineArtifact(Artifact):
         return json.loads(path.read_text())
 
     def stages(self) -> list[StageRecord]:
-        return [StageRecord(s["name"], s["kind"], Path(s["dir"]), s["status"], s["key"], s.get("seconds", ""))
-                for s in self.summary_data()["stages"]]
+        return [StageRecord(s["name"], s["kind"], Path(s["dir"]), s["status"], s["key"], s.get("seconds", ""),
+                            s.get("role")) for s in self.summary_data()["stages"]]
 
     def find(self, name: str) -> StageRecord | None:
         """The stage called `name`, or None where this run has none (left out by its config, or not reached)."""

@@ -235,8 +235,7 @@ def test_every_registered_method_has_a_label_and_a_module_that_runs_it():
     import importlib
 
     from prunelab.config import RecoverConfig
-    from prunelab.recovery.registry import METHODS
-    from prunelab.report.page import arm_label
+    from prunelab.recovery.registry import METHODS, arm_label
 
     recover = RecoverConfig.model_validate({"name": "r", "model": {"name": "m"}, "corpus": "c", "output_dir": "o"})
     for name, method in METHODS.items():

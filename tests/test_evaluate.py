@@ -140,10 +140,11 @@ def test_several_evals_combine_into_one_table_with_each_model_a_row(tiny_dir, tm
     # the pipeline's report page compares the two recovery arms head to head on the same items
     target = "block_influence@0.25"
     names = [f"eval-{target}", f"eval-{target}-sgr", f"eval-{target}-reference"]
-    summary = {"config": {"name": "p", "model": {"name": str(tiny_dir)},
-                          "recover": {"targets": [target], "responses": ["sgr", "reference"]}},
-               "stages": [{"name": n, "kind": "eval", "dir": str(d), "status": "computed", "key": "0" * 64}
-                          for n, d in zip(names, [outs[0], *outs])]}
+    roles = [{"target": target, "recovered": names[1:]}] + [
+        {"target": target, "arm": arm, "run": arm, "seed": 0, "label": f"SFT {arm}"} for arm in ("sgr", "reference")]
+    summary = {"config": {"name": "p", "model": {"name": str(tiny_dir)}},
+               "stages": [{"name": n, "kind": "eval", "dir": str(d), "status": "computed", "key": "0" * 64, "role": r}
+                          for n, d, r in zip(names, [outs[0], *outs], roles)]}
     (tmp_path / "page").mkdir()
     (tmp_path / "page" / "pipeline.json").write_text(json.dumps(summary))
     write_pipeline_report(tmp_path / "page")

@@ -297,6 +297,34 @@ def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished,
     assert main(["report", str(copy)]) == 2 and "strategies.csv" in capsys.readouterr().err
 
 
+def test_a_pipeline_json_without_stage_roles_is_refused_with_how_to_renew_it(finished, tmp_path):
+    from prunelab.artifacts import ArtifactMissing
+    from prunelab.report.page import write_pipeline_report
+
+    data, _ = finished
+    copy = tmp_path / "old"
+    copy.mkdir()
+    summary = json.loads((Path(data["output_dir"]) / "pipeline.json").read_text())
+    for stage in summary["stages"]:
+        stage.pop("role")
+    (copy / "pipeline.json").write_text(json.dumps(summary))
+    with pytest.raises(ArtifactMissing, match=r"older prunelab; run `prunelab pipeline` on its config again"):
+        write_pipeline_report(copy)
+
+
+def test_every_report_section_a_stage_declares_is_a_function_of_the_page_and_the_run():
+    import importlib
+    import inspect
+
+    from prunelab.stages.registry import STAGES
+
+    sections = [s for entry in STAGES for s in entry.report]
+    assert len({s.at for s in sections}) == len(sections)  # each has its own place on the page
+    for section in sections:
+        module, _, function = section.render.partition(":")
+        assert list(inspect.signature(getattr(importlib.import_module(module), function)).parameters) == ["page", "run"]
+
+
 def test_a_stopped_segment_counts_up_to_its_last_write(tmp_path):
     import os
     import time

@@ -16,7 +16,7 @@ default is `AT_DEFAULT`, with the reason (tests/test_pipeline_wiring.py holds al
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunelab.artifacts import (
@@ -44,6 +44,8 @@ from prunelab.config import (
     target_key,
 )
 from prunelab.config.sections import METHOD_SECTIONS, CostMeasure, RecoverSection, SGRSection, StrategyOptions
+from prunelab.recovery.registry import arm_label
+from prunelab.recovery.registry import trained as trained_by
 from prunelab.strategies.registry import STRATEGIES
 
 
@@ -56,6 +58,9 @@ class Stage:
     key: str
     pruned_from: str | None = None  # an evaluation of this strategy@ratio's checkpoint: compare evaluated it already
     fields: frozenset[str] = frozenset()  # the config fields the planner set (the rest: inputs or AT_DEFAULT)
+    # what the stage is in the run, for the report (pipeline.json records it): a target's evaluation names its
+    # recoveries' evaluations; an arm's recovery and its evaluation name the target, arm, seed and label
+    role: dict = field(default_factory=dict)
 
     @property
     def output_dir(self) -> Path:
@@ -110,14 +115,15 @@ class _Planner:
         self.config, self.stages = config, {}
         self.root = Path(config.output_dir).resolve() / "stages"
 
-    def add(self, stage: str, cls, needs: tuple[str, ...], pruned_from: str | None = None, **fields) -> Stage:
+    def add(self, stage: str, cls, needs: tuple[str, ...], pruned_from: str | None = None, role: dict | None = None,
+            **fields) -> Stage:
         """A stage of `cls` named `stage`: its key from the fields (output_dir aside) and its upstream keys."""
         name = stage
         upstream = [self.stages[n].key for n in needs]
         draft = cls.model_validate({**fields, "output_dir": "-"})
         key = stage_key(cls.model_fields["kind"].default, draft.stage_identity(), upstream)
         config = draft.model_copy(update={"output_dir": str(self.root / f"{_dir_name(name)}-{key[:12]}")})
-        self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from, frozenset(fields))
+        self.stages[name] = Stage(name, config.kind, config, needs, key, pruned_from, frozenset(fields), role or {})
         return self.stages[name]
 
 
@@ -160,19 +166,23 @@ def plan_pipeline(config: PipelineConfig) -> list[Stage]:
         pruned = p.add(prune_stage(target), PruneConfig, (), name=f"{name}-{target}", model=model, strategy=strategy,
                        ratio=float(ratio), test_tasks=[t.name for t in config.tasks], sweep=config.prune.sweep.model_dump(),
                        ray=ray, **reads)
-        evaluated = [(eval_stage(target), pruned.output_dir, (pruned.name, COMPARE_STAGE), target)]
         arms = recovery_arms(r)
         # the arms train on the same prompts when their answers differ (sgr against reference)
         paired = r.paired and len({responses for _, _, responses in arms}) > 1
-        for arm, _, method, responses, seed in seeded_arms(r):
-            rec = p.add(recover_stage(target, arm), RecoverConfig, (pruned.name, corpus.name),
-                        name=f"{name}-{target}-{arm}", model={**model, "name": str(pruned.output_dir)},
-                        corpus=str(corpus.output_dir), method=method, responses=responses, paired=paired,
+        recovered = []
+        for run, arm, method, responses, seed in seeded_arms(r):
+            role = {"target": target, "arm": arm, "run": run, "seed": seed, "label": arm_label(arm, r.model_dump())}
+            rec = p.add(recover_stage(target, run), RecoverConfig, (pruned.name, corpus.name),
+                        role={**role, "trains": trained_by(method, r) is not None}, name=f"{name}-{target}-{run}",
+                        model={**model, "name": str(pruned.output_dir)}, corpus=str(corpus.output_dir),
+                        method=method, responses=responses, paired=paired,
                         **{**trained, "training": {**trained["training"], "seed": seed}}, ray=cluster,
                         **method_settings(r, method))
-            evaluated.append((eval_stage(target, arm), rec.output_dir / MERGED, (rec.name,), None))
-        for stage_name, path, needs, pruned_from in evaluated:
-            p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, name=stage_name.removeprefix("eval-"),
+            recovered.append((eval_stage(target, run), rec.output_dir / MERGED, (rec.name,), None, role))
+        evaluated = [(eval_stage(target), pruned.output_dir, (pruned.name, COMPARE_STAGE), target,
+                      {"target": target, "recovered": [e[0] for e in recovered]}), *recovered]
+        for stage_name, path, needs, pruned_from, role in evaluated:
+            p.add(stage_name, EvalConfig, (*needs, BASE_EVAL), pruned_from, role, name=stage_name.removeprefix("eval-"),
                   model={**model, "name": str(path)}, base_model=model, tasks=tasks, generation=generation, ray=ray,
                   stats=stats)
     return list(p.stages.values())

@@ -165,7 +165,7 @@ def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
         if reusable:
             why += _code_since(stage)
         entry = {"name": stage.name, "kind": stage.kind, "key": stage.key, "dir": str(stage.output_dir),
-                 "needs": list(stage.needs)}
+                 "needs": list(stage.needs), "role": stage.role}
         if reusable:
             say(f"[{i}/{len(stages)}] {stage.name}: reused ({why})")
             summary["stages"].append({**entry, "status": "reused",

@@ -66,6 +66,14 @@ def check_method_name(name: str) -> str:
     return name
 
 
+def arm_label(arm: str, recover: dict) -> str:
+    """How a recovery arm reads in the report: sft arms by their responses (as before other methods existed), every
+    other arm as its method calls itself. `recover`: the pipeline's recover section, as a dict."""
+    if arm in ("sgr", "reference"):
+        return f"SFT {arm}"
+    return method(arm).label(recover)
+
+
 def runs(methods, section) -> set[str]:
     """The methods a recover section runs: `methods` and what they run after themselves (linear's `then`)."""
     out = set(methods)
@@ -83,4 +91,4 @@ def trained(name: str, section) -> RecoveryMethod | None:
     return method(after[0]) if after else None
 
 
-__all__ = ["METHODS", "METHOD_SECTIONS", "RecoveryMethod", "check_method_name", "method", "runs", "trained"]
+__all__ = ["METHODS", "METHOD_SECTIONS", "RecoveryMethod", "arm_label", "check_method_name", "method", "runs", "trained"]

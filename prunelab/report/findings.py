@@ -40,7 +40,22 @@ class Finding:
     evidence: list[str] = field(default_factory=list)
 
 
+# the paper's claims, in the paper's order (the report lists its findings so)
+LAYERS_CLAIM = "Removing one layer: arithmetic and generation drop at specific layers, multiple choice stays flatter."
+GROUPS_CLAIM = "After pruning, classification retention exceeds generative retention."
+SGR_CLAIM = "SFT on the base model's own answers (SGR) recovers generation better than SFT on the original answers."
+SHARE_CLAIM = "Recovery wins back less of what pruning lost on generation than on classification."
+BEST_CLAIM = "Which recovery method gets generation back: a lead over the runner-up, significant after adjustment."
+CLAIMS = (LAYERS_CLAIM, GROUPS_CLAIM, SGR_CLAIM, SHARE_CLAIM, BEST_CLAIM)
+
+
 NO_RETENTION = "none (the base model scores 0)"
+
+
+def in_paper_order(found: list[Finding]) -> list[Finding]:
+    """The findings in the order the paper makes its claims (`CLAIMS`), whichever section checked them; a claim of
+    a plugin's section after them, in the order found."""
+    return sorted(found, key=lambda f: CLAIMS.index(f.claim) if f.claim in CLAIMS else len(CLAIMS))
 
 
 def _interval(row, column: str) -> str:
@@ -103,7 +118,7 @@ def layer_sensitivity(table: pd.DataFrame | None, tasks: dict[str, dict], groups
     and generation's, over the sweep's layers, items bootstrapped with the base model). Evidence per task: the
     layers whose drop is significant after adjustment over the task's layers, and what the task can detect.
     `table`: the sweep's retention table (None: no sweep)."""
-    claim = "Removing one layer: arithmetic and generation drop at specific layers, multiple choice stays flatter."
+    claim = LAYERS_CLAIM
     rows = pd.DataFrame() if table is None else \
         table.loc[[i for i in table.index if str(i).startswith("drop-") and "+" not in str(i)]]
     if rows.empty:
@@ -160,7 +175,7 @@ def classification_over_generative(strategies: pd.DataFrame, gaps: dict[str, tup
     """(b). Primary test per pruned model: classification (chance-normalised where floors are recorded) minus
     generative retention, bootstrap p, adjusted over the pruned models. `gaps`: `strategy@ratio` -> (gap, low,
     high, p)."""
-    claim = "After pruning, classification retention exceeds generative retention."
+    claim = GROUPS_CLAIM
     if "generative_mean" not in strategies or "classification_mean" not in strategies:
         return Finding(claim, NOT_MEASURED, ["the run evaluates one task group only"])
     keys = [k for k, g in gaps.items() if _finite(*g)]
@@ -190,7 +205,7 @@ def sgr_over_reference(head_to_heads: dict[str, pd.DataFrame], alpha: float = AL
                        endpoint: str = "generative mean") -> Finding:
     """(c), first half. Primary test per target: SGR's retention minus the original answers' on the primary
     endpoint (`endpoint`, a head-to-head row: the generative mean by default), paired, adjusted over the targets."""
-    claim = "SFT on the base model's own answers (SGR) recovers generation better than SFT on the original answers."
+    claim = SGR_CLAIM
     if not head_to_heads:
         return Finding(claim, NOT_MEASURED, ["the run does not train both on SGR and on the original answers"])
     found = {}
@@ -226,7 +241,7 @@ def recovery_share(shares: dict[str, pd.DataFrame], alpha: float = ALPHA, method
     """(c), second half. Primary test per recovered model: the share of the pruned model's classification loss it
     wins back minus the share of its generative loss (`retention.recovery_shares`), bootstrap p adjusted over the
     recovered models of every target."""
-    claim = "Recovery wins back less of what pruning lost on generation than on classification."
+    claim = SHARE_CLAIM
     rows = [r for frame in shares.values() for _, r in frame.iterrows() if _finite(r["difference"], r["p_value"])]
     if not rows:
         return Finding(claim, NOT_MEASURED, ["no recovered model has a share in both task groups (the pruned model "
@@ -251,7 +266,7 @@ def best_method(leads: dict[str, dict], alpha: float = ALPHA, method: str = "hol
     ci_low, ci_high, p_value, changed, equivalence_p (`retention.head_to_head` of the two)."""
     if not leads:
         return None
-    claim = "Which recovery method gets generation back: a lead over the runner-up, significant after adjustment."
+    claim = BEST_CLAIM
     measured = {t: lead for t, lead in leads.items() if _finite(lead["p_value"])}
     if not measured:
         return Finding(claim, NOT_MEASURED, [f"no model has a generative retention: {NO_RETENTION}"])
@@ -283,5 +298,5 @@ def markdown(findings: list[Finding]) -> str:
                      + "".join(f"\n  - {e}" for e in f.evidence) for f in findings) + "\n"
 
 
-__all__ = ["Finding", "best_method", "classification_over_generative", "combine", "directed", "layer_sensitivity",
+__all__ = ["CLAIMS", "Finding", "in_paper_order", "best_method", "classification_over_generative", "combine", "directed", "layer_sensitivity",
            "markdown", "recovery_share", "sgr_over_reference"]

@@ -82,6 +82,21 @@ class Input:
 
 
 @dataclass(frozen=True)
+class ReportSection:
+    """A part of the pipeline's report page that a stage's results make: `render` ("module:function") is called
+    with (page, run: `prunelab.report.page.PipelineRun`) and returns the paper's findings it checks; `at` places it
+    on the page (lower first). It is called whether or not the run has a stage of its kind (a finding it cannot
+    check says so)."""
+
+    at: int
+    render: str
+
+    def __call__(self, page, run) -> list:
+        module, _, function = self.render.partition(":")
+        return getattr(importlib.import_module(module), function)(page, run)
+
+
+@dataclass(frozen=True)
 class StageEntry:
     kind: str
     module: str  # defines run(config, runtime) -> Artifact
@@ -94,6 +109,7 @@ class StageEntry:
     # results of the older code are recomputed (prunelab.pipeline.code; a test holds it against the code)
     code_version: int = 1
     inputs: tuple[Input, ...] = ()  # fields a pipeline takes from upstream stages
+    report: tuple[ReportSection, ...] = ()  # its parts of the pipeline's report page
 
     @property
     def config(self) -> type:
@@ -130,9 +146,12 @@ class StageRegistry:
 
 STAGES = StageRegistry([
     StageEntry("sweep", "prunelab.stages.sweep", SweepArtifact,
-               "single-layer ablation sweep with a retention report", "configs/sweep/default.yaml"),
+               "single-layer ablation sweep with a retention report", "configs/sweep/default.yaml",
+               report=(ReportSection(50, "prunelab.report.pruning_sections:sweep"),)),
     StageEntry("compare-strategies", "prunelab.stages.compare", CompareArtifact,
-               "retention by strategy x ratio, with intervals, table and plot", "configs/compare/qwen-strategies.yaml"),
+               "retention by strategy x ratio, with intervals, table and plot", "configs/compare/qwen-strategies.yaml",
+               report=(ReportSection(10, "prunelab.report.pruning_sections:strategies"),
+                       ReportSection(30, "prunelab.report.pruning_sections:pruned_outputs"))),
     StageEntry("eval", "prunelab.stages.evaluate", EvalArtifact,
                "score a model (and its retention against a base model) on tasks", "configs/eval/qwen-bi25.yaml",
                (MODEL, Flag("--base", ("base_model.name",), "base_model.name: the base model for retention (e.g. "
@@ -140,7 +159,8 @@ STAGES = StageRegistry([
                 Flag("--tasks", ("tasks",), "tasks: comma-separated task names", named),
                 Flag("--limit", ("tasks.*.limit",), "tasks.N.limit: items per task (a seeded sample)", int),
                 OUT, Flag("--name", ("name",), "name (default: the output directory's name)"), DTYPE),
-               name_from_out=True, inputs=(Input("model", ("prune", "recover")),)),
+               name_from_out=True, inputs=(Input("model", ("prune", "recover")),),
+               report=(ReportSection(40, "prunelab.report.recovery_sections:recovery"),)),
     StageEntry("prune", "prunelab.stages.prune", PruneArtifact,
                "choose layers with a strategy, remove them, export a checkpoint + manifest",
                "configs/prune/qwen-block-influence.yaml",
@@ -178,7 +198,8 @@ STAGES = StageRegistry([
     StageEntry("recover", "prunelab.stages.recover", RecoverArtifact,
                "fine-tune a pruned model on an SGR corpus with (Q)LoRA; adapter + merged model",
                "configs/recover/qwen-bi25-sgr.yaml", (OUT,),
-               inputs=(Input("model", ("prune",)), Input("corpus", ("sgr",)))),
+               inputs=(Input("model", ("prune",)), Input("corpus", ("sgr",))),
+               report=(ReportSection(60, "prunelab.report.recovery_sections:training"),)),
     StageEntry("pipeline", "prunelab.pipeline.run", PipelineArtifact,
                "one config from model to findings: base eval, sweep, strategies x ratios, SGR, recovery, evals, "
                "report; each stage reused when its inputs are unchanged", "configs/repro/qwen-coder.yaml", (OUT,)),
@@ -188,7 +209,8 @@ STAGES = StageRegistry([
                (Flag("--base", ("base_model.name",), "base_model.name"),
                 Flag("--models", ("models",), "models: comma-separated pruned checkpoints", named), OUT),
                name_from_out=True,
-               inputs=(Input("removed", ("compare-strategies",), "prunelab.artifacts:selected_layers"),)),
+               inputs=(Input("removed", ("compare-strategies",), "prunelab.artifacts:selected_layers"),),
+               report=(ReportSection(20, "prunelab.report.pruning_sections:cost"),)),
 ])
 
 # commands that run as Ray jobs without being a stage (no config): `prunelab submit` takes them too
@@ -204,5 +226,5 @@ def job_file(name: str) -> Path:
     return Path("jobs") / f"{name.replace('-', '_')}.py"
 
 
-__all__ = ["DTYPES", "Flag", "Input", "JOB_COMMANDS", "STAGES", "StageEntry", "StageRegistry", "comma_ints", "comma_list",
+__all__ = ["DTYPES", "Flag", "Input", "JOB_COMMANDS", "ReportSection", "STAGES", "StageEntry", "StageRegistry", "comma_ints", "comma_list",
            "job_file", "job_names", "named"]

@@ -4,17 +4,26 @@ thinking switches verbatim; tool calls and multimodal parts left out), and tiny 
 import tiny
 import torch
 
-# Qwen3 (Qwen/Qwen3-8B tokenizer_config.json): history turns lose their reasoning; the generation prompt closes an
-# empty think block when enable_thinking is false
+# Qwen3 (Qwen/Qwen3-8B tokenizer_config.json): turns before the last user message lose their reasoning, an assistant
+# turn after it keeps it (what training on a reasoning response renders); the generation prompt closes an empty think
+# block when enable_thinking is false
 QWEN3 = (
+    "{%- set ns = namespace(last_query=-1) %}"
+    "{%- for message in messages %}{%- if message.role == 'user' %}{%- set ns.last_query = loop.index0 %}"
+    "{%- endif %}{%- endfor %}"
     "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}"
     "{%- endif %}"
     "{%- for message in messages %}"
     "{%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}"
     "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
-    "{%- elif message.role == 'assistant' %}{%- set content = message.content %}"
-    "{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}"
+    "{%- elif message.role == 'assistant' %}{%- set content = message.content %}{%- set reasoning = '' %}"
+    "{%- if '</think>' in content %}"
+    "{%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
+    "{%- if loop.index0 > ns.last_query and (loop.last or reasoning) %}"
+    "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' + content"
+    " + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n' }}{%- endif %}"
     "{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
     "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
@@ -31,7 +40,8 @@ R1 = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}"
 )
 
-# gpt-oss (openai/gpt-oss-20b chat_template.jinja): harmony; the system message carries the reasoning effort
+# gpt-oss (openai/gpt-oss-20b chat_template.jinja): harmony; the system message carries the reasoning effort; the last
+# assistant turn keeps its analysis (`thinking`)
 HARMONY = (
     "{{- '<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\\n"
     "Knowledge cutoff: 2024-06\\n\\nReasoning: ' }}"
@@ -40,6 +50,8 @@ HARMONY = (
     "{%- for message in messages %}"
     "{%- if message.role == 'user' %}{{- '<|start|>user<|message|>' + message.content + '<|end|>' }}"
     "{%- elif message.role == 'assistant' %}"
+    "{%- if message.thinking is defined and message.thinking and loop.last %}"
+    "{{- '<|start|>assistant<|channel|>analysis<|message|>' + message.thinking + '<|end|>' }}{%- endif %}"
     "{{- '<|start|>assistant<|channel|>final<|message|>' + message.content + '<|end|>' }}{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start|>assistant' }}{%- endif %}"

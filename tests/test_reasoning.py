@@ -179,3 +179,151 @@ def test_an_answer_is_split_from_its_reasoning_in_each_format(template, output):
     short = Budgets(fmt.start, fmt.end, thinking=5, answer=64)
     text, _, reason, answer_n, thinking_n, cut = finish_with_reasoning(tok, ids, False, short, "stop")
     assert (text, reason, answer_n, thinking_n, cut) == ("", "length", 0, 5, True)
+
+
+def _sgr(model, prompts, out, **sampling):
+    from prunelab.config import SGRConfig, parse_config
+
+    return parse_config({"kind": "sgr", "name": "r", "model": {"name": str(model), "dtype": "float32"},
+                         "output_dir": str(out), "engine": {"shard_size": 4, "batch_size": 4},
+                         "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [],
+                                     "max_prompt_tokens": 128}, "sampling": sampling}, cls=SGRConfig)
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "q.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?"}) + "\n" for i in range(6)))
+    return path
+
+
+def test_sgr_of_a_reasoning_model_keeps_its_reasoning_apart_and_drops_responses_cut_inside_it(tmp_path, questions):
+    """R1's template opens the reasoning itself: with a thinking budget the tiny model never closes, every row is
+    cut in thinking, dropped as such, its reasoning the tokens a run stopped at the budget gives."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from prunelab.generation import GenerationRequest, HFBackend
+    from prunelab.sgr.shards import CorpusShards
+    from prunelab.stages.sgr import generate_corpus
+
+    path = templates.save(tmp_path / "r1", templates.R1)
+    root = generate_corpus(_sgr(path, questions, tmp_path / "sgr", max_new_tokens=3, thinking_budget=4),
+                           progress=False)
+    rows = CorpusShards(root).read().to_pylist()
+    assert len(rows) == 6 and {r["dropped"] for r in rows} == {"cut in thinking"}
+    assert all(r["cut_in_thinking"] and r["thinking_tokens"] == 4 and r["response"] == "" for r in rows)
+    model, tok = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 2?"}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=True)["input_ids"]
+    alone = HFBackend(model, tok, batch_size=1).generate([GenerationRequest("x", "", tuple(prompt))],
+                                                         Sampling(max_new_tokens=4))[0]
+    row = next(r for r in rows if "2 + 2" in r["messages"])
+    assert row["reasoning"] == alone.text.replace("</think>", "").strip()
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["reasoning_format"] == "think tags" and meta["counts"]["dropped_cut_in_thinking"] == 6
+
+
+def test_sgr_thinking_off_reaches_the_prompt_and_a_template_without_the_switch_is_refused(tmp_path, questions,
+                                                                                         capsys):
+    from prunelab.sgr.shards import CorpusShards
+    from prunelab.stages.sgr import plan_corpus
+
+    qwen3 = templates.save(tmp_path / "qwen3", templates.QWEN3)
+    _, _, selection = plan_corpus(_sgr(qwen3, questions, tmp_path / "x", max_new_tokens=3, thinking="off"))
+    tok = templates.tokenizer(templates.QWEN3)
+    assert all(tok.decode(p.prompt_ids).endswith("<think>\n\n</think>\n\n") for p in selection.prompts)
+    from prunelab.stages.sgr import generate_corpus
+
+    root = generate_corpus(_sgr(qwen3, questions, tmp_path / "off", max_new_tokens=3, thinking=False),
+                           progress=False)
+    rows = CorpusShards(root).read().to_pylist()  # off: answers as a plain model's, no reasoning columns
+    assert all(r["reasoning"] is None and r["cut_in_thinking"] is None for r in rows)
+    r1 = templates.save(tmp_path / "r1", templates.R1)
+    config = tmp_path / "sgr.yaml"
+    config.write_text(json.dumps(_sgr(r1, questions, tmp_path / "refused", thinking="off").model_dump(mode="json")))
+    assert main(["sgr", str(config), "--local", "--no-progress"]) == 2
+    assert "has no switch for thinking" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    assert main(["sgr", str(config), "--local", "--no-progress", "sampling.thinking=default",
+                 "sampling.thinking_budget=600"]) == 2  # 128 prompt + 600 + 1024 answer tokens: over 512
+    assert "sampling.thinking_budget (600)" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    # at their defaults the reasoning settings leave a corpus's key as it was before they existed
+    assert not {"thinking", "thinking_budget", "reasoning_effort"} & set(
+        _sgr(qwen3, questions, tmp_path / "k").identity()["sampling"])
+
+
+def _corpus_rows():
+    return [{"id": "a", "messages": json.dumps([{"role": "user", "content": "What is 2 + 3?"}]), "reference": "5",
+             "response": "The answer is 5.", "reasoning": "Two plus three is five.", "dropped": None},
+            {"id": "b", "messages": json.dumps([{"role": "user", "content": "What is 1 + 1?"}]), "reference": "2",
+             "response": "2", "reasoning": None, "dropped": None}]
+
+
+@pytest.mark.parametrize("template, fmt", [(templates.QWEN3, "think tags"), (templates.HARMONY, "harmony")])
+def test_recovery_trains_on_the_reasoning_where_the_template_writes_it(template, fmt):
+    """keep: the rendered training text holds the reasoning and then the answer, as the family's template writes a
+    reasoning turn; drop: the answer alone, rendered as the template renders a plain turn."""
+    from prunelab.recovery.data import check_reasoning_kept, training_examples
+
+    tok, rows = templates.tokenizer(template), _corpus_rows()
+    kept, _ = training_examples(rows, "sgr", "keep", fmt)
+    check_reasoning_kept(kept, rows, tok, "c")
+    text = tok.apply_chat_template(kept[0]["prompt"] + kept[0]["completion"], tokenize=False)
+    assert text.index("Two plus three is five.") < text.index("The answer is 5.")
+    dropped, _ = training_examples(rows, "sgr", "drop", fmt)
+    text = tok.apply_chat_template(dropped[0]["prompt"] + dropped[0]["completion"], tokenize=False)
+    assert "Two plus three" not in text and "The answer is 5." in text
+    reference, _ = training_examples(rows, "reference", "keep", fmt)  # the original answers never had reasoning
+    assert [e["completion"][0]["content"] for e in reference] == ["5", "2"]
+
+
+def test_keeping_the_reasoning_is_refused_where_the_template_drops_it():
+    from prunelab.errors import DataError
+    from prunelab.recovery.data import check_reasoning_kept, training_examples
+
+    tok, rows = templates.tokenizer(templates.R1), _corpus_rows()  # R1 strips every assistant turn's reasoning
+    kept, _ = training_examples(rows, "sgr", "keep", "think tags")
+    with pytest.raises(DataError, match="drops the reasoning of an assistant turn .*recover.reasoning: drop"):
+        check_reasoning_kept(kept, rows, tok, "c")
+
+
+def test_corpus_shards_written_before_the_reasoning_columns_read_with_them_empty(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prunelab.sgr.shards import ROW_SCHEMA, CorpusShards
+
+    old = pa.schema([f for f in ROW_SCHEMA if f.name not in ("reasoning", "thinking_tokens", "cut_in_thinking")])
+    row = {"id": "a", "shard": 0, "messages": "[]", "reference": None, "response": "r", "finish_reason": "stop",
+           "prompt_tokens": 3, "output_tokens": 1, "model": "m", "temperature": 0.0, "top_p": 1.0,
+           "max_new_tokens": 4, "seed": 0, "dropped": None}
+    (tmp_path / "shards").mkdir()
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "shards" / "shard-00000.parquet")
+    got = CorpusShards(tmp_path).read().to_pylist()
+    assert got == [{**row, "reasoning": None, "thinking_tokens": None, "cut_in_thinking": None}]
+
+
+def test_a_corpus_trains_on_its_reasoning_in_the_format_its_meta_records(tmp_path):
+    """select_examples reads the corpus's reasoning format from its meta.json: a gpt-oss corpus trains with the
+    reasoning as harmony's analysis message, not as think tags pasted into the answer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prunelab.recovery.data import select_examples
+    from prunelab.sgr.shards import ROW_SCHEMA
+
+    base = {"shard": 0, "finish_reason": "stop", "prompt_tokens": 3, "output_tokens": 4, "model": "m",
+            "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 8, "seed": 0, "thinking_tokens": 3,
+            "cut_in_thinking": False}
+    rows = [{**base, **r} for r in _corpus_rows()]
+    (tmp_path / "shards").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), tmp_path / "shards" / "shard-00000.parquet")
+    (tmp_path / "meta.json").write_text(json.dumps({"stage": "sgr", "complete": True,
+                                                    "reasoning_format": "harmony"}))
+    tok = templates.tokenizer(templates.HARMONY)
+    examples, counts = select_examples(str(tmp_path), "sgr", tok, 512)
+    text = tok.apply_chat_template(examples[0]["prompt"] + examples[0]["completion"], tokenize=False)
+    assert "<|channel|>analysis<|message|>Two plus three is five.<|end|>" in text and "<think>" not in text
+    assert counts["examples"] == 2
+    examples, _ = select_examples(str(tmp_path), "sgr", tok, 512, reasoning="drop")
+    assert "<|channel|>analysis" not in tok.apply_chat_template(examples[0]["prompt"] + examples[0]["completion"],
+                                                                tokenize=False)

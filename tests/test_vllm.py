@@ -81,7 +81,8 @@ def test_a_workers_engine_settings_reach_vllm_and_fit_the_longest_request(model_
     assert config.cache_config.gpu_memory_utilization == 0.9 and out[0].output_tokens > 0
 
 
-def _sgr_shards(model_dir, tmp_path, backend: str, out: str, runner=None, **engine):
+def _sgr_shards(model_dir, tmp_path, backend: str, out: str, runner=None, template: str = "plain",
+                sampling: dict | None = None, fields: tuple[str, ...] = (), **engine):
     """SGR of ten prompts with `backend` (in this process, or on Ray Data LLM with `runner`); the shards' rows."""
     import pyarrow.parquet as pq
 
@@ -91,13 +92,13 @@ def _sgr_shards(model_dir, tmp_path, backend: str, out: str, runner=None, **engi
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?"}) + "\n" for i in range(10)))
     config = parse_config({"kind": "sgr", "name": "v", "model": {"name": str(model_dir), "dtype": "float32"},
-                           "chat_template": "plain", "output_dir": str(tmp_path / out),
+                           "chat_template": template, "output_dir": str(tmp_path / out),
                            "prompts": {"source": str(prompts), "limit": None, "exclude_tasks": [],
                                        "max_prompt_tokens": 128},
-                           "sampling": {"max_new_tokens": 6},
+                           "sampling": sampling or {"max_new_tokens": 6},
                            "engine": {"backend": backend, "shard_size": 5, "batch_size": 5, **engine}}, cls=SGRConfig)
     root = generate_corpus(config, runner, progress=False) if runner else generate_corpus(config, progress=False)
-    fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped"]
+    fields = ["id", "shard", "response", "finish_reason", "output_tokens", "dropped", *fields]
     rows = []
     for name in ("shard-00000.parquet", "shard-00001.parquet"):
         rows += pq.read_table(root / "shards" / name).select(fields).to_pylist()
@@ -126,6 +127,28 @@ def test_sgr_on_ray_data_llm_equals_transformers_in_process(model_dir, tmp_path,
     finally:
         ray.shutdown()
     assert got == want
+
+
+def test_sgr_of_a_reasoning_model_on_ray_data_llm_splits_as_transformers_does(tmp_path):
+    """vLLM's token ids split at the thinking and answer budgets in the processor's postprocess: each row's
+    response, reasoning, counts, cut and drop reason equal the in-process generator's."""
+    import ray
+    import reasoning_templates as templates
+
+    from prunelab.distributed.sgr import ray_responses
+
+    path = templates.save(tmp_path / "r1", templates.R1, family="llama", num_layers=2, hidden=256)
+    options = {"template": "auto", "sampling": {"max_new_tokens": 3, "thinking_budget": 5},
+               "fields": ("reasoning", "thinking_tokens", "cut_in_thinking")}
+    want = _sgr_shards(path, tmp_path, "hf", "hf", **options)
+    start_ray(num_cpus=2, include_dashboard=False)
+    try:
+        got = _sgr_shards(path, tmp_path, "vllm", "vllm", ray_responses, engine_kwargs={"dtype": "float32"},
+                          **options)
+    finally:
+        ray.shutdown()
+    assert got == want
+    assert all(r["cut_in_thinking"] and r["dropped"] == "cut in thinking" and r["reasoning"] for r in got)
 
 
 def test_one_vllm_engine_for_all_candidates_equals_each_pruned_model(model_dir, tok, tmp_path):

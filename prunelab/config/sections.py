@@ -175,11 +175,7 @@ class GenerationSpec(Frozen):
                                                   "noise floor, shown beside every generative comparison); costs "
                                                   "one more pass of the base model over the generative tasks")
 
-    @field_validator("thinking", mode="before")
-    @classmethod
-    def _yaml_on_off(cls, value):
-        # YAML 1.1 reads a bare on / off as a boolean
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    _thinking_yaml = field_validator("thinking", mode="before")(classmethod(lambda cls, v: _yaml_on_off(v)))
 
     @field_validator("backend")
     @classmethod
@@ -191,7 +187,7 @@ class GenerationSpec(Frozen):
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
         # exact off and the reasoning settings at their defaults are what every result written before those settings
         # existed computed
-        defaults = {"exact": False, "thinking": "default", "thinking_budget": 4096, "reasoning_effort": None}
+        defaults = {"exact": False, **REASONING_DEFAULTS}
         return {k: v for k, v in identity.items() if k not in defaults or v != defaults[k]}
 
 
@@ -375,11 +371,34 @@ class PromptsSpec(Frozen):
         return names
 
 
+def _yaml_on_off(value):
+    # YAML 1.1 reads a bare on / off as a boolean
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+REASONING_DEFAULTS = {"thinking": "default", "thinking_budget": 4096, "reasoning_effort": None}
+
+
 class ResponseSampling(Frozen):
-    max_new_tokens: int = key(1024, ge=1, description="responses that reach it are truncated, and dropped")
+    max_new_tokens: int = key(1024, ge=1, description="responses that reach it are truncated, and dropped (a "
+                                                      "reasoning model's answer budget, after its reasoning)")
     temperature: float = key(0.0, ge=0, description="0 = greedy")
     top_p: float = key(1.0, gt=0, le=1)
     seed: int = key(0, description="sampled decoding: each row's seed derives from it and the row's id")
+    thinking: Literal["default", "on", "off"] = key(
+        "default", description="reasoning models: default renders the chat template as it is; on / off pass its "
+        "switch (Qwen3's enable_thinking), refused for a template without one. Each row keeps its reasoning apart "
+        "from its answer (`reasoning`, `thinking_tokens`)")
+    thinking_budget: int = key(4096, ge=1, description="tokens a reasoning model may reason for before its answer; "
+                               "a response still reasoning at the budget is dropped ('cut in thinking')")
+    reasoning_effort: Literal["low", "medium", "high"] | None = key(
+        None, description="gpt-oss (harmony template): how much it reasons; unset: the template's default")
+
+    _thinking_yaml = field_validator("thinking", mode="before")(classmethod(lambda cls, v: _yaml_on_off(v)))
+
+    def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        # at their defaults, the reasoning settings are what every corpus made before they existed computed
+        return {k: v for k, v in identity.items() if k not in REASONING_DEFAULTS or v != REASONING_DEFAULTS[k]}
 
 
 class SGREngineSpec(Frozen):
@@ -511,6 +530,10 @@ class RecoverSection(Frozen):
     kd: KDSpec = key(KDSpec(), description="method kd (and linear's then: kd)")
     partial: PartialSpec = key(PartialSpec(), description="method partial")
     linear: LinearSpec = key(LinearSpec(), description="method linear")
+    reasoning: Literal["keep", "drop"] = key(
+        "keep", description="a corpus of a reasoning model (sampling.thinking): keep trains on each response's "
+        "reasoning and answer, as the base model wrote them (refused where the chat template drops the reasoning of "
+        "an assistant turn); drop trains on the answers alone")
     workers: TrainWorkersSpec = setting(TrainWorkersSpec())
 
     def methods_used(self) -> set[str]:
@@ -546,6 +569,8 @@ class RecoverSection(Frozen):
         return self
 
     def resolve_identity(self, identity: dict[str, Any]) -> dict[str, Any]:
+        if identity.get("reasoning") == "keep":  # a corpus without reasoning trains as before the setting existed
+            identity = {k: v for k, v in identity.items() if k != "reasoning"}
         if "quantization" not in identity:
             return identity
         # a method's section belongs to the identity only where that method runs: an sft run keeps the identity

@@ -7,14 +7,16 @@ Rows come back in any order (carried by id and shard). Ray Data restarts a dead 
 retried batch can repeat rows that already arrived, which the driver drops by id.
 """
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 import ray
 
 from prunelab.distributed.resources import HIDE_GPUS, check_gpu_node, require, resource_request, uses_gpu
+from prunelab.generation.reasoning import Budgets, finish_with_reasoning
 from prunelab.sgr.generate import ResponseGenerator
-from prunelab.sgr.shards import drop_reason
+from prunelab.sgr.shards import drop_reason, reasoning_columns
 
 
 def _dataset(rows: list[dict], batch_size: int):
@@ -47,17 +49,27 @@ def _serve_importable() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(model_path: str):
+    """The model's tokenizer, once per postprocess worker (a reasoning output is split on token ids)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path)
+
+
 def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_label: str, eos_ids: list[int],
-                   progress: bool = True, dtype: str = "auto") -> Iterator[list[dict]]:
+                   progress: bool = True, dtype: str = "auto", budgets: dict | None = None) -> Iterator[list[dict]]:
     """Batches of corpus rows from `engine.replicas` vLLM engines through Ray Data LLM.
 
     The prompt goes in as token ids (`tokenized_prompt`): the processor's own chat and tokenize stages would add a
     second BOS for Llama 3, Gemma and Mistral. The processor reports no finish reason, so a response is truncated
-    when it has max_new_tokens tokens and does not end on an end-of-sequence token."""
+    when it has max_new_tokens tokens and does not end on an end-of-sequence token. A reasoning model (`budgets`)
+    generates up to both budgets and its tokens are split as the HF generator splits them
+    (`generation.reasoning.finish_with_reasoning`)."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     ray.data.DataContext.get_current().enable_progress_bars = progress
-    max_tokens = sampling.max_new_tokens
+    max_tokens = budgets["thinking"] + budgets["answer"] if budgets else sampling.max_new_tokens
     # the engine's length: what the longest prompt and the response budget need, unless the config says
     longest = max((len(r["prompt_ids"]) for r in rows), default=0) + max_tokens
     settings = engine.vllm.engine_args(1.0, longest)  # each replica holds whole GPUs
@@ -107,12 +119,18 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
         tokens = list(row["generated_tokens"])
         ended = bool(tokens) and tokens[-1] in eos_ids
         finish = "length" if len(tokens) >= max_tokens and not ended else "stop"
-        text = row["generated_text"]
+        text, reasoning, thinking, cut, count = row["generated_text"], None, 0, False, len(tokens) - int(ended)
+        if budgets:
+            text, reasoning, finish, answer_n, thinking, cut = finish_with_reasoning(
+                _tokenizer(model_path), tokens[:count], bool(row["opens_reasoning"]), Budgets(**budgets), finish)
+            count = answer_n + thinking
         return {"id": row["id"], "shard": int(row["shard"]), "messages": row["messages"],
                 "reference": row["reference"], "response": text, "finish_reason": finish,
-                "prompt_tokens": len(row["prompt_ids"]), "output_tokens": len(tokens) - int(ended),
+                "prompt_tokens": len(row["prompt_ids"]), "output_tokens": count,
                 "model": model_label, "temperature": float(sampling.temperature), "top_p": float(sampling.top_p),
-                "max_new_tokens": int(max_tokens), "seed": int(row["seed"]), "dropped": drop_reason(finish, text)}
+                "max_new_tokens": int(sampling.max_new_tokens), "seed": int(row["seed"]),
+                "dropped": drop_reason(finish, text, cut),
+                **reasoning_columns(reasoning, thinking, cut, budgets)}
 
     processor = build_processor(config, preprocess=preprocess, postprocess=postprocess,
                                 preprocess_map_kwargs=map_kwargs, postprocess_map_kwargs=map_kwargs)
@@ -132,7 +150,8 @@ def ray_responses(config, facts, template: str, progress: bool = True):
     if engine.backend == "vllm":
         eos = eos_token_ids(facts)
         path = str(Path(facts.path).resolve()) if Path(facts.path).exists() else facts.path
+        budgets = generator_kwargs(config, facts, template)["budgets"]
         return lambda rows: vllm_responses(rows, engine, path, config.sampling, config.model.name, eos, progress,
-                                           config.model.dtype)
+                                           config.model.dtype, budgets)
     return lambda rows: hf_responses(rows, engine, generator_kwargs(config, facts, template),
                                      progress=progress)

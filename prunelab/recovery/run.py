@@ -34,7 +34,7 @@ def prepare(job: TrainJob):
     config = RecoverConfig.model_validate(job.config)
     tokenizer = apply_template(load_tokenizer(job.model_path), job.chat_template)
     examples, counts = select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
-                                       config.paired)
+                                       config.paired, config.reasoning)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     return config, tokenizer, dataset, counts
 

@@ -5,8 +5,9 @@ import hashlib
 import json
 
 from prunelab.generation.base import GenerationRequest, Sampling
+from prunelab.generation.reasoning import Budgets
 from prunelab.hardware import device_name
-from prunelab.sgr.shards import drop_reason
+from prunelab.sgr.shards import drop_reason, reasoning_columns
 
 
 def row_seed(seed: int, prompt_id: str) -> int:
@@ -17,7 +18,8 @@ def row_seed(seed: int, prompt_id: str) -> int:
 def input_row(planned, shard: int, seed: int) -> dict:
     p = planned.prompt
     return {"id": p.id, "shard": shard, "messages": json.dumps(p.chat()), "reference": p.reference,
-            "prompt_ids": list(planned.prompt_ids), "seed": row_seed(seed, p.id)}
+            "prompt_ids": list(planned.prompt_ids), "seed": row_seed(seed, p.id),
+            "opens_reasoning": planned.opens_reasoning}
 
 
 class ResponseGenerator:
@@ -25,10 +27,15 @@ class ResponseGenerator:
 
     Sampled decoding (temperature > 0): each row draws from its own stream, a function of the config's seed and the
     row's id (`generation.hf`: per-request uniforms), so a row's response does not depend on its batch; the seed
-    recorded on each row is its row seed (`row_seed`, what a vLLM engine is given for it)."""
+    recorded on each row is its row seed (`row_seed`, what a vLLM engine is given for it).
+
+    A reasoning model (`budgets`: `generation.reasoning.Budgets` as a dict) generates up to both budgets; each row's
+    response is its answer, its reasoning kept apart, and a response still reasoning at the thinking budget is
+    dropped as "cut in thinking"."""
 
     def __init__(self, model: str, dtype: str, chat_template: str, sampling: dict, batch_size: int,
-                 device: str | None = None, model_label: str | None = None, trust_remote_code: bool = False):
+                 device: str | None = None, model_label: str | None = None, trust_remote_code: bool = False,
+                 budgets: dict | None = None):
 
         from prunelab.generation.hf import HFBackend
         from prunelab.models import load_model
@@ -39,14 +46,19 @@ class ResponseGenerator:
         self.backend = HFBackend(loaded, apply_template(tokenizer, chat_template), batch_size=batch_size)
         self.sampling = sampling
         self.model_label = model_label or model
+        self.budgets = budgets
 
     def __call__(self, batch: dict) -> dict:
         ids = [str(x) for x in batch["id"]]
         order = sorted(range(len(ids)), key=lambda i: ids[i])
         s = self.sampling
-        sampling = Sampling(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
-                            seed=int(s.get("seed", 0)))
-        requests = [GenerationRequest(ids[i], "", tuple(int(t) for t in batch["prompt_ids"][i])) for i in order]
+        budgets = Budgets(**self.budgets) if self.budgets else None
+        sampling = Sampling(max_new_tokens=budgets.total if budgets else s["max_new_tokens"],
+                            temperature=s["temperature"], top_p=s["top_p"], seed=int(s.get("seed", 0)),
+                            reasoning=budgets)
+        opens = batch.get("opens_reasoning", [False] * len(ids))
+        requests = [GenerationRequest(ids[i], "", tuple(int(t) for t in batch["prompt_ids"][i]),
+                                      opens_reasoning=bool(opens[i])) for i in order]
         generations = self.backend.generate(requests, sampling)
         rows = []
         for i, g in zip(order, generations):
@@ -57,7 +69,8 @@ class ResponseGenerator:
                 "model": self.model_label, "temperature": float(s["temperature"]), "top_p": float(s["top_p"]),
                 "max_new_tokens": int(s["max_new_tokens"]),
                 "seed": int(batch["seed"][i]) if s["temperature"] > 0 else 0,
-                "dropped": drop_reason(g.finish_reason, g.text),
+                "dropped": drop_reason(g.finish_reason, g.text, g.cut_in_thinking),
+                **reasoning_columns(g.reasoning, g.thinking_tokens, g.cut_in_thinking, budgets),
             })
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 

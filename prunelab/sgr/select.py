@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from prunelab.data.prompts import Prompt, load_prompts
 from prunelab.data.sampling import sample_indices
 from prunelab.errors import DataError
+from prunelab.generation.reasoning import opens_reasoning
 from prunelab.tasks.overlap import find_overlaps
 from prunelab.tasks.training_prompts import parse_task_source, task_prompts
 
@@ -15,6 +16,7 @@ from prunelab.tasks.training_prompts import parse_task_source, task_prompts
 class PlannedPrompt:
     prompt: Prompt
     prompt_ids: tuple[int, ...]  # the chat-template rendering, tokenized once, as every backend receives it
+    opens_reasoning: bool = False  # the rendering leaves the model inside its reasoning (an opening tag written)
 
 
 @dataclass
@@ -30,16 +32,21 @@ def corpus_prompts(source: str) -> list[Prompt]:
     return task_prompts(*task) if task else load_prompts(source)
 
 
-def render(tokenizer, prompt: Prompt) -> list[int]:
-    """Prompt token ids under the tokenizer's chat template, generation prompt added; special tokens come from the
-    template alone (a second BOS would shift every Llama 3, Gemma and Mistral answer)."""
-    out = tokenizer.apply_chat_template(prompt.chat(), add_generation_prompt=True, tokenize=True, return_dict=True)
+def render(tokenizer, prompt: Prompt, template_kwargs: dict | None = None) -> list[int]:
+    """Prompt token ids under the tokenizer's chat template, generation prompt added, given `template_kwargs` (a
+    reasoning model's switch); special tokens come from the template alone (a second BOS would shift every Llama 3,
+    Gemma and Mistral answer)."""
+    out = tokenizer.apply_chat_template(prompt.chat(), add_generation_prompt=True, tokenize=True, return_dict=True,
+                                        **(template_kwargs or {}))
     return list(out["input_ids"])
 
 
 def select_prompts(prompts: list[Prompt], tokenizer, limit: int | None, seed: int, max_prompt_tokens: int,
-                   exclude_tasks: list[str], source: str = "corpus") -> Selection:
-    """The first `limit` prompts of a seeded shuffle that are new, short enough and disjoint from the test tasks.
+                   exclude_tasks: list[str], source: str = "corpus", template_kwargs: dict | None = None,
+                   reasoning=None) -> Selection:
+    """The first `limit` prompts of a seeded shuffle that are new, short enough and disjoint from the test tasks,
+    rendered with `template_kwargs`; `reasoning` (the model's `ReasoningFormat`, None: it does not reason here)
+    says whether a rendering leaves the model inside its reasoning.
 
     Prompts are examined in chunks (a few times what is still missing), so a 256-prompt sample of a 17k-prompt corpus
     renders and checks a few hundred prompts, not all of them."""
@@ -66,11 +73,12 @@ def select_prompts(prompts: list[Prompt], tokenizer, limit: int | None, seed: in
         for i, p in enumerate(fresh):
             if i in overlaps:
                 continue
-            ids = render(tokenizer, p)
+            ids = render(tokenizer, p, template_kwargs)
             if len(ids) > max_prompt_tokens:
                 counts["too_long"] += 1
                 continue
-            kept.append(PlannedPrompt(p, tuple(ids)))
+            opens = reasoning is not None and opens_reasoning(tokenizer.decode(ids), reasoning)
+            kept.append(PlannedPrompt(p, tuple(ids), opens))
             if limit is not None and len(kept) == limit:
                 break
     if not kept:

@@ -6,7 +6,8 @@
 
 A shard is written once all of its prompts are answered, so a stopped run loses at most the shards in flight and a
 rerun generates only the missing ones. Every response is kept in its shard; `dropped` says why one is not used for
-training ("truncated": it reached max_new_tokens; "empty").
+training ("truncated": it reached max_new_tokens; "empty"; "cut in thinking": a reasoning model still reasoning at
+its thinking budget, with no answer).
 """
 
 import hashlib
@@ -35,10 +36,24 @@ ROW_SCHEMA = pa.schema([
     ("max_new_tokens", pa.int32()),
     ("seed", pa.int64()),
     ("dropped", pa.string()),  # null: used for training
+    # a reasoning model's (null in rows of a model that does not reason, and in shards written before them): the
+    # response is then its answer alone
+    ("reasoning", pa.string()),
+    ("thinking_tokens", pa.int32()),
+    ("cut_in_thinking", pa.bool_()),
 ])
 
 
-def drop_reason(finish_reason: str, response: str) -> str | None:
+def reasoning_columns(reasoning: str | None, thinking_tokens: int, cut: bool, budgets) -> dict:
+    """A row's reasoning columns: null where the model was not asked to reason (`budgets` None)."""
+    if budgets is None:
+        return {"reasoning": None, "thinking_tokens": None, "cut_in_thinking": None}
+    return {"reasoning": reasoning or "", "thinking_tokens": int(thinking_tokens), "cut_in_thinking": bool(cut)}
+
+
+def drop_reason(finish_reason: str, response: str, cut_in_thinking: bool = False) -> str | None:
+    if cut_in_thinking:
+        return "cut in thinking"
     if finish_reason == "length":
         return "truncated"
     if not response.strip():

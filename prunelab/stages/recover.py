@@ -152,10 +152,12 @@ def read_inputs(config: RecoverConfig, distributed: bool) -> Inputs:
                         f"train on ({corpus_meta['counts']}); "
                         + ("use responses: sgr, or a corpus with answers (sharegpt, or a dataset with messages / "
                            "output / completion)" if config.responses == "reference" else
-                           "raise sampling.max_new_tokens (truncated responses are dropped)"))
+                           "raise sampling.max_new_tokens (truncated responses are dropped)"
+                           + (", and sampling.thinking_budget (responses cut in thinking are dropped)"
+                              if corpus_meta["counts"].get("dropped_cut_in_thinking") else "")))
     tokenizer = apply_template(facts.tokenizer, corpus_meta["chat_template"])
     examples, counts = (select_examples(config.corpus, config.responses, tokenizer, config.training.max_length,
-                                        config.paired) if method is not None else ([], {}))
+                                        config.paired, config.reasoning) if method is not None else ([], {}))
     return Inputs(facts, manifest, corpus_meta, tokenizer, method, needs, examples, counts)
 
 

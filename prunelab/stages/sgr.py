@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,19 +45,39 @@ def context_length(config) -> int | None:
     return None
 
 
+def reasoning_plan(config: SGRConfig, tokenizer):
+    """(reasoning format, chat template kwargs, budgets) of the base model under `config.sampling`'s thinking
+    settings; (None, {}, None) for a model that does not reason (or with thinking off: its answers are plain). A
+    ConfigError where the template cannot do what is asked."""
+    from prunelab.generation.reasoning import Budgets, check_thinking
+
+    s = config.sampling
+    where = f"sampling of {config.model.name!r}"
+    fmt = check_thinking(tokenizer, s.thinking, s.reasoning_effort, where)
+    if fmt is None:
+        return None, {}, None
+    kwargs = fmt.template_kwargs(s.thinking, s.reasoning_effort, where)
+    if s.thinking == "off":
+        return None, kwargs, None
+    return fmt, kwargs, Budgets(fmt.start, fmt.end, s.thinking_budget, s.max_new_tokens)
+
+
 def plan_corpus(config: SGRConfig):
     """(facts, template, selection): the model, its chat template and the chosen prompts; writes nothing."""
     facts = inspect_model(config.model)
     template = resolve_template(config.chat_template, facts.tokenizer, config.model.name)
     tokenizer = apply_template(facts.tokenizer, template)
+    fmt, kwargs, budgets = reasoning_plan(config, tokenizer)
     p, s = config.prompts, config.sampling
     context = context_length(facts.config)
-    if context is not None and p.max_prompt_tokens + s.max_new_tokens > context:
+    generated = budgets.total if budgets else s.max_new_tokens
+    if context is not None and p.max_prompt_tokens + generated > context:
+        thinking = f" + sampling.thinking_budget ({s.thinking_budget})" if budgets else ""
         raise ConfigError(f"prompts.max_prompt_tokens ({p.max_prompt_tokens}) + sampling.max_new_tokens "
-                          f"({s.max_new_tokens}) exceed the context of {config.model.name!r} ({context} tokens): a "
-                          "prompt that long could not be answered; lower one of them")
+                          f"({s.max_new_tokens}){thinking} exceed the context of {config.model.name!r} ({context} "
+                          "tokens): a prompt that long could not be answered; lower one of them")
     selection = select_prompts(corpus_prompts(p.source), tokenizer, p.limit, p.seed, p.max_prompt_tokens,
-                               p.exclude_tasks, source=p.source)
+                               p.exclude_tasks, source=p.source, template_kwargs=kwargs, reasoning=fmt)
     return facts, template, selection
 
 
@@ -79,18 +100,20 @@ def generator_kwargs(config: SGRConfig, facts, template: str) -> dict:
     """What a generator actor is built from; a local model directory as an absolute path (an actor may run
     elsewhere), the rows labelled with the model's name as configured."""
     path = Path(facts.path)
+    _, _, budgets = reasoning_plan(config, apply_template(facts.tokenizer, template))
     return {"model": str(path.resolve()) if path.exists() else config.model.name, "dtype": config.model.dtype,
             "chat_template": template, "sampling": config.sampling.model_dump(),
+            "budgets": None if budgets is None else asdict(budgets),
             "batch_size": config.engine.batch_size, "model_label": config.model.name,
             "trust_remote_code": config.model.trust_remote_code}
 
 
 def _clean(row: dict) -> dict:
-    """A row as the shard schema wants it (batches from pandas carry NaN for missing strings, numpy ints)."""
+    """A row as the shard schema wants it (batches from pandas carry NaN for missing values, numpy ints)."""
     out = {}
     for field in ROW_SCHEMA:
         value = row.get(field.name)
-        if isinstance(value, float) and math.isnan(value) and pa.types.is_string(field.type):
+        if isinstance(value, float) and math.isnan(value) and not pa.types.is_floating(field.type):
             value = None
         out[field.name] = value.item() if hasattr(value, "item") else value
     return out
@@ -115,6 +138,9 @@ def generate_corpus(config: SGRConfig, runner: RunnerFactory | None = None, prog
     meta_extra = {"prompts_sha256": prompts_hash([p.prompt for p in planned]), "selection": selection.counts,
                   "chat_template": template, "chat_template_sha256": template_hash(template),
                   "model_path": facts.path, "num_layers": facts.num_layers, "shards": num_shards}
+    fmt, kwargs, _ = reasoning_plan(config, apply_template(facts.tokenizer, template))
+    if fmt is not None or kwargs:  # what recovery needs to train on the reasoning as the template writes it
+        meta_extra |= {"reasoning_format": fmt.name if fmt else None, "template_kwargs": kwargs}
     _write_meta(root, config, meta_extra, shards, complete=False)
 
     todo = [input_row(p, i // size, config.sampling.seed) for i, p in enumerate(planned) if i // size not in done]
@@ -160,6 +186,9 @@ def _write_meta(root: Path, config: SGRConfig, extra: dict, shards: CorpusShards
               "dropped_empty": dropped.get("empty", 0),
               "dropped_duplicate_prompts": extra["selection"].get("duplicate", 0),
               "output_tokens_kept": sum(r["output_tokens"] for r in kept)}
+    if any(r["cut_in_thinking"] is not None for r in rows):  # a reasoning model's corpus
+        counts |= {"dropped_cut_in_thinking": dropped.get("cut in thinking", 0),
+                   "thinking_tokens_kept": sum(r["thinking_tokens"] for r in kept)}
     meta = build_meta("sgr", config, **extra, shards_done=len(shards.done()), complete=complete, counts=counts,
                       corpus_sha256=corpus_hash(kept) if complete else None)
     write_json(root / META_FILE, meta, sort_keys=False)

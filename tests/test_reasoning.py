@@ -327,3 +327,24 @@ def test_a_corpus_trains_on_its_reasoning_in_the_format_its_meta_records(tmp_pat
     examples, _ = select_examples(str(tmp_path), "sgr", tok, 512, reasoning="drop")
     assert "<|channel|>analysis" not in tok.apply_chat_template(examples[0]["prompt"] + examples[0]["completion"],
                                                                 tokenize=False)
+
+
+def test_a_tiny_gpt_oss_model_is_evaluated_through_its_harmony_template(tmp_path, capsys):
+    """gpt-oss end to end: the reasoning effort reaches the system message, `thinking: off` is refused (it always
+    reasons), and its outputs are scored with the reasoning metrics (an output that never opens the analysis
+    channel is all answer: no thinking tokens, not cut)."""
+    path = templates.save(tmp_path / "gpt-oss", templates.HARMONY, family="gpt_oss")
+    out = tmp_path / "eval"
+    assert main(["eval", "--local", "--model", str(path), "--tasks", "gsm8k", "--limit", "2", "--out", str(out),
+                 "--no-progress", "tasks.0.max_new_tokens=3", "generation.reasoning_effort=low",
+                 "generation.thinking_budget=4"]) == 0
+    generations = ResultsStore(out).generations().to_pandas()
+    assert generations.prompt.str.contains("Reasoning: low").all()
+    assert generations.prompt.str.endswith("<|start|>assistant").all()
+    values = ResultsStore(out).read().to_pandas().groupby("metric").value.apply(list).to_dict()
+    assert values["thinking_tokens"] == [0.0, 0.0] and values["cut_in_thinking"] == [0.0, 0.0]
+    assert values["answer_tokens"] == [3.0, 3.0]
+    refused = tmp_path / "refused"
+    assert main(["eval", "--local", "--model", str(path), "--tasks", "gsm8k", "--limit", "2", "--out", str(refused),
+                 "--no-progress", "generation.thinking=off"]) == 2
+    assert "always reasons" in capsys.readouterr().err and not refused.exists()

@@ -8,8 +8,10 @@ base model and each layer removed alone) are scored two ways:
   prunelab   the sweep engine: one base pass recording every layer's input, each candidate resumed from its layer;
   plain      the same engine without the layer-input cache: every candidate a full pass with its layer removed.
 It prints each family's sweep time, its ratio to Llama's (so a family that is slow shows it) and the speed-up of
-prunelab over plain. Hybrid families (linear attention) have no prefix-cached sweep and are listed as such. Tiny
-models measure the plumbing (hooks, caches, masks, MoE routing) more than matmuls; threads are pinned to 2.
+prunelab over plain. Requests longer than a sliding window, and every request of a hybrid (linear-attention) model,
+are left-padded and batched without a shared prefix (`plan_batches`); `--window 16` makes every request longer than
+the window. Tiny models measure the plumbing (hooks, caches, masks, MoE routing) more than matmuls; threads are
+pinned to 2.
 """
 
 import argparse
@@ -45,7 +47,8 @@ def sweep_cached(scorer: Scorer, reqs) -> float:
     for batch in scorer.plan(reqs):
         _, capture = scorer.run(reqs, batch, capture=True)
         for layer in range(scorer.num_layers):
-            scorer.run(reqs, batch, keep=list(range(layer + 1, scorer.num_layers)), resume=(layer, capture))
+            first, keep = scorer.resume_point((layer,))
+            scorer.run(reqs, batch, keep=keep, resume=(first, capture))
     return time.perf_counter() - start
 
 
@@ -65,7 +68,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="the best of this many runs is reported")
     parser.add_argument("--window", type=int, default=512,
                         help="sliding window of the families that have one (Gemma 3: 512); requests longer than the "
-                             "window are scored one at a time (padding would shift the window)")
+                             "window are left-padded and batched without a shared prefix")
     args = parser.parse_args()
     torch.set_num_threads(2)
     tok = tiny.tokenizer()

@@ -181,6 +181,10 @@ def test_a_budget_that_cannot_hold_one_row_is_refused(tok):
         CandidateGenerator(model, tok, decode_tokens=20).generate(reqs, [(), (1,)], Sampling(max_new_tokens=16))
     with pytest.raises(ModelError, match=r"layers has \[7\] out of range; the model has 4 layers"):
         CandidateGenerator(model, tok).generate(reqs, [(7,)], Sampling(max_new_tokens=4))
+    # a recurrent state cannot be resumed at an earlier position: the engine names the layers (a sweep hands such
+    # a model's candidates to the per-candidate engine: tests/test_sweep.py)
+    with pytest.raises(ModelError, match=r"qwen3_5_text layers \[0, 2\] are linear attention .*one at a time"):
+        CandidateGenerator(tiny.model("qwen3_5", 4), tok)
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.95, 0.5])

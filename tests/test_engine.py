@@ -42,7 +42,7 @@ def reference(model, request: Request, removed=()):
     return out
 
 
-@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_scores_equal_plain_forward(family, tok):
     model = tiny.model(family, 4)
     reqs = requests(tok)
@@ -53,28 +53,31 @@ def test_scores_equal_plain_forward(family, tok):
             assert s.logprobs == pytest.approx(reference(model, r), abs=TOL)
 
 
-@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_resume_from_layer_inputs_equals_plain_removal(family, tok):
+    """Every single layer removed, and pairs; on the hybrid (layers linear, full, linear, full, linear), removals of
+    linear and of full attention layers alike, including one after which only linear layers run (resumed at the
+    attention layer before it: `Scorer.resume_point`)."""
     model = tiny.model(family, 5)
     scorer = Scorer(model, batch_tokens=4096)
     reqs = requests(tok)
+    removals = [(0,), (1,), (2,), (3,), (4,), (0, 2), (2, 3)] + ([] if scorer.hybrid else [(1, 3), (0, 1, 2, 3)])
     for batch in scorer.plan(reqs):
         base, capture = scorer.run(reqs, batch, capture=True)
         plain_base, _ = scorer.run(reqs, batch)
         assert [s.logprobs for s in base] == [s.logprobs for s in plain_base]
-        for removed in [(0,), (2,), (4,), (1, 3), (0, 1, 2, 3)]:
-            start = removed[0]
-            keep = [l for l in range(start + 1, 5) if l not in removed]
+        for removed in removals:
+            start, keep = scorer.resume_point(removed)
             resumed, _ = scorer.run(reqs, batch, keep=keep, resume=(start, capture))
             for i, s in zip(batch.indices, resumed):
                 assert s.logprobs == pytest.approx(reference(model, reqs[i], removed), abs=TOL), (removed, i)
 
 
-def test_a_hybrid_model_is_refused_by_name():
-    """Linear-attention layers hold a recurrent state that the engine's padding and cache slicing would change."""
-    with pytest.raises(ModelError, match=r"prefix-cached scorer needs a KV cache in every layer, and qwen3_5_text "
-                                         r"layers \[0, 2\] are linear attention.*backend=lm-eval"):
-        Scorer(tiny.model("qwen3_5", 4))
+def test_a_hybrid_removal_that_leaves_no_attention_layer_is_refused_with_todays_message(tok):
+    scorer = Scorer(tiny.model("qwen3_5", 5))
+    with pytest.raises(ModelError, match=r"removing these layers leaves qwen3_5_text with linear-attention layers "
+                                         r"only; keep at least one of its attention layers \[1, 3\]"):
+        scorer.score(requests(tok)[:1], removed=(1, 3))
 
 
 def test_greedy_flag_matches_argmax(tok):
@@ -97,11 +100,16 @@ def test_encode_pair_moves_trailing_space(tok):
 
 
 def test_batches_respect_the_token_budget_and_the_window(tok):
+    """Requests longer than the window batch together, left-padded without a shared prefix (scores: above)."""
     reqs = requests(tok) * 5
-    batches = plan_batches(reqs, batch_tokens=64, window=16)
+    batches = plan_batches(reqs, batch_tokens=256, window=16)
     assert sorted(i for b in batches for i in b.indices) == list(range(len(reqs)))
     for b in batches:
         members = [reqs[i] for i in b.indices]
-        assert all(r.context[: r.prefix_len] == b.prefix for r in members)
-        if any(len(r.context) + max(map(len, r.continuations)) > 16 for r in members):
-            assert len(members) == 1
+        assert all(r.context[: r.prefix_len] == b.prefix for r in members) or (b.left and b.prefix == ())
+        longer = [len(r.context) + max(map(len, r.continuations)) > 16 for r in members]
+        assert all(longer) == b.left and (all(longer) or not any(longer))
+        padded = len(members) * max(len(r.context) - len(b.prefix) for r in members)
+        assert len(members) == 1 or padded + sum(len(c) - 1 for r in members for c in r.continuations) <= 256
+    assert any(b.left and len(b.indices) > 1 for b in batches)  # no longer one at a time
+    assert all(b.left and b.prefix == () for b in plan_batches(reqs, 256, hybrid=True))

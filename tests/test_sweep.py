@@ -208,6 +208,32 @@ def test_multi_candidate_sweep_equals_per_candidate_sweep_and_resumes(tiny_dir, 
     assert not (tmp_path / "small").exists()
 
 
+def test_a_hybrid_model_sweeps_and_each_candidate_equals_its_pruned_checkpoint(tiny_model_dir, tmp_path, caplog):
+    """Qwen3.5's layers are linear, full, linear, full attention: removing a linear and a full attention layer in a
+    sweep (scored by the prefix-cached scorer, left-padded; generated one candidate at a time) gives what `prunelab
+    eval` of the checkpoint with that layer really removed gives, within the scorer's tolerance in fp32."""
+    model_dir = tiny_model_dir("qwen3_5")
+    tasks = [{"name": "arithmetic", "limit": 4}, {"name": "gsm8k", "limit": 2, "max_new_tokens": 6}]
+    config = sweep_config(model_dir, tmp_path / "sweep", tasks=tasks, sweep={"layers": [0, 1], "batch_tokens": 256})
+    run_sweep(config, progress=False)
+    assert "its candidates generate one at a time" in caplog.text
+    swept = ResultsStore(config.output_dir).read().to_pandas()
+    outputs = ResultsStore(config.output_dir).generations().to_pandas()
+    for layer in (0, 1):
+        pruned, out = tmp_path / f"drop-{layer}", tmp_path / f"eval-{layer}"
+        assert main(["drop", "--model", str(model_dir), "--layers", str(layer), "--out", str(pruned)]) == 0
+        assert main(["eval", "--local", "--model", str(pruned), "--tasks", "arithmetic,gsm8k", "--out", str(out),
+                     "--dtype", "float32", "--no-progress", "tasks.0.limit=4", "tasks.1.limit=2",
+                     "tasks.1.max_new_tokens=6"]) == 0
+        want = ResultsStore(out).read().to_pandas().set_index(["task", "item_id", "metric"]).value.sort_index()
+        got = swept[swept.candidate == f"drop-{layer}"].set_index(["task", "item_id", "metric"]).value.sort_index()
+        assert list(got.index) == list(want.index)
+        assert got.to_numpy() == pytest.approx(want.to_numpy(), abs=1e-4, nan_ok=True)
+        want_text = ResultsStore(out).generations().to_pandas().set_index("item_id").output.sort_index()
+        got_text = outputs[outputs.candidate == f"drop-{layer}"].set_index("item_id").output.sort_index()
+        assert got_text.equals(want_text)
+
+
 class _Spreading(InProcessExecutor):
     """Spreads the units over `workers`, as the Ray executor does for its actors, and keeps what it ran."""
 

@@ -141,14 +141,14 @@ def attention_window(config) -> int | None:
 
 
 def require_kv_cache(config, what: str) -> None:
-    """Refuses `what` (a component that pads, slices and resumes KV caches: the prefix-cached scorer, the
-    multi-candidate generator) on a model with recurrent-state layers, naming them."""
+    """Refuses `what` (a component that resumes KV caches by row at earlier positions: the multi-candidate
+    generator) on a model with recurrent-state layers, naming them."""
     linear = [i for i, kind in enumerate(layer_kinds(config)) if kind.attention == LINEAR]
     if linear:
         raise ModelError(
             f"{what} needs a KV cache in every layer, and {config.model_type} layers {linear} are linear attention "
-            "(a recurrent state, which padding would change). `prunelab eval` runs such a model with backend=lm-eval "
-            "for classification and the hf generation backend; sweeps of it are not supported")
+            "(a recurrent state holds no earlier position to resume from). A sweep generates such a model's "
+            "candidates one at a time (the per-candidate engine)")
 
 
 def keep_in_config(config, keep: list[int]) -> None:

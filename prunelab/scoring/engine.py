@@ -12,6 +12,7 @@ s that are not in S. A sweep of single layers costs about (L + 1) / 2 full passe
 """
 
 import contextlib
+import copy
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,16 +23,18 @@ from transformers import DynamicCache
 
 from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.models.view import view
+from prunelab.models.view import LINEAR, view
 from prunelab.scoring.requests import Request, Scores
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Requests scored together: `indices` into the caller's list, all with the same shared `prefix` ids."""
+    """Requests scored together: `indices` into the caller's list, all with the same shared `prefix` ids. `left`:
+    contexts left-padded (each row's tokens end in the last column), with no shared prefix."""
 
     indices: tuple[int, ...]
     prefix: tuple[int, ...]
+    left: bool = False
 
 
 @dataclass
@@ -48,36 +51,38 @@ class Capture:
     chunks: list[ContextChunkCapture]
 
 
-def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | None = None) -> list[Batch]:
+def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | None = None,
+                 hybrid: bool = False) -> list[Batch]:
     """Groups requests by shared prefix, sorts them by context length and packs batches of at most `batch_tokens`
     tokens (contexts padded to the longest; continuations counted as they are, since they run in length chunks).
 
-    Requests longer than the model's sliding window run alone: padding inside a batched cache would shift the
-    window's token distances, which only matters beyond the window.
+    Contexts are right-padded, except where padding after a row's tokens would change what it computes: a request
+    longer than the model's sliding window (a continuation token's window counts cache columns, so pads between its
+    context and it would shift it) and every request of a hybrid model (pads after a row's tokens would decay its
+    recurrent state). Those are left-padded, in batches of their own without a shared prefix (pads between a
+    prefix and a context would do the same).
     """
-    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    groups: dict[tuple[tuple[int, ...], bool], list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
-        groups[r.context[: r.prefix_len]].append(i)
+        left = hybrid or (window is not None and len(r.context) + max(map(len, r.continuations)) > window)
+        groups[((), True) if left else (r.context[: r.prefix_len], False)].append(i)
     batches = []
-    for prefix, members in groups.items():
-        members.sort(key=lambda i: (-(len(requests[i].context) - requests[i].prefix_len), i))
+    for (prefix, left), members in groups.items():
+        P = len(prefix)
+        members.sort(key=lambda i: (-(len(requests[i].context) - P), i))
         current: list[int] = []
         ctx_max = cont_tokens = 0
         for i in members:
             r = requests[i]
-            too_long = window is not None and len(r.context) + max(map(len, r.continuations)) > window
-            ctx = len(r.context) - r.prefix_len
+            ctx = len(r.context) - P
             cont = sum(len(c) - 1 for c in r.continuations)
-            if current and (too_long or (len(current) + 1) * max(ctx_max, ctx) + cont_tokens + cont > batch_tokens):
-                batches.append(Batch(tuple(current), prefix))
+            if current and (len(current) + 1) * max(ctx_max, ctx) + cont_tokens + cont > batch_tokens:
+                batches.append(Batch(tuple(current), prefix, left))
                 current, ctx_max, cont_tokens = [], 0, 0
             current.append(i)
             ctx_max, cont_tokens = max(ctx_max, ctx), cont_tokens + cont
-            if too_long:
-                batches.append(Batch(tuple(current), prefix))
-                current, ctx_max, cont_tokens = [], 0, 0
         if current:
-            batches.append(Batch(tuple(current), prefix))
+            batches.append(Batch(tuple(current), prefix, left))
     return batches
 
 
@@ -100,19 +105,28 @@ def _length_chunks(lengths: list[int], slack: float = 1.25, min_tokens: int = 51
     return chunks
 
 
-def _select_cache(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
-    # A fresh cache holding rows `index` of every layer (repeating rows where an index repeats).
-    # each layer's rows on that layer's device (layers spread over GPUs keep their cache where they run)
+def _select_cache(cache: DynamicCache, index: torch.Tensor, hybrid: bool = False) -> DynamicCache:
+    """A fresh cache holding rows `index` of every layer (repeating rows where an index repeats), each layer's rows
+    on that layer's device (layers spread over GPUs keep their cache where they run). A hybrid model's cache (KV
+    layers and linear-attention states, laid out by `config.layer_types`) is copied whole and its rows selected
+    through the cache's own `reorder_cache`, which selects conv and recurrent states as it does keys and values."""
+    if hybrid:
+        selected = copy.deepcopy(cache)
+        selected.reorder_cache(index)
+        return selected
     return DynamicCache(ddp_cache_data=[(l.keys.index_select(0, index.to(l.keys.device)),
                                          l.values.index_select(0, index.to(l.values.device))) for l in cache.layers])
 
 
-def _pad(rows: list[Sequence[int]], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(rows: list[Sequence[int]], width: int, device, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows padded to `width` with 0, and their mask; `left`: the pads first (a recurrent state starts from zero and
+    stays zero through them, where pads after a row's tokens would decay its state)."""
     ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
+        at = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, at] = torch.tensor(row, dtype=torch.long)
+        mask[i, at] = 1
     return ids, mask
 
 
@@ -127,14 +141,30 @@ class Scorer:
     def __init__(self, model: nn.Module, batch_tokens: int = 4096):
         self.model = model
         self.view = view(model)
-        self.view.require_kv_cache("the prefix-cached scorer")
+        # linear-attention layers (Qwen3.5): contexts are left-padded (`plan_batches`), so each row's recurrent and
+        # convolution states start at zero and stay zero through its pads (the model zeroes padded inputs)
+        self.hybrid = any(kind.attention == LINEAR for kind in self.view.kinds())
         self.base = self.view.decoder
         self.num_layers = self.view.num_layers
         self.batch_tokens = batch_tokens
         self.device = self.view.device
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        return plan_batches(requests, self.batch_tokens, self.view.window)
+        return plan_batches(requests, self.batch_tokens, self.view.window, self.hybrid)
+
+    def resume_point(self, removed: Sequence[int]) -> tuple[int, list[int]]:
+        """(start, keep) for `run(..., keep=keep, resume=(start, capture))` without the sorted, non-empty layers
+        `removed`: from the recorded input of the first removed layer, the kept layers after it. Where those are
+        linear-attention layers only (transformers sizes a hybrid's masks from an attention layer), it starts at the
+        last attention layer before it instead (recorded input, that layer and the kept ones after it)."""
+        start = removed[0]
+        keep = [layer for layer in range(start + 1, self.num_layers) if layer not in removed]
+        if self.hybrid and keep and all(self.view.kinds()[layer].attention == LINEAR for layer in keep):
+            before = [layer for layer in range(start) if self.view.kinds()[layer].attention != LINEAR]
+            if before:
+                start = before[-1]
+                keep = [layer for layer in range(start, self.num_layers) if layer not in removed]
+        return start, keep
 
     @torch.inference_mode()
     def score(self, requests: Sequence[Request], removed: Sequence[int] = ()) -> list[Scores]:
@@ -160,8 +190,8 @@ class Scorer:
         if capture and keep != list(range(self.num_layers)):
             raise ValueError("capture records the full model's layer inputs; run it with every layer kept")
         start, saved = resume if resume is not None else (None, None)
-        if start is not None and keep and keep[0] <= start:
-            raise ValueError(f"resuming at layer {start} can only run later layers, got {keep}")
+        if start is not None and keep and keep[0] < start:
+            raise ValueError(f"resuming at layer {start} can only run it and later layers, got {keep}")
         run = _Segments(self, keep, start, capture)
         items = [requests[i] for i in batch.indices]
         P = len(batch.prefix)
@@ -178,28 +208,33 @@ class Scorer:
         ctx_chunks = _length_chunks([len(r.context) - P for r in items])
         for n, members in enumerate(ctx_chunks):
             chunk_saved = saved.chunks[n] if saved else None
-            chunk_scores, recorded = self._context_chunk(run, [items[b] for b in members], P, prefix_cache, chunk_saved)
+            chunk_scores, recorded = self._context_chunk(run, [items[b] for b in members], P, prefix_cache, chunk_saved,
+                                                         batch.left)
             for b, sc in zip(members, chunk_scores):
                 scores[b] = sc
             chunks.append(recorded)
         return scores, (Capture(prefix_rec, chunks) if capture else None)
 
-    def _context_chunk(self, run, items, P, prefix_cache, saved):
-        """Contexts (right-padded; pads are masked and never read), then every continuation longer than one token
-        on top of its item's context cache, in chunks of similar length."""
+    def _context_chunk(self, run, items, P, prefix_cache, saved, left: bool = False):
+        """Contexts (right-padded, or left-padded with `left`; pads are masked and never read), then every
+        continuation longer than one token on top of its item's context cache, in chunks of similar length."""
         dev = self.device
         B = len(items)
         ctx_rows = [r.context[P:] for r in items]
         ctx_lens = torch.tensor([len(c) for c in ctx_rows], device=dev)
         Tc = int(ctx_lens.max())
-        ids, ctx_mask = _pad(ctx_rows, Tc, dev)
+        ids, ctx_mask = _pad(ctx_rows, Tc, dev, left=left)
         mask = torch.cat([torch.ones(B, P, dtype=torch.long, device=dev), ctx_mask], 1)
-        positions = (P + torch.arange(Tc, device=dev)).expand(B, Tc)
+        if left:  # each row's tokens at their own positions, its last token in the last column
+            positions = P + (torch.arange(Tc, device=dev) - (Tc - ctx_lens[:, None])).clamp(min=0)
+            last = torch.full_like(ctx_lens, Tc - 1)
+        else:
+            positions, last = (P + torch.arange(Tc, device=dev)).expand(B, Tc), ctx_lens - 1
         cache = _select_cache(prefix_cache, torch.zeros(B, dtype=torch.long, device=dev)) if prefix_cache else None
         hidden, cache, ctx_rec = run(ids, saved.context if saved else None, mask, positions, cache)
         # indices follow the tensor they index: a model spread over GPUs returns its hidden states on the last one
         at = hidden.device
-        first_logp = self._logprobs(hidden[torch.arange(B, device=at), (ctx_lens - 1).to(at)])  # first tokens' dists
+        first_logp = self._logprobs(hidden[torch.arange(B, device=at), last.to(at)])  # first tokens' dists
         first_argmax = first_logp.argmax(-1).tolist()
         logprobs = [[float(first_logp[b, c[0]]) for c in r.continuations] for b, r in enumerate(items)]
         greedy = [[first_argmax[b] == c[0] for c in r.continuations] for b, r in enumerate(items)]
@@ -215,7 +250,7 @@ class Scorer:
             mask = torch.cat([torch.ones(len(chunk_rows), P, dtype=torch.long, device=dev), ctx_mask[owner], cont_mask], 1)
             positions = P + ctx_lens[owner, None] + torch.arange(Tk, device=dev)
             hidden, _, rec = run(ids, saved.continuation[n] if saved else None, mask, positions,
-                                 _select_cache(cache, owner))
+                                 _select_cache(cache, owner, self.hybrid))
             cont_rec.append(rec)
             # position t-1 of a continuation row predicts its token t
             where = [(m, t) for m, (b, j) in enumerate(chunk_rows) for t in range(1, len(items[b].continuations[j]))]
@@ -235,13 +270,13 @@ class Scorer:
 
     def _forward(self, keep, ids, hidden_in, mask, positions, cache, capture):
         """Runs the layers `keep` on one segment. Returns (final normed hidden, KV cache, recorded layer inputs)."""
-        if cache is None:
-            cache = DynamicCache()
         if not keep:  # every layer after the resume point is removed: nothing mixes tokens any more
-            return self.base.norm(hidden_in), cache, None
+            return self.base.norm(hidden_in), cache if cache is not None else DynamicCache(), None
         full = keep == list(range(self.num_layers))
         with (self.view.recording() if capture else contextlib.nullcontext()) as recorded, \
                 (self.view.keep(keep) if not full else contextlib.nullcontext()), attention_backends(self.device):
+            if cache is None:  # a hybrid's cache is laid out by the kept layers' types (conv and recurrent states)
+                cache = DynamicCache(config=self.model.config) if self.hybrid else DynamicCache()
             out = self.base(
                 input_ids=None if hidden_in is not None else ids,
                 inputs_embeds=hidden_in,

@@ -38,18 +38,12 @@ def check_reasoning(facts, tasks: dict) -> None:
 
 
 def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
-    """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model's
-    recurrent layers under the prefix-cached scorer or the multi-candidate generator), and thinking settings its
-    template or context cannot hold (`check_reasoning`)."""
-    from prunelab.execution.worker import MULTI_CANDIDATE
-    from prunelab.models.view import require_kv_cache
+    """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model under
+    vLLM's batch-invariant mode), and thinking settings its template or context cannot hold (`check_reasoning`).
+    The prefix-cached scorer runs hybrids (left-padded, `scoring.engine.plan_batches`); the multi-candidate
+    generator hands their candidates to the per-candidate path (`Worker.generate_candidates`)."""
     from prunelab.tasks import is_generative
 
-    scored = [name for name in tasks if not is_generative(name)]
-    if worker.scorer == "prunelab" and scored:
-        require_kv_cache(facts.config, f"the prefix-cached scorer (tasks {', '.join(scored)})")
-    if worker.generation_budget is not None and any(is_generative(name) for name in tasks):
-        require_kv_cache(facts.config, f"the {MULTI_CANDIDATE} generator")
     if worker.batch_invariant and any(is_generative(name) for name in tasks):
         from prunelab.errors import ConfigError
         from prunelab.models.view import LINEAR, layer_kinds

@@ -167,7 +167,7 @@ class PruneArtifact(Artifact):
 
     def summary(self) -> str:
         meta = self.meta()
-        return json.dumps({"out": str(self.root), "strategy": meta.get("strategy"),
+        return json.dumps({"out": str(self.root), "strategy": meta["config"].get("strategy"),
                            "removed_layers": meta["removed_layers"]})
 
 

@@ -92,6 +92,8 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
+        for path in tmp.rglob("*"):  # safetensors writes the weights through a 0600 temp file of its own
+            shared_mode(path, directory=path.is_dir())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -259,3 +259,38 @@ def test_a_strategys_settings_given_where_it_does_not_run_are_refused_naming_its
     assert compare.settings_for("reverse").model_dump() == {"keep_last": True}
     assert compare.settings_for("block_influence").model_dump() == {"calibration": compare.calibration.model_dump()}
     assert compare.model_validate(compare.model_dump(mode="json")) == compare  # a dumped config validates again
+
+
+def test_the_probe_shows_the_three_shots_it_runs(tmp_path, capsys):
+    """The arithmetic probe's prompt is fixed 3-shot: a config that leaves num_fewshot unset (or 0) shows 3 where it
+    is printed and recorded, with the key it always had; any other count is refused."""
+    from prunelab.cli import main
+    from prunelab.config import TaskSpec
+
+    assert TaskSpec(name="arithmetic").num_fewshot == TaskSpec(name="arithmetic", num_fewshot=0).num_fewshot == 3
+    assert TaskSpec(name="arithmetic").identity() == TaskSpec(name="arithmetic", num_fewshot=3).identity()
+    assert TaskSpec(name="piqa").num_fewshot == 0
+    with pytest.raises(ValueError, match="fixed 3-shot"):
+        TaskSpec(name="arithmetic", num_fewshot=5)
+    assert main(["eval", "--model", "m", "--tasks", "arithmetic", "--out", str(tmp_path / "x"), "--check"]) == 0
+    shown = capsys.readouterr().out
+    assert "num_fewshot: 3" in shown and "num_fewshot: 0" not in shown
+
+
+def test_the_prune_command_and_the_config_the_readme_calls_the_same_are_the_same(capsys):
+    """README: the first `prunelab prune` line and `prunelab prune configs/prune/qwen-block-influence.yaml` choose
+    the same model: every setting `--check` shows is equal but where it is written and what it is called."""
+    from pathlib import Path
+
+    from prunelab.cli import main
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text().replace("\\\n", " ")
+    line = next(line for line in readme.splitlines() if line.startswith("prunelab prune --model")
+                and "block_influence" in line)
+    flags = line.split()[2:]
+    shown = []
+    for argv in (["prune", *flags, "--check"], ["prune", "configs/prune/qwen-block-influence.yaml", "--check"]):
+        assert main(argv) == 0
+        shown.append([row for row in capsys.readouterr().out.splitlines()
+                      if not row.startswith(("name:", "output_dir:"))])
+    assert shown[0] == shown[1]

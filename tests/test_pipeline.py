@@ -297,6 +297,26 @@ def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished,
     assert main(["report", str(copy)]) == 2 and "strategies.csv" in capsys.readouterr().err
 
 
+def test_no_rendered_cell_label_or_finding_says_nan(finished):
+    """Where a retention or its interval does not exist (the tiny random model scores 0), the page says so in words:
+    no 'nan' in the report, its tables or any stage's retention table."""
+    import re
+
+    data, _ = finished
+    root = Path(data["output_dir"])
+    pages = [root / "report" / "report.md", root / "report" / "report.html", *sorted(root.glob("report/**/*.csv")),
+             *sorted(root.glob("stages/*/retention.md")), *sorted(root.glob("stages/*/strategies.md"))]
+    assert len(pages) > 10
+    text = {str(p): re.sub(r"<script.*?</script>", "", p.read_text(), flags=re.DOTALL) for p in pages}  # plotly's JS
+    said = {p: re.findall(r"[^\n]{0,40}\bnan\b[^\n]{0,20}", t, re.IGNORECASE) for p, t in text.items()}
+    assert {p: found for p, found in said.items() if found} == {}
+    # the cells that used to say it: a retention of 0 whose bootstrap has no interval, and no retention at all
+    from prunelab.report.tables import format_interval
+
+    nan = float("nan")
+    assert (format_interval(0.0, nan, nan), format_interval(nan, nan, nan)) == ("0.000 (no interval)", "")
+
+
 def test_a_pipeline_json_without_stage_roles_is_refused_with_how_to_renew_it(finished, tmp_path):
     from prunelab.artifacts import ArtifactMissing
     from prunelab.report.page import write_pipeline_report

@@ -180,12 +180,17 @@ def test_results_and_checkpoints_are_as_readable_as_the_umask_allows(tmp_path):
     from prunelab.atomic import write_json
     from prunelab.surgery import save_pruned
 
-    old = os.umask(0o002)
-    try:
-        path = write_json(tmp_path / "meta.json", {"a": 1})
-        checkpoint = save_pruned(tiny.model("llama", 2), tiny.tokenizer(), tmp_path / "ckpt", {"removed_layers": []})
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o664
-    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o775
-    assert stat.S_IMODE((checkpoint / "prunelab_manifest.json").stat().st_mode) == 0o664
+    for mask, file_mode, dir_mode in ((0o002, 0o664, 0o775), (0o022, 0o644, 0o755)):
+        old = os.umask(mask)
+        try:
+            path = write_json(tmp_path / f"meta-{mask}.json", {"a": 1})
+            checkpoint = save_pruned(tiny.model("llama", 2), tiny.tokenizer(), tmp_path / f"ckpt-{mask}",
+                                     {"removed_layers": []})
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(path.stat().st_mode) == file_mode
+        assert stat.S_IMODE(checkpoint.stat().st_mode) == dir_mode
+        # every file of the checkpoint, the weights included (safetensors writes them through a 0600 temp file)
+        files = [f for f in checkpoint.rglob("*") if f.is_file()]
+        assert "model.safetensors" in {f.name for f in files}
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: file_mode for f in files}

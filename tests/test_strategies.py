@@ -100,10 +100,12 @@ def tiny_dir(tiny_model_dir):
     return tiny_model_dir("llama")
 
 
-def test_prune_writes_a_checkpoint_equal_to_the_in_memory_model(tiny_dir, tmp_path, tok):
+def test_prune_writes_a_checkpoint_equal_to_the_in_memory_model(tiny_dir, tmp_path, tok, capsys):
     out = tmp_path / "pruned"
     assert main(["prune", "--model", str(tiny_dir), "--strategy", "reverse", "--ratio", "0.5", "--keep-last",
                  "--out", str(out), "--dtype", "float32"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # the line the command ends with
+    assert summary == {"out": str(out), "strategy": "reverse", "removed_layers": [1, 2]}
     manifest = json.loads((out / "prunelab_manifest.json").read_text())
     assert manifest["removed_layers"] == [1, 2] and manifest["strategy"] == "reverse"
     assert manifest["base_num_hidden_layers"] == 4 and manifest["num_hidden_layers"] == 2

@@ -61,6 +61,14 @@ class TaskSpec(Frozen):
             raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS.names())}")
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_is_three_shot(cls, data):
+        # the probe's prompt is fixed 3-shot: --check and meta.json say what runs (0, or unset, means the same)
+        if isinstance(data, dict) and data.get("name") == "arithmetic" and not data.get("num_fewshot"):
+            return {**data, "num_fewshot": 3}
+        return data
+
     @model_validator(mode="after")
     def _generation_fields(self):
         given = sorted(f for f in GENERATION_FIELDS if getattr(self, f) != type(self).model_fields[f].default)

@@ -24,8 +24,13 @@ def marking_p(table: pd.DataFrame, column: str) -> pd.Series:
 
 
 def format_interval(value, low, high) -> str:
-    """'value [low, high]'; empty where there is no value (a base model scoring 0 has no retention)."""
-    return "" if pd.isna(value) else f"{value:.3f} [{low:.2f}, {high:.2f}]"
+    """'value [low, high]'; empty where there is no value (a base model scoring 0 has no retention), and 'value (no
+    interval)' where the bootstrap has none (resamples on which the base model scores 0 have no retention)."""
+    if pd.isna(value):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{value:.3f} (no interval)"
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def with_interval(table: pd.DataFrame, column: str, alpha: float = 0.05) -> list[str]:

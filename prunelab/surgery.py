@@ -80,9 +80,12 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
     The manifest says which layers of which base model were removed and why (strategy, scores); the directory
     appears complete or not at all.
     """
+    from prunelab.progress import bar
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+    shown = bar(total=1, desc=f"export {out_dir.name}", unit="checkpoint")  # seconds to write it, when done
     try:
         shared_mode(tmp, directory=True)
         model.save_pretrained(tmp)
@@ -97,7 +100,10 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, manifest: dict
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
+        shown.update(1)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        shown.close()
     return out_dir

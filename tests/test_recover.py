@@ -107,13 +107,18 @@ def test_completion_loss_covers_the_answer_and_its_end_of_turn_token(lineage, to
     assert tokenizer.eos_token_id in trained
 
 
-def test_lora_recovery_merges_into_a_checkpoint_equal_to_the_adapted_model(lineage, tmp_path):
+def test_lora_recovery_merges_into_a_checkpoint_equal_to_the_adapted_model(lineage, tmp_path, capsys, monkeypatch):
     from peft import PeftModel
 
     from prunelab.models import load_model
 
     _, pruned, corpus = lineage
+    monkeypatch.setenv("PRUNELAB_HEARTBEAT_S", "0")  # a line per update in a log
     out = recover(recover_config(pruned, corpus, tmp_path / "r"), progress=False)
+    # training shows its steps with the last loss and the time left, and the merged checkpoint its export
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("train: 100%") and "4/4" in line and "loss=" in line for line in lines)
+    assert any(line.startswith("export merged: 100%") for line in lines)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] and meta["training"]["steps"] == 4
     assert meta["lineage"]["pruning_manifest"]["removed_layers"] == [1]

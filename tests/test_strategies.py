@@ -116,10 +116,15 @@ def test_prune_writes_a_checkpoint_equal_to_the_in_memory_model(tiny_dir, tmp_pa
         assert torch.allclose(reloaded(ids).logits, reference(ids).logits, atol=1e-6)
 
 
-def test_prune_with_packaged_calibration_records_the_data(tiny_dir, tmp_path):
+def test_prune_with_packaged_calibration_records_the_data(tiny_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bi"
+    monkeypatch.setenv("PRUNELAB_HEARTBEAT_S", "0")  # a line per update in a log
     assert main(["prune", "--model", str(tiny_dir), "--strategy", "block_influence", "--ratio", "0.25",
                  "--calibration-samples", "6", "--max-length", "48", "--out", str(out), "--dtype", "float32"]) == 0
+    # the long steps show progress in a log as whole lines (no carriage-return bar): calibration texts, the export
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("calibration: 100%") and "6/6" in line for line in lines)
+    assert any(line.startswith("export bi: 100%") for line in lines) and not any("\r" in line for line in lines)
     manifest = json.loads((out / "prunelab_manifest.json").read_text())
     assert manifest["data"]["calibration"] == "sharegpt" and len(manifest["data"]["calibration_sha256"]) == 64
     assert sorted(manifest["scores"]) == ["0", "1", "2", "3"] and len(manifest["removed_layers"]) == 1

@@ -11,10 +11,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tqdm import tqdm
-
 from prunelab.execution.plan import Plan, Unit
 from prunelab.execution.worker import Worker, WorkerSpec
+from prunelab.progress import bar as progress_bar
 from prunelab.results import Candidate, ResultsStore
 from prunelab.tasks import regroup
 
@@ -120,7 +119,8 @@ def run_plan(plan: Plan, store: ResultsStore, executor: Executor, worker: Worker
     done = store.done()
     log.info("%s: %d candidates x %d tasks, %d (unit, candidate) pairs to compute", desc, len(plan.candidates),
              len(plan.tasks), plan.pending)
-    bar = tqdm(total=plan.pending, desc=desc, unit="cand", disable=not progress)
+    # a unit: one chunk of one task's items, for one candidate (a model with some layers removed, or the model)
+    bar = progress_bar(total=plan.pending, desc=desc, unit="unit", disable=not progress)
 
     def on_result(unit: Unit, candidate: Candidate, results: list) -> None:
         task = plan.tasks[unit.task]

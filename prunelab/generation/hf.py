@@ -9,12 +9,12 @@ import time
 from collections.abc import Sequence
 
 import torch
-from tqdm import tqdm
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from prunelab.generation.base import Generation, GenerationRequest, Sampling, apply_stop, make_generation
 from prunelab.generation.heartbeat import Heartbeat
 from prunelab.hardware import attention_backends
+from prunelab.progress import bar
 
 
 class _Beat(StoppingCriteria):
@@ -72,7 +72,7 @@ class HFBackend:
         config = self._config(sampling)
         device = next(self.model.parameters()).device
         beat = Heartbeat(f"generate {len(requests)} rows")
-        for number, batch in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
+        for number, batch in enumerate(bar(batches, desc="generate", unit="batch", disable=not progress)):
             width = max(len(requests[i].prompt_ids) for i in batch)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

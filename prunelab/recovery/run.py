@@ -42,11 +42,12 @@ def prepare(job: TrainJob):
 def train(job: TrainJob, device, world_size: int, output_dir: str | Path, resume_from: str | None = None,
           callbacks=()):
     """Trains (or resumes from `resume_from`, a Hugging Face checkpoint directory); returns the trainer."""
+    from prunelab.progress import training_progress
     from prunelab.recovery.methods import make_trainer, trained_method
 
     config, tokenizer, dataset, _ = prepare(job)
     trainer = make_trainer(trained_method(config), job, config, tokenizer, dataset, device, output_dir, world_size,
-                           callbacks)
+                           [*callbacks, training_progress()])
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 

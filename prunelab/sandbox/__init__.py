@@ -27,10 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from prunelab.errors import PrunelabError
 from prunelab.metrics.code_errors import Outcome
+from prunelab.progress import bar
 from prunelab.sandbox.namespaces import Isolation, isolation
 from prunelab.sandbox.packages import Packages, importable
 
@@ -128,7 +127,7 @@ def run_checks(checks: Sequence[Check], timeout_s: float = 10.0, memory_mb: int 
 
     try:
         with ThreadPoolExecutor(max_workers=workers) as threads:
-            return list(tqdm(threads.map(one, checks), total=len(checks), desc="sandbox", unit="prog",
+            return list(bar(threads.map(one, checks), total=len(checks), desc="sandbox", unit="prog",
                              disable=not progress))
     finally:
         for h in harnesses:

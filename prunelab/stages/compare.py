@@ -40,7 +40,7 @@ def compare_strategies(config: CompareConfig, executor: Executor | None = None,
     # directory is claimed; a rerun with every selection saved reads no calibration data
     chooser = LayerChooser(config.model, config, sorted({keys[k][0] for k in missing}),
                            sorted({keys[k][1] for k in missing}), config.tasks,
-                           greedy=greedy_runner(config, root / "greedy", executor, progress))
+                           greedy=greedy_runner(config, root / "greedy", executor, progress), progress=progress)
     check_reasoning(chooser.facts, tasks)
     store.claim(config.identity())
     for key in missing:

@@ -68,7 +68,8 @@ def prune(config: PruneConfig, executor: Executor | None = None, progress: bool 
         greedy = greedy_runner(config, Path(f"{out}-greedy"), default_executor(executor), progress)
         # a test task named without a spec stands for its whole test split
         tests = [TaskSpec(name=name) for name in config.test_tasks]
-        chooser = LayerChooser(config.model, config, [config.strategy], [config.ratio], tests, device, greedy=greedy)
+        chooser = LayerChooser(config.model, config, [config.strategy], [config.ratio], tests, device, greedy=greedy,
+                               progress=progress)
         selection = chooser.choose(config.strategy, config.ratio)
         data = chooser.data
     m = config.model

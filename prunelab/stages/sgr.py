@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from prunelab.artifacts import SGRArtifact
 from prunelab.atomic import write_json, write_parquet
@@ -27,6 +26,7 @@ from prunelab.errors import ConfigError
 from prunelab.metadata import META_FILE, build_meta
 from prunelab.models import inspect_model
 from prunelab.models.templates import apply_template, resolve_template, template_hash
+from prunelab.progress import bar as progress_bar
 from prunelab.results import ResultsStore
 from prunelab.sgr.generate import ResponseGenerator, input_row
 from prunelab.sgr.select import corpus_prompts, select_prompts
@@ -149,7 +149,7 @@ def generate_corpus(config: SGRConfig, runner: RunnerFactory | None = None, prog
         expected.setdefault(row["shard"], set()).add(row["id"])
     pending: dict[int, dict[str, dict]] = {k: {} for k in expected}
     responses = (runner or in_process_responses)(config, facts, template, progress)
-    bar = tqdm(total=len(todo), desc=f"sgr {config.name}", unit="response", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"sgr {config.name}", unit="response", disable=not progress)
     for batch in responses(todo) if todo else ():
         for row in batch:
             row = _clean(row)

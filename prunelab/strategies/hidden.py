@@ -11,9 +11,12 @@ from prunelab.models.view import view
 
 @torch.inference_mode()
 def layer_passes(model, tokenizer, texts: Sequence[str], visit: Callable[[list[torch.Tensor], torch.Tensor], None],
-                 max_length: int = 512, batch_size: int = 8) -> None:
+                 max_length: int = 512, batch_size: int = 8, progress: bool = False) -> None:
     """Calls `visit(states, mask)` per batch: `states[i]` is the input of layer i (the last one is the last layer's
-    output, before the final norm), each [batch, seq, hidden] in fp32; `mask` is [batch, seq], 1 on real tokens."""
+    output, before the final norm), each [batch, seq, hidden] in fp32; `mask` is [batch, seq], 1 on real tokens.
+    `progress`: texts done, in a terminal and in a log (`prunelab.progress`)."""
+    from prunelab.progress import bar
+
     v = view(model)
 
     def keep_output(module, args, kwargs, output):
@@ -25,6 +28,7 @@ def layer_passes(model, tokenizer, texts: Sequence[str], visit: Callable[[list[t
     encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    shown = bar(total=len(order), desc="calibration", unit="text", disable=not progress)
     try:
         for start in range(0, len(order), batch_size):
             batch = [encoded[i] for i in order[start : start + batch_size]]
@@ -36,5 +40,7 @@ def layer_passes(model, tokenizer, texts: Sequence[str], visit: Callable[[list[t
             with v.recording() as inputs:
                 v.decoder(input_ids=ids, attention_mask=mask, use_cache=False)
             visit([h.float().to(device) for h in [*inputs, *last]], mask)
+            shown.update(len(batch))
     finally:
+        shown.close()
         hook.remove()

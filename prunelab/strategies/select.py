@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 class LayerChooser:
     def __init__(self, model, options, strategies: list[str], ratios: list[float], test_tasks: list,
-                 device: str = "auto", greedy: Callable[[int], Selection] | None = None):
+                 device: str = "auto", greedy: Callable[[int], Selection] | None = None, progress: bool = True):
         """`model`: a ModelSpec; `options`: the config's strategy settings (StrategyOptions); `test_tasks`: TaskSpecs of the evaluation
         (their items are what selection data must avoid);
         `greedy(n)`: runs n greedy rounds (the iterative strategy's evaluations, on the caller's executor)."""
@@ -29,7 +29,7 @@ class LayerChooser:
 
         for name in strategies:
             STRATEGIES.check(name)
-        self.model, self.options, self.device = model, options, device
+        self.model, self.options, self.device, self.progress = model, options, device, progress
         self.facts = inspect_model(model)
         self.counts = {r: count_to_remove(r, self.facts.num_layers) for r in ratios}
         self.data: dict = {}
@@ -78,7 +78,8 @@ class LayerChooser:
             m = self.model
             model, tokenizer = load_model(m.name, dtype=m.dtype, device=device, revision=m.revision,
                                           trust_remote_code=m.trust_remote_code)
-            self._pass = calibration_pass(model, tokenizer, self._texts, self.options.calibration.max_length)
+            self._pass = calibration_pass(model, tokenizer, self._texts, self.options.calibration.max_length,
+                                          progress=self.progress)
             del model
         return self._pass
 

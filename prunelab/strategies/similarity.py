@@ -16,7 +16,7 @@ import torch
 from prunelab.strategies.hidden import layer_passes
 
 
-def calibration_pass(model, tokenizer, texts, max_length: int = 512, batch_size: int = 8,
+def calibration_pass(model, tokenizer, texts, max_length: int = 512, batch_size: int = 8, progress: bool = False,
                      ) -> tuple[list[float], torch.Tensor]:
     """Both strategies' statistics from one pass: (BI per layer, `last_token_states`)."""
     sums, count, rows = None, 0, []
@@ -32,7 +32,7 @@ def calibration_pass(model, tokenizer, texts, max_length: int = 512, batch_size:
         batch = torch.arange(mask.shape[0], device=mask.device)
         rows.append(torch.stack([s[batch, last] for s in states], dim=1).cpu())
 
-    layer_passes(model, tokenizer, texts, visit, max_length, batch_size)
+    layer_passes(model, tokenizer, texts, visit, max_length, batch_size, progress)
     return [1.0 - float(s) / count for s in sums], torch.cat(rows)
 
 

@@ -178,6 +178,26 @@ def _env_vars(names: list[str]) -> dict[str, str]:
     return {name: os.environ[name] for name in names}
 
 
+def cmd_clean(args) -> int:
+    from prunelab.config import PipelineConfig, load_config
+    from prunelab.pipeline.clean import human, remove, unused
+
+    config = load_config(args.config, args.overrides, cls=PipelineConfig)
+    entries = unused(config)
+    for entry in entries:
+        print(f"{human(entry.bytes):>10}  {entry.path}")
+    total = human(sum(e.bytes for e in entries))
+    if not entries:
+        print(f"nothing to clean: every entry of {config.output_dir}/stages is a stage this config uses")
+    elif args.yes:
+        remove(entries)
+        print(f"removed {len(entries)} entries ({total}) that this config no longer uses")
+    else:
+        print(f"{len(entries)} entries ({total}) that this config no longer uses; nothing removed (a dry run): "
+              "rerun with --yes to remove them")
+    return 0
+
+
 def cmd_models(args) -> int:
     from prunelab.models import BUILTIN_MODELS
 
@@ -264,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="NAME",
                    help="add this variable of your environment (e.g. HF_TOKEN); repeatable")
     p.set_defaults(func=cmd_runtime_env)
+
+    p = sub.add_parser("clean", help="list (and with --yes remove) what a pipeline's output directory holds that its "
+                                     "config no longer uses: stages of changed knobs, set-aside directories")
+    p.add_argument("config", metavar="CONFIG", help="the pipeline's config (YAML)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the overrides the pipeline ran with")
+    p.add_argument("--yes", action="store_true", help="remove them (default: only list them, with their sizes)")
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("models", help="list the built-in models")
     p.set_defaults(func=cmd_models)

@@ -297,6 +297,28 @@ def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished,
     assert main(["report", str(copy)]) == 2 and "strategies.csv" in capsys.readouterr().err
 
 
+def test_clean_lists_what_the_config_no_longer_uses_and_removes_it_only_when_asked(finished, tmp_path, capsys):
+    data, _ = finished
+    stages = Path(data["output_dir"]) / "stages"
+    planned = sorted(p.name for p in stages.iterdir())
+    stale = stages / "compare-000000000000"  # a stage of a knob since changed
+    aside = stages / "sgr-111111111111.set-aside-20261207-080000"
+    for path in (stale, aside):
+        path.mkdir()
+        (path / "results.parquet").write_bytes(b"x" * 2048)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(json.dumps(data))
+    assert main(["clean", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert str(stale) in out and str(aside) in out and "2 entries (4.0 KB)" in out and "nothing removed" in out
+    assert stale.exists() and aside.exists()
+    assert main(["clean", str(config), "--yes"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert sorted(p.name for p in stages.iterdir()) == planned  # every stage the config uses is still there
+    assert main(["clean", str(config)]) == 0 and "nothing to clean" in capsys.readouterr().out
+    assert statuses(run(data), "computed") == set()  # and the rerun reuses them all
+
+
 def test_no_rendered_cell_label_or_finding_says_nan(finished):
     """Where a retention or its interval does not exist (the tiny random model scores 0), the page says so in words:
     no 'nan' in the report, its tables or any stage's retention table."""

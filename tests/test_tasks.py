@@ -113,3 +113,33 @@ def test_every_task_declares_the_kind_its_registry_entry_says():
     for name in TASKS.names():
         task = build_task(name)
         assert task.kind == TASKS.entry(name).kind in (CLASSIFICATION, GENERATIVE_KIND), name
+
+
+def test_an_unreachable_evalplus_is_asked_once_a_day(monkeypatch, caplog):
+    """Offline (here: a proxy that refuses), the first code task warns and falls back to the base tests; the next
+    ones ask no network and say so at INFO, until the marker beside evalplus's cache is a day old or deleted."""
+    import logging
+    from pathlib import Path
+
+    utils = pytest.importorskip("evalplus.data.utils")
+    import evalplus.data.humaneval as humaneval
+
+    from prunelab.data.evalplus import plus_tasks
+
+    for name in ("HF_HUB_OFFLINE", "PRUNELAB_OFFLINE", "HUMANEVAL_OVERRIDE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    cached = Path(utils.get_dataset_metadata("HumanEvalPlus", humaneval.HUMANEVAL_PLUS_VERSION, mini=False)[1])
+    if cached.exists():
+        pytest.skip("EvalPlus's HumanEval+ is cached on this machine: nothing is downloaded")
+    marker = Path(f"{cached}.unreachable")
+    marker.unlink(missing_ok=True)
+    try:
+        with caplog.at_level(logging.INFO, logger="prunelab.data.evalplus"):
+            assert plus_tasks("humaneval") is None and marker.exists()
+            assert plus_tasks("humaneval") is None
+        levels = [r.levelno for r in caplog.records if r.name == "prunelab.data.evalplus"]
+        assert levels == [logging.WARNING, logging.INFO] and "was unreachable" in caplog.records[-1].message
+    finally:
+        marker.unlink(missing_ok=True)

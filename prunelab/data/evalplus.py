@@ -9,6 +9,7 @@ import logging
 import os
 import pickle
 import socket
+import time
 
 from prunelab.errors import DataError
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 _OVERRIDE = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
 _NAME = {"humaneval": "HumanEvalPlus", "mbpp": "MbppPlus"}
+RETRY_AFTER_S = 24 * 3600
 
 
 def _offline() -> bool:
@@ -35,10 +37,17 @@ def plus_tasks(benchmark: str) -> dict[str, dict] | None:
     module = humaneval if benchmark == "humaneval" else mbpp
     # evalplus reads its override variable once, at import; honour one set later (e.g. by a test or a notebook)
     setattr(module, _OVERRIDE[benchmark], override)
-    if not override and _offline():
-        version = humaneval.HUMANEVAL_PLUS_VERSION if benchmark == "humaneval" else mbpp.MBPP_PLUS_VERSION
-        _, cached = get_dataset_metadata(_NAME[benchmark], version, mini=False)
-        if not os.path.exists(cached):
+    version = humaneval.HUMANEVAL_PLUS_VERSION if benchmark == "humaneval" else mbpp.MBPP_PLUS_VERSION
+    _, cached = get_dataset_metadata(_NAME[benchmark], version, mini=False)
+    # a failed download is remembered beside evalplus's cache, so a machine found offline is not asked again (and
+    # warned about again) by every task of every command for a day
+    unreachable = f"{cached}.unreachable"
+    if not override and not os.path.exists(cached):
+        if _offline():
+            return None
+        if os.path.exists(unreachable) and time.time() - os.path.getmtime(unreachable) < RETRY_AFTER_S:
+            log.info("EvalPlus data for %s was unreachable at %s; using the base tests (delete %s to try again)",
+                     benchmark, time.ctime(os.path.getmtime(unreachable)), unreachable)
             return None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)  # evalplus downloads without a timeout; a firewall that drops packets would hang
@@ -48,9 +57,13 @@ def plus_tasks(benchmark: str) -> dict[str, dict] | None:
         if override:  # a file the user named and evalplus rejects is bad input, not a missing source
             raise DataError(f"{_OVERRIDE[benchmark]}={override!r} is not usable EvalPlus data: "
                             f"{type(exc).__name__}: {str(exc)[:300]}") from None
-        # no network or a broken download: fall back to the base tests, loudly
-        log.warning("EvalPlus data for %s unavailable (%s: %s); using the base tests", benchmark,
-                    type(exc).__name__, str(exc)[:200])
+        # no network or a broken download: fall back to the base tests, loudly, once a day
+        os.makedirs(os.path.dirname(unreachable), exist_ok=True)
+        with open(unreachable, "w") as f:
+            f.write(f"{type(exc).__name__}: {str(exc)[:300]}\n")
+        log.warning("EvalPlus data for %s unavailable (%s: %s); using the base tests, and not trying again for %d h "
+                    "(delete %s to try sooner)", benchmark, type(exc).__name__, str(exc)[:200],
+                    RETRY_AFTER_S // 3600, unreachable)
         return None
     finally:
         socket.setdefaulttimeout(previous)

@@ -178,7 +178,7 @@ def test_dockerfile_builds_from_this_ray_without_buildkit_and_copies_what_exists
     # every build the README and the Dockerfile show passes only arguments the Dockerfile declares, and extras that
     # pyproject.toml has
     declared = {line.split()[1].split("=")[0] for line in lines if line.startswith("ARG")}
-    shown = text + (ROOT / "README.md").read_text()
+    shown = text + (ROOT / "README.md").read_text() + (ROOT / "docs" / "cluster.md").read_text()
     assert set(re.findall(r"--build-arg (\w+)=", shown)) == declared
     extras = set(load_pyproject()["project"]["optional-dependencies"])
     assert set(re.findall(r"--build-arg EXTRAS=(\w+)", shown)) | {"gpu"} <= extras

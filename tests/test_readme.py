@@ -17,11 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = re.compile(r"^(?:\.venv/bin/)?(?:prunelab|python3? -m prunelab)\s")
 
 
-def readme_commands() -> list[tuple[int, list[str]]]:
-    """(line number, argv after `prunelab`) of each prunelab command in the README's code blocks, continuation
-    lines joined and comments dropped; in a chain (`a && b`), each prunelab part."""
+# the README, then the pages its reference sections moved to that show commands (read in this order)
+PAGES = ("README.md", "docs/cluster.md")
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    """(page:line, argv after `prunelab`) of each prunelab command in the code blocks of the README and its pages,
+    continuation lines joined and comments dropped; in a chain (`a && b`), each prunelab part."""
+    return [(f"{page}:{line}", argv) for page in PAGES for line, argv in _page_commands(ROOT / page)]
+
+
+def _page_commands(path: Path) -> list[tuple[int, list[str]]]:
     commands, block, start, pending = [], False, 0, ""
-    for number, line in enumerate((ROOT / "README.md").read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.startswith("```"):
             block, pending = not block, ""
             continue
@@ -52,7 +60,7 @@ def test_the_readme_has_the_commands_a_user_starts_from():
     assert ["sweep", "configs/sweep/default.yaml"] in [argv for _, argv in COMMANDS]  # the README's first command
 
 
-@pytest.mark.parametrize("argv", [argv for _, argv in COMMANDS], ids=[f"line{n}" for n, _ in COMMANDS])
+@pytest.mark.parametrize("argv", [argv for _, argv in COMMANDS], ids=[where for where, _ in COMMANDS])
 def test_each_readme_command_parses_and_its_config_validates(argv, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # config paths are relative to the repository, as a user runs them
     args = parse_args(argv)  # argparse exits (SystemExit 2) on an unknown flag or a missing argument
@@ -91,11 +99,11 @@ def test_the_readme_reads_only_what_an_earlier_command_made(capsys, monkeypatch)
         reads, writes = _reads_and_writes(argv, capsys)
         for path in reads:
             if path and path.startswith(("runs/", "pruned/")):
-                assert path.rstrip("/") in made, f"README line {line} reads {path}, which no earlier command writes"
+                assert path.rstrip("/") in made, f"{line} reads {path}, which no earlier command writes"
         made |= {w.rstrip("/") for w in writes if w}
 
 
-SUBMIT_SOURCES = ["README.md", "cluster/runtime_env.yaml", "cluster/kuberay-raycluster.yaml", "ray-cluster.yaml",
+SUBMIT_SOURCES = [*PAGES, "cluster/runtime_env.yaml", "cluster/kuberay-raycluster.yaml", "ray-cluster.yaml",
                   *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "jobs").glob("*.py"))]
 
 

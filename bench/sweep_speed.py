@@ -240,7 +240,11 @@ def main():
     print(f"seed      {t_seed:8.1f} s", flush=True)
 
     worst = max(abs(ours[k][m] - other[k][m]) for other in (lm, seed) for k in ours for m in ours[k])
-    print(f"\nmetrics agree across the three ways: max |difference| of a task mean = {worst:.4f}")
+    # in bf16 the three ways batch and pad differently, so sums round differently and items near a tie change answer
+    verdict = ("the three ways agree" if worst <= 1e-4 else
+               f"they differ ({dtype}: batching reorders rounded sums and near-tie items change answer; in float32 "
+               "they agree to 1e-4)" if dtype != torch.float32 else "they DISAGREE in float32: a bug")
+    print(f"\nmax |difference| of a task mean across the three ways = {worst:.4f}: {verdict}")
     print(lm_eval_fidelity(model, tok, tasks, candidates[: args.fidelity_candidates], answers), flush=True)
     print(f"speed-up over lm-eval style: {t_lm / t_ours:5.1f}x   (goal >= 8x)")
     print(f"speed-up over seed style:    {t_seed / t_ours:5.1f}x   (goal >= 12x)")

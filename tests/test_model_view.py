@@ -72,15 +72,17 @@ def test_a_checkpoint_with_its_own_code_is_refused_unless_asked(tmp_path):
         inspect_model(ModelSpec(name=str(path), trust_remote_code=True))
 
 
-def test_a_hybrid_sweep_is_refused_before_its_directory_is_written(tmp_path, capsys):
+def test_a_hybrid_sweep_runs_every_layer(tmp_path, capsys):
+    """Once refused, a sweep of a hybrid now scores every layer removed (scores against the really pruned model:
+    tests/test_engine.py and tests/test_sweep.py)."""
     path = tiny.save(tmp_path / "hybrid", "qwen3_5", 4)
     out = tmp_path / "sweep"
     config = {"kind": "sweep", "name": "h", "model": {"name": str(path), "dtype": "float32"},
               "tasks": [{"name": "arithmetic", "limit": 2}], "output_dir": str(out)}
     (tmp_path / "c.yaml").write_text(json.dumps(config))
-    assert main(["sweep", str(tmp_path / "c.yaml"), "--local", "--no-progress"]) == 2
-    assert "layers [0, 2] are linear attention" in capsys.readouterr().err
-    assert not out.exists()
+    assert main(["sweep", str(tmp_path / "c.yaml"), "--local", "--no-progress"]) == 0
+    rows = (out / "retention.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["base", "drop-0", "drop-1", "drop-2", "drop-3"]
 
 
 def test_a_removal_that_leaves_a_hybrid_without_attention_is_refused_before_anything_is_written(tmp_path, capsys):

@@ -298,25 +298,34 @@ def test_a_file_the_report_needs_that_is_missing_is_an_error_naming_it(finished,
 
 
 def test_clean_lists_what_the_config_no_longer_uses_and_removes_it_only_when_asked(finished, tmp_path, capsys):
+    """Besides two strays made here, the tests above leave stages of changed knobs and set-aside directories: clean
+    lists exactly the entries no stage of the config is, removes them only with --yes, and every planned stage
+    stays (a rerun reuses them all)."""
+    from prunelab.pipeline.plan import plan_pipeline
+
     data, _ = finished
     stages = Path(data["output_dir"]) / "stages"
-    planned = sorted(p.name for p in stages.iterdir())
     stale = stages / "compare-000000000000"  # a stage of a knob since changed
     aside = stages / "sgr-111111111111.set-aside-20261207-080000"
     for path in (stale, aside):
         path.mkdir()
         (path / "results.parquet").write_bytes(b"x" * 2048)
+    planned = {s.output_dir.name for s in plan_pipeline(parse_config(data, cls=PipelineConfig))}
+    planned |= {f"{name}.segments.json" for name in planned}
+    strays = {p.name for p in stages.iterdir()} - planned
+    assert {stale.name, aside.name} <= strays
     config = tmp_path / "pipeline.yaml"
     config.write_text(json.dumps(data))
     assert main(["clean", str(config)]) == 0
     out = capsys.readouterr().out
-    assert str(stale) in out and str(aside) in out and "2 entries (4.0 KB)" in out and "nothing removed" in out
+    listed = {Path(line.split()[-1]).name for line in out.splitlines() if f"{stages}/" in line}
+    assert listed == strays and f"{len(strays)} entries" in out and "nothing removed" in out
     assert stale.exists() and aside.exists()
     assert main(["clean", str(config), "--yes"]) == 0
-    assert "removed 2 entries" in capsys.readouterr().out
-    assert sorted(p.name for p in stages.iterdir()) == planned  # every stage the config uses is still there
+    assert f"removed {len(strays)} entries" in capsys.readouterr().out
+    assert {p.name for p in stages.iterdir()} <= planned and not stale.exists() and not aside.exists()
     assert main(["clean", str(config)]) == 0 and "nothing to clean" in capsys.readouterr().out
-    assert statuses(run(data), "computed") == set()  # and the rerun reuses them all
+    assert statuses(run(data), "computed") == set()  # every stage the config uses is still there
 
 
 def test_no_rendered_cell_label_or_finding_says_nan(finished):

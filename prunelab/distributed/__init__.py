@@ -2,6 +2,7 @@
 Train). Library code takes an executor as an argument; only the CLI and `jobs/` call `connect`.
 """
 
+import logging
 import os
 import socket
 
@@ -46,6 +47,12 @@ def connect(address: str | None = None) -> None:
     if address:
         _check_reachable(address, source)
     # Workers import prunelab from the driver's environment; a job's runtime_env (cluster/) ships it on clusters.
+    # A local instance the stage starts (and stops) is its own: Ray's notice that it enabled token authentication on
+    # it by default, "set RAY_AUTH_MODE=disabled to opt out", asks nothing of the user; silenced for that start only.
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    if not address:
+        notice.setLevel(logging.ERROR)
     try:
         ray.init(address=address or "local", log_to_driver=True)
     except ConnectionError as exc:
@@ -56,7 +63,9 @@ def connect(address: str | None = None) -> None:
         raise ClusterUnreachable(
             f"the Ray cluster at {address} refused this driver's token: {exc}. Its nodes run with "
             "RAY_AUTH_MODE=token; give this driver the same token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-            "~/.ray/auth_token) and RAY_AUTH_MODE=token (README, 'Token authentication').") from None
+            "~/.ray/auth_token) and RAY_AUTH_MODE=token (docs/cluster.md, 'Token authentication').") from None
+    finally:
+        notice.setLevel(level)
 
 
 def ray_executor(ray_spec):

@@ -225,3 +225,17 @@ def test_a_variant_made_in_memory_reports_its_own_generation_peak_not_its_checkp
     assert abs(half["peak_load_bytes"] - base["peak_load_bytes"]) < layer_bytes
     saved = base["peak_generate_bytes"] - half["peak_generate_bytes"]
     assert 0.6 * 4 * layer_bytes < saved < 1.4 * 4 * layer_bytes
+
+
+def test_the_memory_a_cpu_measurement_may_use_is_the_kernels_available_memory():
+    """MemAvailable (free memory plus the page cache the kernel would reclaim), not MemFree: after reading a few
+    checkpoints MemFree is near nothing, and the batched setting was refused on a machine with 19 GiB to give."""
+    from pathlib import Path
+
+    from prunelab.stages.cost import measuring_host
+
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no /proc/meminfo here")
+    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()}
+    assert measuring_host("cpu")["free_bytes"] == pytest.approx(fields["MemAvailable"], rel=0.05)

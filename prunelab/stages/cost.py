@@ -52,8 +52,11 @@ def measuring_host(device: str, gpus: int = 1) -> dict:
     device = device_name(device)
     if device.startswith("cuda"):
         free = sum(torch.cuda.mem_get_info(i)[0] for i in range(min(gpus, torch.cuda.device_count())))
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    else:  # what the kernel can give without swapping, the page cache it would reclaim included (MemAvailable):
+        # unused memory alone (MemFree) is near nothing on a machine that has read a few checkpoints
+        import psutil
+
+        free = psutil.virtual_memory().available
     return {"device": device, "dtype_auto": dtype_name("auto", device), "free_bytes": int(free),
             "threads": torch.get_num_threads(), "machine": _machine(device)}
 

@@ -314,6 +314,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from prunelab.progress import quiet_library_bars
+
+    quiet_library_bars()
     try:
         return args.func(args)
     except PrunelabError as exc:

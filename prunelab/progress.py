@@ -43,6 +43,26 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
                 mininterval=interval_s(), ascii=True, ncols=100, **kwargs)
 
 
+def quiet_library_bars() -> None:
+    """In a log (stderr not a terminal), the libraries' own bars (transformers' "Loading weights" and "Writing model
+    shards", datasets' map passes) are carriage-return lines that pile up: they are turned off there, at their
+    source, through the variables both read (processes started from this one, Ray's local workers, inherit them; a
+    user's own setting wins), or their switches where they are imported already. prunelab's bars (`bar`) say what
+    those steps do, as lines. In a terminal they stay."""
+    if sys.stderr.isatty():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars follow huggingface_hub's
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
 def training_progress():
     """A `transformers.TrainerCallback` that shows optimizer steps with the last logged loss and the time left (the
     trainer's own bar is off: every worker would draw one)."""
@@ -72,4 +92,4 @@ def training_progress():
     return TrainingProgress()
 
 
-__all__ = ["bar", "interval_s", "training_progress"]
+__all__ = ["bar", "interval_s", "quiet_library_bars", "training_progress"]

@@ -12,3 +12,17 @@ def test_importing_the_training_stack_prints_nothing():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout == ""
+
+
+def test_a_command_in_a_log_prints_its_own_lines_not_the_libraries_bars(tiny_model_dir, tmp_path):
+    """stderr to a file, as under nohup or in CI: no 'Loading weights' or 'Writing model shards' carriage-return
+    bars from transformers; prunelab's export line says what the step did."""
+    log = tmp_path / "drop.log"
+    with log.open("w") as err:
+        done = subprocess.run([sys.executable, "-m", "prunelab", "drop", "--model", str(tiny_model_dir("llama")),
+                               "--layers", "1", "--out", str(tmp_path / "pruned")], stdout=subprocess.PIPE,
+                              stderr=err, text=True, timeout=300)
+    assert done.returncode == 0
+    text = log.read_text()
+    assert "export pruned: 100%" in text and "\r" not in text
+    assert "Loading weights" not in text and "Writing model shards" not in text

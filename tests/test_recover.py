@@ -116,9 +116,11 @@ def test_lora_recovery_merges_into_a_checkpoint_equal_to_the_adapted_model(linea
     monkeypatch.setenv("PRUNELAB_HEARTBEAT_S", "0")  # a line per update in a log
     out = recover(recover_config(pruned, corpus, tmp_path / "r"), progress=False)
     # training shows its steps with the last loss and the time left, and the merged checkpoint its export
-    lines = capsys.readouterr().err.splitlines()
+    shown = capsys.readouterr()
+    lines = shown.err.splitlines() + shown.out.splitlines()
     assert any(line.startswith("train: 100%") and "4/4" in line and "loss=" in line for line in lines)
     assert any(line.startswith("export merged: 100%") for line in lines)
+    assert not any(line.startswith("{'loss'") for line in lines)  # the Trainer's dict per log: the line above says it
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] and meta["training"]["steps"] == 4
     assert meta["lineage"]["pruning_manifest"]["removed_layers"] == [1]

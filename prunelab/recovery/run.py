@@ -42,12 +42,18 @@ def prepare(job: TrainJob):
 def train(job: TrainJob, device, world_size: int, output_dir: str | Path, resume_from: str | None = None,
           callbacks=()):
     """Trains (or resumes from `resume_from`, a Hugging Face checkpoint directory); returns the trainer."""
-    from prunelab.progress import training_progress
+    from transformers import PrinterCallback
+
+    from prunelab.progress import quiet_library_bars, training_progress
     from prunelab.recovery.methods import make_trainer, trained_method
 
+    quiet_library_bars()  # a Ray Train worker's output is a log
     config, tokenizer, dataset, _ = prepare(job)
     trainer = make_trainer(trained_method(config), job, config, tokenizer, dataset, device, output_dir, world_size,
                            [*callbacks, training_progress()])
+    # with its own bar off, the Trainer prints every log as a dict: the progress line shows the loss, and
+    # training_curve.csv keeps every logged value
+    trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer
 

@@ -58,5 +58,10 @@ class Registry:
         self.entries.pop(self.check(name))
 
     def load(self, name: str) -> Any:
-        module, _, attribute = self.entry(name).target.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return load_target(self.entry(name).target)
+
+
+def load_target(target: str) -> Any:
+    """The attribute a "module:attribute" string names, its module imported now."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)

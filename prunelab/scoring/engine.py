@@ -143,7 +143,8 @@ class Scorer:
         self.view = view(model)
         # linear-attention layers (Qwen3.5): contexts are left-padded (`plan_batches`), so each row's recurrent and
         # convolution states start at zero and stay zero through its pads (the model zeroes padded inputs)
-        self.hybrid = any(kind.attention == LINEAR for kind in self.view.kinds())
+        self.linear = [kind.attention == LINEAR for kind in self.view.kinds()]  # per layer, of the whole model
+        self.hybrid = any(self.linear)
         self.base = self.view.decoder
         self.num_layers = self.view.num_layers
         self.batch_tokens = batch_tokens
@@ -159,8 +160,8 @@ class Scorer:
         last attention layer before it instead (recorded input, that layer and the kept ones after it)."""
         start = removed[0]
         keep = [layer for layer in range(start + 1, self.num_layers) if layer not in removed]
-        if self.hybrid and keep and all(self.view.kinds()[layer].attention == LINEAR for layer in keep):
-            before = [layer for layer in range(start) if self.view.kinds()[layer].attention != LINEAR]
+        if self.hybrid and keep and all(self.linear[layer] for layer in keep):
+            before = [layer for layer in range(start) if not self.linear[layer]]
             if before:
                 start = before[-1]
                 keep = [layer for layer in range(start, self.num_layers) if layer not in removed]

@@ -24,6 +24,7 @@ from prunelab.artifacts import (
     SweepArtifact,
 )
 from prunelab.errors import ConfigError
+from prunelab.registry import load_target
 
 
 def comma_list(text: str) -> list[str]:
@@ -77,8 +78,7 @@ class Input:
     read: str | None = None
 
     def value(self, upstream_dir: Path) -> Any:
-        module, _, function = self.read.partition(":")
-        return getattr(importlib.import_module(module), function)(upstream_dir)
+        return load_target(self.read)(upstream_dir)
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ class ReportSection:
     render: str
 
     def __call__(self, page, run) -> list:
-        module, _, function = self.render.partition(":")
-        return getattr(importlib.import_module(module), function)(page, run)
+        return load_target(self.render)(page, run)
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,8 @@ def test_a_killed_training_driver_resumes_from_its_last_checkpoint(head, tiny_mo
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] and meta["training"]["steps"] == 6
     assert (out / "merged" / "config.json").exists()
+    # Ray Train's checkpoints and their copy only served the resume: gone once the run has finished
+    assert not (out / "train").exists() and not (out / "final-checkpoint").exists()
 
 
 def test_a_local_run_stays_local_beside_a_head_started_with_ray_start(head):

@@ -163,8 +163,13 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint(lineage, tmp_path):
     assert starts(log) == [0, 2]  # the second run began at the checkpoint of step 2, not from scratch
     state = json.loads((out / "meta.json").read_text())["training"]
     assert state["steps"] == 4
-    # its curve beside another run's, as SGR and external data are compared
-    other = recover(recover_config(pruned, corpus, tmp_path / "lr", training={"learning_rate": 1e-3}), progress=False)
+    # once finished, the resume checkpoints (weights and optimizer state each) are gone; the result stays
+    assert not (out / "checkpoints").exists() and (out / "adapter" / "adapter_model.safetensors").exists()
+    # its curve beside another run's, as SGR and external data are compared; that one keeps its checkpoints
+    other = recover(recover_config(pruned, corpus, tmp_path / "lr", training={"learning_rate": 1e-3,
+                                                                                "keep_checkpoints": True}),
+                    progress=False)
+    assert sorted(p.name for p in (other / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert main(["report", str(out), str(other), "--out", str(tmp_path / "cmp"), "--labels", "a,b"]) == 0
     curves = pd.read_csv(tmp_path / "cmp" / "training_curves.csv")
     assert sorted(curves.groupby("run").step.max().items()) == [("a", 4), ("b", 4)]

@@ -456,6 +456,9 @@ class TrainingSpec(Frozen):
     warmup_steps: float = key(0.03, ge=0, description="below 1: a fraction of the steps")
     save_steps: int = setting(50, ge=1, description="checkpoint every this many steps (resumption)")
     gradient_checkpointing: bool = setting(True, description="recomputes activations: memory, not results")
+    keep_checkpoints: bool = setting(False, description="keep the resume checkpoints (optimizer state included) "
+                                                        "once training has ended; by default a finished run keeps "
+                                                        "its result (adapter, merged model) and curve")
     seed: int = key(0)
 
 

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from prunelab.distributed.resources import HIDE_GPUS, check_gpu_node, require, resource_request, uses_gpu
-from prunelab.recovery.run import TrainJob
+from prunelab.recovery.run import FINAL_CHECKPOINT, TrainJob
 
 
 def _train_loop(loop_config: dict) -> None:
@@ -47,7 +47,7 @@ def like_a_worker(workers, fn, *args):
 
 def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
     """Runs (or resumes) `job` on `workers.num_workers` Ray Train workers; copies the final Hugging Face checkpoint to
-    `out/final-checkpoint` and returns it. `callbacks`: extra transformers callbacks (picklable) for every worker."""
+    `out/final-checkpoint` (recovery.run.FINAL_CHECKPOINT) and returns it. `callbacks`: extra transformers callbacks (picklable) for every worker."""
     import tempfile
 
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -76,9 +76,9 @@ def train_on_ray(job: TrainJob, workers, out: Path, callbacks=()) -> Path:
         result = trainer.fit()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    final = out / "final-checkpoint"
+    final = out / FINAL_CHECKPOINT
     with result.checkpoint.as_directory() as d:
-        tmp = out / ".final-checkpoint-tmp"
+        tmp = out / f".{FINAL_CHECKPOINT}-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(Path(d) / "checkpoint", tmp)
         shutil.rmtree(final, ignore_errors=True)

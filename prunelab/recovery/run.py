@@ -6,7 +6,19 @@ from pathlib import Path
 
 from prunelab.hardware import device_name
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = "checkpoints"  # in-process training's Hugging Face checkpoints
+FINAL_CHECKPOINT = "final-checkpoint"  # Ray Train's last checkpoint, copied out of its storage
+RAY_STORAGE = "train"  # Ray Train's run directories when workers.storage_path is unset
+
+
+def resume_state(out: Path, storage_path: str | None, run_name: str) -> list[Path]:
+    """What a recovery keeps only to resume an interrupted training (weights and optimizer state per checkpoint): the
+    in-process checkpoints, Ray Train's final copy, and its run directory (local storage only: a remote URI's is
+    the cluster's to manage)."""
+    paths = [out / CHECKPOINTS, out / FINAL_CHECKPOINT, out / RAY_STORAGE]
+    if storage_path and "://" not in storage_path:
+        paths.append(Path(storage_path) / run_name)
+    return paths
 
 
 @dataclass(frozen=True)

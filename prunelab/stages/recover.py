@@ -13,6 +13,8 @@ Output directory:
     merged/                 the result as a stock checkpoint (adapter merged into the pruned model reloaded
                             unquantized, partial's trained weights, or linear's folded model): `prunelab eval` loads it
     training_curve.csv/png  loss and perplexity per step
+    checkpoints/, train/    resume state while training runs (weights and optimizer per checkpoint), removed when it
+                            has finished unless training.keep_checkpoints
     meta.json               config, lineage (base model, pruning manifest, corpus hashes, calibration, teacher),
                             counts, and the budget: method, steps, examples per step, tokens, trainable parameters
 """
@@ -34,7 +36,7 @@ from prunelab.models.loading import attention_kwargs
 from prunelab.models.templates import apply_template
 from prunelab.recovery.data import select_examples
 from prunelab.recovery.methods import trainable_parameters
-from prunelab.recovery.run import TrainJob, train_in_process
+from prunelab.recovery.run import RAY_STORAGE, TrainJob, resume_state, train_in_process
 from prunelab.recovery.train import accumulation_steps, check_lora_targets, merge_adapter
 from prunelab.report.training import write_curve
 from prunelab.results import ResultsStore
@@ -200,6 +202,7 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
     store.claim(config.identity())
     meta = json.loads((out / META_FILE).read_text()) if (out / META_FILE).exists() else {}
     if meta.get("complete") and (out / MERGED).exists():
+        drop_resume_state(config, out)  # a run finished before they were removed, or stopped while removing them
         return out
     lineage = _lineage(config, given)
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=given.counts, complete=False),
@@ -223,7 +226,29 @@ def recover(config: RecoverConfig, trainer: Trainer | None = None, progress: boo
     training = _train_and_save(config, given, model_path, recovery, out, trainer, place)
     write_json(out / META_FILE, build_meta("recover", config, lineage=lineage, counts=given.counts,
                                            training={**training, **extra}, complete=True), sort_keys=False)
+    drop_resume_state(config, out)
     return out
+
+
+def _run_name(config: RecoverConfig) -> str:
+    return f"recover-{identity_hash(config.identity())[:12]}"
+
+
+def drop_resume_state(config: RecoverConfig, out: Path) -> int:
+    """A finished run's checkpoints served only to resume it: several copies of the weights with their optimizer
+    state (9 GB for partial on a 0.5B model whose result is 1.2 GB). Removed unless training.keep_checkpoints;
+    returns the bytes freed."""
+    if config.training.keep_checkpoints:
+        return 0
+    freed = 0
+    for path in resume_state(out, config.workers.storage_path, _run_name(config)):
+        if path.is_dir():
+            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(path)
+    if freed:
+        print(f"recover: removed the resume checkpoints of the finished run ({freed / 2**30:.1f} GiB; "
+              f"training.keep_checkpoints=true keeps them)", flush=True)
+    return freed
 
 
 def _train_and_save(config: RecoverConfig, given: Inputs, model_path: str, recovery: dict, out: Path,
@@ -234,8 +259,8 @@ def _train_and_save(config: RecoverConfig, given: Inputs, model_path: str, recov
     job_config = config.model_copy(update={"corpus": str(Path(config.corpus).resolve())})
     job = TrainJob(config=job_config.model_dump(mode="json"), model_path=model_path,
                    chat_template=given.corpus_meta["chat_template"],
-                   run_name=f"recover-{identity_hash(config.identity())[:12]}",
-                   storage_path=config.workers.storage_path or str(out / "train"),
+                   run_name=_run_name(config),
+                   storage_path=config.workers.storage_path or str(out / RAY_STORAGE),
                    teacher_path=given.needs.get("teacher_path"))
     start = time.perf_counter()
     checkpoint = trainer(job, out) if trainer is not None else train_in_process(job, out)

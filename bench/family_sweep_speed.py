@@ -8,10 +8,11 @@ base model and each layer removed alone) are scored two ways:
   prunelab   the sweep engine: one base pass recording every layer's input, each candidate resumed from its layer;
   plain      the same engine without the layer-input cache: every candidate a full pass with its layer removed.
 It prints each family's sweep time, its ratio to Llama's (so a family that is slow shows it) and the speed-up of
-prunelab over plain. Requests longer than a sliding window, and every request of a hybrid (linear-attention) model,
-are left-padded and batched without a shared prefix (`plan_batches`); `--window 16` makes every request longer than
-the window. Tiny models measure the plumbing (hooks, caches, masks, MoE routing) more than matmuls; threads are
-pinned to 2.
+prunelab over plain. Sliding-window families get masks built from each row's own positions (`Scorer._masks`), so
+requests longer than the window batch with a shared prefix like any other; `--window 16` makes every request longer
+than the window. Every request of a hybrid (linear-attention) model is left-padded and batched without a shared
+prefix (`plan_batches`). Tiny models measure the plumbing (hooks, caches, masks, MoE routing) more than matmuls;
+threads are pinned to 2.
 """
 
 import argparse
@@ -67,8 +68,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3, help="the best of this many runs is reported")
     parser.add_argument("--window", type=int, default=512,
-                        help="sliding window of the families that have one (Gemma 3: 512); requests longer than the "
-                             "window are left-padded and batched without a shared prefix")
+                        help="sliding window of the families that have one (Gemma 3: 512)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     tok = tiny.tokenizer()

@@ -99,8 +99,35 @@ def test_encode_pair_moves_trailing_space(tok):
     assert ctx + cont == tok("Answer: 16")["input_ids"]
 
 
+def test_the_sliding_families_are_those_with_a_window():
+    assert {f for f in tiny.FAMILIES if view(tiny.model(f, 4)).window} == set(tiny.SLIDING_FAMILIES)
+
+
+@pytest.mark.parametrize("family", tiny.SLIDING_FAMILIES)
+def test_requests_longer_than_the_window_batch_with_a_shared_prefix(family, tok):
+    """Masks from each row's own positions: requests of different lengths, all longer than the window of 16,
+    share one batch and the few-shot prefix, though pads then lie between a short context and its continuation
+    (which a window counted in cache columns would take in), and the scores are each request's alone."""
+    model = tiny.model(family, 4)
+    tails = ["2 + 2?", "the sum of 7 and 5 if you add them together?", "(3 + 4) * 2 - 1 + 10 - 6 * 2 + 9?"]
+    reqs = [choice_request(tok, PREFIX + f"Question: What is {t} Answer:", [" 4", " 12 and then some more"], PREFIX)
+            for t in tails]
+    assert len({len(r.context) for r in reqs}) == 3 and min(len(r.context) - r.prefix_len for r in reqs) < 16
+    scorer = Scorer(model, batch_tokens=4096)
+    [batch] = scorer.plan(reqs)
+    assert not batch.left and len(batch.prefix) == reqs[0].prefix_len > 16
+    for r, s in zip(reqs, scorer.score(reqs)):
+        assert s.logprobs == pytest.approx(reference(model, r), abs=TOL)
+    start, keep = scorer.resume_point((1,))
+    _, capture = scorer.run(reqs, batch, capture=True)
+    resumed, _ = scorer.run(reqs, batch, keep=keep, resume=(start, capture))
+    for i, s in zip(batch.indices, resumed):
+        assert s.logprobs == pytest.approx(reference(model, reqs[i], (1,)), abs=TOL)
+
+
 def test_batches_respect_the_token_budget_and_the_window(tok):
-    """Requests longer than the window batch together, left-padded without a shared prefix (scores: above)."""
+    """Where transformers builds the masks from cache columns (a decoder that takes no masks per layer type),
+    requests longer than the window batch together, left-padded without a shared prefix."""
     reqs = requests(tok) * 5
     batches = plan_batches(reqs, batch_tokens=256, window=16)
     assert sorted(i for b in batches for i in b.indices) == list(range(len(reqs)))

@@ -14,6 +14,8 @@ FAMILIES = ("llama", "qwen2", "qwen3", "qwen3_moe", "mistral", "mixtral", "gemma
             "olmo2", "smollm3", "gpt_oss", "qwen3_5", "deepseek_v3")
 # the families whose every layer has a KV cache: what the prefix-cached scorer and the multi-candidate generator take
 KV_FAMILIES = tuple(f for f in FAMILIES if f != "qwen3_5")
+# the families with sliding-window layers (every layer in Mistral's case), at the window `config` gives them
+SLIDING_FAMILIES = ("mistral", "gemma2", "gemma3", "gemma3-mm", "gpt_oss")
 
 _CORPUS = [
     "Question: What is (4 * 4) * 1? Answer: 16",
@@ -69,7 +71,7 @@ def config(family: str, num_layers: int = 4, hidden: int = 32, window: int = 16)
         return hf.qwen3_moe.Qwen3MoeConfig(**common, head_dim=hidden // 4, num_experts=4, mlp_only_layers=[1, 2],
                                            decoder_sparse_step=1, **moe)
     if family == "mistral":
-        return hf.mistral.MistralConfig(**common, sliding_window=None)
+        return hf.mistral.MistralConfig(**common, sliding_window=window)  # every layer slides (no layer_types)
     if family == "mixtral":
         return hf.mixtral.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2)
     if family == "gemma2":

@@ -125,7 +125,8 @@ def layer_kinds(config) -> list[LayerKind]:
     """Each decoder layer's attention and feed-forward kind, from the config alone."""
     text = text_config(config)
     n = text.num_hidden_layers
-    types = list(getattr(text, "layer_types", None) or [FULL] * n)
+    # without layer_types, a window applies to every layer (Mistral, Mixtral, Phi-3 build one sliding mask for all)
+    types = list(getattr(text, "layer_types", None) or [SLIDING] * n)
     if not getattr(text, "sliding_window", None):  # a sliding type without a window attends to everything
         types = [FULL if t == SLIDING else t for t in types]
     ffn = family_of(config).moe(text)
@@ -264,6 +265,22 @@ class ModelView:
     @property
     def window(self) -> int | None:
         return attention_window(self.model.config)
+
+    def window_masks(self) -> str | None:
+        """How the decoder takes attention masks built by the caller for its sliding-window layers: "tensor" where
+        every attention layer slides (one 4D mask, which transformers uses as given), "mapping" where full and
+        sliding layers mix and the decoder takes one 4D mask per layer type (`{"full_attention": ...,
+        "sliding_attention": ...}`, as Gemma 2/3 and gpt-oss do), None where it has no sliding layer or takes
+        neither (then its masks are transformers' own, built from cache columns)."""
+        import inspect
+
+        kinds = {kind.attention for kind in self.kinds()}
+        if SLIDING not in kinds or LINEAR in kinds:
+            return None
+        if kinds == {SLIDING}:
+            return "tensor"
+        source = inspect.getsource(type(self.decoder).forward)
+        return "mapping" if "attention_mask, dict)" in source else None
 
     def require_kv_cache(self, what: str) -> None:
         require_kv_cache(self.model.config, what)

@@ -23,7 +23,7 @@ from transformers import DynamicCache
 
 from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.models.view import LINEAR, view
+from prunelab.models.view import FULL, LINEAR, SLIDING, view
 from prunelab.scoring.requests import Request, Scores
 
 
@@ -56,11 +56,12 @@ def plan_batches(requests: Sequence[Request], batch_tokens: int, window: int | N
     """Groups requests by shared prefix, sorts them by context length and packs batches of at most `batch_tokens`
     tokens (contexts padded to the longest; continuations counted as they are, since they run in length chunks).
 
-    Contexts are right-padded, except where padding after a row's tokens would change what it computes: a request
-    longer than the model's sliding window (a continuation token's window counts cache columns, so pads between its
-    context and it would shift it) and every request of a hybrid model (pads after a row's tokens would decay its
-    recurrent state). Those are left-padded, in batches of their own without a shared prefix (pads between a
-    prefix and a context would do the same).
+    Contexts are right-padded, except where padding after a row's tokens would change what it computes: every
+    request of a hybrid model (pads after a row's tokens would decay its recurrent state), and, with `window` (a
+    model whose masks transformers builds from cache columns: `Scorer` passes None where it builds them from
+    positions), a request longer than the window (its continuation's window would count the pads). Those are
+    left-padded, in batches of their own without a shared prefix (pads between a prefix and a context would do
+    the same).
     """
     groups: dict[tuple[tuple[int, ...], bool], list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
@@ -145,13 +146,17 @@ class Scorer:
         # convolution states start at zero and stay zero through its pads (the model zeroes padded inputs)
         self.linear = [kind.attention == LINEAR for kind in self.view.kinds()]  # per layer, of the whole model
         self.hybrid = any(self.linear)
+        # sliding-window layers (Gemma 2/3, gpt-oss, Mistral): masks built here from each row's own positions, so
+        # that pads between a row's segments never count in its window and long requests batch like any other
+        self.window = self.view.window
+        self.window_masks = self.view.window_masks()
         self.base = self.view.decoder
         self.num_layers = self.view.num_layers
         self.batch_tokens = batch_tokens
         self.device = self.view.device
 
     def plan(self, requests: Sequence[Request]) -> list[Batch]:
-        return plan_batches(requests, self.batch_tokens, self.view.window, self.hybrid)
+        return plan_batches(requests, self.batch_tokens, None if self.window_masks else self.window, self.hybrid)
 
     def resume_point(self, removed: Sequence[int]) -> tuple[int, list[int]]:
         """(start, keep) for `run(..., keep=keep, resume=(start, capture))` without the sorted, non-empty layers
@@ -281,12 +286,37 @@ class Scorer:
             out = self.base(
                 input_ids=None if hidden_in is not None else ids,
                 inputs_embeds=hidden_in,
-                attention_mask=mask,
+                attention_mask=self._masks(mask, ids.shape[1]) if self.window_masks and mask is not None else mask,
                 position_ids=positions,
                 **with_cache(cache),
                 use_cache=True,
             )
         return out.last_hidden_state, cache_of(out), recorded
+
+    def _masks(self, mask: torch.Tensor, T: int):
+        """4D additive masks (batch, 1, T, columns) for the last `T` columns of the padding mask `mask` (batch,
+        columns), from each row's own positions: a column's position is the number of the row's tokens before it,
+        so pads anywhere (after a context, before its continuation) take no place in a window. Full attention: the
+        row's tokens at or before the query's position; sliding: those within `window` positions of it (as
+        transformers counts it, key > query - window). A pad query attends to itself alone: never a row with
+        nothing to attend to (NaN), and no row reads a pad."""
+        dtype = self.view.decoder.dtype if hasattr(self.view.decoder, "dtype") else torch.float32
+        valid = mask.bool()
+        keys = mask.cumsum(-1) - 1
+        queries = keys[:, -T:]
+        own = torch.zeros(mask.shape[0], T, mask.shape[1], dtype=torch.bool, device=mask.device)
+        own[:, torch.arange(T), torch.arange(mask.shape[1] - T, mask.shape[1])] = True
+        pad_query = ~valid[:, -T:, None] & own
+        causal = valid[:, None, :] & (keys[:, None, :] <= queries[:, :, None])
+        sliding = causal & (keys[:, None, :] > queries[:, :, None] - self.window)
+
+        def additive(allowed):
+            return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(
+                ~(allowed | pad_query), torch.finfo(dtype).min)[:, None]
+
+        if self.window_masks == "tensor":
+            return additive(sliding)
+        return {FULL: additive(causal), SLIDING: additive(sliding)}
 
     def _logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.view.logits(hidden), dim=-1)

@@ -95,6 +95,16 @@ def test_a_size_that_cannot_be_tested_is_said_before_and_after_the_run(caplog):
     assert messages[0].startswith("gsm8k: the base model solves 1 of 8 items; over 24 candidates no drop can reach "
                                   "p < 0.05 after adjustment (that needs 10 solved items); at its rate (1 of 8) that "
                                   "takes about 80 items: raise gsm8k's limit")
+    # within a pipeline run (each_warning_once), a limit already said is not logged again; another one is
+    from prunelab.report.power import each_warning_once
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), each_warning_once():
+        for _ in range(3):
+            again = warn_untestable({"gsm8k": np.array([1.0] + [0.0] * 7)}, 24)
+        other = warn_untestable({"gsm8k": np.array([1.0] + [0.0] * 7)}, 4)
+    assert again == messages and caplog.text.count("gsm8k: the base model solves 1 of 8") == 2
+    assert other[0] in caplog.text
 
 
 def test_a_pipeline_says_what_it_cannot_test_once_the_base_model_is_scored(caplog):

@@ -148,7 +148,15 @@ def run(config: PipelineConfig, runtime: Runtime) -> PipelineArtifact:
 
 
 def run_pipeline(config: PipelineConfig, runtime: Runtime, say=print) -> dict:
-    """Runs (or reuses) every stage, then writes the report; returns the summary."""
+    """Runs (or reuses) every stage, then writes the report; returns the summary. A power warning (a task too small
+    to test) is logged once per run, not once per stage that evaluates the task."""
+    from prunelab.report.power import each_warning_once
+
+    with each_warning_once():
+        return _run_pipeline(config, runtime, say)
+
+
+def _run_pipeline(config: PipelineConfig, runtime: Runtime, say) -> dict:
     from prunelab.report.page import write_pipeline_report
     from prunelab.stages.sgr import check_runner
 

@@ -6,6 +6,7 @@ On a 0/1 metric the exact paired test can only find a drop among the items the b
 significant only from k >= successes_needed(m).
 """
 
+import contextlib
 import logging
 import math
 
@@ -129,6 +130,26 @@ def warn_untestable(per_task_base: dict[str, np.ndarray], family: int, alpha: fl
         log.warning(message)
         out.append(message)
     return out
+
+
+@contextlib.contextmanager
+def each_warning_once():
+    """Within the context, a power warning already logged is not logged again: a pipeline's evaluations each
+    report the same task's limit (the functions still return every warning)."""
+    seen: set[str] = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in seen:
+            return False
+        seen.add(message)
+        return True
+
+    log.addFilter(first_time)
+    try:
+        yield
+    finally:
+        log.removeFilter(first_time)
 
 
 def pipeline_warnings(config, base_values: dict[str, np.ndarray]) -> list[str]:

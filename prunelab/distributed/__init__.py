@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 
+from prunelab.distributed.worker_logs import quiet_worker_logs
 from prunelab.errors import PrunelabError
 
 REACH_TIMEOUT_S = 5.0
@@ -66,6 +67,7 @@ def connect(address: str | None = None) -> None:
             "~/.ray/auth_token) and RAY_AUTH_MODE=token (docs/cluster.md, 'Token authentication').") from None
     finally:
         notice.setLevel(level)
+    quiet_worker_logs()
 
 
 def ray_executor(ray_spec):

@@ -8,6 +8,7 @@ retried batch can repeat rows that already arrived, which the driver drops by id
 """
 
 import functools
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from prunelab.distributed.resources import HIDE_GPUS, check_gpu_node, require, r
 from prunelab.generation.reasoning import Budgets, finish_with_reasoning
 from prunelab.sgr.generate import ResponseGenerator
 from prunelab.sgr.shards import drop_reason, reasoning_columns
+
+
+def _progress_bars(progress: bool) -> None:
+    """Ray Data's bars in a terminal only: in a log they are a block of lines every few seconds (700 lines in one
+    SGR run), and the stage's own bar says how many responses are done."""
+    ray.data.DataContext.get_current().enable_progress_bars = progress and sys.stderr.isatty()
 
 
 def _dataset(rows: list[dict], batch_size: int):
@@ -29,7 +36,7 @@ def hf_responses(rows: list[dict], engine, generator_kwargs: dict, generator_cla
     """Batches of corpus rows from `engine.replicas` generator actors (an `SGREngineSpec`)."""
     require(resource_request(engine.num_cpus, engine.num_gpus, engine.accelerator_type), "SGR generator actors",
             "engine.num_cpus / num_gpus / accelerator_type")
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    _progress_bars(progress)
     ds = _dataset(rows, engine.batch_size).map_batches(
         generator_class, fn_constructor_kwargs=generator_kwargs, batch_size=engine.batch_size,
         compute=ray.data.ActorPoolStrategy(size=engine.replicas), num_cpus=engine.num_cpus,
@@ -68,7 +75,7 @@ def vllm_responses(rows: list[dict], engine, model_path: str, sampling, model_la
     (`generation.reasoning.finish_with_reasoning`)."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    _progress_bars(progress)
     max_tokens = budgets["thinking"] + budgets["answer"] if budgets else sampling.max_new_tokens
     # the engine's length: what the longest prompt and the response budget need, unless the config says
     longest = max((len(r["prompt_ids"]) for r in rows), default=0) + max_tokens

@@ -71,7 +71,7 @@ def inert_setup(family, tok, reqs, sampling):
     raise AssertionError(f"no setting gives {family} early stops and a partly diverging candidate")
 
 
-@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_every_candidate_gets_the_tokens_it_gets_alone(family, tok, monkeypatch):
     reqs = requests(tok)
     sampling = Sampling(max_new_tokens=14)
@@ -181,10 +181,10 @@ def test_a_budget_that_cannot_hold_one_row_is_refused(tok):
         CandidateGenerator(model, tok, decode_tokens=20).generate(reqs, [(), (1,)], Sampling(max_new_tokens=16))
     with pytest.raises(ModelError, match=r"layers has \[7\] out of range; the model has 4 layers"):
         CandidateGenerator(model, tok).generate(reqs, [(7,)], Sampling(max_new_tokens=4))
-    # a recurrent state cannot be resumed at an earlier position: the engine names the layers (a sweep hands such
-    # a model's candidates to the per-candidate engine: tests/test_sweep.py)
-    with pytest.raises(ModelError, match=r"qwen3_5_text layers \[0, 2\] are linear attention .*one at a time"):
-        CandidateGenerator(tiny.model("qwen3_5", 4), tok)
+    # a hybrid candidate left with linear-attention layers only, before any work, with the scorer's message
+    with pytest.raises(ModelError, match=r"leaves qwen3_5_text with linear-attention layers only; keep at least "
+                                         r"one of its attention layers \[1, 3\]"):
+        CandidateGenerator(tiny.model("qwen3_5", 4), tok).generate(reqs, [(), (1, 3)], Sampling(max_new_tokens=4))
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.95, 0.5])

@@ -19,7 +19,7 @@ def on_gpu():
         torch.set_default_device(None)
 
 
-@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_resumed_candidates_score_as_the_removed_model_on_gpu(family, tok):
     from test_engine import test_resume_from_layer_inputs_equals_plain_removal
 
@@ -27,7 +27,7 @@ def test_resumed_candidates_score_as_the_removed_model_on_gpu(family, tok):
     assert next(tiny.model(family, 2).parameters()).is_cuda
 
 
-@pytest.mark.parametrize("family", tiny.KV_FAMILIES)
+@pytest.mark.parametrize("family", tiny.FAMILIES)
 def test_every_candidate_gets_its_own_tokens_on_gpu(family, tok, monkeypatch):
     from test_candidates import test_every_candidate_gets_the_tokens_it_gets_alone
 

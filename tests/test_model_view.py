@@ -1,6 +1,6 @@
 """The model view's refusals: an unsupported family (exit 2, naming its model_type and the supported ones), a model
 under a known model_type whose decoder is not where its family keeps it, a checkpoint that needs its own code, and a
-hybrid model under engines that need a KV cache in every layer; each before anything is written."""
+removal that leaves a hybrid model with linear-attention layers only; each before anything is written."""
 
 import json
 

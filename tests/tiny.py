@@ -12,8 +12,6 @@ VOCAB = 384
 # checkpoint (vision tower kept), qwen3_5 the hybrid of linear and full attention
 FAMILIES = ("llama", "qwen2", "qwen3", "qwen3_moe", "mistral", "mixtral", "gemma2", "gemma3", "gemma3-mm", "phi3",
             "olmo2", "smollm3", "gpt_oss", "qwen3_5", "deepseek_v3")
-# the families whose every layer has a KV cache: what the prefix-cached scorer and the multi-candidate generator take
-KV_FAMILIES = tuple(f for f in FAMILIES if f != "qwen3_5")
 # the families with sliding-window layers (every layer in Mistral's case), at the window `config` gives them
 SLIDING_FAMILIES = ("mistral", "gemma2", "gemma3", "gemma3-mm", "gpt_oss")
 

@@ -64,7 +64,7 @@ class Worker:
         self.spec = spec
         self.device = device_name(spec.device)
         self._model = self._tokenizer = self._scorer = self._generator = self._vllm_candidates = None
-        self._dtype_checked = self._said_one_at_a_time = False
+        self._dtype_checked = False
         self._unit: tuple[list[Request], list] | None = None
 
     @classmethod
@@ -199,7 +199,7 @@ class Worker:
         """Generations of `requests` for each candidate (removed layers), in order: all in one multi-candidate
         engine, or one candidate after another (`generation_engine`)."""
         self.check_dtype()
-        if self.spec.generation_engine != MULTI_CANDIDATE or self._one_at_a_time():
+        if self.spec.generation_engine != MULTI_CANDIDATE:
             return [self.generate(requests, removed, sampling) for removed in candidates]
         if self.spec.generator == "vllm":  # one engine, its layers switched between candidates
             if self._vllm_candidates is None:
@@ -218,22 +218,6 @@ class Worker:
         engine = CandidateGenerator(model, tokenizer, batch_tokens=self.spec.batch_tokens,
                                     decode_tokens=self.spec.generation_tokens)
         return engine.generate(requests, candidates, sampling)
-
-    def _one_at_a_time(self) -> bool:
-        """A hybrid model (linear-attention layers) under the HF multi-candidate engine: its candidates generate one
-        after another instead (the engine resumes and slices KV caches by row; a recurrent state has no rows to
-        slice at an earlier position), each on the model with its layers removed, as the per-candidate engine does."""
-        if self.spec.generator != "hf":
-            return False
-        from prunelab.models.view import LINEAR, view
-
-        model, _ = self._load()
-        hybrid = any(kind.attention == LINEAR for kind in view(model).kinds())
-        if hybrid and not self._said_one_at_a_time:
-            log.warning("prunelab: %s has linear-attention layers: its candidates generate one at a time (the "
-                     "multi-candidate engine needs a KV cache in every layer)", self.spec.model)
-            self._said_one_at_a_time = True
-        return hybrid
 
     def generate(self, requests: list[GenerationRequest], removed: tuple[int, ...],
                  sampling: Sampling) -> list[Generation]:

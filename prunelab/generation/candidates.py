@@ -36,7 +36,7 @@ from prunelab.generation.kv import KVRows, RowSkip
 from prunelab.generation.tokens import Ending, choose, item_uniforms
 from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.models.view import view
+from prunelab.models.view import LINEAR, require_attention, resume_point, view
 from prunelab.surgery import check_layers
 
 CHECK_CHUNK = 64  # output positions a candidate runs at a time when checked against the base output
@@ -83,7 +83,11 @@ class CandidateGenerator:
     def __init__(self, model, tokenizer, batch_tokens: int = 4096, decode_tokens: int = 32768, reuse: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.view = view(model)
-        self.view.require_kv_cache("the multi-candidate generator")
+        # a hybrid (Qwen3.5): its linear-attention layers keep a recurrent and a convolution state per row
+        # (`KVRows.states`), which holds no earlier position to resume from: a candidate that leaves the base
+        # output at token j prefills prompt + those j tokens to build its state (`_reprefill`)
+        self.linear = [kind.attention == LINEAR for kind in self.view.kinds()]
+        self.hybrid = any(self.linear)
         self.base = self.view.decoder
         self.num_layers = self.view.num_layers
         self.batch_tokens, self.decode_tokens, self.reuse = batch_tokens, decode_tokens, reuse
@@ -105,6 +109,8 @@ class CandidateGenerator:
                  sampling: Sampling) -> list[list[Generation]]:
         """Generations of every request for every candidate (layers removed; () is the base model), in order."""
         candidates = [tuple(check_layers(c, self.num_layers)) for c in candidates]
+        for removed in candidates:
+            require_attention(self.model.config, [layer for layer in range(self.num_layers) if layer not in removed])
         if not requests:
             return [[] for _ in candidates]
         longest = max(len(r.prompt_ids) for r in requests) + sampling.max_new_tokens
@@ -118,6 +124,7 @@ class CandidateGenerator:
         self.uniforms = None if sampling.greedy else torch.stack(
             [item_uniforms(sampling.seed, r.id, sampling.max_new_tokens) for r in requests])
         self.stats = [CandidateStats(c) for c in candidates]
+        self.prompts = [r.prompt_ids for r in requests]
         rows: dict[tuple[int, int], Row] = {}
         self._run(requests, candidates, rows)
         latency = time.perf_counter() - start
@@ -163,6 +170,14 @@ class CandidateGenerator:
 
     # -- pieces -----------------------------------------------------------------------------------------------
 
+    def new_cache(self) -> DynamicCache:
+        """An empty cache for the layers that run now: a hybrid's is laid out by `config.layer_types` (which
+        `view.keep` trims with the layers)."""
+        return DynamicCache(config=self.model.config) if self.hybrid else DynamicCache()
+
+    def rows_of(self, cache: DynamicCache, mask: torch.Tensor) -> KVRows:
+        return KVRows.from_cache(cache, mask, self.model.config)
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.view.logits(hidden)
 
@@ -203,10 +218,10 @@ class CandidateGenerator:
             positions = (mask.cumsum(1) - 1).clamp(min=0)
             with self.skip.rows(self.skip_rows([removed for _, _, removed in members])):
                 result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                   **with_cache(DynamicCache()), use_cache=True)
+                                   **with_cache(self.new_cache()), use_cache=True)
             first = self.choose(self.logits(result.last_hidden_state[:, -1]), [i for i, _, _ in members],
                                 [0] * len(members))
-            kv = KVRows.from_cache(cache_of(result), mask)
+            kv = self.rows_of(cache_of(result), mask)
             for r, ((i, c, removed), token) in enumerate(zip(members, first)):
                 row = Row(i, c, len(prompts[r]), [token])
                 row.finish = self.ending.reason(row.raw)
@@ -225,19 +240,19 @@ class CandidateGenerator:
         """Candidate `c`'s rows, each taking the base output up to its first differing token; the rows that go on
         are queued for decoding. The candidate runs over the base output in chunks of CHECK_CHUNK positions and a
         row leaves the batch at its first difference, so a candidate that differs early costs little."""
-        first = removed[0]
-        keep = [layer for layer in range(first + 1, self.num_layers) if layer not in removed]
-        out = []
+        start, keep = resume_point(removed, self.linear)
+        out, again = [], []
         for group, trace in traces:
             wp = trace.width_prompt
             alive = list(range(len(group)))  # rows of the trace still being checked
-            cache = DynamicCache()
+            cache = None
             for pos, end in _chunks(wp, trace.mask.shape[1]):
                 index = torch.tensor(alive, device=self.device)
-                recorded = trace.inputs[first]  # on its layer's device (a model spread over GPUs)
+                recorded = trace.inputs[start]  # on its layer's device (a model spread over GPUs)
                 hidden_in = recorded.index_select(0, index.to(recorded.device))[:, pos:end]
                 if keep:
                     with self.view.keep(keep):
+                        cache = self.new_cache() if cache is None else cache
                         result = self.base(inputs_embeds=hidden_in, attention_mask=trace.mask[index, :end],
                                            position_ids=trace.positions[index, pos:end], **with_cache(cache),
                                            use_cache=True)
@@ -256,11 +271,13 @@ class CandidateGenerator:
                     row = self._candidate_row(base, c, j, group[r], hidden[a, wp - 1 + j - pos] if j is not None
                                               else None)
                     out.append(row)
-                    if row.finish is None:  # its cache: prompt + the base output before j
-                        start = wp - base.prompt_len
+                    if row.finish is None and self.hybrid:  # its states at j: computed again (`_reprefill`)
+                        again.append((row, removed))
+                    elif row.finish is None:  # its cache: prompt + the base output before j
+                        first = wp - base.prompt_len
                         resumed = KVRows.from_cache(cache, trace.mask[index, :end]) if keep else None
                         layers = [(trace.kv, r) if layer not in keep else (resumed, a) for layer in range(self.num_layers)]
-                        kv = KVRows.join_layers([source.row(b, start, wp + j, [keep.index(layer) if layer in keep
+                        kv = KVRows.join_layers([source.row(b, first, wp + j, [keep.index(layer) if layer in keep
                                                                                   else layer])
                                                  for layer, (source, b) in enumerate(layers)])
                         decoding.add(Pending(row, kv), removed)
@@ -268,9 +285,33 @@ class CandidateGenerator:
                     break
                 if len(going) < len(alive) and keep:
                     kept = torch.tensor(going, device=self.device)
-                    cache = KVRows.from_cache(cache, trace.mask[index, :end]).select_rows(kept).cache()
+                    if self.hybrid:  # the cache's own row selection, which selects states as it does keys
+                        cache.reorder_cache(kept)
+                    else:
+                        cache = KVRows.from_cache(cache, trace.mask[index, :end]).select_rows(kept).cache()
                 alive = [alive[a] for a in going]
+        if again:
+            self._reprefill(again, decoding)
         return out
+
+    def _reprefill(self, rows: list[tuple[Row, tuple[int, ...]]], decoding: "_Decoder") -> None:
+        """A hybrid's candidate rows that left the base output: each (row, removed layers) runs its prompt and the
+        base output it took (`row.raw[:-1]`) with its layers removed, for the cache and states it decodes from."""
+        tokens = [list(self.prompts[row.item]) + row.raw[:-1] for row, _ in rows]
+        for group in self._groups([len(t) for t in tokens]):
+            width = max(len(tokens[g]) for g in group)
+            ids = torch.full((len(group), width), self.pad_id, dtype=torch.long, device=self.device)
+            mask = torch.zeros_like(ids)
+            for r, g in enumerate(group):
+                ids[r, width - len(tokens[g]):] = torch.tensor(tokens[g], device=self.device)
+                mask[r, width - len(tokens[g]):] = 1
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            with self.skip.rows(self.skip_rows([rows[g][1] for g in group])):
+                result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                   **with_cache(self.new_cache()), use_cache=True)
+            kv = self.rows_of(cache_of(result), mask)
+            for r, g in enumerate(group):
+                decoding.add(Pending(rows[g][0], kv.row(r, width - len(tokens[g]), width)), rows[g][1])
 
     def _candidate_row(self, base: Row, c: int, j: int | None, item: int, hidden_at_j) -> Row:
         """The candidate's row given its first difference `j` from the base output (None: none)."""
@@ -310,8 +351,8 @@ class CandidateGenerator:
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         with self.view.recording() as inputs:
             result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               **with_cache(DynamicCache()), use_cache=True)
-        return _Trace(inputs, KVRows.from_cache(cache_of(result), mask), mask, positions, width_prompt)
+                               **with_cache(self.new_cache()), use_cache=True)
+        return _Trace(inputs, self.rows_of(cache_of(result), mask), mask, positions, width_prompt)
 
 
 @dataclass
@@ -376,7 +417,7 @@ class _Decoder:
         with g.skip.rows(self.skip):
             result = g.base(input_ids=ids, attention_mask=mask, position_ids=positions,
                             **with_cache(self.kv.cache()), use_cache=True)
-        self.kv = KVRows.from_cache(cache_of(result), mask)
+        self.kv = g.rows_of(cache_of(result), mask)
         tokens = g.choose(g.logits(result.last_hidden_state[:, -1]), [row.item for row in self.rows],
                           [len(row.raw) for row in self.rows])
         going = []

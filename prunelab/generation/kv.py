@@ -5,6 +5,9 @@ column, so token distances, and with them sliding windows, are those of the row 
 and origins (a prompt prefill, a candidate resumed from the base model's output) are concatenated into one decode
 batch, and finished rows are dropped, with the columns no remaining row uses trimmed.
 
+A hybrid model's linear-attention layers keep a state per row instead of keys and values (`KVRows.states`): rows
+are selected and joined alike, and a state, which has no columns, needs no padding.
+
 `RowSkip` makes one batch run different models: at layer l, the rows whose candidate removed l leave it with the
 hidden state they entered with. The layer still computes (and caches) something for those rows, which they never
 read: a removed layer's cache entries are only ever read by that layer, for the same row, and thrown away.
@@ -19,9 +22,14 @@ from transformers import DynamicCache
 
 @dataclass
 class KVRows:
-    keys: list[torch.Tensor]  # per layer (B, heads, T, head_dim)
-    values: list[torch.Tensor]
+    keys: list[torch.Tensor | None]  # per layer (B, heads, T, head_dim); None for a linear-attention layer
+    values: list[torch.Tensor | None]
     mask: torch.Tensor  # (B, T) long: 1 where a row has a token
+    # a hybrid's linear-attention layers (Qwen3.5): per layer (convolution state, recurrent state), batch first, the
+    # state after each row's last column; None for an attention layer, or no list where there is none. A state has
+    # no columns: left-padding leaves it as unpadded (the model zeroes padded inputs, from a zero state)
+    states: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None
+    config: object = None  # the model config a hybrid cache is laid out by
 
     @property
     def rows(self) -> int:
@@ -32,19 +40,49 @@ class KVRows:
         return self.mask.shape[1]
 
     @classmethod
-    def from_cache(cls, cache: DynamicCache, mask: torch.Tensor) -> "KVRows":
-        return cls([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask)
+    def from_cache(cls, cache: DynamicCache, mask: torch.Tensor, config=None) -> "KVRows":
+        linear = [hasattr(layer, "conv_states") for layer in cache.layers]
+        if not any(linear):
+            return cls([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers], mask)
+        return cls([None if lin else layer.keys for lin, layer in zip(linear, cache.layers)],
+                   [None if lin else layer.values for lin, layer in zip(linear, cache.layers)], mask,
+                   [(layer.conv_states[0], layer.recurrent_states[0]) if lin else None
+                    for lin, layer in zip(linear, cache.layers)], config)
 
     def cache(self) -> DynamicCache:
-        return DynamicCache(ddp_cache_data=list(zip(self.keys, self.values)))
+        if self.states is None:
+            return DynamicCache(ddp_cache_data=list(zip(self.keys, self.values)))
+        # transformers builds a hybrid cache from its config only; its linear layers are filled as after a forward
+        # over `width` columns (the length a decode step reads its positions from, as the attention layers' keys)
+        cache = DynamicCache(config=self.config)
+        for layer, keys, values, state in zip(cache.layers, self.keys, self.values, self.states):
+            if state is None:
+                layer.update(keys, values)
+                continue
+            conv, recurrent = state
+            layer.lazy_initialization(conv_states=conv, recurrent_states=recurrent)
+            layer.conv_states[0].copy_(conv)
+            layer.recurrent_states[0].copy_(recurrent)
+            layer.has_previous_state[0] = True
+            layer.cumulative_length_linear.fill_(self.width)
+        return cache
+
+    def _with(self, keys, values, mask, states) -> "KVRows":
+        return KVRows(keys, values, mask, states, self.config)
 
     def row(self, r: int, start: int, end: int, layers: list[int] | None = None) -> "KVRows":
         """A copy of row `r`'s columns [start, end) (which must all be its tokens). `layers[l]` picks which of this
-        batch's layers becomes layer l of the copy (by default the same)."""
+        batch's layers becomes layer l of the copy (by default the same). A linear-attention layer's state is the
+        row's after its last column: `end` must be that column's end."""
         layers = list(range(len(self.keys))) if layers is None else layers
-        return KVRows([self.keys[i][r : r + 1, :, start:end].clone() for i in layers],
-                      [self.values[i][r : r + 1, :, start:end].clone() for i in layers],
-                      torch.ones(1, end - start, dtype=self.mask.dtype, device=self.mask.device))
+
+        def cut(t):
+            return None if t is None else t[r : r + 1, :, start:end].clone()
+
+        states = None if self.states is None else [
+            None if self.states[i] is None else tuple(t[r : r + 1].clone() for t in self.states[i]) for i in layers]
+        return self._with([cut(self.keys[i]) for i in layers], [cut(self.values[i]) for i in layers],
+                          torch.ones(1, end - start, dtype=self.mask.dtype, device=self.mask.device), states)
 
     @staticmethod
     def join_layers(parts: list["KVRows"]) -> "KVRows":
@@ -59,24 +97,39 @@ class KVRows:
         def padded(t: torch.Tensor, w: int) -> torch.Tensor:
             return t if w == width else torch.nn.functional.pad(t, (0, 0, width - w, 0))
 
-        keys = [torch.cat([padded(p.keys[l], p.width) for p in parts]) for l in range(len(parts[0].keys))]
-        values = [torch.cat([padded(p.values[l], p.width) for p in parts]) for l in range(len(parts[0].keys))]
+        def joined(layer: int, which: str):
+            if getattr(parts[0], which)[layer] is None:
+                return None
+            return torch.cat([padded(getattr(p, which)[layer], p.width) for p in parts])
+
+        layers = range(len(parts[0].keys))
         mask = torch.cat([torch.nn.functional.pad(p.mask, (width - p.width, 0)) for p in parts])
-        return KVRows(keys, values, mask)
+        states = None if parts[0].states is None else [
+            None if parts[0].states[l] is None else tuple(torch.cat([p.states[l][i] for p in parts]) for i in (0, 1))
+            for l in layers]
+        return parts[0]._with([joined(l, "keys") for l in layers], [joined(l, "values") for l in layers], mask,
+                              states)
+
+    def _rows(self, index: torch.Tensor, start: int = 0) -> "KVRows":
+        """Rows `index` (each layer's on its own device: a model spread over GPUs), from column `start`."""
+        def pick(t):
+            return None if t is None else t.index_select(0, index.to(t.device))[:, :, start:]
+
+        states = None if self.states is None else [
+            None if s is None else tuple(t.index_select(0, index.to(t.device)) for t in s) for s in self.states]
+        return self._with([pick(k) for k in self.keys], [pick(v) for v in self.values],
+                          self.mask.index_select(0, index.to(self.mask.device))[:, start:], states)
 
     def select_rows(self, index: torch.Tensor) -> "KVRows":
-        """Rows `index`, every column kept (each layer's on its own device: a model spread over GPUs)."""
-        return KVRows([k.index_select(0, index.to(k.device)) for k in self.keys],
-                      [v.index_select(0, index.to(v.device)) for v in self.values],
-                      self.mask.index_select(0, index.to(self.mask.device)))
+        """Rows `index`, every column kept."""
+        return self._rows(index)
 
     def select(self, rows: list[int]) -> "KVRows":
         """Rows `rows`, without the leading columns that are padding for all of them."""
         index = torch.tensor(rows, device=self.mask.device)
         mask = self.mask.index_select(0, index)
         start = int((mask.cumsum(1) == 0).sum(1).min()) if len(rows) else 0
-        return KVRows([k.index_select(0, index.to(k.device))[:, :, start:] for k in self.keys],
-                      [v.index_select(0, index.to(v.device))[:, :, start:] for v in self.values], mask[:, start:])
+        return self._rows(index, start)
 
 
 class RowSkip:

@@ -141,15 +141,29 @@ def attention_window(config) -> int | None:
     return None
 
 
-def require_kv_cache(config, what: str) -> None:
-    """Refuses `what` (a component that resumes KV caches by row at earlier positions: the multi-candidate
-    generator) on a model with recurrent-state layers, naming them."""
-    linear = [i for i, kind in enumerate(layer_kinds(config)) if kind.attention == LINEAR]
-    if linear:
-        raise ModelError(
-            f"{what} needs a KV cache in every layer, and {config.model_type} layers {linear} are linear attention "
-            "(a recurrent state holds no earlier position to resume from). A sweep generates such a model's "
-            "candidates one at a time (the per-candidate engine)")
+def resume_point(removed, linear: list[bool]) -> tuple[int, list[int]]:
+    """(start, keep) for running a model without the sorted, non-empty layers `removed` from the recorded input of
+    layer `start`: the first removed layer, then the kept layers after it. Where those are linear-attention layers
+    only (`linear`: per layer of the whole model), transformers has no attention layer to size a hybrid's masks
+    from: it starts at the last attention layer before instead (recorded input, that layer and the kept ones)."""
+    start, num_layers = removed[0], len(linear)
+    keep = [layer for layer in range(start + 1, num_layers) if layer not in removed]
+    if any(linear) and keep and all(linear[layer] for layer in keep):
+        before = [layer for layer in range(start) if not linear[layer]]
+        if before:
+            start = before[-1]
+            keep = [layer for layer in range(start, num_layers) if layer not in removed]
+    return start, keep
+
+
+def require_attention(config, keep) -> None:
+    """Refuses keeping only the layers `keep` of a hybrid model where they are linear-attention layers only:
+    transformers' cache of a hybrid model sizes its masks from an attention layer, and with none it fails."""
+    attention = [kind.attention for kind in layer_kinds(config)]
+    if LINEAR in attention and all(attention[i] == LINEAR for i in keep):
+        raise ModelError(f"removing these layers leaves {config.model_type} with linear-attention layers only; keep "
+                         f"at least one of its attention layers "
+                         f"{[i for i, a in enumerate(attention) if a != LINEAR]}")
 
 
 def keep_in_config(config, keep: list[int]) -> None:
@@ -159,12 +173,7 @@ def keep_in_config(config, keep: list[int]) -> None:
     family = family_of(config)
     text = text_config(config)
     kinds = family.moe(text)
-    attention = [kind.attention for kind in layer_kinds(config)]
-    if LINEAR in attention and all(attention[i] == LINEAR for i in keep):
-        # transformers' cache of a hybrid model sizes its masks from an attention layer: with none, it fails
-        raise ModelError(f"removing these layers leaves {config.model_type} with linear-attention layers only; keep "
-                         f"at least one of its attention layers "
-                         f"{[i for i, a in enumerate(attention) if a != LINEAR]}")
+    require_attention(config, keep)
     changes = family.moe_fields(text, [kinds[i] for i in keep])  # raises before `config` is touched
     for name in PER_LAYER_LISTS:
         values = getattr(text, name, None)
@@ -282,9 +291,6 @@ class ModelView:
         source = inspect.getsource(type(self.decoder).forward)
         return "mapping" if "attention_mask, dict)" in source else None
 
-    def require_kv_cache(self, what: str) -> None:
-        require_kv_cache(self.model.config, what)
-
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits from final-normed hidden states, softcapped where the family softcaps."""
         logits = self.head(hidden.to(self.head.weight.device)).float()
@@ -346,4 +352,4 @@ def view(model: nn.Module) -> ModelView:
 
 __all__ = ["DENSE", "FAMILIES", "FULL", "LINEAR", "SLIDING", "SPARSE", "SUPPORTED_MODEL_TYPES", "Family",
            "LayerKind", "ModelView", "attention_window", "family_of", "keep_in_config", "layer_kinds",
-           "require_kv_cache", "text_config", "view"]
+           "require_attention", "resume_point", "text_config", "view"]

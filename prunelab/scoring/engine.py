@@ -23,7 +23,7 @@ from transformers import DynamicCache
 
 from prunelab.hardware import attention_backends
 from prunelab.models.cache_api import cache_of, with_cache
-from prunelab.models.view import FULL, LINEAR, SLIDING, view
+from prunelab.models.view import FULL, LINEAR, SLIDING, resume_point, view
 from prunelab.scoring.requests import Request, Scores
 
 
@@ -160,17 +160,8 @@ class Scorer:
 
     def resume_point(self, removed: Sequence[int]) -> tuple[int, list[int]]:
         """(start, keep) for `run(..., keep=keep, resume=(start, capture))` without the sorted, non-empty layers
-        `removed`: from the recorded input of the first removed layer, the kept layers after it. Where those are
-        linear-attention layers only (transformers sizes a hybrid's masks from an attention layer), it starts at the
-        last attention layer before it instead (recorded input, that layer and the kept ones after it)."""
-        start = removed[0]
-        keep = [layer for layer in range(start + 1, self.num_layers) if layer not in removed]
-        if self.hybrid and keep and all(self.linear[layer] for layer in keep):
-            before = [layer for layer in range(start) if not self.linear[layer]]
-            if before:
-                start = before[-1]
-                keep = [layer for layer in range(start, self.num_layers) if layer not in removed]
-        return start, keep
+        `removed` (`models.view.resume_point`)."""
+        return resume_point(removed, self.linear)
 
     @torch.inference_mode()
     def score(self, requests: Sequence[Request], removed: Sequence[int] = ()) -> list[Scores]:

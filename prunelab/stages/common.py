@@ -40,8 +40,8 @@ def check_reasoning(facts, tasks: dict) -> None:
 def check_engines(facts, worker: WorkerSpec, tasks: dict) -> None:
     """Refuses, before anything is written, a model whose layers the chosen engines cannot run (a hybrid model under
     vLLM's batch-invariant mode), and thinking settings its template or context cannot hold (`check_reasoning`).
-    The prefix-cached scorer runs hybrids (left-padded, `scoring.engine.plan_batches`); the multi-candidate
-    generator hands their candidates to the per-candidate path (`Worker.generate_candidates`)."""
+    The prefix-cached scorer runs hybrids (left-padded, `scoring.engine.plan_batches`), and the multi-candidate
+    generator too (their states per row, `generation.kv.KVRows`)."""
     from prunelab.tasks import is_generative
 
     if worker.batch_invariant and any(is_generative(name) for name in tasks):

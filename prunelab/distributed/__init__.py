@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-from prunelab.distributed.worker_logs import quiet_worker_logs
+from prunelab.distributed.worker_logs import SETUP_HOOK, quiet_worker_logs
 from prunelab.errors import PrunelabError
 
 REACH_TIMEOUT_S = 5.0
@@ -55,7 +55,10 @@ def connect(address: str | None = None) -> None:
     if not address:
         notice.setLevel(logging.ERROR)
     try:
-        ray.init(address=address or "local", log_to_driver=True)
+        # on an instance of its own, every worker raises the loggers of Ray's that only say Ray's own state
+        # (`worker_logs.quiet_worker_loggers`); an existing cluster's workers run its job's runtime env as given
+        ray.init(address=address or "local", log_to_driver=True,
+                 runtime_env=None if address else {"worker_process_setup_hook": SETUP_HOOK})
     except ConnectionError as exc:
         raise ClusterUnreachable(f"cannot attach to a Ray cluster at {address} ({source}): {exc}") from None
     except Exception as exc:

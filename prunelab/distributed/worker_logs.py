@@ -7,19 +7,34 @@
   monitor" when the cluster shuts down under it.
 - Blank lines that Ray Train workers print, which reach the log as an empty "(RayTrainWorker pid=...)" line.
 
-A C++ log line has no logger to set a level on, so the filter sits where the driver prints its workers' lines:
-Ray's log dispatcher (`ray._private.ray_logging`, a private seam; where a Ray release moves it, the lines pass as
-before and nothing else changes). Every other line, Ray's own errors included, passes unchanged.
+The Python logger's line is silenced at its source: its level, set in every worker process of a Ray instance that
+prunelab starts (`quiet_worker_loggers`, Ray's `worker_process_setup_hook`). A C++ log line has no logger and no
+setting for one message (the only switch, RAY_BACKEND_LOG_LEVEL, would also hide Ray's real errors, from its log
+files too), and raising Ray's inline-argument size does not keep those arguments out of the object store (tried:
+Ray Data puts them there itself). So that line, and blank lines, are dropped where the driver prints its workers'
+lines: Ray's log dispatcher (`ray._private.ray_logging`, a private seam; where a Ray release moves it, the lines pass
+as before and nothing else changes). Every other line, Ray's own errors included, passes unchanged. The same
+message from the driver's own core worker (Ray Data's actors are created there) goes straight to its stderr and
+stays.
 """
 
+import logging
 import re
 
 NOISE = (
     re.compile(r"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the object store and "
                r"max_restarts > 0"),
-    re.compile(r"Failed to query Ray Train Controller actor state"),
 )
 _HANDLER = "ray_print_logs"
+# loggers of Ray's own whose warnings ask nothing of the user, and the level they are raised to
+QUIET_LOGGERS = {"ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR}
+SETUP_HOOK = "prunelab.distributed.worker_logs.quiet_worker_loggers"
+
+
+def quiet_worker_loggers() -> None:
+    """Ray's `worker_process_setup_hook` for a Ray instance prunelab starts: runs in each worker process."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def is_noise(line: str) -> bool:
@@ -56,4 +71,4 @@ def quiet_worker_logs() -> bool:
     return found
 
 
-__all__ = ["NOISE", "is_noise", "quiet_worker_logs"]
+__all__ = ["NOISE", "QUIET_LOGGERS", "SETUP_HOOK", "is_noise", "quiet_worker_loggers", "quiet_worker_logs"]

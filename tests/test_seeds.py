@@ -19,7 +19,7 @@ TASKS = {"gsm8k": {"kind": "generative", "label": "gsm8k", "primary_metric": "ex
 
 def eval_dir(root, values: dict[str, np.ndarray], base: dict[str, np.ndarray] | None = None):
     """A finished `prunelab eval` directory: the model's (and the base model's) per-item 0/1 values."""
-    store = ResultsStore(root, model="m")
+    store = ResultsStore(root, model=f"checkpoint of {root.name}")  # each run its own model, as in a pipeline
     for candidate, per_task in [(Candidate((), "model"), values), *([(Candidate(()), base)] if base else [])]:
         for task, v in per_task.items():
             store.write(task, candidate, [(f"{task}-{i}", {TASKS[task]["primary_metric"]: float(x)})

@@ -200,8 +200,11 @@ def _seed_means(combined, seeds: dict[str, list[tuple[str, int]]]):
         rows = frame[frame.candidate.isin([run for run, _ in members])]
         counts = rows.groupby(["task", "item_id", "metric"])["value"].transform("size")
         rows = rows[counts == len(members)]
-        mean = rows.groupby(["model", "task", "item_id", "metric"], as_index=False).agg(value=("value", "mean"))
-        means.append(mean.assign(candidate=label, removed=[[] for _ in range(len(mean))]))
+        # over the runs, whose `model` (each run's checkpoint) differs: the mean row is the first run's model's
+        mean = rows.groupby(["task", "item_id", "metric"], as_index=False).agg(value=("value", "mean"))
+        first = frame.loc[frame.candidate == members[0][0], "model"]
+        means.append(mean.assign(model=first.iloc[0] if len(first) else label, candidate=label,
+                                 removed=[[] for _ in range(len(mean))]))
     frame["candidate"] = frame["candidate"].replace(rename)
     out = pd.concat([frame, *means], ignore_index=True)[SCHEMA.names]
     return pa.Table.from_pandas(out, schema=SCHEMA, preserve_index=False)

